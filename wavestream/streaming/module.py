@@ -1,0 +1,101 @@
+"""The streaming-module contract (DESIGN.md §2).
+
+A ``StreamingModule`` is explicitly stateful: ``init_state`` builds a flat state dict, ``step``
+maps ``(x, state) -> (y, new_state)`` without mutating its inputs, and ``forward(x)`` is exactly
+``step(x, init_state(B))`` so offline inference is the streaming code path from a zero state.
+
+Time is always the last dimension. ``step`` accepts any length that is a multiple of ``hop``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .state import State, prefixed, sub_state
+
+AUDIO, SOURCES, TOKENS, EVENTS, FEATURES = "audio", "sources", "tokens", "events", "features"
+
+
+class StreamingModule(nn.Module):
+    #: model sample rate in Hz (None for layers that do not care)
+    sample_rate: int | None = None
+    #: input time steps per step unit; ``step`` inputs must be a multiple of this
+    hop: int = 1
+    #: algorithmic latency in input time steps: output at t depends on input up to t + latency
+    latency: int = 0
+    input_kind: str = FEATURES
+    output_kind: str = FEATURES
+
+    def init_state(self, batch: int = 1, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> State:
+        """Zero state for ``batch`` streams: this module's own entries plus its children's."""
+        dtype = dtype or torch.float32
+        state = self.own_state(batch, device, dtype)
+        for name, child in self.streaming_children():
+            state.update(prefixed(child.init_state(batch, device, dtype), name))
+        return state
+
+    def own_state(self, batch: int, device: torch.device | str | None, dtype: torch.dtype) -> State:
+        """State entries that belong to this module itself (not its streaming children)."""
+        return {}
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.step(x, self.init_state(x.shape[0], x.device, x.dtype))[0]
+
+    # -- helpers for composite modules -------------------------------------------------------
+    def streaming_children(self, prefix: str = "") -> Iterator[tuple[str, StreamingModule]]:
+        """The nearest StreamingModule descendants (looking through plain containers)."""
+        for name, child in self.named_children():
+            path = f"{prefix}{name}"
+            if isinstance(child, StreamingModule):
+                yield path, child
+            else:
+                yield from StreamingModule.streaming_children(child, path + ".")  # type: ignore[arg-type]
+
+    def step_child(self, name: str, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
+        """Step the child at dotted path ``name`` with its slice of ``state``; record its new state."""
+        child = self.get_submodule(name)
+        y, s = child.step(x, sub_state(state, name))
+        new_state.update(prefixed(s, name))
+        return y
+
+    def check_length(self, x: torch.Tensor) -> None:
+        if x.shape[-1] % self.hop:
+            raise ValueError(f"{type(self).__name__}.step needs a multiple of hop={self.hop} time steps, "
+                             f"got {x.shape[-1]}")
+
+
+class StreamingSequential(StreamingModule):
+    """Streaming modules applied in order; hop and latency compose along the chain."""
+
+    def __init__(self, *layers: StreamingModule):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        hop, latency, scale = 1, 0, 1  # scale: input steps per time step at the current layer
+        for layer in layers:
+            # a layer needs `layer.hop` of its own input steps = layer.hop * scale model inputs
+            need = layer.hop * scale
+            hop = hop * need // _gcd(hop, need)
+            latency += layer.latency * scale
+            scale *= getattr(layer, "stride", 1)
+        self.hop, self.latency = hop, latency
+        self.sample_rate = layers[0].sample_rate if layers else None
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        self.check_length(x)
+        new_state: State = {}
+        for i in range(len(self.layers)):
+            x = self.step_child(f"layers.{i}", x, state, new_state)
+        return x, new_state
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
