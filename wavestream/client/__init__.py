@@ -1,0 +1,1 @@
+"""wavestream.client."""

@@ -1,0 +1,1 @@
+"""The networks. Importing this package registers every built-in model with the registry."""

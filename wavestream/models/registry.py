@@ -1,0 +1,101 @@
+"""Model registry: names -> constructors + shipped weights (safetensors) + model cards (JSON).
+
+A model module registers itself with ``@register("name", ...)``; ``load_model`` builds it, loads
+the shipped weights when present (never pickle) and returns it in eval mode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from wavestream.streaming.module import StreamingModule
+
+WEIGHTS_DIR = Path(str(resources.files("wavestream.models") / "weights"))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str  # enhance | separate | codec | kws
+    build: Callable[..., StreamingModule]
+    description: str = ""
+
+    @property
+    def weights_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.safetensors"
+
+    @property
+    def card_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.json"
+
+    def card(self) -> dict:
+        return json.loads(self.card_path.read_text()) if self.card_path.exists() else {}
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, task: str, description: str = ""):
+    def deco(build: Callable[..., StreamingModule]):
+        _REGISTRY[name] = ModelSpec(name, task, build, description)
+        return build
+    return deco
+
+
+def _ensure_loaded() -> None:
+    import wavestream.models  # noqa: F401  (importing the package registers the built-in models)
+
+
+def model_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    return _REGISTRY[name]
+
+
+def load_model(name: str, weights: str | Path | None = None, **params) -> StreamingModule:
+    """Build model ``name`` with its card's config (overridden by ``params``) and load its weights.
+
+    ``weights`` overrides the shipped file; without either, the model keeps its random init and
+    ``model.trained`` is False (callers may refuse or warn).
+    """
+    spec = get_spec(name)
+    config = {**spec.card().get("config", {}), **params}
+    model = spec.build(**config)
+    path = Path(weights) if weights is not None else spec.weights_path
+    model.trained = path.exists()
+    if path.exists():
+        model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def describe(name: str) -> dict:
+    """What `wavestream models` and `GET /v1/models` show about a model."""
+    spec = get_spec(name)
+    model = load_model(name)
+    card = spec.card()
+    return {
+        "name": name,
+        "task": spec.task,
+        "description": spec.description or card.get("description", ""),
+        "sample_rate": model.sample_rate,
+        "hop": model.hop,
+        "latency_samples": model.latency,
+        "latency_ms": 1000.0 * model.latency / model.sample_rate if model.sample_rate else None,
+        "input": model.input_kind,
+        "output": model.output_kind,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trained": model.trained,
+        "metrics": card.get("metrics", {}),
+    }
