@@ -1,0 +1,189 @@
+"""Wire protocol v1 (DESIGN.md §4, docs/protocol.md): the JSON messages, error codes and close codes.
+
+Shared by the server and the client so both sides parse the same schemas. Binary messages carry
+audio (or tokens) and have no schema here; their layouts are described by ``OutputInfo``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+ENCODINGS = ("pcm_s16le", "pcm_f32le")
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000
+MAX_CHANNELS = 8
+
+# WebSocket close codes (RFC 6455 §7.4.1 plus the registered 1013)
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # server shutting down
+CLOSE_UNSUPPORTED = 1003
+CLOSE_INVALID = 1007
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+#: error code -> close code; docs/protocol.md has the same table with the reasons
+ERROR_CLOSE_CODES = {
+    "not_started": CLOSE_UNSUPPORTED,         # binary audio (or a control) before "start"
+    "already_started": CLOSE_UNSUPPORTED,     # a second "start"
+    "unsupported_message": CLOSE_UNSUPPORTED, # unknown "type"
+    "unsupported_encoding": CLOSE_UNSUPPORTED,
+    "invalid_json": CLOSE_INVALID,
+    "invalid_message": CLOSE_INVALID,         # right type, wrong fields
+    "invalid_audio": CLOSE_INVALID,           # partial frames, NaN/Inf samples
+    "unknown_model": CLOSE_INVALID,
+    "invalid_params": CLOSE_INVALID,
+    "unauthorized": CLOSE_POLICY,
+    "idle_timeout": CLOSE_POLICY,
+    "message_too_big": CLOSE_TOO_BIG,
+    "internal_error": CLOSE_INTERNAL,
+    "at_capacity": CLOSE_TRY_AGAIN,
+    "shutting_down": CLOSE_TRY_AGAIN,
+}
+
+
+class ProtocolError(Exception):
+    """A protocol violation: the server answers ``{"type":"error",...}`` then closes with ``close_code``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close_code = ERROR_CLOSE_CODES[code]
+
+    def to_message(self) -> ErrorMessage:
+        return ErrorMessage(code=self.code, message=self.message)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- client -> server ------------------------------------------------------------------------------
+class StartMessage(_Message):
+    type: Literal["start"]
+    model: str = Field(min_length=1, max_length=100)
+    sample_rate: int = Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)
+    channels: int = Field(1, ge=1, le=MAX_CHANNELS)
+    encoding: str = "pcm_s16le"
+    #: encoding of output audio; defaults to the input encoding
+    output_encoding: str | None = None
+    #: model-specific options (e.g. a codec's bitrate)
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: ask for per-chunk server latencies in the final "done" message (benchmarks)
+    debug: bool = False
+
+
+class FlushMessage(_Message):
+    type: Literal["flush"]
+    id: int | str
+
+
+class ResetMessage(_Message):
+    type: Literal["reset"]
+
+
+class EndMessage(_Message):
+    type: Literal["end"]
+
+
+ClientMessage = Annotated[StartMessage | FlushMessage | ResetMessage | EndMessage, Field(discriminator="type")]
+_client_adapter = TypeAdapter(ClientMessage)
+CLIENT_TYPES = ("start", "flush", "reset", "end")
+
+
+def parse_client_message(text: str) -> StartMessage | FlushMessage | ResetMessage | EndMessage:
+    """Parse one client text message or raise ``ProtocolError`` with the right code."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError("invalid_json", f"text message is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_json", "text message must be a JSON object")
+    kind = data.get("type")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError("unsupported_message",
+                            f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_TYPES)}")
+    try:
+        msg = _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid_message", f"bad {kind!r} message: {_brief(exc)}") from None
+    if isinstance(msg, StartMessage):
+        for enc in (msg.encoding, msg.output_encoding):
+            if enc is not None and enc not in ENCODINGS:
+                raise ProtocolError("unsupported_encoding",
+                                    f"unsupported encoding {enc!r}; use one of {', '.join(ENCODINGS)}")
+    return msg
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
+
+
+# -- server -> client ------------------------------------------------------------------------------
+class OutputInfo(_Message):
+    """What the server's binary (or event) messages carry; see docs/protocol.md for each layout."""
+
+    kind: Literal["audio", "sources", "tokens", "events"]
+    #: audio / sources: frames per second of the binary output
+    sample_rate: int | None = None
+    #: audio: channels per frame; sources: channels per source
+    channels: int | None = None
+    encoding: str | None = None
+    #: sources: their names in interleaving order (channel index = source * channels + channel)
+    sources: list[str] | None = None
+    #: tokens: codebooks per frame, frames per second, and the integer type on the wire
+    codebooks: int | None = None
+    frame_rate: float | None = None
+    dtype: str | None = None
+
+
+class ReadyMessage(_Message):
+    type: Literal["ready"] = "ready"
+    protocol: int = PROTOCOL_VERSION
+    session: str
+    model: dict[str, Any]
+    latency_ms: float
+    output: OutputInfo
+
+
+class FlushedMessage(_Message):
+    type: Literal["flushed"] = "flushed"
+    id: int | str
+
+
+class DoneMessage(_Message):
+    type: Literal["done"] = "done"
+    #: "end" after the client's end message, "shutdown" when the server is stopping
+    reason: Literal["end", "shutdown"] = "end"
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventMessage(_Message):
+    """A detection from an events model (e.g. a keyword), times in seconds of input audio."""
+
+    type: Literal["event"] = "event"
+    name: str
+    start: float
+    end: float
+    score: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorMessage(_Message):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+ServerMessage = Annotated[ReadyMessage | FlushedMessage | DoneMessage | EventMessage | ErrorMessage,
+                          Field(discriminator="type")]
+_server_adapter = TypeAdapter(ServerMessage)
+
+
+def parse_server_message(text: str) -> ReadyMessage | FlushedMessage | DoneMessage | EventMessage | ErrorMessage:
+    return _server_adapter.validate_json(text)

@@ -1,0 +1,63 @@
+"""Service settings: every limit in one place, from ``WAVESTREAM_*`` env vars or `wavestream serve` flags.
+
+docs/deployment.md lists them all; keep that table in step with this class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WAVESTREAM_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    #: accepted API keys (comma-separated in the env var); empty = no authentication
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: most concurrent streaming sessions (WebSocket streams + REST/job work); more get 1013 / 503
+    max_sessions: int = Field(64, ge=1)
+    #: largest single WebSocket message (binary audio or text) in bytes; larger gets 1009
+    max_message_bytes: int = Field(1 << 20, ge=1024)
+    #: largest REST upload in MiB (413 above)
+    max_upload_mb: float = Field(100.0, gt=0)
+    #: longest REST upload in seconds of audio (413 above)
+    max_upload_seconds: float = Field(3600.0, gt=0)
+    #: a WebSocket with no message for this many seconds is closed (1008 idle_timeout); 0 = never
+    idle_timeout: float = Field(60.0, ge=0)
+    #: engine worker threads (one per core; each runs torch with one intra-op thread)
+    workers: int = Field(1, ge=1)
+    #: most chunks stacked into one model step
+    max_batch: int = Field(32, ge=1)
+    #: how long the oldest ready chunk may wait for a fuller batch (ms); None = a quarter hop
+    max_wait_ms: float | None = Field(None, ge=0)
+    #: process each session on its own (no cross-stream batching); for comparison and debugging
+    per_session: bool = False
+    #: where async jobs (uploads, results, status) live; survives restarts
+    data_dir: Path = Path("wavestream-data")
+    #: models loaded at start so the first stream does not pay for it (comma-separated)
+    preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: seconds a graceful shutdown waits for sessions to send their final audio
+    shutdown_timeout: float = Field(10.0, ge=0)
+
+    @field_validator("api_keys", "preload", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        # env vars carry lists as "a,b" (NoDecode stops pydantic-settings from expecting JSON)
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def ws_frame_limit(self) -> int:
+        """The transport's own frame limit: above ours, so that we can answer 1009 with a JSON error
+        first; frames past even this are cut by the WebSocket layer (bare close 1009)."""
+        return 2 * self.max_message_bytes + 65536
