@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 from torch import nn
 
@@ -26,6 +28,7 @@ class CausalConv1d(StreamingModule):
                               groups=groups, bias=bias)
         self.stride = stride
         self.hop = stride
+        self.out_per_in = Fraction(1, stride)
         self.context = effective - stride
 
     def own_state(self, batch, device, dtype) -> State:

@@ -9,7 +9,9 @@ Time is always the last dimension. ``step`` accepts any length that is a multipl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from fractions import Fraction
 
 import torch
 from torch import nn
@@ -26,6 +28,9 @@ class StreamingModule(nn.Module):
     hop: int = 1
     #: algorithmic latency in input time steps: output at t depends on input up to t + latency
     latency: int = 0
+    #: output time steps per input time step: 1/stride for a downsampler (an STFT: 1/hop samples),
+    #: the stride for an upsampler (a transposed conv, an inverse STFT)
+    out_per_in: Fraction = Fraction(1)
     input_kind: str = FEATURES
     output_kind: str = FEATURES
 
@@ -77,14 +82,16 @@ class StreamingSequential(StreamingModule):
     def __init__(self, *layers: StreamingModule):
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        hop, latency, scale = 1, 0, 1  # scale: input steps per time step at the current layer
+        hop, latency, scale = 1, 0, Fraction(1)  # scale: model input steps per time step at this layer
         for layer in layers:
-            # a layer needs `layer.hop` of its own input steps = layer.hop * scale model inputs
-            need = layer.hop * scale
+            # a layer needs a multiple of `layer.hop` of its own input steps, i.e. of layer.hop * scale
+            # model inputs; the smallest whole number of model inputs that is such a multiple:
+            need = (layer.hop * scale).numerator
             hop = hop * need // _gcd(hop, need)
             latency += layer.latency * scale
-            scale *= getattr(layer, "stride", 1)
-        self.hop, self.latency = hop, latency
+            scale /= Fraction(layer.out_per_in)
+        self.hop, self.latency = hop, math.ceil(latency)
+        self.out_per_in = 1 / scale
         self.sample_rate = layers[0].sample_rate if layers else None
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
