@@ -1,0 +1,59 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wavestream.streaming.recurrent import GRU, LSTM, GroupedGRU
+from wavestream.streaming.testing import check_all, partitions
+
+
+@settings(max_examples=20, deadline=None)
+@given(kind=st.sampled_from(["gru", "lstm", "grouped"]), in_size=st.sampled_from([2, 4, 6]),
+       hidden=st.sampled_from([4, 8]), layers=st.integers(1, 3), frames=st.integers(2, 20), data=st.data())
+def test_recurrent_streaming(kind, in_size, hidden, layers, frames, data):
+    torch.manual_seed(in_size * 100 + hidden + layers)
+    make = {"gru": lambda: GRU(in_size, hidden, layers), "lstm": lambda: LSTM(in_size, hidden, layers),
+            "grouped": lambda: GroupedGRU(in_size, hidden, groups=2, num_layers=layers)}[kind]
+    x = torch.randn(3, in_size, frames)
+    parts = data.draw(partitions(frames))
+    t = data.draw(st.integers(0, frames - 1))
+    check_all(make, x, parts, t)
+
+
+def test_gru_matches_torch_gru_and_returns_its_final_state():
+    torch.manual_seed(0)
+    gru = GRU(3, 5, num_layers=2)
+    x = torch.randn(2, 3, 7)
+    y, state = gru.step(x, gru.init_state(2))
+    ref_y, ref_h = gru.rnn(x.transpose(1, 2))
+    assert y.shape == (2, 5, 7) and state["h"].shape == (2, 2, 5)
+    assert torch.allclose(y, ref_y.transpose(1, 2)) and torch.allclose(state["h"], ref_h.transpose(0, 1))
+
+
+def test_lstm_state_has_h_and_c():
+    lstm = LSTM(3, 4, num_layers=2)
+    state = lstm.init_state(5)
+    assert set(state) == {"h", "c"} and state["c"].shape == (5, 2, 4)
+    y, new = lstm.step(torch.randn(5, 3, 2), state)
+    assert y.shape == (5, 4, 2) and not torch.equal(new["c"], state["c"])
+
+
+def test_grouped_gru_groups_are_independent():
+    torch.manual_seed(0)
+    gg = GroupedGRU(4, 6, groups=2)
+    x = torch.randn(1, 4, 9)
+    x2 = x.clone()
+    x2[:, 2:] = torch.randn(1, 2, 9)  # change only the second group's input
+    y, y2 = gg(x), gg(x2)
+    assert torch.equal(y[:, :3], y2[:, :3]) and not torch.allclose(y[:, 3:], y2[:, 3:])
+    with pytest.raises(ValueError, match="divide"):
+        GroupedGRU(5, 6, groups=2)
+
+
+def test_recurrent_rejects_wrong_channels_and_accepts_empty_chunks():
+    gru = GRU(3, 4)
+    with pytest.raises(ValueError, match=r"\[batch, 3, time\]"):
+        gru(torch.zeros(1, 2, 5))
+    state = gru.init_state(2)
+    y, new = gru.step(torch.zeros(2, 3, 0), state)
+    assert y.shape == (2, 4, 0) and torch.equal(new["h"], state["h"])

@@ -1,0 +1,90 @@
+"""Recurrent layers with explicit state: torch's GRU/LSTM on ``[B, C, T]`` features.
+
+The hidden state is carried as ``h`` (and ``c``) of shape ``[B, num_layers, hidden]`` (batch first,
+unlike torch's ``[num_layers, B, hidden]``) so that streams stack on dim 0 like every other state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .module import StreamingModule
+from .state import State
+
+
+class _Recurrent(StreamingModule):
+    rnn: nn.GRU | nn.LSTM
+    state_names: tuple[str, ...]
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int):
+        super().__init__()
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+
+    def own_state(self, batch, device, dtype) -> State:
+        return {name: torch.zeros(batch, self.num_layers, self.hidden_size, device=device, dtype=dtype)
+                for name in self.state_names}
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] != self.input_size:
+            raise ValueError(f"{type(self).__name__} expects [batch, {self.input_size}, time], got {tuple(x.shape)}")
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        self.check_input(x)
+        if not x.shape[-1]:  # torch's RNNs reject empty sequences; nothing happens to the state
+            return x.new_zeros(x.shape[0], self.hidden_size, 0), {k: state[k] for k in self.state_names}
+        hidden = tuple(state[k].transpose(0, 1).contiguous() for k in self.state_names)
+        y, new = self.rnn(x.transpose(1, 2), hidden[0] if len(hidden) == 1 else hidden)
+        new = (new,) if isinstance(new, torch.Tensor) else new
+        return y.transpose(1, 2), {k: v.transpose(0, 1) for k, v in zip(self.state_names, new, strict=True)}
+
+
+class GRU(_Recurrent):
+    """``[B, input_size, T]`` -> ``[B, hidden_size, T]``; state ``h``."""
+
+    state_names = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__(input_size, hidden_size, num_layers)
+        self.rnn = nn.GRU(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+
+class LSTM(_Recurrent):
+    """``[B, input_size, T]`` -> ``[B, hidden_size, T]``; states ``h`` and ``c``."""
+
+    state_names = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__(input_size, hidden_size, num_layers)
+        self.rnn = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+
+class GroupedGRU(StreamingModule):
+    """``groups`` independent GRUs on channel groups (fewer weights: 1/groups of a full GRU).
+
+    Input channels are split into ``groups`` contiguous groups, each run by its own GRU of
+    ``hidden_size // groups`` units; the outputs are concatenated in group order. State ``h`` is
+    ``[B, num_layers, hidden_size]`` with the groups' hidden units side by side.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, groups: int, num_layers: int = 1):
+        super().__init__()
+        if input_size % groups or hidden_size % groups:
+            raise ValueError(f"input_size {input_size} and hidden_size {hidden_size} must divide by groups {groups}")
+        self.input_size, self.hidden_size, self.groups, self.num_layers = input_size, hidden_size, groups, num_layers
+        self.rnns = nn.ModuleList(nn.GRU(input_size // groups, hidden_size // groups, num_layers, batch_first=True)
+                                  for _ in range(groups))
+
+    def own_state(self, batch, device, dtype) -> State:
+        return {"h": torch.zeros(batch, self.num_layers, self.hidden_size, device=device, dtype=dtype)}
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if x.dim() != 3 or x.shape[1] != self.input_size:
+            raise ValueError(f"GroupedGRU expects [batch, {self.input_size}, time], got {tuple(x.shape)}")
+        if not x.shape[-1]:
+            return x.new_zeros(x.shape[0], self.hidden_size, 0), {"h": state["h"]}
+        xs = x.transpose(1, 2).chunk(self.groups, dim=-1)
+        hs = state["h"].transpose(0, 1).chunk(self.groups, dim=-1)
+        ys, new = zip(*(rnn(xi, hi.contiguous()) for rnn, xi, hi in zip(self.rnns, xs, hs, strict=True)),
+                      strict=True)
+        return torch.cat(ys, dim=-1).transpose(1, 2), {"h": torch.cat(new, dim=-1).transpose(0, 1)}
