@@ -1,0 +1,61 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wavestream.streaming.norm import ChannelLayerNorm, CumulativeLayerNorm
+from wavestream.streaming.testing import check_all, partitions
+
+
+def _random_affine(module):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p))
+    return module
+
+
+@settings(max_examples=20, deadline=None)
+@given(kind=st.sampled_from(["cumulative", "channel"]), channels=st.integers(1, 6), frames=st.integers(2, 30),
+       offset=st.floats(-3, 3), data=st.data())
+def test_norm_streaming(kind, channels, frames, offset, data):
+    cls = CumulativeLayerNorm if kind == "cumulative" else ChannelLayerNorm
+    x = torch.randn(3, channels, frames, generator=torch.Generator().manual_seed(frames)) * 2 + offset
+    parts = data.draw(partitions(frames))
+    t = data.draw(st.integers(0, frames - 1))
+    check_all(lambda: _random_affine(cls(channels)), x, parts, t)
+
+
+def test_cumulative_layer_norm_matches_definition():
+    torch.manual_seed(0)
+    cln = _random_affine(CumulativeLayerNorm(4))
+    x = torch.randn(2, 4, 10) * 3 + 1
+    y = cln(x)
+    for t in range(10):
+        seen = x[:, :, :t + 1].reshape(2, -1)
+        mean, var = seen.mean(1, keepdim=True), seen.var(1, unbiased=False, keepdim=True)
+        expected = (x[:, :, t] - mean) / (var + cln.eps).sqrt() * cln.weight + cln.bias
+        assert torch.allclose(y[:, :, t], expected, atol=1e-5)
+
+
+def test_cumulative_layer_norm_state_counts_values():
+    cln = CumulativeLayerNorm(3)
+    _, state = cln.step(torch.ones(2, 3, 5), cln.init_state(2))
+    assert state["count"].tolist() == [15, 15] and state["count"].dtype == torch.long
+    assert torch.allclose(state["sum"], torch.full((2,), 15.0))
+    assert torch.allclose(state["sum_sq"], torch.full((2,), 15.0))
+    y, same = cln.step(torch.ones(2, 3, 0), state)
+    assert y.shape == (2, 3, 0) and all(torch.equal(same[k], state[k]) for k in state)
+
+
+def test_channel_layer_norm_is_per_frame():
+    norm = ChannelLayerNorm(5)
+    x = torch.randn(1, 5, 4)
+    y = norm(x)
+    assert torch.allclose(y[..., 2], norm(x[..., 2:3])[..., 0], atol=1e-6)
+    assert torch.allclose(y.mean(1), torch.zeros(1, 4), atol=1e-5)
+
+
+def test_norms_reject_wrong_channels():
+    for norm in (CumulativeLayerNorm(4), ChannelLayerNorm(4)):
+        with pytest.raises(ValueError, match=r"\[batch, 4, time\]"):
+            norm(torch.zeros(1, 3, 2))
