@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .module import StreamingModule
@@ -39,3 +40,43 @@ class CausalConv1d(StreamingModule):
         full = torch.cat([state["prev"], x], dim=-1)
         y = self.conv(full)
         return y, {"prev": full[..., full.shape[-1] - self.context:]}
+
+
+class CausalConvTranspose1d(StreamingModule):
+    """ConvTranspose1d that emits ``stride`` outputs per input frame, as soon as they are final.
+
+    Input frame j spreads over outputs ``[j * stride, j * stride + effective)``; outputs before
+    ``(j + 1) * stride`` get nothing from later frames, so they are emitted. The rest of the
+    transposed-conv output is trimmed on the right and carried as the ``partial`` state (sums
+    without bias, added to by the next frames); the bias is added once, when a sample is emitted.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 dilation: int = 1, groups: int = 1, bias: bool = True):
+        super().__init__()
+        effective = (kernel_size - 1) * dilation + 1
+        if effective < stride:
+            raise ValueError(f"effective kernel {effective} shorter than stride {stride} leaves output gaps")
+        self.convtr = nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
+                                         groups=groups, bias=bias)
+        self.stride = stride
+        self.out_per_in = Fraction(stride)
+        self.context = effective - stride
+
+    def own_state(self, batch, device, dtype) -> State:
+        return {"partial": torch.zeros(batch, self.convtr.out_channels, self.context, device=device, dtype=dtype)}
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        c = self.convtr
+        if x.dim() != 3 or x.shape[1] != c.in_channels:
+            raise ValueError(f"CausalConvTranspose1d expects [batch, {c.in_channels}, time], got {tuple(x.shape)}")
+        partial = state["partial"]
+        if not x.shape[-1]:  # conv_transpose1d rejects empty input; nothing to emit
+            return partial.new_zeros(x.shape[0], c.out_channels, 0), {"partial": partial}
+        full = F.conv_transpose1d(x, c.weight, None, stride=self.stride, dilation=c.dilation, groups=c.groups)
+        full = torch.cat([full[..., :self.context] + partial, full[..., self.context:]], dim=-1)
+        done = x.shape[-1] * self.stride
+        y = full[..., :done]
+        if c.bias is not None:
+            y = y + c.bias[:, None]
+        return y, {"partial": full[..., done:]}
