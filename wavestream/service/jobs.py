@@ -1,0 +1,164 @@
+"""Async jobs for long files, persisted under the data directory so that a restart loses nothing.
+
+Layout: ``DATA_DIR/jobs/<id>/job.json`` (status, written atomically), ``input.<ext>`` (the upload)
+and ``result.<format>``. At start every job that was queued or running when the server stopped is
+queued again; a job is re-run from its input, so an interrupted run costs time but nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Job(BaseModel):
+    id: str
+    model: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    format: str
+    status: JobStatus = "queued"
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    input_name: str
+    #: seconds of input audio (from validation)
+    duration: float
+    #: how many times a run was started (> 1 after a restart interrupted one)
+    attempts: int = 0
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"input_name"})
+        data["result_url"] = f"/v1/jobs/{self.id}/result" if self.status == "done" else None
+        return data
+
+
+class JobStore:
+    def __init__(self, data_dir: Path):
+        self.root = Path(data_dir) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        if not _ID.match(job_id):
+            raise KeyError(job_id)
+        return self.root / job_id
+
+    def create(self, model: str, params: dict, fmt: str, upload: Path, suffix: str, duration: float) -> Job:
+        """Take ownership of the spooled ``upload`` (moved into the job's directory)."""
+        job = Job(id=uuid.uuid4().hex, model=model, params=params, format=fmt, created=time.time(),
+                  input_name=f"input{suffix}", duration=duration)
+        directory = self.root / job.id
+        directory.mkdir()
+        shutil.move(str(upload), directory / job.input_name)
+        self.save(job)
+        return job
+
+    def save(self, job: Job) -> None:
+        path = self.root / job.id / "job.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(job.model_dump_json())
+        tmp.replace(path)  # atomic: a crash leaves the old or the new status, never half of one
+
+    def get(self, job_id: str) -> Job:
+        """The job, or KeyError if there is none with this id."""
+        path = self.job_dir(job_id) / "job.json"
+        if not path.exists():
+            raise KeyError(job_id)
+        return Job.model_validate(json.loads(path.read_text()))
+
+    def input_path(self, job: Job) -> Path:
+        return self.root / job.id / job.input_name
+
+    def result_path(self, job: Job) -> Path:
+        return self.root / job.id / f"result.{job.format}"
+
+    def unfinished(self) -> list[Job]:
+        jobs = []
+        for path in self.root.glob("*/job.json"):
+            try:
+                job = Job.model_validate(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                log.error("skipping unreadable job file %s: %s", path, exc)
+                continue
+            if job.status in ("queued", "running"):
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: j.created)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("queued", "running", "done", "failed"), 0)
+        for path in self.root.glob("*/job.json"):
+            try:
+                counts[json.loads(path.read_text())["status"]] += 1
+            except (OSError, ValueError, KeyError):
+                continue
+        return counts
+
+
+ProcessFile = Callable[[str, dict, Path, Path], Awaitable[None]]
+
+
+class JobRunner:
+    """Runs queued jobs one at a time in the background with ``process(model, params, input, output)``."""
+
+    def __init__(self, store: JobStore, process: ProcessFile):
+        self.store = store
+        self.process = process
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        for job in self.store.unfinished():
+            if job.status == "running":
+                log.info("re-running job %s interrupted by a restart", job.id)
+            self._queue.put_nowait(job.id)
+        self._task = asyncio.create_task(self._work(), name="wavestream-jobs")
+
+    def submit(self, job: Job) -> None:
+        self._queue.put_nowait(job.id)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _work(self) -> None:
+        while True:
+            job = self.store.get(await self._queue.get())
+            if job.status not in ("queued", "running"):
+                continue
+            job.status, job.started, job.attempts = "running", time.time(), job.attempts + 1
+            self.store.save(job)
+            result = self.store.result_path(job)
+            partial = result.with_name("partial." + job.format)
+            try:
+                await self.process(job.model, job.params, self.store.input_path(job), partial)
+                partial.replace(result)
+                job.status = "done"
+            except asyncio.CancelledError:
+                # stopped by shutdown: left "running" on disk, so the next start re-runs it
+                partial.unlink(missing_ok=True)
+                raise
+            except Exception as exc:
+                log.exception("job %s failed", job.id)
+                partial.unlink(missing_ok=True)
+                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            job.finished = time.time()
+            self.store.save(job)
