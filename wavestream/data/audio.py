@@ -1,0 +1,90 @@
+"""Audio file helpers for corpora: read any soundfile format as mono float32, resample, trim silence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+
+
+def read_audio(path: str | Path, rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples of ``path`` (channels averaged), resampled to ``rate`` when given.
+
+    Formats are whatever libsndfile reads (wav, flac, ogg/vorbis, opus, mp3 with libsndfile >= 1.1);
+    PyAV is tried for anything else when it is installed.
+    """
+    try:
+        audio, native = sf.read(str(path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        audio, native = _read_with_av(path, exc)
+    audio = audio.mean(axis=1).astype(np.float32)
+    if rate is not None and rate != native:
+        audio = resample(audio, native, rate)
+    return audio, rate or native
+
+
+def _read_with_av(path: str | Path, error: Exception) -> tuple[np.ndarray, int]:
+    try:
+        import av
+    except ImportError:
+        raise ValueError(f"cannot read {path}: {error} (install PyAV for more formats)") from error
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        frames = [f.to_ndarray() for f in container.decode(stream)]
+        native = stream.rate
+    audio = np.concatenate(frames, axis=-1).astype(np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    return audio.T, native
+
+
+def read_segment(path: str | Path, start: int, frames: int) -> np.ndarray:
+    """``frames`` mono samples from sample ``start`` of a prepared (mono, target-rate) file."""
+    audio, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    return audio.mean(axis=1)
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    if rate_in == rate_out:
+        return audio.astype(np.float32)
+    return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, rate: int) -> None:
+    """16-bit FLAC (or whatever the suffix says); peaks above full scale are scaled down, not clipped."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > 0.999:
+        audio = audio * (0.999 / peak)
+    sf.write(str(path), audio, rate, subtype="PCM_16")
+
+
+def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0, frame_ms: float = 20.0,
+                 margin_ms: float = 60.0) -> np.ndarray:
+    """Cut leading and trailing frames quieter than ``floor_db`` below the loudest frame (energy gate).
+
+    A margin of ``margin_ms`` is kept around the voiced region so onsets and decays survive.
+    Returns an empty array when nothing is above the gate (digital silence).
+    """
+    frame = max(1, int(rate * frame_ms / 1000))
+    n = len(audio) // frame
+    if n == 0:
+        return audio[:0]
+    energy = (audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
+    loudest = energy.max()
+    if loudest <= 1e-10:  # below -100 dBFS: silence
+        return audio[:0]
+    active = np.flatnonzero(10 * np.log10(energy / loudest + 1e-20) > floor_db)
+    margin = int(rate * margin_ms / 1000)
+    start = max(0, active[0] * frame - margin)
+    stop = min(len(audio), (active[-1] + 1) * frame + margin)
+    return audio[start:stop]
+
+
+def rms_db(audio: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.asarray(audio, dtype=np.float64) ** 2) + 1e-12))

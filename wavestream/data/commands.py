@@ -1,0 +1,33 @@
+"""`wavestream data prepare | devset | show`: corpora -> manifests, frozen dev sets, a look at what is there."""
+
+from __future__ import annotations
+
+import argparse
+
+from .manifest import default_root
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("prepare", help="gather speech/noise/music corpora, resample, trim, write manifests")
+    p.add_argument("--root", default=None, help="data folder (default: $WAVESTREAM_DATA or ./data)")
+    p.add_argument("--rate", type=int, default=16000, help="target sample rate in Hz (default 16000)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated kinds (speech, noise, music) or corpus names (default: all)")
+    p.add_argument("--speech-dir", action="append", default=[], help="your own folder of speech (repeatable; "
+                   "first sub-folder = speaker)")
+    p.add_argument("--noise-dir", action="append", default=[], help="your own folder of noise (repeatable)")
+    p.add_argument("--music-dir", action="append", default=[], help="your own folder of music (repeatable)")
+    p.add_argument("--no-install", action="store_true", help="do not apt-get install missing corpus packages")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(2, cores))")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = args.root or default_root()
+    if args.data_command == "prepare":
+        from .prepare import prepare
+        only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+        prepare(root, args.rate, only, args.speech_dir, args.noise_dir, args.music_dir,
+                install=not args.no_install, workers=args.workers)
+        return 0
+    raise ValueError(f"unknown data command {args.data_command!r}")

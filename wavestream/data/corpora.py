@@ -1,0 +1,292 @@
+"""Where the clips come from: packaged corpora (Debian packages), user folders, TTS voices, generated noise.
+
+Each corpus lists ``Clip`` records (what to read or synthesize, who speaks, under which licence);
+``prepare`` turns them into resampled, trimmed FLAC files plus manifests. Listing is cheap (no audio
+is decoded), so ``--only`` can pick corpora by name or by kind (speech, noise, music).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audio import AUDIO_SUFFIXES
+from .noise import NOISE_TYPES
+from .sentences import sentences
+
+
+@dataclass(frozen=True)
+class Clip:
+    kind: str  # speech | noise | music
+    corpus: str
+    speaker: str  # speech: the talker; noise/music: the source (file or generator)
+    name: str  # output path below <root>/<kind>/<corpus>/, without suffix
+    licence: str
+    path: str | None = None  # a file to read ...
+    tts: tuple[str, ...] | None = None  # ... or a TTS command whose last argument is the output wav ...
+    noise: tuple[str, int] | None = None  # ... or a generated noise (type, seed)
+    text: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    kind: str
+    lister: Callable[[], Iterator[Clip]]
+    packages: tuple[str, ...] = ()
+    description: str = ""
+    tools: tuple[str, ...] = field(default=())  # executables the corpus needs (TTS engines)
+
+
+def _files(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", text).strip("_")
+
+
+# -- packaged real speech ------------------------------------------------------------------------
+FILLETS = Path("/usr/share/games/fillets-ng")
+HEDGEWARS = Path("/usr/share/games/hedgewars/Data")
+FILLETS_MAIN_FISH = {"m", "v"}  # the two fish heroes: one actor each per language across all levels
+
+
+def _fillets_texts(language: str) -> dict[str, str]:
+    """Dialogue id -> line in ``language`` from the game's scripts (dialogId(...) then dialogStr(...))."""
+    texts: dict[str, str] = {}
+    pattern = re.compile(r'dialogId\("([^"]+)"[^\n]*\)\s*\n\s*dialogStr\("((?:[^"\\]|\\.)*)"\)')
+    for script in (FILLETS / "script").glob(f"*/dialogs_{language}.lua"):
+        texts.update(pattern.findall(script.read_text(errors="replace")))
+    return texts
+
+
+def _fillets_speech() -> Iterator[Clip]:
+    # sound/<level>/<lang>/<level>-<character>-<line>.ogg (also sound/share/<jokes>/<lang>/...)
+    for language in ("cs", "nl"):
+        texts = _fillets_texts(language)
+        for path in _files(FILLETS / "sound"):
+            if path.parent.name != language:
+                continue
+            parts = path.stem.split("-")
+            character = parts[1] if len(parts) > 2 else "x"
+            level = path.parent.parent.name
+            # minor characters are voiced per level; only the heroes are known to be one actor throughout
+            speaker = f"{language}-{character}" if character in FILLETS_MAIN_FISH else f"{language}-{level}-{character}"
+            yield Clip("speech", "fillets", f"fillets-{speaker}", f"{language}/{level}/{path.stem}",
+                       "GPL-2+ (fillets-ng-data)", path=str(path), text=texts.get(path.stem), language=language)
+
+
+def _hedgewars_speech() -> Iterator[Clip]:
+    for path in _files(HEDGEWARS / "Sounds" / "voices"):
+        pack = path.parent.name
+        yield Clip("speech", "hedgewars", f"hedgewars-{pack}", f"{pack}/{path.stem}",
+                   "GPL-2 (hedgewars-data)", path=str(path), text=path.stem)
+
+
+def _klettres_speech() -> Iterator[Clip]:
+    root = Path("/usr/share/klettres")
+    for path in _files(root):
+        language = path.relative_to(root).parts[0]
+        yield Clip("speech", "klettres", f"klettres-{language}", _slug(str(path.relative_to(root).with_suffix(""))),
+                   "GPL-2+ (klettres-data)", path=str(path), text=path.stem, language=language)
+
+
+def _ktuberling_speech() -> Iterator[Clip]:
+    root = Path("/usr/share/ktuberling/sounds")
+    for path in _files(root):
+        language = path.relative_to(root).parts[0]
+        yield Clip("speech", "ktuberling", f"ktuberling-{language}", f"{language}/{path.stem}",
+                   "GPL-2+ (ktuberling-data)", path=str(path), text=path.stem.replace("_", " "), language=language)
+
+
+# codec2's reference recordings (8 kHz except the 16 kHz ones); decoded/modem files are left out
+CODEC2_SPEECH = ["wav/big_dog.wav", "wav/cross.wav", "wav/david4.wav", "wav/forig.wav", "wav/hts1a.wav",
+                 "wav/hts2a.wav", "wav/mmt1.wav", "wav/morig.wav", "wav/ve9qrp.wav", "wav/vk2tpm_004.wav",
+                 "wav/vk5qi.wav", "wav/wia_16kHz.wav", "raw/speech_orig_16k.wav"]
+
+
+def _codec2_speech() -> Iterator[Clip]:
+    for rel in CODEC2_SPEECH:
+        path = Path("/usr/share/codec2") / rel
+        if path.exists():
+            yield Clip("speech", "codec2", f"codec2-{path.stem}", path.stem, "LGPL-2.1 (codec2-examples)",
+                       path=str(path), language="en")
+
+
+# -- synthetic speech ----------------------------------------------------------------------------
+ESPEAK_VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+                 "en-029", "en-us-nyc"]
+ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt3",
+                   "croak", "antonio", "belinda", "benjamin", "linda", "michel", "steph", "travis", "zac", "iven"]
+TTS_SENTENCES = 400
+ESPEAK_SPEAKERS = 48
+ESPEAK_LINES_PER_SPEAKER = 25
+FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
+FLITE_LINES_PER_VOICE = 60
+
+
+def _stable(text: str) -> int:
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big")
+
+
+def _espeak_speech() -> Iterator[Clip]:
+    lines = sentences(TTS_SENTENCES)
+    for k in range(ESPEAK_SPEAKERS):
+        voice = ESPEAK_VOICES[k % len(ESPEAK_VOICES)]
+        variant = ESPEAK_VARIANTS[(k * 5) % len(ESPEAK_VARIANTS)]
+        h = _stable(f"{voice}+{variant}")
+        speed, pitch = 130 + h % 60, 25 + (h >> 8) % 50  # words/min, 0-99 pitch: each speaker its own
+        speaker = f"espeak-{voice}+{variant}-s{speed}p{pitch}"
+        for j in range(ESPEAK_LINES_PER_SPEAKER):
+            i = (k * ESPEAK_LINES_PER_SPEAKER + j) % len(lines)
+            cmd = ("espeak-ng", "-v", f"{voice}+{variant}", "-s", str(speed), "-p", str(pitch), lines[i], "-w")
+            yield Clip("speech", "espeak", speaker, f"{_slug(speaker)}/{i:04d}", "GPL-3+ (espeak-ng output)",
+                       tts=cmd, text=lines[i], language="en")
+
+
+def _flite_speech() -> Iterator[Clip]:
+    lines = sentences(TTS_SENTENCES)
+    for k, voice in enumerate(FLITE_VOICES):
+        for j in range(FLITE_LINES_PER_VOICE):
+            i = (len(lines) - 1 - k * FLITE_LINES_PER_VOICE - j) % len(lines)  # other lines than espeak's first
+            cmd = ("flite", "-voice", voice, "-t", lines[i], "-o")
+            yield Clip("speech", "flite", f"flite-{voice}", f"{voice}/{i:04d}", "BSD-style (flite/CMU voices)",
+                       tts=cmd, text=lines[i], language="en")
+
+
+# -- noise and music -----------------------------------------------------------------------------
+def _lmms_noise() -> Iterator[Clip]:
+    root = Path("/usr/share/lmms/samples")
+    for path in _files(root):
+        rel = path.relative_to(root)
+        yield Clip("noise", "lmms", f"lmms-{_slug(str(rel.with_suffix('')))}", _slug(str(rel.with_suffix(""))),
+                   "GPL-2+ (lmms-common)", path=str(path))
+
+
+def _game_effects_noise() -> Iterator[Clip]:
+    for path in _files(HEDGEWARS / "Sounds"):
+        if "voices" in path.parts:
+            continue
+        yield Clip("noise", "game-effects", f"hedgewars-{path.stem}", f"hedgewars/{path.stem}",
+                   "GPL-2 (hedgewars-data)", path=str(path))
+    for path in _files(FILLETS / "sound"):
+        # sound effects: files directly in a level folder or in the language-free "en" folders
+        if path.parent.name in ("cs", "nl"):
+            continue
+        rel = path.relative_to(FILLETS / "sound")
+        yield Clip("noise", "game-effects", f"fillets-{_slug(str(rel.with_suffix('')))}",
+                   f"fillets/{_slug(str(rel.with_suffix('')))}", "GPL-2+ (fillets-ng-data)", path=str(path))
+
+
+GENERATED_PER_TYPE = 6
+GENERATED_SECONDS = 20.0
+
+
+def _generated_noise() -> Iterator[Clip]:
+    for kind in NOISE_TYPES:
+        for seed in range(GENERATED_PER_TYPE):
+            yield Clip("noise", "generated", f"generated-{kind}-{seed}", f"{kind}-{seed}",
+                       "CC0 (generated by wavestream)", noise=(kind, seed))
+
+
+def _music() -> Iterator[Clip]:
+    for path in _files(HEDGEWARS / "Music"):
+        yield Clip("music", "hedgewars-music", f"hedgewars-{path.stem}", path.stem, "GPL-2 / CC-BY-SA-3.0 "
+                   "(hedgewars-data)", path=str(path))
+    for path in _files(FILLETS / "music"):
+        yield Clip("music", "fillets-music", f"fillets-{path.stem}", path.stem, "GPL-2+ (fillets-ng-data)",
+                   path=str(path))
+
+
+CORPORA: dict[str, Corpus] = {c.name: c for c in [
+    Corpus("fillets", "speech", _fillets_speech, ("fillets-ng-data-cs", "fillets-ng-data-nl"),
+           "Fish Fillets NG acted dialogue, Czech and Dutch actors (22 kHz)"),
+    Corpus("hedgewars", "speech", _hedgewars_speech, ("hedgewars-data",), "Hedgewars voice packs, many accents"),
+    Corpus("klettres", "speech", _klettres_speech, ("klettres-data",), "KLettres letters/syllables, ~20 languages"),
+    Corpus("ktuberling", "speech", _ktuberling_speech, ("ktuberling-data",), "KTuberling words, ~25 languages"),
+    Corpus("codec2", "speech", _codec2_speech, ("codec2-examples",), "codec2 reference speech (mostly 8 kHz)"),
+    Corpus("espeak", "speech", _espeak_speech, ("espeak-ng",), "espeak-ng English voices x variants",
+           tools=("espeak-ng",)),
+    Corpus("flite", "speech", _flite_speech, ("flite",), "flite voices kal, kal16, awb, rms, slt", tools=("flite",)),
+    Corpus("lmms", "noise", _lmms_noise, ("lmms-common",), "LMMS samples: crowd, applause, wind, drums, synths"),
+    Corpus("game-effects", "noise", _game_effects_noise, ("hedgewars-data", "fillets-ng-data-cs"),
+           "Hedgewars and Fish Fillets sound effects"),
+    Corpus("generated", "noise", _generated_noise, (), "stationary and non-stationary generated noises"),
+    Corpus("hedgewars-music", "music", lambda: (c for c in _music() if c.corpus == "hedgewars-music"),
+           ("hedgewars-data",), "Hedgewars soundtrack"),
+    Corpus("fillets-music", "music", lambda: (c for c in _music() if c.corpus == "fillets-music"),
+           ("fillets-ng-data-cs",), "Fish Fillets NG soundtrack"),
+]}
+
+
+def folder_corpus(folder: str | Path, kind: str) -> Corpus:
+    """A user's own folder of audio: speaker = first sub-folder (or the file itself for noise/music)."""
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise ValueError(f"--{kind}-dir {folder} is not a directory")
+    name = f"user-{_slug(folder.name)}"
+
+    def lister() -> Iterator[Clip]:
+        for path in _files(folder):
+            rel = path.relative_to(folder)
+            group = rel.parts[0] if len(rel.parts) > 1 and kind == "speech" else str(rel.with_suffix(""))
+            yield Clip(kind, name, f"{name}-{_slug(group)}", _slug(str(rel.with_suffix(""))),
+                       "as provided by the user", path=str(path))
+    return Corpus(name, kind, lister, (), f"user folder {folder}")
+
+
+def select(only: list[str] | None) -> list[Corpus]:
+    """Corpora named in ``only`` (corpus names or kinds); all packaged corpora when None."""
+    if not only:
+        return list(CORPORA.values())
+    chosen = []
+    for token in only:
+        matches = [c for c in CORPORA.values() if token in (c.name, c.kind)]
+        if not matches:
+            raise ValueError(f"--only: unknown corpus or kind {token!r}; choose from speech, noise, music, "
+                             f"{', '.join(CORPORA)}")
+        chosen += [c for c in matches if c not in chosen]
+    return chosen
+
+
+# -- system packages -----------------------------------------------------------------------------
+def missing_packages(packages: list[str]) -> list[str]:
+    if not shutil.which("dpkg-query"):
+        return list(packages)
+    missing = []
+    for package in packages:
+        result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+        if "install ok installed" not in result.stdout:
+            missing.append(package)
+    return missing
+
+
+def install_packages(packages: list[str]) -> tuple[list[str], str]:
+    """Install missing Debian packages with apt-get when we can; returns (still missing, message)."""
+    missing = missing_packages(packages)
+    if not missing:
+        return [], ""
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        return missing, (f"missing Debian packages: {' '.join(missing)} (not root or no apt-get: run "
+                         f"`sudo apt-get install {' '.join(missing)}`); their corpora are skipped")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+        subprocess.run(install, env=env, capture_output=True)
+    still = missing_packages(missing)
+    message = f"installed {' '.join(sorted(set(missing) - set(still)))}" if len(still) < len(missing) else ""
+    if still:
+        message += f"; could not install {' '.join(still)} (their corpora are skipped)"
+    return still, message.strip("; ")

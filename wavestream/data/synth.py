@@ -1,0 +1,200 @@
+"""On-the-fly mixture synthesis from prepared corpora: torch Datasets, reproducible per (seed, index).
+
+Every item draws all its randomness from ``numpy.random.default_rng([seed, index])``, so item i is
+the same in any worker, epoch or process; change ``seed`` for a new stream of examples.
+
+Choices, documented once:
+- Reverberation (``reverb_prob``, needs rooms from ``wavestream data prepare --only rooms``): the
+  noisy input gets the full room response, the target gets the *early* part (direct path + the first
+  50 ms): models learn to remove the late tail without being asked to undo early reflections, which
+  the ear integrates anyway. Both are aligned to the dry speech (the direct-path delay is removed).
+- Band-limiting (``bandlimit_prob``) low-passes the speech in both input and target (a narrow-band
+  talker stays narrow-band; the model must not invent the missing band), the noise stays full-band.
+- Clipping (``clip_prob``) is applied to the noisy input only; the target is unclipped.
+- Gain: the noisy input is set to a random level (``level_db`` dBFS RMS) and the target scaled by the
+  same factor, so targets keep their relation to the input.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from .audio import read_segment, resample
+from .manifest import default_root, load_entries, manifest_path
+
+EARLY_REFLECTIONS_S = 0.05
+
+
+class _Pools:
+    """Speech, noise, music and room entries of one split, with per-speaker indices."""
+
+    def __init__(self, root: str | Path | None, split: str, rate: int, speech_corpora: list[str] | None,
+                 noise_corpora: list[str] | None, min_native_rate: int, need: tuple[str, ...]):
+        self.root = Path(root) if root is not None else default_root()
+        self.rate = rate
+        rate_file = self.root / "manifests" / "rate.txt"
+        if rate_file.exists() and int(rate_file.read_text()) != rate:
+            raise ValueError(f"{self.root} holds {rate_file.read_text().strip()} Hz audio, not {rate} Hz")
+        self.speech = [e for e in load_entries(self.root, "speech", split, speech_corpora)
+                       if e.get("native_rate", rate) >= min_native_rate or e.get("native_rate", 0) == 0]
+        if not self.speech:
+            raise ValueError(f"no {split} speech in {self.root} (corpora={speech_corpora}, "
+                             f"min_native_rate={min_native_rate})")
+        self.by_speaker: dict[str, list[dict]] = defaultdict(list)
+        for e in self.speech:
+            self.by_speaker[e["speaker"]].append(e)
+        self.speakers = sorted(self.by_speaker)
+        self.noise = load_entries(self.root, "noise", split, noise_corpora) if "noise" in need else []
+        self.music = load_entries(self.root, "music", split) if "music" in need else []
+        self.rooms = load_entries(self.root, "rir", split) if "rir" in need else []
+        for kind, pool in (("noise", self.noise), ("music", self.music), ("rir", self.rooms)):
+            if kind in need and not pool:
+                raise ValueError(f"no {split} {kind} in {self.root}: run `wavestream data prepare` "
+                                 f"(rooms: `--only rooms`, needs pyroomacoustics)")
+
+    def read(self, entry: dict) -> np.ndarray:
+        audio, rate = sf.read(entry["path"], dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        return resample(audio, rate, self.rate) if rate != self.rate else audio
+
+    def speech_segment(self, rng: np.random.Generator, n: int, speaker: str | None = None) -> tuple[np.ndarray, str]:
+        """``n`` samples of one speaker: a random crop, or utterances joined by short pauses."""
+        speaker = speaker or self.speakers[rng.integers(len(self.speakers))]
+        utterances = self.by_speaker[speaker]
+        out = np.zeros(n, np.float32)
+        pos = 0
+        while pos < n:
+            x = self.read(utterances[rng.integers(len(utterances))])
+            if pos == 0 and len(x) > n:
+                start = rng.integers(len(x) - n + 1)
+                return x[start:start + n], speaker
+            x = x[: n - pos] * rng.uniform(0.7, 1.0)  # small level changes between utterances
+            out[pos:pos + len(x)] = x
+            pos += len(x) + int(self.rate * rng.uniform(0.1, 0.6))
+        return out, speaker
+
+    def background(self, rng: np.random.Generator, pool: list[dict], n: int) -> np.ndarray:
+        """``n`` samples of a noise/music file: a random crop, or the file looped from a random offset."""
+        entry = pool[rng.integers(len(pool))]
+        frames = int(round(entry["duration"] * self.rate))
+        if frames > n:
+            x = read_segment(entry["path"], int(rng.integers(frames - n)), n)
+            if len(x) == n:
+                return x
+        x = self.read(entry)
+        reps = -(-n // max(1, len(x))) + 1
+        return np.roll(np.tile(x, reps), -int(rng.integers(len(x))))[:n]
+
+    def room(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(full, early) impulse responses, direct path at sample 0, direct-path peak 1."""
+        rir = self.read(self.rooms[rng.integers(len(self.rooms))])
+        direct = int(np.argmax(np.abs(rir)))
+        rir = rir[direct:] / (np.abs(rir[direct]) + 1e-9)
+        return rir, rir[: int(EARLY_REFLECTIONS_S * self.rate)]
+
+
+def _scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    ps, pn = np.mean(speech.astype(np.float64) ** 2), np.mean(noise.astype(np.float64) ** 2)
+    return (noise * np.sqrt(ps / (pn * 10 ** (snr_db / 10) + 1e-20))).astype(np.float32)
+
+
+def _convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    n = len(x) + len(h) - 1
+    size = 1 << (n - 1).bit_length()
+    return np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[: len(x)].astype(np.float32)
+
+
+def _lowpass(x: np.ndarray, rate: int, cutoff_rate: int) -> np.ndarray:
+    """Band-limit by resampling down to ``cutoff_rate`` and back (soxr's steep anti-alias filter)."""
+    return resample(resample(x, rate, cutoff_rate), cutoff_rate, rate)[: len(x)]
+
+
+def _to_tensor(*arrays: np.ndarray) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, a.shape[-1])
+                 for a in arrays)
+
+
+class NoisySpeech(Dataset):
+    """(noisy, clean) float32 tensors of shape [1, seconds*rate]: speech + noise/music/babble at an SNR.
+
+    ``background`` weights the interferer kind: real/generated noise, music, or babble (3-6 other
+    speakers of the same split). ``min_native_rate=16000`` keeps 8 kHz recordings out of the clean
+    targets. ``length`` is the epoch size (items are synthesized, so any number works).
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
+                 rate: int = 16000, length: int = 10000, seed: int = 0, snr_db: tuple[float, float] = (-5.0, 20.0),
+                 level_db: tuple[float, float] = (-40.0, -15.0), reverb_prob: float = 0.0,
+                 bandlimit_prob: float = 0.1, clip_prob: float = 0.03,
+                 background: dict[str, float] | None = None, speech_corpora: list[str] | None = None,
+                 noise_corpora: list[str] | None = None, min_native_rate: int = 16000):
+        if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
+            raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
+        self.background = background or {"noise": 0.75, "music": 0.1, "babble": 0.15}
+        if not set(self.background) <= {"noise", "music", "babble"} or sum(self.background.values()) <= 0:
+            raise ValueError(f"background weights must be over noise, music, babble; got {self.background}")
+        need = tuple(k for k, w in self.background.items() if w > 0 and k != "babble")
+        if reverb_prob > 0:
+            need += ("rir",)
+        self.pools = _Pools(root, split, rate, speech_corpora, noise_corpora, min_native_rate, need)
+        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self.snr_db, self.level_db = snr_db, level_db
+        self.reverb_prob, self.bandlimit_prob, self.clip_prob = reverb_prob, bandlimit_prob, clip_prob
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        noisy, clean, _ = self.synthesize(np.random.default_rng([self.seed, index]))
+        return _to_tensor(noisy, clean)
+
+    def synthesize(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
+        """One example as numpy arrays plus what was drawn (for dev-set manifests)."""
+        n, rate, pools = self.samples, self.rate, self.pools
+        speech, speaker = pools.speech_segment(rng, n)
+        info: dict = {"speaker": speaker}
+        if rng.random() < self.bandlimit_prob:
+            cutoff_rate = int(rng.choice([8000, 11025, 12000]))
+            speech = _lowpass(speech, rate, cutoff_rate)
+            info["bandlimit_hz"] = cutoff_rate // 2
+        clean = dry = speech
+        if rng.random() < self.reverb_prob:
+            full, early = pools.room(rng)
+            speech, clean = _convolve(dry, full), _convolve(dry, early)
+            info["reverb"] = True
+        kinds = list(self.background)
+        weights = np.array([self.background[k] for k in kinds], dtype=np.float64)
+        kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+        if kind == "babble":
+            others = [s for s in pools.speakers if s != speaker] or pools.speakers
+            talkers = [pools.speech_segment(rng, n, others[rng.integers(len(others))])[0]
+                       for _ in range(rng.integers(3, 7))]
+            noise = np.sum([_scale_to_snr(dry, t, rng.uniform(-3, 3)) for t in talkers], axis=0)
+        else:
+            noise = pools.background(rng, pools.noise if kind == "noise" else pools.music, n)
+            if kind == "noise" and rng.random() < 0.3:  # a second noise source now and then
+                noise = noise + _scale_to_snr(noise, pools.background(rng, pools.noise, n), rng.uniform(0, 10))
+        snr = float(rng.uniform(*self.snr_db))
+        noise = _scale_to_snr(clean, noise, snr)
+        noisy = speech + noise
+        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(noisy.astype(np.float64) ** 2)) + 1e-9)
+        gain = min(gain, 0.99 / (np.abs(noisy).max() + 1e-9))  # no accidental clipping
+        noisy, clean = noisy * gain, clean * gain
+        if rng.random() < self.clip_prob:
+            limit = np.abs(noisy).max() * rng.uniform(0.3, 0.8)
+            noisy = np.clip(noisy, -limit, limit)
+            info["clipped"] = True
+        info.update(background=kind, snr_db=round(snr, 2))
+        return noisy.astype(np.float32), clean.astype(np.float32), info
+
+
+def has_rooms(root: str | Path | None = None, split: str = "train") -> bool:
+    return manifest_path(Path(root) if root is not None else default_root(), "rir", split).exists()
