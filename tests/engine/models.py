@@ -1,0 +1,139 @@
+"""Small real streaming models for the engine tests, built from wavestream.streaming layers.
+
+They cover every output kind and the failure path; ``register_test_models`` puts them in the
+registry under ``test-*`` names so that the engine and the CLI load them like any other model.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from wavestream.models.registry import _REGISTRY, register
+from wavestream.streaming.conv import CausalConv1d
+from wavestream.streaming.module import AUDIO, EVENTS, SOURCES, TOKENS, StreamingModule
+
+RATE, HOP, DELAY = 16000, 160, 40
+
+
+class _Base(StreamingModule):
+    sample_rate, hop, latency, input_kind, output_kind = RATE, HOP, DELAY, AUDIO, AUDIO
+
+
+class FilterModel(_Base):
+    """Causal conv -> tanh -> causal conv with random weights (seeded); ``gain`` is a stream param."""
+
+    stream_params = ("gain",)
+
+    def __init__(self, seed: int = 0, gain: float = 1.0):
+        super().__init__()
+        if not isinstance(gain, int | float) or not 0 < gain <= 10:
+            raise ValueError(f"gain must be a number in (0, 10], got {gain!r}")
+        torch.manual_seed(seed)
+        self.inner = CausalConv1d(1, 8, 33)
+        self.outer = CausalConv1d(8, 1, 32)
+        self.gain = float(gain)
+
+    def step(self, x, state):
+        self.check_length(x)
+        new = {}
+        h = torch.tanh(self.step_child("inner", x, state, new))
+        return self.gain * self.step_child("outer", h, state, new), new
+
+
+class DelayModel(_Base):
+    """Exactly ``x`` delayed by ``latency`` samples: the pipeline must undo the delay."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = CausalConv1d(1, 1, DELAY + 1, bias=False)
+        with torch.no_grad():
+            self.conv.conv.weight.zero_()
+            self.conv.conv.weight[0, 0, 0] = 1.0  # tap 0 reads the oldest sample: a DELAY-sample delay
+
+    def step(self, x, state):
+        self.check_length(x)
+        new = {}
+        return self.step_child("conv", x, state, new), new
+
+
+class SourcesModel(DelayModel):
+    """Two sources per channel: the delayed input and minus half of it."""
+
+    output_kind = SOURCES
+
+    def step(self, x, state):
+        y, new = super().step(x, state)
+        return torch.cat([y, -0.5 * y], dim=1), new
+
+
+class StereoModel(_Base):
+    """A two-channel model (one row per stream): delays both channels and swaps them."""
+
+    audio_channels = 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = CausalConv1d(2, 2, DELAY + 1, groups=2, bias=False)
+        with torch.no_grad():
+            self.conv.conv.weight.zero_()
+            self.conv.conv.weight[:, 0, 0] = 1.0
+
+    def step(self, x, state):
+        self.check_length(x)
+        new = {}
+        return self.step_child("conv", x, state, new).flip(1), new
+
+
+class TokensModel(_Base):
+    """One frame per hop, two codebooks: a strided causal conv quantized to 16 levels."""
+
+    output_kind, latency, out_per_in = TOKENS, 0, Fraction(1, HOP)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.enc = CausalConv1d(1, 2, HOP, stride=HOP)
+
+    def step(self, x, state):
+        self.check_length(x)
+        new = {}
+        z = torch.tanh(self.step_child("enc", x, state, new) * 10)
+        return torch.floor((z + 1) * 7.999).long(), new
+
+
+class EventsModel(_Base):
+    """Per-hop energy score; ``detect_events`` reports the loud frames."""
+
+    output_kind, latency, out_per_in = EVENTS, 0, Fraction(1, HOP)
+
+    def step(self, x, state):
+        self.check_length(x)
+        b, c, t = x.shape
+        return x.reshape(b, c, t // HOP, HOP).square().mean(-1), {}
+
+    def detect_events(self, frames: np.ndarray, first_frame: int, frame_rate: float) -> list[dict]:
+        return [{"type": "loud", "frame": first_frame + i, "time": (first_frame + i) / frame_rate, "row": r}
+                for i, r in zip(*np.nonzero(frames[:, :, 0] > 0.1), strict=True)]
+
+
+class FragileModel(FilterModel):
+    """Refuses input beyond +-8 (raises inside the step), to test that a failure stays in its stream."""
+
+    def step(self, x, state):
+        if x.abs().max() > 8:
+            raise ValueError("input out of range")
+        return super().step(x, state)
+
+
+TEST_MODELS = {"test-filter": FilterModel, "test-delay": DelayModel, "test-sources": SourcesModel,
+               "test-stereo": StereoModel, "test-tokens": TokensModel, "test-events": EventsModel,
+               "test-fragile": FragileModel}
+
+
+def register_test_models() -> None:
+    for name, cls in TEST_MODELS.items():
+        if name not in _REGISTRY:
+            register(name, "test", cls.__doc__.splitlines()[0])(cls)

@@ -1,0 +1,275 @@
+"""StreamPipeline: the one code path from client audio to client output for one stream.
+
+    client samples [n, channels] at the client rate
+      -> StreamResampler (client rate -> model rate)
+      -> Framer (whole multiples of the model hop)
+      -> model step (injected: called directly, or by the engine's batching scheduler)
+      -> latency compensation, StreamResampler (model rate -> client rate)
+      -> Output
+
+Rows: each client channel is its own stream, i.e. one batch row ``[channels, 1, T]``, unless the
+model takes several channels at once (``model.audio_channels > 1``), then the stream is one row
+``[1, channels, T]`` and the client must send exactly that many channels.
+
+Time alignment (audio and sources): ``model.latency`` is the model's output delay in samples,
+``y[t + latency]`` belongs to ``x[t]``. The pipeline drops the first ``latency`` output samples and,
+at ``finish``, feeds ``latency`` zeros (plus the hop padding) to push the last ones out, so the
+complete output is time-aligned with the input and has exactly as many frames (a resampling
+round trip can be a frame short or long; the tail is zero-padded or cut to the input's length).
+
+The step is injected by splitting each call in two halves around it: ``begin(samples)`` returns
+the model input (or None when no whole hop is ready) and ``end(y)`` turns the model output into
+an ``Output``; whoever runs the step between them must also carry ``pipeline.state`` forward.
+``process``/``finish`` do all three with a direct step, for offline use and as the reference.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from wavestream.streaming.framing import Framer, check_samples
+from wavestream.streaming.module import AUDIO, EVENTS, SOURCES, TOKENS, StreamingModule
+from wavestream.streaming.resample import StreamResampler
+from wavestream.streaming.state import State
+
+Step = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]
+AUDIO_LIKE = (AUDIO, SOURCES)
+OUTPUT_KINDS = (AUDIO, SOURCES, TOKENS, EVENTS)
+MAX_CHANNELS = 64
+
+
+@dataclass
+class Output:
+    """What one call produced for one stream.
+
+    - ``audio`` / ``sources``: ``audio`` is ``float32 [frames, out_channels]`` at the client rate.
+      For sources, ``out_channels = rows * sources`` and column ``row * sources + s`` is source
+      ``s`` of input channel ``row`` (channel-major; a multi-channel model has one row).
+    - ``tokens`` / ``events``: ``frames`` is the model's frame output ``[n_frames, rows, K]``
+      (integer codes of K codebooks, or K class scores) and ``first_frame`` the stream index of
+      ``frames[0]``; for events, ``events`` holds what the model's ``detect_events`` hook made of
+      them (a list of JSON-able dicts; empty for a model without the hook).
+    """
+
+    kind: str
+    audio: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    first_frame: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        data = self.audio if self.kind in AUDIO_LIKE else self.frames
+        return (data is None or not len(data)) and not self.events
+
+    @staticmethod
+    def concat(outputs: Sequence[Output]) -> Output:
+        """Join consecutive outputs of one stream."""
+        if not outputs:
+            raise ValueError("Output.concat needs at least one output")
+        first = outputs[0]
+        joined = Output(first.kind, first_frame=first.first_frame,
+                        events=[e for o in outputs for e in o.events])
+        if first.audio is not None:
+            joined.audio = np.concatenate([o.audio for o in outputs])
+        if first.frames is not None:
+            joined.frames = np.concatenate([o.frames for o in outputs])
+        return joined
+
+
+def _check_int(value: Any, name: str, low: int = 1, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low or \
+            (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}")
+
+
+def direct_step(model: StreamingModule) -> Step:
+    """The unbatched step: ``model.step`` in inference mode."""
+    def step(x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        with torch.inference_mode():
+            return model.step(x, state)
+    return step
+
+
+@functools.lru_cache(maxsize=256)
+def resampler_delay(in_rate: int, out_rate: int, quality: str = "HQ") -> float:
+    """Seconds of filter delay a soxr stream adds (0 for equal rates), measured once per pair."""
+    if in_rate == out_rate:
+        return 0.0
+    stream = StreamResampler(in_rate, out_rate, 1, quality)
+    stream.process(np.zeros((in_rate, 1), np.float32))
+    return stream.delay / out_rate
+
+
+class StreamPipeline:
+    def __init__(self, model: StreamingModule, sample_rate: int, channels: int, quality: str = "HQ"):
+        if model.input_kind != AUDIO:
+            raise ValueError(f"{type(model).__name__} takes {model.input_kind} input; a stream needs an audio model")
+        if model.output_kind not in OUTPUT_KINDS:
+            raise ValueError(f"{type(model).__name__} outputs {model.output_kind}; streams carry {OUTPUT_KINDS}")
+        if not model.sample_rate:
+            raise ValueError(f"{type(model).__name__} declares no sample_rate")
+        _check_int(sample_rate, "sample_rate", 1000, 384000)
+        _check_int(channels, "channels", 1, MAX_CHANNELS)
+        model_channels = int(getattr(model, "audio_channels", 1))
+        if model_channels > 1 and channels != model_channels:
+            raise ValueError(f"this model takes exactly {model_channels} channels, got {channels}")
+        self.model, self.sample_rate, self.channels = model, int(sample_rate), int(channels)
+        self.kind = model.output_kind
+        self.model_rate, self.hop, self.latency = int(model.sample_rate), int(model.hop), int(model.latency)
+        self.rows = 1 if model_channels > 1 else self.channels
+        self._model_channels = model_channels
+        # one probe step tells the output layout: values per row (K) and output steps per hop
+        with torch.inference_mode():
+            probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.channels), np.float32)),
+                                  model.init_state(self.rows))
+        self.per_row = int(probe.shape[1])
+        self.out_per_hop = int(probe.shape[-1])
+        self._frame_dtype = probe.numpy().dtype
+        if self.kind in AUDIO_LIKE and self.out_per_hop != self.hop:
+            raise ValueError(f"{type(model).__name__} outputs {self.kind} with {self.out_per_hop} samples per "
+                             f"hop of {self.hop}; audio outputs must keep the input length")
+        self.out_channels = self.rows * self.per_row
+        self.to_model = StreamResampler(self.sample_rate, self.model_rate, self.channels, quality)
+        self.framer = Framer(self.hop, self.channels)
+        self.from_model = StreamResampler(self.model_rate, self.sample_rate, self.out_channels, quality) \
+            if self.kind in AUDIO_LIKE else None
+        self.latency_seconds = (self.latency + self.hop) / self.model_rate + resampler_delay(
+            self.sample_rate, self.model_rate, quality) + (resampler_delay(
+                self.model_rate, self.sample_rate, quality) if self.from_model else 0.0)
+        self.reset()
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second (tokens/events)."""
+        return self.model_rate * self.out_per_hop / self.hop
+
+    def output_info(self) -> dict[str, Any]:
+        """What a client needs to read the output (the protocol's ``ready.output``)."""
+        if self.kind in AUDIO_LIKE:
+            info = {"kind": self.kind, "sample_rate": self.sample_rate, "channels": self.out_channels}
+            if self.kind == SOURCES:
+                info["sources"] = self.per_row
+                info["layout"] = "channel c, source s -> column c * sources + s"
+            return info
+        return {"kind": self.kind, "frame_rate": self.frame_rate, "rows": self.rows,
+                ("codebooks" if self.kind == TOKENS else "classes"): self.per_row}
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to a fresh stream: zero state, empty buffers, counters at 0."""
+        self.state: State = self.model.init_state(self.rows)
+        self.to_model.reset()
+        self.framer.reset()
+        if self.from_model is not None:
+            self.from_model.reset()
+        self.samples_in = 0       # client-rate frames received
+        self.samples_out = 0      # client-rate frames returned (audio)
+        self.model_valid = 0      # model-rate frames of real input (no padding)
+        self.frames_out = 0       # model output frames returned (tokens/events)
+        self.finished = False
+        self._to_drop = self.latency if self.kind in AUDIO_LIKE else 0
+        self._model_kept = 0
+        self._held = np.zeros((0, self.out_channels), np.float32)
+
+    def begin(self, samples: np.ndarray) -> torch.Tensor | None:
+        """Take client samples; return the model input for the whole hops now ready, or None."""
+        if self.finished:
+            raise ValueError("stream finished; reset it to start a new one")
+        check_samples(samples, self.channels)
+        if not np.isfinite(samples).all():
+            raise ValueError("samples contain NaN or Inf")
+        self.samples_in += len(samples)
+        resampled = self.to_model.process(samples)
+        self.model_valid += len(resampled)
+        ready = self.framer.push(resampled)
+        return self._to_tensor(ready) if len(ready) else None
+
+    def end(self, y: torch.Tensor | None) -> Output:
+        """Model output of the last ``begin`` (None if it returned None) -> client output."""
+        return self._output(y, final=False)
+
+    def begin_finish(self) -> torch.Tensor | None:
+        """End of input: the model input that flushes everything out (None if nothing is left)."""
+        if self.finished:
+            raise ValueError("stream already finished; reset it to start a new one")
+        self.finished = True
+        rest = self.to_model.flush()
+        self.model_valid += len(rest)
+        if self.framer.frames_out == 0 and self.framer.pending + len(rest) == 0:
+            return None  # nothing was ever sent: nothing to flush
+        lead_out = np.zeros((self.latency, self.channels), np.float32)
+        ready = self.framer.push(np.concatenate([rest, lead_out]))
+        tail, _ = self.framer.flush()
+        x = np.concatenate([ready, tail])
+        return self._to_tensor(x) if len(x) else None
+
+    def end_finish(self, y: torch.Tensor | None) -> Output:
+        return self._output(y, final=True)
+
+    # -- direct (unbatched) use -------------------------------------------------------------------
+    def process(self, samples: np.ndarray, step: Step | None = None) -> Output:
+        x = self.begin(samples)
+        return self.end(self._run(x, step))
+
+    def finish(self, step: Step | None = None) -> Output:
+        x = self.begin_finish()
+        return self.end_finish(self._run(x, step))
+
+    def _run(self, x: torch.Tensor | None, step: Step | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        y, self.state = (step or direct_step(self.model))(x, self.state)
+        return y
+
+    # -- conversions -------------------------------------------------------------------------------
+    def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(frames.T))  # [channels, T]
+        return x.unsqueeze(0) if self._model_channels > 1 else x.unsqueeze(1)
+
+    def _output(self, y: torch.Tensor | None, final: bool) -> Output:
+        if y is not None:
+            expected = (self.rows, self.per_row)
+            if tuple(y.shape[:2]) != expected:
+                raise ValueError(f"model output has shape {tuple(y.shape)}, expected [{self.rows}, {self.per_row}, T]")
+            # [rows, K, T] -> [T, rows * K], column r * K + k
+            y = y.detach().cpu().permute(2, 0, 1).reshape(y.shape[-1], -1).numpy()
+        if self.kind in AUDIO_LIKE:
+            return Output(self.kind, audio=self._audio(y, final))
+        frames = y if y is not None else np.zeros((0, self.out_channels), self._frame_dtype)
+        frames = frames.reshape(len(frames), self.rows, self.per_row)
+        out = Output(self.kind, frames=frames, first_frame=self.frames_out)
+        self.frames_out += len(frames)
+        detect = getattr(self.model, "detect_events", None)
+        if self.kind == EVENTS and detect is not None and len(frames):
+            out.events = list(detect(frames, out.first_frame, self.frame_rate))
+        return out
+
+    def _audio(self, y: np.ndarray | None, final: bool) -> np.ndarray:
+        model_audio = np.zeros((0, self.out_channels), np.float32) if y is None else y.astype(np.float32)
+        drop = min(self._to_drop, len(model_audio))
+        model_audio = model_audio[drop:]
+        self._to_drop -= drop
+        if final:  # the lead-out and hop padding produce frames past the real input: cut them
+            model_audio = model_audio[:max(self.model_valid - self._model_kept, 0)]
+        self._model_kept += len(model_audio)
+        parts = [self._held, self.from_model.process(model_audio)]
+        if final:
+            parts.append(self.from_model.flush())
+        audio = np.concatenate(parts)
+        due = self.samples_in - self.samples_out  # never return more than was sent
+        if final:
+            audio = np.concatenate([audio[:due], np.zeros((max(due - len(audio), 0), self.out_channels), np.float32)])
+            self._held = audio[:0]
+        else:
+            audio, self._held = audio[:due], audio[due:]
+        self.samples_out += len(audio)
+        return audio
