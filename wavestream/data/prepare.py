@@ -6,6 +6,7 @@ Preparing some corpora (``only``) keeps the other corpora's manifest entries.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,8 +23,8 @@ from .corpora import Clip, Corpus, folder_corpus, install_packages, select
 from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
 from .noise import generate_noise
 
-MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0}
-TRIM_FLOOR_DB = {"speech": -40.0, "noise": -50.0, "music": -50.0}
+MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0, "rir": 0.05}
+TRIM_FLOOR_DB = {"speech": -40.0, "noise": -50.0, "music": -50.0, "rir": None}  # None: keep the whole response
 
 
 def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
@@ -85,6 +86,7 @@ def _available(corpora: list[Corpus], install: bool, log: Callable[[str], None])
     kept = []
     for corpus in corpora:
         lacking = [p for p in corpus.packages if p in missing] + [t for t in corpus.tools if not shutil.which(t)]
+        lacking += [f"Python package {m}" for m in corpus.modules if importlib.util.find_spec(m) is None]
         if lacking:
             log(f"skipping {corpus.name}: needs {', '.join(lacking)}")
         else:
@@ -106,18 +108,44 @@ def _old_entries(root: Path) -> dict[str, dict]:
     return entries
 
 
-def _load(clip: Clip, rate: int) -> tuple[np.ndarray, int]:
+def _load(clip: Clip, rate: int) -> tuple[np.ndarray, int, dict]:
+    """(samples at ``rate``, native rate, extra manifest fields)."""
     if clip.path is not None:
-        native = _native_rate(clip.path)
-        return read_audio(clip.path, rate)[0], native
+        return read_audio(clip.path, rate)[0], _native_rate(clip.path), {}
     if clip.noise is not None:
         kind, seed = clip.noise
-        return generate_noise(kind, seed, rate), rate
+        return generate_noise(kind, seed, rate), rate, {}
+    if clip.room is not None:
+        rir, meta = simulate_room(clip.room, rate)
+        return rir, rate, meta
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "tts.wav"
         subprocess.run([*clip.tts, str(wav)], check=True, capture_output=True, timeout=60)
-        native = _native_rate(wav)
-        return read_audio(wav, rate)[0], native
+        return read_audio(wav, rate)[0], _native_rate(wav), {}
+
+
+def simulate_room(seed: int, rate: int) -> tuple[np.ndarray, dict]:
+    """Impulse response of a random shoebox room (hybrid image sources + ray tracing: fast and a full tail)."""
+    import pyroomacoustics as pra
+    rng = np.random.default_rng([seed, 7])
+    dims = np.array([rng.uniform(3, 10), rng.uniform(3, 8), rng.uniform(2.4, 4)])
+    rt60 = float(rng.uniform(0.15, 1.0))
+    absorption, _ = pra.inverse_sabine(rt60, dims)
+    room = pra.ShoeBox(dims, fs=rate, materials=pra.Material(absorption), max_order=3, ray_tracing=True,
+                       air_absorption=True)
+    room.set_ray_tracing(receiver_radius=0.5, n_rays=3000, energy_thres=1e-5)
+    mic = rng.uniform(0.5, dims - 0.5)
+    while True:  # source 0.5-4 m from the microphone, inside the room
+        source = rng.uniform(0.5, dims - 0.5)
+        if 0.5 <= np.linalg.norm(source - mic) <= 4.0:
+            break
+    room.add_source(source)
+    room.add_microphone(mic)
+    room.compute_rir()
+    rir = np.asarray(room.rir[0][0], dtype=np.float32)
+    rir = rir / (np.abs(rir).max() + 1e-9) * 0.9
+    return rir, {"rt60": round(rt60, 3), "distance_m": round(float(np.linalg.norm(source - mic)), 2),
+                 "room_m": [round(float(d), 2) for d in dims]}
 
 
 def _native_rate(path: str | Path) -> int:
@@ -131,11 +159,12 @@ def _native_rate(path: str | Path) -> int:
 def _process(clip: Clip, root: Path, rate: int) -> dict | None:
     """Decode/synthesize, resample, trim, write FLAC; the manifest entry, or None for unusable clips."""
     try:
-        audio, native = _load(clip, rate)
+        audio, native, extra = _load(clip, rate)
     except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"skipping {clip.path or clip.name}: {exc}")
         return None
-    audio = trim_silence(audio, rate, TRIM_FLOOR_DB[clip.kind])
+    if TRIM_FLOOR_DB[clip.kind] is not None:
+        audio = trim_silence(audio, rate, TRIM_FLOOR_DB[clip.kind])
     if len(audio) < MIN_SECONDS[clip.kind] * rate:
         return None
     rel = _out_rel(clip)
@@ -147,7 +176,7 @@ def _process(clip: Clip, root: Path, rate: int) -> dict | None:
         entry["text"] = clip.text
     if clip.language:
         entry["language"] = clip.language
-    return entry
+    return {**entry, **extra}
 
 
 def _write_manifests(root: Path, entries: list[dict]) -> dict:
