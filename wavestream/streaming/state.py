@@ -31,7 +31,11 @@ def stack_states(states: Sequence[State]) -> State:
 
 
 def split_state(state: State, sizes: Sequence[int] | None = None) -> list[State]:
-    """Split a batched state into per-stream states (batch 1 each, or the given row counts)."""
+    """Split a batched state into per-stream states (batch 1 each, or the given row counts).
+
+    A stateless module's empty state splits into empty states when ``sizes`` is given."""
+    if not state and sizes is not None:
+        return [{} for _ in sizes]
     batch = state_batch_size(state)
     sizes = list(sizes) if sizes is not None else [1] * batch
     if sum(sizes) != batch:
@@ -71,6 +75,8 @@ def state_to(state: State, device: torch.device | str | None = None, dtype: torc
 
 
 def state_batch_size(state: State) -> int:
+    if not state:
+        raise ValueError("an empty state (stateless module) has no batch size")
     sizes = {v.shape[0] for v in state.values()}
     if len(sizes) != 1:
         raise ValueError(f"inconsistent batch sizes in state: {sorted(sizes)}")
@@ -79,7 +85,8 @@ def state_batch_size(state: State) -> int:
 
 def state_to_bytes(state: State) -> bytes:
     """Serialize with safetensors (no pickle)."""
-    return _st_save({k: v.contiguous() for k, v in state.items()})
+    # copies: safetensors refuses entries that share memory (a state may hold one tensor twice)
+    return _st_save({k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in state.items()})
 
 
 def state_from_bytes(data: bytes) -> State:

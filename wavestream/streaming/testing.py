@@ -10,12 +10,13 @@ Shared by the layer tests and the model tests so that every module is held to th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import torch
 from hypothesis import strategies as st
 
 from .module import StreamingModule
-from .state import stack_states, state_from_bytes, state_to_bytes
+from .state import split_state, stack_states, state_from_bytes, state_to_bytes
 
 ATOL = 1e-5
 
@@ -64,11 +65,13 @@ def assert_chunked_equals_offline(module: StreamingModule, x: torch.Tensor, unit
 
 @torch.no_grad()
 def assert_causal(module: StreamingModule, x: torch.Tensor, t: int,
-                  out_per_in: float = 1.0, atol: float = ATOL) -> None:
+                  out_per_in: float | Fraction | None = None, atol: float = ATOL) -> None:
     """Perturb ``x[..., t:]``; outputs depending only on inputs before ``t - latency`` must not move.
 
-    ``out_per_in`` is output time steps per input time step (1/stride for a downsampler).
+    ``out_per_in`` is output time steps per input time step (1/stride for a downsampler); it
+    defaults to the module's own ``out_per_in``.
     """
+    out_per_in = module.out_per_in if out_per_in is None else Fraction(out_per_in).limit_denominator(1 << 20)
     module.eval()
     y = module(x)
     x2 = x.clone()
@@ -89,7 +92,7 @@ def assert_batch_independent(module: StreamingModule, streams: Sequence[torch.Te
     and compared with stepping each stream alone. Also checks the state round-trips through bytes."""
     module.eval()
     hop = module.hop
-    states, alone = [], []
+    states, alone, alone_states = [], [], []
     for x, w in zip(streams, warmups, strict=True):
         s = module.init_state(1, x.device, x.dtype)
         if w:
@@ -97,19 +100,39 @@ def assert_batch_independent(module: StreamingModule, streams: Sequence[torch.Te
         s = state_from_bytes(state_to_bytes(s))  # serialization must not change anything
         states.append(s)
         chunk = x[..., w * hop:(w + units) * hop]
-        y, _ = module.step(chunk, s)
+        y, s_after = module.step(chunk, s)
         alone.append(y)
+        alone_states.append(s_after)
     batch_x = torch.cat([x[..., w * hop:(w + units) * hop] for x, w in zip(streams, warmups, strict=True)])
     batch_y, batch_state = module.step(batch_x, stack_states(states))
-    for i, y in enumerate(alone):
+    for i, (y, s) in enumerate(zip(alone, alone_states, strict=True)):
         err = max_abs_diff(batch_y[i:i + 1], y)
         assert err <= atol, f"stream {i} differs in a batch by {err:.3g}"
+        for k, v in split_state(batch_state, [1] * len(alone))[i].items():
+            err = max_abs_diff(v.double(), s[k].double())
+            assert err <= atol, f"stream {i}: state {k!r} differs in a batch by {err:.3g}"
+
+
+@torch.no_grad()
+def assert_step_is_pure(module: StreamingModule, x: torch.Tensor, units: int = 1) -> None:
+    """``step`` must not change its input or state tensors in place (callers keep and reuse them)."""
+    module.eval()
+    state = module.init_state(x.shape[0], x.device, x.dtype)
+    for chunk in (x[..., :units * module.hop], x[..., units * module.hop:2 * units * module.hop]):
+        chunk_copy, state_copy = chunk.clone(), {k: v.clone() for k, v in state.items()}
+        _, new_state = module.step(chunk, state)
+        assert torch.equal(chunk, chunk_copy), "step changed its input in place"
+        for k, v in state.items():
+            assert torch.equal(v, state_copy[k]), f"step changed state entry {k!r} in place"
+        assert set(new_state) == set(state), f"step changed the state keys: {sorted(set(new_state) ^ set(state))}"
+        state = new_state
 
 
 def check_all(make: Callable[[], StreamingModule], x: torch.Tensor, units: Sequence[int], t: int,
-              out_per_in: float = 1.0, atol: float = ATOL) -> None:
-    """All three checks on one module and one input ``x`` of shape ``[B, ..., T]`` (B >= 2)."""
+              out_per_in: float | Fraction | None = None, atol: float = ATOL) -> None:
+    """All three checks (and step purity) on one module and one input ``x`` of shape ``[B, ..., T]`` (B >= 2)."""
     module = make()
+    assert_step_is_pure(module, x)
     assert_chunked_equals_offline(module, x, units, atol)
     assert_causal(module, x, t, out_per_in, atol)
     total = x.shape[-1] // module.hop
