@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wavestream.streaming.conv import CausalConv1d
+from wavestream.streaming.conv import FSMN, CausalConv1d
 from wavestream.streaming.testing import check_all, partitions
 
 
@@ -28,3 +28,27 @@ def test_causal_conv1d_rejects_partial_hop():
     conv = CausalConv1d(1, 1, 4, stride=2)
     with pytest.raises(ValueError, match="multiple of hop"):
         conv.step(torch.zeros(1, 1, 3), conv.init_state(1))
+
+
+@settings(max_examples=15, deadline=None)
+@given(lookback=st.integers(1, 6), stride=st.integers(1, 3), frames=st.integers(2, 24), data=st.data())
+def test_fsmn_streaming(lookback, stride, frames, data):
+    x = torch.randn(3, 5, frames, generator=torch.Generator().manual_seed(frames))
+    parts = data.draw(partitions(frames))
+    t = data.draw(st.integers(0, frames - 1))
+    check_all(lambda: FSMN(5, lookback, stride), x, parts, t)
+
+
+def test_fsmn_is_skip_plus_strided_taps():
+    fsmn = FSMN(2, lookback=2, stride=3)
+    assert fsmn.init_state(1)["conv.prev"].shape == (1, 2, 6)
+    with torch.no_grad():
+        fsmn.conv.conv.weight.copy_(torch.tensor([[[0.5, 0.25, 2.0]], [[1.0, 0.0, 0.0]]]))
+    x = torch.arange(1.0, 9.0).expand(1, 2, 8)
+    y = fsmn(x)
+    # channel 0: x[t] + 2 x[t] + 0.25 x[t-3] + 0.5 x[t-6] (zeros before the start)
+    t = 7
+    assert y[0, 0, t] == x[0, 0, t] * 3 + 0.25 * x[0, 0, t - 3] + 0.5 * x[0, 0, t - 6]
+    assert torch.equal(y[0, 1], x[0, 1] + torch.cat([torch.zeros(6), x[0, 1, :2]]))
+    with pytest.raises(ValueError, match="lookback"):
+        FSMN(2, lookback=0)

@@ -80,3 +80,25 @@ class CausalConvTranspose1d(StreamingModule):
         if c.bias is not None:
             y = y + c.bias[:, None]
         return y, {"partial": full[..., done:]}
+
+
+class FSMN(StreamingModule):
+    """Causal FSMN memory block (Zhang et al. 2015, compact/deep FSMN without lookahead).
+
+    ``m[t] = x[t] + sum_{i=0..lookback} a_i * x[t - i * stride]`` with a learned per-channel tap
+    ``a_i``: a depthwise causal conv plus a skip connection. State: the conv's last
+    ``lookback * stride`` input frames (``conv.prev``).
+    """
+
+    def __init__(self, channels: int, lookback: int, stride: int = 1):
+        super().__init__()
+        if lookback < 1 or stride < 1:
+            raise ValueError(f"need lookback >= 1 and stride >= 1, got {lookback}, {stride}")
+        self.channels = channels
+        self.conv = CausalConv1d(channels, channels, lookback + 1, dilation=stride, groups=channels, bias=False)
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if x.dim() != 3 or x.shape[1] != self.channels:
+            raise ValueError(f"FSMN expects [batch, {self.channels}, time], got {tuple(x.shape)}")
+        new_state: State = {}
+        return x + self.step_child("conv", x, state, new_state), new_state

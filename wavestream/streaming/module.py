@@ -87,7 +87,7 @@ class StreamingSequential(StreamingModule):
             # a layer needs a multiple of `layer.hop` of its own input steps, i.e. of layer.hop * scale
             # model inputs; the smallest whole number of model inputs that is such a multiple:
             need = (layer.hop * scale).numerator
-            hop = hop * need // _gcd(hop, need)
+            hop = math.lcm(hop, need)
             latency += layer.latency * scale
             scale /= Fraction(layer.out_per_in)
         self.hop, self.latency = hop, math.ceil(latency)
@@ -101,8 +101,3 @@ class StreamingSequential(StreamingModule):
             x = self.step_child(f"layers.{i}", x, state, new_state)
         return x, new_state
 
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
