@@ -19,11 +19,14 @@ reproducible per (seed, index)::
     noisy, clean = train[0]
     loader = torch.utils.data.DataLoader(train, batch_size=16, shuffle=True, num_workers=1)
 
-See ``synth.py`` for the choices (target under reverberation = direct path + early reflections,
+Also ``SpeakerMixtures`` (mixture [1, T], sources [2, T]; chosen overlap), ``MusicSpeech`` (speech
+over music, sources = speech, music) and ``KeywordClips`` (audio [1, T], label; needs
+``--only keywords``). See ``synth.py`` for the choices (target under reverberation = direct path + early reflections,
 band-limiting applies to input and target, clipping to the input only).
 """
 
 from .manifest import default_root, load_entries, read_manifest, split_of
-from .synth import NoisySpeech
+from .synth import KeywordClips, MusicSpeech, NoisySpeech, SpeakerMixtures
 
-__all__ = ["NoisySpeech", "default_root", "load_entries", "read_manifest", "split_of"]
+__all__ = ["KeywordClips", "MusicSpeech", "NoisySpeech", "SpeakerMixtures", "default_root", "load_entries",
+           "read_manifest", "split_of"]

@@ -107,8 +107,8 @@ def _klettres_speech() -> Iterator[Clip]:
 def _ktuberling_speech() -> Iterator[Clip]:
     root = Path("/usr/share/ktuberling/sounds")
     for path in _files(root):
-        language = path.relative_to(root).parts[0]
-        yield Clip("speech", "ktuberling", f"ktuberling-{language}", f"{language}/{path.stem}",
+        language = path.relative_to(root).parts[0].split("@")[0]  # sr@latin etc. reuse the sr recordings
+        yield Clip("speech", "ktuberling", f"ktuberling-{language}", _slug(str(path.relative_to(root).with_suffix(""))),
                    "GPL-2+ (ktuberling-data)", path=str(path), text=path.stem.replace("_", " "), language=language)
 
 
@@ -142,17 +142,24 @@ def _stable(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big")
 
 
+def espeak_speakers() -> list[tuple[str, str, int, int]]:
+    """(speaker id, voice+variant, speed in words/min, pitch 0-99): distinct accent/variant pairs."""
+    pairs = [(v, w) for v in ESPEAK_VOICES for w in ESPEAK_VARIANTS]
+    out = []
+    for k in range(ESPEAK_SPEAKERS):
+        voice, variant = pairs[(k * 97) % len(pairs)]  # 97 is coprime with the pair count: no repeats
+        h = _stable(f"{voice}+{variant}")
+        speed, pitch = 130 + h % 60, 25 + (h >> 8) % 50  # each speaker its own rate and pitch
+        out.append((f"espeak-{voice}+{variant}-s{speed}p{pitch}", f"{voice}+{variant}", speed, pitch))
+    return out
+
+
 def _espeak_speech() -> Iterator[Clip]:
     lines = sentences(TTS_SENTENCES)
-    for k in range(ESPEAK_SPEAKERS):
-        voice = ESPEAK_VOICES[k % len(ESPEAK_VOICES)]
-        variant = ESPEAK_VARIANTS[(k * 5) % len(ESPEAK_VARIANTS)]
-        h = _stable(f"{voice}+{variant}")
-        speed, pitch = 130 + h % 60, 25 + (h >> 8) % 50  # words/min, 0-99 pitch: each speaker its own
-        speaker = f"espeak-{voice}+{variant}-s{speed}p{pitch}"
+    for k, (speaker, voice, speed, pitch) in enumerate(espeak_speakers()):
         for j in range(ESPEAK_LINES_PER_SPEAKER):
             i = (k * ESPEAK_LINES_PER_SPEAKER + j) % len(lines)
-            cmd = ("espeak-ng", "-v", f"{voice}+{variant}", "-s", str(speed), "-p", str(pitch), lines[i], "-w")
+            cmd = ("espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), lines[i], "-w")
             yield Clip("speech", "espeak", speaker, f"{_slug(speaker)}/{i:04d}", "GPL-3+ (espeak-ng output)",
                        tts=cmd, text=lines[i], language="en")
 
@@ -165,6 +172,29 @@ def _flite_speech() -> Iterator[Clip]:
             cmd = ("flite", "-voice", voice, "-t", lines[i], "-o")
             yield Clip("speech", "flite", f"flite-{voice}", f"{voice}/{i:04d}", "BSD-style (flite/CMU voices)",
                        tts=cmd, text=lines[i], language="en")
+
+
+KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+            "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+KEYWORD_PERTURBATIONS = ((0.85, -12), (1.15, 12))  # (speed factor, pitch shift): two takes per voice
+
+
+def _keywords() -> Iterator[Clip]:
+    """Each keyword spoken by every espeak speaker and flite voice, twice with speed/pitch perturbation."""
+    for speaker, voice, speed, pitch in espeak_speakers():  # the same talkers as in the espeak corpus
+        for t, (factor, shift) in enumerate(KEYWORD_PERTURBATIONS):
+            for word in KEYWORDS:
+                cmd = ("espeak-ng", "-v", voice, "-s", str(int(speed * factor)),
+                       "-p", str(min(99, max(0, pitch + shift))), word, "-w")
+                yield Clip("keywords", "keywords", speaker, f"{_slug(speaker)}/{word}-{t}", "GPL-3+ (espeak-ng output)",
+                           tts=cmd, text=word, language="en")
+    for voice in FLITE_VOICES:
+        for t, (factor, shift) in enumerate(KEYWORD_PERTURBATIONS):
+            for word in KEYWORDS:
+                cmd = ("flite", "-voice", voice, "--setf", f"duration_stretch={1 / factor:.3f}",
+                       "--setf", f"int_f0_target_mean={110 + 4 * shift + 20 * (voice in ('slt',))}", "-t", word, "-o")
+                yield Clip("keywords", "keywords", f"flite-{voice}", f"flite-{voice}/{word}-{t}",
+                           "BSD-style (flite/CMU voices)", tts=cmd, text=word, language="en")
 
 
 # -- noise and music -----------------------------------------------------------------------------
@@ -238,6 +268,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            ("hedgewars-data",), "Hedgewars soundtrack"),
     Corpus("fillets-music", "music", lambda: (c for c in _music() if c.corpus == "fillets-music"),
            ("fillets-ng-data-cs",), "Fish Fillets NG soundtrack"),
+    Corpus("keywords", "keywords", _keywords, ("espeak-ng", "flite"), "20 keywords (digits, commands) x "
+           "53 TTS voices x 2 speed/pitch takes", tools=("espeak-ng", "flite")),
     Corpus("rooms", "rir", _rooms, (), "shoebox rooms, RT60 0.15-1.0 s (pyroomacoustics hybrid ISM + ray tracing)",
            modules=("pyroomacoustics",)),
 ]}

@@ -3,7 +3,8 @@
 Every entry has ``path`` (relative to the data root), ``duration`` (s), ``speaker`` (speech: who is
 talking; noise/music: the source file), ``corpus``, ``licence``, ``split`` and ``kind``; optional
 ``text``, ``language`` and ``native_rate`` (the rate of the original recording: 8000 means the
-clip is narrow-band even at 16 kHz). Kind ``rir`` holds room impulse responses (speaker = room).
+clip is narrow-band even at 16 kHz). Kind ``rir`` holds room impulse responses (speaker = room),
+``keywords`` single TTS words (``text``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-KINDS = ("speech", "noise", "music", "rir")
+KINDS = ("speech", "noise", "music", "rir", "keywords")
 SPLITS = ("train", "dev")
 #: share of speakers (or noise/music sources) held out for the dev split
 DEV_FRACTION = 0.15
@@ -25,7 +26,11 @@ def default_root() -> Path:
 
 
 def split_of(kind: str, speaker: str, dev_fraction: float = DEV_FRACTION) -> str:
-    """Deterministic split of a speaker/source: a hash, so it never changes when corpora are added."""
+    """Deterministic split of a speaker/source: a hash, so it never changes when corpora are added.
+
+    Keywords share the speech hash: a TTS voice is in the same split in both.
+    """
+    kind = "speech" if kind == "keywords" else kind
     digest = hashlib.sha1(f"{kind}:{speaker}".encode()).digest()
     return "dev" if int.from_bytes(digest[:8], "big") / 2**64 < dev_fraction else "train"
 

@@ -6,6 +6,7 @@ Preparing some corpora (``only``) keeps the other corpora's manifest entries.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -23,8 +24,9 @@ from .corpora import Clip, Corpus, folder_corpus, install_packages, select
 from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
 from .noise import generate_noise
 
-MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0, "rir": 0.05}
-TRIM_FLOOR_DB = {"speech": -40.0, "noise": -50.0, "music": -50.0, "rir": None}  # None: keep the whole response
+MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0, "rir": 0.05, "keywords": 0.1}
+# None: keep the whole response
+TRIM_FLOOR_DB = {"speech": -40.0, "noise": -50.0, "music": -50.0, "rir": None, "keywords": -40.0}
 
 
 def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
@@ -44,6 +46,7 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
         clips = list(corpus.lister())
         log(f"{corpus.name:16s} {corpus.kind:6s} {len(clips):5d} clips  {corpus.description}")
         jobs += clips
+    jobs = _unique(jobs)
     todo = [c for c in jobs if _out_rel(c) not in old or not (root / _out_rel(c)).exists()]
     log(f"processing {len(todo)} clips ({len(jobs) - len(todo)} already prepared) at {rate} Hz ...")
     workers = workers or min(2, os.cpu_count() or 1)
@@ -55,6 +58,7 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
     # entries of corpora not prepared this time stay as they were
     rebuilt = {(c.kind, c.name) for c in corpora}
     entries += [e for e in old.values() if (e["kind"], e["corpus"]) not in rebuilt]
+    _remove_stale(root, corpora, {e["path"] for e in entries})
     summary = _write_manifests(root, entries)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["disk_mb"] = round(sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20, 1)
@@ -92,6 +96,28 @@ def _available(corpora: list[Corpus], install: bool, log: Callable[[str], None])
         else:
             kept.append(corpus)
     return kept
+
+
+def _unique(clips: list[Clip]) -> list[Clip]:
+    """Drop clips whose source file is byte-identical to an earlier one (packages ship copies per locale)."""
+    seen: set[str] = set()
+    out = []
+    for clip in clips:
+        if clip.path is not None:
+            digest = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+        out.append(clip)
+    return out
+
+
+def _remove_stale(root: Path, corpora: list[Corpus], keep: set[str]) -> None:
+    """Files of the rebuilt corpora that no clip produced any more (e.g. after a corpus definition changed)."""
+    for corpus in corpora:
+        for path in (root / corpus.kind / corpus.name).rglob("*.flac"):
+            if str(path.relative_to(root)) not in keep:
+                path.unlink()
 
 
 def _out_rel(clip: Clip) -> str:

@@ -53,10 +53,12 @@ class _Pools:
         self.noise = load_entries(self.root, "noise", split, noise_corpora) if "noise" in need else []
         self.music = load_entries(self.root, "music", split) if "music" in need else []
         self.rooms = load_entries(self.root, "rir", split) if "rir" in need else []
-        for kind, pool in (("noise", self.noise), ("music", self.music), ("rir", self.rooms)):
+        self.extra = {kind: load_entries(self.root, kind, split) for kind in need if kind == "keywords"}
+        for kind, pool in (("noise", self.noise), ("music", self.music), ("rir", self.rooms),
+                           ("keywords", self.extra.get("keywords"))):
             if kind in need and not pool:
                 raise ValueError(f"no {split} {kind} in {self.root}: run `wavestream data prepare` "
-                                 f"(rooms: `--only rooms`, needs pyroomacoustics)")
+                                 f"(rooms: `--only rooms`, needs pyroomacoustics; keywords: `--only keywords`)")
 
     def read(self, entry: dict) -> np.ndarray:
         audio, rate = sf.read(entry["path"], dtype="float32", always_2d=True)
@@ -198,3 +200,156 @@ class NoisySpeech(Dataset):
 
 def has_rooms(root: str | Path | None = None, split: str = "train") -> bool:
     return manifest_path(Path(root) if root is not None else default_root(), "rir", split).exists()
+
+
+class SpeakerMixtures(Dataset):
+    """Two-speaker mixtures for separation: (mixture [1, T], sources [2, T]) with mixture = sum of sources.
+
+    ``overlap`` (a value or a (low, high) range) is the share of each talker's span that overlaps the
+    other: 1.0 means both talk over the whole segment, 0.0 means one after the other. The two talkers
+    are always different speakers; ``sir_db`` sets their level ratio, ``noise_snr_db`` optionally adds
+    noise (kept out of the sources, so separation also denoises).
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
+                 rate: int = 16000, length: int = 10000, seed: int = 0,
+                 overlap: float | tuple[float, float] = (0.3, 1.0), sir_db: tuple[float, float] = (-5.0, 5.0),
+                 noise_snr_db: tuple[float, float] | None = None, level_db: tuple[float, float] = (-35.0, -15.0),
+                 speech_corpora: list[str] | None = None, min_native_rate: int = 16000):
+        low, high = (overlap, overlap) if isinstance(overlap, int | float) else overlap
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"overlap must be within [0, 1], got {overlap}")
+        self.overlap = (float(low), float(high))
+        self.pools = _Pools(root, split, rate, speech_corpora, None, min_native_rate,
+                            ("noise",) if noise_snr_db else ())
+        if len(self.pools.speakers) < 2:
+            raise ValueError("two-speaker mixtures need at least two speakers in the split")
+        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self.sir_db, self.noise_snr_db, self.level_db = sir_db, noise_snr_db, level_db
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        mixture, sources, _ = self.synthesize(np.random.default_rng([self.seed, index]))
+        return _to_tensor(mixture[None], sources)
+
+    def synthesize(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
+        n, pools = self.samples, self.pools
+        overlap = float(rng.uniform(*self.overlap))
+        span = int(n / (2 - overlap))  # two spans of this length overlapping by `overlap` fill n samples
+        a_speaker, b_speaker = rng.choice(len(pools.speakers), 2, replace=False)
+        a, _ = pools.speech_segment(rng, span, pools.speakers[a_speaker])
+        b, _ = pools.speech_segment(rng, span, pools.speakers[b_speaker])
+        sources = np.zeros((2, n), np.float32)
+        sources[0, :span] = a
+        sources[1, n - span:] = b
+        sir = float(rng.uniform(*self.sir_db))
+        sources[1] = _scale_to_snr(sources[0], sources[1], sir)
+        mixture = sources.sum(axis=0)
+        info = {"speakers": [pools.speakers[a_speaker], pools.speakers[b_speaker]], "overlap": round(overlap, 3),
+                "sir_db": round(sir, 2)}
+        if self.noise_snr_db:
+            snr = float(rng.uniform(*self.noise_snr_db))
+            mixture = mixture + _scale_to_snr(mixture, pools.background(rng, pools.noise, n), snr)
+            info["snr_db"] = round(snr, 2)
+        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(mixture.astype(np.float64) ** 2)) + 1e-9)
+        gain = min(gain, 0.99 / (np.abs(mixture).max() + 1e-9), 0.99 / (np.abs(sources).max() + 1e-9))
+        return (mixture * gain).astype(np.float32), (sources * gain).astype(np.float32), info
+
+
+class MusicSpeech(Dataset):
+    """Speech over music: (mixture [1, T], sources [2, T] = speech, music) at a speech-to-music ratio."""
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
+                 rate: int = 16000, length: int = 10000, seed: int = 0, smr_db: tuple[float, float] = (-5.0, 15.0),
+                 level_db: tuple[float, float] = (-35.0, -15.0), min_native_rate: int = 16000):
+        self.pools = _Pools(root, split, rate, None, None, min_native_rate, ("music",))
+        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self.smr_db, self.level_db = smr_db, level_db
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index])
+        speech, _ = self.pools.speech_segment(rng, self.samples)
+        music = _scale_to_snr(speech, self.pools.background(rng, self.pools.music, self.samples),
+                              rng.uniform(*self.smr_db))
+        sources = np.stack([speech, music])
+        mixture = sources.sum(axis=0)
+        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(mixture.astype(np.float64) ** 2)) + 1e-9)
+        gain = min(gain, 0.99 / (np.abs(mixture).max() + 1e-9), 0.99 / (np.abs(sources).max() + 1e-9))
+        return _to_tensor(mixture[None] * gain, sources * gain)
+
+
+class KeywordClips(Dataset):
+    """Keyword spotting clips: (audio [1, T], label). Labels 0..K-1 are ``keywords``, K is "unknown"
+    (a real word or phrase from the packaged speech corpora, or a TTS keyword outside ``keywords``)
+    and K+1 is "silence" (background only).
+
+    The word sits at a random position; ``info["end_s"]`` from ``synthesize`` says where it ends (for
+    streaming detectors that emit events). Background noise is added at ``snr_db``.
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
+                 rate: int = 16000, length: int = 10000, seed: int = 0, keywords: tuple[str, ...] | None = None,
+                 unknown_prob: float = 0.2, silence_prob: float = 0.05, snr_db: tuple[float, float] = (0.0, 30.0),
+                 level_db: tuple[float, float] = (-40.0, -15.0)):
+        from .corpora import KEYWORDS
+        self.keywords = tuple(keywords or KEYWORDS)
+        self.labels = (*self.keywords, "_unknown_", "_silence_")
+        self.pools = _Pools(root, split, rate, ["hedgewars", "ktuberling", "klettres", "fillets"], None, 0,
+                            ("noise", "keywords"))
+        self.by_word: dict[str, list[dict]] = defaultdict(list)
+        for e in self.pools.extra["keywords"]:
+            self.by_word[e["text"]].append(e)
+        missing = [k for k in self.keywords if k not in self.by_word]
+        if missing:
+            raise ValueError(f"no {split} clips for keywords {missing}; available: {sorted(self.by_word)}")
+        # real words that are not keywords (hedgewars/ktuberling texts are file names, so compare loosely)
+        self.unknown = [e for e in self.pools.speech if e["duration"] <= seconds - 0.1
+                        and e.get("text", "").lower().strip() not in self.keywords]
+        self.unknown += [e for w, es in self.by_word.items() if w not in self.keywords for e in es]
+        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self.unknown_prob, self.silence_prob, self.snr_db, self.level_db = unknown_prob, silence_prob, snr_db, level_db
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        audio, label, _ = self.synthesize(np.random.default_rng([self.seed, index]))
+        return _to_tensor(audio)[0], label
+
+    def synthesize(self, rng: np.random.Generator) -> tuple[np.ndarray, int, dict]:
+        n, pools = self.samples, self.pools
+        roll = rng.random()
+        noise = pools.background(rng, pools.noise, n)
+        word = np.zeros(n, np.float32)
+        info: dict = {}
+        if roll < self.silence_prob:
+            label = len(self.keywords) + 1
+            audio = noise
+        else:
+            if roll < self.silence_prob + self.unknown_prob:
+                label = len(self.keywords)
+                entry = self.unknown[rng.integers(len(self.unknown))]
+            else:
+                label = int(rng.integers(len(self.keywords)))
+                takes = self.by_word[self.keywords[label]]
+                entry = takes[rng.integers(len(takes))]
+            x = pools.read(entry)[: n]
+            start = int(rng.integers(n - len(x) + 1))
+            word[start:start + len(x)] = x
+            info = {"start_s": start / self.rate, "end_s": (start + len(x)) / self.rate, "speaker": entry["speaker"]}
+            audio = word + _scale_to_snr(word, noise, rng.uniform(*self.snr_db))
+        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9)
+        gain = min(gain, 0.99 / (np.abs(audio).max() + 1e-9))
+        info["label"] = self.labels[label]
+        return (audio * gain).astype(np.float32), label, info
