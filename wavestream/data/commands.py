@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--music-dir", action="append", default=[], help="your own folder of music (repeatable)")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing corpus packages")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(2, cores))")
+    p.add_argument("--devsets", action="store_true", help="also write the frozen dev sets afterwards")
+    d = sub.add_parser("devset", help="write the frozen dev sets (from dev speakers/noises) with checksums")
+    d.add_argument("--root", default=None, help="data folder (default: $WAVESTREAM_DATA or ./data)")
+    d.add_argument("--task", default="enhance,separate,codec,keywords", help="comma-separated dev sets to write")
+    d.add_argument("--rate", type=int, default=16000)
+    d.add_argument("--force", action="store_true", help="rewrite even when an intact dev set exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,5 +35,15 @@ def run(args: argparse.Namespace) -> int:
         only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
         prepare(root, args.rate, only, args.speech_dir, args.noise_dir, args.music_dir,
                 install=not args.no_install, workers=args.workers)
+        if not args.devsets:
+            return 0
+        args.task, args.force = "enhance,separate,codec,keywords", False
+    if args.data_command in ("devset", "prepare"):
+        from .devset import load_devset, write_devset
+        for task in [t.strip() for t in args.task.split(",") if t.strip()]:
+            folder = write_devset(task, root, args.rate, args.force)
+            _, entries = load_devset(task, root, verify=False)
+            hours = sum(e.get("duration", 0) for e in entries) / 60
+            print(f"{task:10s} {len(entries):4d} clips, {hours:5.1f} min -> {folder}")
         return 0
     raise ValueError(f"unknown data command {args.data_command!r}")

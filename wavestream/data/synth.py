@@ -158,9 +158,9 @@ class NoisySpeech(Dataset):
         noisy, clean, _ = self.synthesize(np.random.default_rng([self.seed, index]))
         return _to_tensor(noisy, clean)
 
-    def synthesize(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
-        """One example as numpy arrays plus what was drawn (for dev-set manifests)."""
-        n, rate, pools = self.samples, self.rate, self.pools
+    def synthesize(self, rng: np.random.Generator, samples: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """One example (``samples`` long, default ``seconds``) as numpy arrays plus what was drawn."""
+        n, rate, pools = samples or self.samples, self.rate, self.pools
         speech, speaker = pools.speech_segment(rng, n)
         info: dict = {"speaker": speaker}
         if rng.random() < self.bandlimit_prob:
@@ -236,8 +236,8 @@ class SpeakerMixtures(Dataset):
         mixture, sources, _ = self.synthesize(np.random.default_rng([self.seed, index]))
         return _to_tensor(mixture[None], sources)
 
-    def synthesize(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
-        n, pools = self.samples, self.pools
+    def synthesize(self, rng: np.random.Generator, samples: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        n, pools = samples or self.samples, self.pools
         overlap = float(rng.uniform(*self.overlap))
         span = int(n / (2 - overlap))  # two spans of this length overlapping by `overlap` fill n samples
         a_speaker, b_speaker = rng.choice(len(pools.speakers), 2, replace=False)

@@ -1,0 +1,156 @@
+"""Frozen dev sets: small, deterministic evaluation sets written to disk with a manifest and checksums.
+
+``<root>/devsets/<task>/`` holds the audio (16-bit WAV), ``manifest.jsonl`` (one clip per line with
+its files, what was drawn and each file's sha256) and ``checksum.txt`` (sha256 over the manifest).
+Everything is drawn from DEV speakers, noises, music and rooms only, from a fixed seed, so two
+machines with the same prepared corpora write the same files; ``load_devset`` verifies them.
+
+Tasks: ``enhance`` (noisy/clean at -5, 0, 5, 10, 15 dB SNR, 20 clips each, 4-6 s), ``separate``
+(2 speakers at 25/50/100 % overlap), ``codec`` (clean speech), ``keywords`` (labelled 1.5 s clips).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .manifest import default_root
+from .synth import KeywordClips, NoisySpeech, SpeakerMixtures
+
+TASKS = ("enhance", "separate", "codec", "keywords")
+ENHANCE_SNRS = (-5, 0, 5, 10, 15)
+ENHANCE_PER_SNR = 20
+SEPARATE_OVERLAPS = (0.25, 0.5, 1.0)
+SEPARATE_PER_OVERLAP = 20
+CODEC_CLIPS = 50
+KEYWORD_CLIPS = 300
+SEED = 20240601
+
+
+def devset_dir(root: str | Path | None, task: str) -> Path:
+    return (Path(root) if root is not None else default_root()) / "devsets" / task
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write(folder: Path, rel: str, audio: np.ndarray, rate: int) -> tuple[str, str]:
+    path = folder / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if np.abs(audio).max() >= 1.0:
+        raise ValueError(f"{rel}: samples reach full scale; the synthesis should have kept headroom")
+    sf.write(str(path), audio.T if audio.ndim == 2 else audio, rate, subtype="PCM_16")
+    return rel, _sha256(path)
+
+
+def _seconds(rng: np.random.Generator, rate: int) -> int:
+    return int(rate * rng.uniform(4.0, 6.0))
+
+
+def _enhance(folder: Path, root, rate: int) -> list[dict]:
+    entries = []
+    for s, snr in enumerate(ENHANCE_SNRS):
+        data = NoisySpeech(root, "dev", rate=rate, snr_db=(snr, snr), level_db=(-35.0, -20.0), bandlimit_prob=0.0,
+                           clip_prob=0.0, reverb_prob=0.0, background={"noise": 0.7, "music": 0.1, "babble": 0.2})
+        for i in range(ENHANCE_PER_SNR):
+            rng = np.random.default_rng([SEED, s, i])
+            noisy, clean, info = data.synthesize(rng, _seconds(rng, rate))
+            clip = f"{len(entries):04d}"
+            n, n_sha = _write(folder, f"noisy/{clip}.wav", noisy, rate)
+            c, c_sha = _write(folder, f"clean/{clip}.wav", clean, rate)
+            entries.append({"id": clip, "noisy": n, "clean": c, "duration": round(len(noisy) / rate, 3), **info,
+                            "sha256": {"noisy": n_sha, "clean": c_sha}})
+    return entries
+
+
+def _separate(folder: Path, root, rate: int) -> list[dict]:
+    entries = []
+    for o, overlap in enumerate(SEPARATE_OVERLAPS):
+        data = SpeakerMixtures(root, "dev", rate=rate, overlap=overlap, level_db=(-30.0, -20.0))
+        for i in range(SEPARATE_PER_OVERLAP):
+            rng = np.random.default_rng([SEED, 100 + o, i])
+            mixture, sources, info = data.synthesize(rng, _seconds(rng, rate))
+            clip = f"{len(entries):04d}"
+            files = {"mixture": _write(folder, f"mixture/{clip}.wav", mixture, rate),
+                     "s1": _write(folder, f"s1/{clip}.wav", sources[0], rate),
+                     "s2": _write(folder, f"s2/{clip}.wav", sources[1], rate)}
+            entries.append({"id": clip, **{k: v[0] for k, v in files.items()},
+                            "duration": round(len(mixture) / rate, 3), **info,
+                            "sha256": {k: v[1] for k, v in files.items()}})
+    return entries
+
+
+def _codec(folder: Path, root, rate: int) -> list[dict]:
+    data = NoisySpeech(root, "dev", rate=rate, background={"noise": 1.0})
+    entries = []
+    for i in range(CODEC_CLIPS):
+        rng = np.random.default_rng([SEED, 200, i])
+        n = _seconds(rng, rate)
+        speech, speaker = data.pools.speech_segment(rng, n)
+        speech = speech * (10 ** (rng.uniform(-30, -18) / 20) / (np.sqrt(np.mean(speech ** 2)) + 1e-9))
+        speech = speech * min(1.0, 0.99 / (np.abs(speech).max() + 1e-9))
+        clip = f"{i:04d}"
+        rel, sha = _write(folder, f"clean/{clip}.wav", speech.astype(np.float32), rate)
+        entries.append({"id": clip, "clean": rel, "duration": round(n / rate, 3), "speaker": speaker,
+                        "sha256": {"clean": sha}})
+    return entries
+
+
+def _keywords(folder: Path, root, rate: int) -> list[dict]:
+    data = KeywordClips(root, "dev", rate=rate)
+    entries = []
+    for i in range(KEYWORD_CLIPS):
+        audio, label, info = data.synthesize(np.random.default_rng([SEED, 300, i]))
+        clip = f"{i:04d}"
+        rel, sha = _write(folder, f"audio/{clip}.wav", audio, rate)
+        entries.append({"id": clip, "audio": rel, "duration": round(len(audio) / rate, 3), "label_index": label,
+                        **info, "sha256": {"audio": sha}})
+    return entries
+
+
+BUILDERS: dict[str, Callable[[Path, object, int], list[dict]]] = {
+    "enhance": _enhance, "separate": _separate, "codec": _codec, "keywords": _keywords}
+
+
+def write_devset(task: str, root: str | Path | None = None, rate: int = 16000, force: bool = False) -> Path:
+    """Write (or, when present and intact, keep) the frozen dev set of ``task``; returns its folder."""
+    if task not in BUILDERS:
+        raise ValueError(f"unknown dev-set task {task!r}; choose from {', '.join(TASKS)}")
+    folder = devset_dir(root, task)
+    if (folder / "checksum.txt").exists() and not force:
+        load_devset(task, root)  # verifies
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    entries = BUILDERS[task](folder, root, rate)
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+    (folder / "checksum.txt").write_text(f"{_sha256(manifest)}  manifest.jsonl\nrate {rate}\n")
+    return folder
+
+
+def load_devset(task: str, root: str | Path | None = None, verify: bool = True) -> tuple[Path, list[dict]]:
+    """(folder, entries) of a written dev set; with ``verify`` every file's sha256 is checked."""
+    folder = devset_dir(root, task)
+    checksum = folder / "checksum.txt"
+    if not checksum.exists():
+        raise ValueError(f"no {task} dev set in {folder}: run `wavestream data devset --task {task}`")
+    expected = checksum.read_text().split()[0]
+    manifest = folder / "manifest.jsonl"
+    if _sha256(manifest) != expected:
+        raise ValueError(f"{manifest} does not match checksum.txt: the dev set was modified; rebuild with --force")
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    if verify:
+        for entry in entries:
+            for key, sha in entry["sha256"].items():
+                if _sha256(folder / entry[key]) != sha:
+                    raise ValueError(f"{folder / entry[key]} does not match its sha256 in the manifest")
+    return folder, entries
