@@ -1,0 +1,31 @@
+"""`wavestream train RECIPE [--config FILE] [--out DIR] [--resume] [--steps N] [--export]`.
+
+Each recipe module (one per model family) exposes ``add_arguments(parser)`` for its own options,
+``run(args)`` to train (or, with ``--export``, to write the best checkpoint as shipped weights + card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+RECIPES = {
+    "enhance": "wavestream.train.enhance",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="recipe", required=True)
+    for name, module_path in RECIPES.items():
+        p = sub.add_parser(name, help=f"train the {name!r} model")
+        p.add_argument("--out", default=f"runs/{name}", help=f"run folder: checkpoints and train.log (runs/{name})")
+        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+        p.add_argument("--steps", type=int, default=None, help="override the config's number of steps")
+        p.add_argument("--quiet", action="store_true", help="no progress bar (the log file is still written)")
+        p.add_argument("--export", action="store_true",
+                       help="do not train: export the best checkpoint in --out as the shipped weights + card")
+        importlib.import_module(module_path).add_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    return importlib.import_module(RECIPES[args.recipe]).run(args)

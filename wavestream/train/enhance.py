@@ -1,0 +1,209 @@
+"""Training recipe for the "enhance" model: noisy speech -> clean speech at 16 kHz.
+
+Loss: negative SI-SDR (waveform) + multi-resolution STFT magnitude loss (spectral convergence +
+log magnitude), both on the output aligned with the clean target (the model delays by its latency).
+Data: ``wavestream.data.NoisySpeech`` (seeded per index); a fixed set of dev examples scores every
+evaluation by SI-SDR and the best checkpoint is kept. ``export`` writes the shipped weights + card.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from wavestream.data import NoisySpeech, default_root, load_entries
+from wavestream.models.enhance import GRUMaskEnhancer
+from wavestream.models.registry import WEIGHTS_DIR
+
+from .loop import BEST, LoopConfig, fit
+from .losses import MultiResolutionSTFTLoss, si_sdr
+
+NAME = "enhance"
+METRIC = "dev_si_sdr"
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "enhance.json"
+SECTIONS = ("model", "data", "dev", "loss", "train")
+
+
+def load_config(path: str | Path) -> dict:
+    config = json.loads(Path(path).read_text())
+    missing = [s for s in SECTIONS if s not in config]
+    if missing:
+        raise ValueError(f"config {path} lacks section(s) {missing}; it needs {list(SECTIONS)}")
+    return config
+
+
+def aligned(output: torch.Tensor, clean: torch.Tensor, latency: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output sample t + latency answers input sample t: drop the first ``latency`` outputs."""
+    n = output.shape[-1] - latency
+    return output[..., latency:], clean[..., :n]
+
+
+class EnhanceLoss(nn.Module):
+    def __init__(self, sisdr_weight: float = 0.1, stft_weight: float = 1.0,
+                 resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64))):
+        super().__init__()
+        self.sisdr_weight, self.stft_weight = sisdr_weight, stft_weight
+        self.stft = MultiResolutionSTFTLoss([tuple(r) for r in resolutions])
+
+    def forward(self, output: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        sdr = si_sdr(output, clean).mean()
+        spectral = self.stft(output, clean)
+        loss = self.stft_weight * spectral - self.sisdr_weight * sdr
+        return loss, {"si_sdr": sdr.item(), "stft": spectral.item()}
+
+
+def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> NoisySpeech:
+    options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed", "seconds")}
+    for key in ("snr_db", "level_db"):
+        if key in options:
+            options[key] = tuple(options[key])
+    return NoisySpeech(split=split, seconds=seconds, length=length, seed=seed, **options)
+
+
+def dev_examples(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed dev examples (noisy, clean), each ``[N, 1, T]``: same seed, same examples, every run."""
+    dev = config["dev"]
+    ds = _dataset(config["data"], "dev", dev["items"], dev["seconds"], dev["seed"])
+    pairs = [ds[i] for i in range(dev["items"])]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def evaluate_on(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, batch: int = 16) -> dict[str, float]:
+    outs = torch.cat([model(noisy[i:i + batch]) for i in range(0, len(noisy), batch)])
+    out, ref = aligned(outs, clean, model.latency)
+    sdr_out, sdr_in = si_sdr(out, ref).mean().item(), si_sdr(noisy, clean).mean().item()
+    return {METRIC: sdr_out, "dev_si_sdr_input": sdr_in, "dev_si_sdr_improvement": sdr_out - sdr_in}
+
+
+def build_model(config: dict) -> GRUMaskEnhancer:
+    return GRUMaskEnhancer(**config["model"])
+
+
+def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    loop = LoopConfig.from_dict(config["train"])
+    torch.manual_seed(loop.seed)  # the same initial weights for the same seed
+    model = build_model(config)
+    data = config["data"]
+    batch_size, seconds = data["batch_size"], data["seconds"]
+    train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
+    noisy_dev, clean_dev = dev_examples(config)
+    criterion = EnhanceLoss(**config["loss"])
+
+    def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # example indices are a function of the step, so a resumed run sees the same batches
+        indices = range(start * batch_size, loop.steps * batch_size)
+        loader = DataLoader(train_set, batch_size=batch_size, sampler=indices, num_workers=data.get("num_workers", 0),
+                            drop_last=True)
+        return iter(loader)
+
+    def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        noisy, clean = batch
+        output, target = aligned(model(noisy), clean, model.latency)
+        return criterion(output, target)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return evaluate_on(model, noisy_dev, clean_dev)
+
+    return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
+               run_info={"config": config}, progress=progress)
+
+
+def _training_data(root: Path) -> list[dict]:
+    """Corpora and licences of the training split, read from the manifests that were used."""
+    rows: dict[tuple[str, str, str], float] = {}
+    for kind in ("speech", "noise", "music", "rir"):
+        try:
+            entries = load_entries(root, kind, "train")
+        except ValueError:
+            continue
+        for e in entries:
+            key = (kind, e["corpus"], e["licence"])
+            rows[key] = rows.get(key, 0.0) + e["duration"]
+    return [{"kind": k, "corpus": c, "licence": lic, "minutes": round(d / 60, 1)}
+            for (k, c, lic), d in sorted(rows.items())]
+
+
+def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
+    """Write the best checkpoint of ``run`` as ``{weights_dir}/enhance.safetensors`` + ``enhance.json``.
+
+    Fields of an existing card that training does not produce (peer measurements under "metrics",
+    prose) are kept, so re-exporting after more training does not lose them.
+    """
+    run, weights_dir = Path(run), Path(weights_dir)
+    meta = json.loads((run / f"{BEST}.json").read_text())
+    config = meta["run"]["config"]
+    model = build_model(config)
+    model.load_state_dict(load_file(str(run / f"{BEST}.safetensors")))  # checks names and shapes
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.float().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(weights_dir / f"{NAME}.safetensors"))
+    card_path = weights_dir / f"{NAME}.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    last = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else meta
+    card.update({
+        "name": NAME,
+        "task": "enhance",
+        "description": "Causal speech enhancement at 16 kHz with 16 ms algorithmic latency: a fullband GRU "
+                       "predicts a bounded complex ratio mask on a 512/256 sqrt-Hann STFT.",
+        "architecture": {
+            "class": "wavestream.models.enhance.GRUMaskEnhancer",
+            "family": "FullSubNet / Fast FullSubNet (fullband branch, cIRM output)",
+            "summary": "STFT 512/256 sqrt-Hann -> |X|^0.3 (257) -> 1x1 conv 257->embed + ReLU -> GRU x layers "
+                       "-> 1x1 conv -> complex mask (|M| = tanh|m|) x X -> ISTFT (overlap-add)",
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "sample_rate": model.sample_rate,
+            "hop_samples": model.hop,
+            "latency_samples": model.latency,
+            "latency_ms": 1000 * model.latency / model.sample_rate,
+        },
+        "config": config["model"],
+        "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
+        "data": {
+            "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
+            "corpora": _training_data(Path(config["data"].get("root") or data_root or default_root())),
+        },
+        "training": {
+            "recipe": "wavestream train enhance --config wavestream/train/configs/enhance.json",
+            "loss": config["loss"],
+            "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip")
+                          if k in config["train"]} | {"name": "Adam", "schedule": "warmup + cosine"},
+            "batch_size": config["data"]["batch_size"],
+            "segment_seconds": config["data"]["seconds"],
+            "best_step": meta["step"],
+            "steps_run": last["step"],
+            "planned_steps": config["train"]["steps"],
+            "training_hours": round(last["elapsed_s"] / 3600, 2),
+            "hardware": "2 shared CPU cores, torch.set_num_threads(2)",
+        },
+        "dev": {"set": f"{config['dev']['items']} NoisySpeech dev examples x {config['dev']['seconds']} s, "
+                       f"seed {config['dev']['seed']} (held-out speakers and noise sources)",
+                **{k: round(v, 3) for k, v in meta["metrics"].items()}},
+    })
+    card.setdefault("metrics", {})
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe config (JSON)")
+
+
+def run(args) -> int:
+    if args.export:
+        print(export(args.out))
+        return 0
+    config = load_config(args.config)
+    if args.steps is not None:
+        config["train"]["steps"] = args.steps
+    started = time.time()
+    meta = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {METRIC} {meta['best']:.2f} dB; "
+          f"checkpoints in {args.out}")
+    return 0

@@ -1,0 +1,235 @@
+"""A small, shared training loop: seeded, resumable, with checkpoints in safetensors + JSON.
+
+Recipes (one per model family) provide the model, a loss on a batch, the batches from a given
+step on, and a dev evaluation; this module does the rest: Adam with warmup + cosine LR, gradient
+clipping, a tqdm bar and a log file, periodic checkpoints, dev evaluation every N steps and keeping
+the best weights. Nothing is pickled: model and optimizer tensors go to safetensors, the rest to JSON.
+
+Resuming is exact: batches are a function of the step (the recipe's data is seeded by index), the
+LR is a function of the step, and the optimizer state and torch RNG are restored, so an interrupted
+and resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+LAST, BEST = "last", "best"
+
+
+@dataclass
+class LoopConfig:
+    steps: int
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05  # the cosine ends at lr * min_lr_ratio
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    log_every: int = 25
+    eval_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+    threads: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        progress = min((step - self.warmup_steps) / max(self.steps - self.warmup_steps, 1), 1.0)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(data: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict into flat tensors (for safetensors) and JSON-able groups."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, entry in sd["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{idx}.{name}"] = value
+            else:
+                scalars[f"{idx}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for key, value in meta["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    # JSON turned tuples (Adam's betas) into lists
+    groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
+              for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    meta: dict) -> None:
+    """``{tag}.safetensors`` (weights), ``{tag}.optim.safetensors`` (optimizer + RNG), ``{tag}.json``."""
+    _atomic_save_file(model.state_dict(), out / f"{tag}.safetensors")
+    meta = dict(meta)
+    if optimizer is not None:
+        tensors, opt_meta = optimizer_to_tensors(optimizer)
+        tensors["rng.torch"] = torch.get_rng_state()
+        _atomic_save_file(tensors, out / f"{tag}.optim.safetensors")
+        meta["optimizer"] = opt_meta
+    _atomic_write_json(meta, out / f"{tag}.json")
+
+
+def load_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
+    meta = json.loads((out / f"{tag}.json").read_text())
+    model.load_state_dict(load_file(str(out / f"{tag}.safetensors")))
+    if optimizer is not None:
+        tensors = load_file(str(out / f"{tag}.optim.safetensors"))
+        optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+    return meta
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
+Batches = Callable[[int], Iterator[Any]]
+Evaluate = Callable[[nn.Module], dict[str, float]]
+
+
+def _file_logger(path: Path) -> logging.Logger:
+    logger = logging.getLogger(f"wavestream.train.{path.resolve()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate, cfg: LoopConfig, out: Path,
+        metric: str, resume: bool = False, run_info: dict | None = None, progress: bool = True) -> dict:
+    """Train ``model`` for ``cfg.steps`` steps; returns the final checkpoint's metadata.
+
+    ``batches(start)`` yields the batches of steps ``start, start + 1, ...``; ``evaluate`` returns dev
+    metrics, of which ``metric`` (higher is better) picks the best checkpoint. ``run_info`` (e.g. the
+    recipe config) is stored in every checkpoint's JSON.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    log = _file_logger(out / "train.log")
+
+    step, best, elapsed, history = 0, -math.inf, 0.0, []
+    if resume and (out / f"{LAST}.json").exists():
+        meta = load_checkpoint(out, LAST, model, optimizer)
+        step, best, elapsed, history = meta["step"], meta["best"], meta["elapsed_s"], meta["history"]
+        log.info("resumed at step %d (best %s %.3f)", step, metric, best)
+    elif resume:
+        log.info("nothing to resume in %s: starting from scratch", out)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("training %s (%d parameters) for %d steps: %s", type(model).__name__, n_params, cfg.steps, asdict(cfg))
+
+    def meta_now() -> dict:
+        return {"step": step, "best": best, "elapsed_s": elapsed, "history": history, "loop": asdict(cfg),
+                "run": run_info or {}}
+
+    def run_eval() -> None:
+        nonlocal best
+        model.eval()
+        with torch.no_grad():
+            metrics = evaluate(model)
+        model.train()
+        history.append({"step": step, **metrics})
+        line = " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+        log.info("dev step %d %s", step, line)
+        if metrics[metric] > best:
+            best = metrics[metric]
+            save_checkpoint(out, BEST, model, None, {**meta_now(), "metrics": metrics})
+            log.info("new best %s=%.3f at step %d", metric, best, step)
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True, desc="train")
+    running: dict[str, float] = {}
+    t_last = time.perf_counter()
+    it = batches(step)
+    while step < cfg.steps:
+        batch = next(it)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        loss, stats = loss_fn(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        now = time.perf_counter()
+        elapsed += now - t_last
+        t_last = now
+        stats = {"loss": loss.item(), "grad_norm": grad_norm.item(), **stats}
+        for k, v in stats.items():
+            running[k] = running.get(k, 0.0) + v
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+            means = {k: v / n for k, v in running.items()}
+            running = {}
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+            log.info("step %d lr %.2e %s (%.2f s/step)", step, cfg.lr_at(step - 1),
+                     " ".join(f"{k}={v:.4f}" for k, v in means.items()), elapsed / max(step, 1))
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            run_eval()
+            t_last = time.perf_counter()  # evaluation time is not training time
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(out, LAST, model, optimizer, meta_now())
+    bar.close()
+    log.info("done: %d steps, %.0f s of training, best %s=%.3f", step, elapsed, metric, best)
+    return meta_now()
