@@ -8,8 +8,8 @@
         done = await client.end()
 
 Received binary messages are decoded by the output kind announced in ``ready``: audio ->
-float32 ``[frames, channels]``, sources -> float32 ``[frames, sources, channels]``, tokens ->
-integers ``[frames, codebooks]``; events arrive as ``EventMessage``.
+float32 ``[frames, channels]``, sources -> float32 ``[frames, input channels, sources]``, tokens ->
+integers ``[frames, rows, codebooks]``; events arrive as ``EventMessage``.
 """
 
 from __future__ import annotations
@@ -64,24 +64,23 @@ def decode_output(data: bytes, info: OutputInfo) -> np.ndarray:
     if info.kind == "audio":
         return decode_pcm(data, info.encoding, info.channels)
     if info.kind == "sources":
-        frames = decode_pcm(data, info.encoding, len(info.sources) * info.channels)
-        return frames.reshape(len(frames), len(info.sources), info.channels)
+        frames = decode_pcm(data, info.encoding, info.channels)
+        return frames.reshape(len(frames), info.channels // info.sources, info.sources)
     if info.kind == "tokens":
         dtype = np.dtype(info.dtype).newbyteorder("<")
-        if len(data) % (dtype.itemsize * info.codebooks):
-            raise StreamError("invalid_audio", f"token message of {len(data)} bytes is not whole frames")
-        return np.frombuffer(data, dtype).reshape(-1, info.codebooks).astype(dtype.newbyteorder("="))
+        frame_bytes = dtype.itemsize * info.rows * info.codebooks
+        if len(data) % frame_bytes:
+            raise StreamError("invalid_message", f"token message of {len(data)} bytes is not whole frames")
+        return np.frombuffer(data, dtype).reshape(-1, info.rows, info.codebooks).astype(dtype.newbyteorder("="))
     raise StreamError("invalid_message", f"binary message for output kind {info.kind!r}")
 
 
-def concatenate(items: list[np.ndarray], info: OutputInfo) -> np.ndarray:
-    if items:
-        return np.concatenate(items, axis=0)
+def empty_output(info: OutputInfo) -> np.ndarray:
     if info.kind == "audio":
         return np.zeros((0, info.channels), np.float32)
     if info.kind == "sources":
-        return np.zeros((0, len(info.sources), info.channels), np.float32)
-    return np.zeros((0, info.codebooks), np.dtype(info.dtype))
+        return np.zeros((0, info.channels // info.sources, info.sources), np.float32)
+    return np.zeros((0, info.rows, info.codebooks), np.dtype(info.dtype))
 
 
 class AsyncStreamClient:
@@ -227,7 +226,7 @@ class AsyncStreamClient:
             collector.cancel()
         arrays = [c for c in collected if isinstance(c, np.ndarray)]
         events = [c for c in collected if isinstance(c, EventMessage)]
-        output = None if self.output.kind == "events" else concatenate(arrays, self.output)
+        output = None if self.output.kind == "events" else np.concatenate([empty_output(self.output), *arrays])
         return StreamResult(output, events, done)
 
     async def close(self) -> None:

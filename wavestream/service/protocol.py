@@ -125,20 +125,27 @@ def _brief(exc: ValidationError) -> str:
 
 
 # -- server -> client ------------------------------------------------------------------------------
-class OutputInfo(_Message):
-    """What the server's binary (or event) messages carry; see docs/protocol.md for each layout."""
+class OutputInfo(BaseModel):
+    """What the server's output messages carry; docs/protocol.md describes each binary layout.
+
+    audio / sources: PCM frames of ``channels`` interleaved columns at ``sample_rate`` in
+    ``encoding``; for sources, column ``c * sources + s`` is source ``s`` of input channel ``c``.
+    tokens: little-endian ``dtype`` integers ``[frames, rows, codebooks]`` at ``frame_rate``.
+    events: text ``event`` messages (the model's detections); ``classes`` scores per frame.
+    """
+
+    model_config = ConfigDict(extra="allow")  # newer servers may describe more
 
     kind: Literal["audio", "sources", "tokens", "events"]
-    #: audio / sources: frames per second of the binary output
     sample_rate: int | None = None
-    #: audio: channels per frame; sources: channels per source
     channels: int | None = None
     encoding: str | None = None
-    #: sources: their names in interleaving order (channel index = source * channels + channel)
-    sources: list[str] | None = None
-    #: tokens: codebooks per frame, frames per second, and the integer type on the wire
-    codebooks: int | None = None
+    sources: int | None = None
+    layout: str | None = None
     frame_rate: float | None = None
+    rows: int | None = None
+    codebooks: int | None = None
+    classes: int | None = None
     dtype: str | None = None
 
 
@@ -163,15 +170,13 @@ class DoneMessage(_Message):
     stats: dict[str, Any] = Field(default_factory=dict)
 
 
-class EventMessage(_Message):
-    """A detection from an events model (e.g. a keyword), times in seconds of input audio."""
+class EventMessage(BaseModel):
+    """A detection of an events model, e.g. ``{"type":"event","label":"yes","start":1.23,"end":1.5,
+    "score":0.97}``; the fields after ``type`` are the model's own (times in seconds of input)."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: Literal["event"] = "event"
-    name: str
-    start: float
-    end: float
-    score: float | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class ErrorMessage(_Message):

@@ -29,14 +29,12 @@ class ServiceSettings(BaseSettings):
     max_upload_seconds: float = Field(3600.0, gt=0)
     #: a WebSocket with no message for this many seconds is closed (1008 idle_timeout); 0 = never
     idle_timeout: float = Field(60.0, ge=0)
-    #: engine worker threads (one per core; each runs torch with one intra-op thread)
-    workers: int = Field(1, ge=1)
-    #: most chunks stacked into one model step
+    #: engine worker threads, each running torch with one intra-op thread; None = one per core
+    workers: int | None = Field(None, ge=1)
+    #: most streams stacked into one model step; 1 = per-session processing (no batching)
     max_batch: int = Field(32, ge=1)
     #: how long the oldest ready chunk may wait for a fuller batch (ms); None = a quarter hop
     max_wait_ms: float | None = Field(None, ge=0)
-    #: process each session on its own (no cross-stream batching); for comparison and debugging
-    per_session: bool = False
     #: where async jobs (uploads, results, status) live; survives restarts
     data_dir: Path = Path("wavestream-data")
     #: models loaded at start so the first stream does not pay for it (comma-separated)

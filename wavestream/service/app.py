@@ -1,0 +1,286 @@
+"""The FastAPI application: WebSocket streaming, REST processing, async jobs, health and metrics.
+
+``create_app(settings)`` builds one self-contained service (its own engine, metrics registry and
+job store). The engine starts in the lifespan; `wavestream serve` runs the app under
+``WavestreamServer``, which lets live streams finish cleanly before uvicorn closes connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
+
+from wavestream.engine import CapacityError, Engine
+from wavestream.models.registry import describe, model_names
+
+from .audio_files import OUTPUT_FORMATS, process_file, spool_upload, validate_upload
+from .jobs import JobRunner, JobStore
+from .metrics import ServiceMetrics
+from .settings import ServiceSettings
+from .websocket import StreamHandler
+
+log = logging.getLogger(__name__)
+STATIC = resources.files("wavestream.service") / "static"
+AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg", "application/octet-stream")
+AUDIO_BODY = {"requestBody": {"required": True, "description": "the audio file (WAV, FLAC or Ogg) as the raw body",
+                              "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}}}
+
+
+class Service:
+    """Everything one app instance owns; reachable from requests as ``app.state.service``."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.engine = Engine(max_batch=settings.max_batch, workers=settings.workers,
+                             max_wait=None if settings.max_wait_ms is None else settings.max_wait_ms / 1000,
+                             max_sessions=settings.max_sessions, on_batch=self.metrics.observe_batch)
+        self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
+        self.jobs = JobStore(settings.data_dir)
+        self.job_runner = JobRunner(self.jobs, self.process_job)
+        self.model_names = model_names()
+        self._descriptions: dict[str, dict] = {}
+        self.handlers: set[StreamHandler] = set()
+        self.started = False
+        self.draining = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.engine.start()
+        for name in self.settings.preload:
+            self.engine.load(name)
+        await self.job_runner.start()
+        self.started = True
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Graceful stop of streaming: refuse new streams, let every live one send its final output
+        and ``done`` (close 1001); after ``timeout`` seconds the stragglers are left to uvicorn."""
+        self.draining = True
+        for handler in list(self.handlers):
+            handler.stop()
+        deadline = time.monotonic() + (self.settings.shutdown_timeout if timeout is None else timeout)
+        while self.handlers and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        await self.drain()
+        await self.job_runner.stop()
+        await self.engine.aclose()
+        self.started = False
+
+    # -- helpers -------------------------------------------------------------------------------
+    def authorized(self, headers, query_params) -> bool:
+        keys = self.settings.api_keys
+        if not keys:
+            return True
+        auth = headers.get("authorization", "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else query_params.get("api_key", "")
+        return any(hmac.compare_digest(given.encode(), key.encode()) for key in keys)
+
+    def describe(self, name: str) -> dict:
+        if name not in self._descriptions:
+            self._descriptions[name] = describe(name)
+        return self._descriptions[name]
+
+    async def process_job(self, model: str, params: dict, source: Path, target: Path) -> None:
+        fmt = target.suffix.lstrip(".")
+        while True:
+            try:
+                seconds = await process_file(self.engine, model, params, source, target, fmt)
+                break
+            except CapacityError:
+                await asyncio.sleep(1.0)  # a job waits for a free session instead of failing
+        self.metrics.audio_seconds.labels(model, "job").inc(seconds)
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="wavestream", version="1", lifespan=lifespan,
+                  description="Streaming audio processing: WebSocket protocol v1 at /v1/stream "
+                              "(docs/protocol.md), file processing and async jobs over REST.")
+    app.state.service = service
+
+    def require_key(request: Request) -> None:
+        if not service.authorized(request.headers, request.query_params):
+            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY or ?api_key=KEY)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def check_model(name: str) -> None:
+        if name not in service.model_names:
+            raise HTTPException(404, f"unknown model {name!r}; available: {', '.join(service.model_names)}")
+
+    def parse_params(params: str | None) -> dict[str, Any]:
+        if not params:
+            return {}
+        try:
+            value = json.loads(params)
+        except json.JSONDecodeError as exc:
+            raise HTTPException(422, f"params must be a JSON object: {exc}") from None
+        if not isinstance(value, dict):
+            raise HTTPException(422, "params must be a JSON object")
+        return value
+
+    def check_format(fmt: str) -> None:
+        if fmt not in OUTPUT_FORMATS:
+            raise HTTPException(422, f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+
+    async def receive_upload(request: Request):
+        path = await spool_upload(request, settings.data_dir / "tmp", settings.max_upload_bytes)
+        try:
+            return validate_upload(path, settings.max_upload_seconds)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    # -- pages and probes ----------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text())
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        ready = service.started and not service.draining
+        body = {"status": "ready" if ready else "not ready", "active_sessions": service.engine.active_sessions,
+                "max_sessions": settings.max_sessions, "draining": service.draining}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        for status, count in service.jobs.counts().items():
+            service.metrics.jobs.labels(status).set(count)
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # -- REST ------------------------------------------------------------------------------------
+    @app.get("/v1/models", tags=["models"])
+    async def list_models(request: Request) -> dict:
+        require_key(request)
+        return {"models": [service.describe(name) for name in service.model_names]}
+
+    @app.post("/v1/process/{model}", tags=["process"], openapi_extra=AUDIO_BODY,
+              response_class=FileResponse, responses={200: {"content": {"audio/wav": {}, "audio/flac": {}}}})
+    async def process(request: Request, model: str, format: str = Query("wav", description="wav or flac"),
+                      params: str | None = Query(None, description="model params as a JSON object")):
+        """Process one file and return the result in the same sample rate (and channels for audio)."""
+        require_key(request)
+        check_model(model)
+        check_format(format)
+        model_params = parse_params(params)
+        upload = await receive_upload(request)
+        target = upload.path.with_name(upload.path.name + "-out." + format)
+        try:
+            await process_file(service.engine, model, model_params, upload.path, target, format)
+        except BaseException as exc:
+            target.unlink(missing_ok=True)
+            if isinstance(exc, CapacityError):
+                raise HTTPException(503, f"{exc}; try again later", headers={"Retry-After": "1"}) from None
+            if isinstance(exc, ValueError):
+                raise HTTPException(422, str(exc)) from None
+            raise
+        finally:
+            upload.path.unlink(missing_ok=True)
+        service.metrics.audio_seconds.labels(model, "process").inc(upload.duration)
+        return FileResponse(target, media_type=OUTPUT_FORMATS[format][2], filename=f"{model}.{format}",
+                            background=BackgroundTask(target.unlink, missing_ok=True))
+
+    @app.post("/v1/jobs", tags=["jobs"], status_code=202, openapi_extra=AUDIO_BODY)
+    async def create_job(request: Request, model: str = Query(..., description="model name"),
+                         format: str = Query("wav", description="wav or flac"),
+                         params: str | None = Query(None, description="model params as a JSON object")) -> dict:
+        """Queue a file for processing; poll ``GET /v1/jobs/{id}`` and download ``result_url``."""
+        require_key(request)
+        check_model(model)
+        check_format(format)
+        model_params = parse_params(params)
+        try:
+            service.engine.load(model, model_params)  # bad params fail now, not later in the job
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        upload = await receive_upload(request)
+        job = service.jobs.create(model, model_params, format, upload.path, upload.suffix, upload.duration)
+        service.job_runner.submit(job)
+        return job.public()
+
+    def get_job(job_id: str):
+        try:
+            return service.jobs.get(job_id)
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id!r}") from None
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    async def job_status(request: Request, job_id: str) -> dict:
+        require_key(request)
+        return get_job(job_id).public()
+
+    @app.get("/v1/jobs/{job_id}/result", tags=["jobs"], response_class=FileResponse)
+    async def job_result(request: Request, job_id: str):
+        require_key(request)
+        job = get_job(job_id)
+        if job.status != "done":
+            raise HTTPException(409, f"job {job_id} is {job.status}" + (f": {job.error}" if job.error else ""))
+        return FileResponse(service.jobs.result_path(job), media_type=OUTPUT_FORMATS[job.format][2],
+                            filename=f"{job.model}-{job.id}.{job.format}")
+
+    # -- streaming -------------------------------------------------------------------------------
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        handler = StreamHandler(ws, service)
+        service.handlers.add(handler)
+        try:
+            await handler.run()
+        finally:
+            service.handlers.discard(handler)
+
+    return app
+
+
+class WavestreamServer(uvicorn.Server):
+    """uvicorn, except that on shutdown live streams get to send their final output first.
+
+    uvicorn closes every WebSocket with 1012 as soon as it shuts down; we stop accepting new
+    connections, drain the service (each stream: tail, ``done``, close 1001), then let uvicorn go on.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Service):
+        super().__init__(config)
+        self.service = service
+
+    async def shutdown(self, sockets=None) -> None:
+        for server in self.servers:
+            server.close()
+        await self.service.drain()
+        await super().shutdown(sockets)
+
+
+def make_server(settings: ServiceSettings, **config) -> WavestreamServer:
+    """A server for a new app with ``settings``; its transport frame limit sits above ours so that an
+    oversized message still gets a JSON error before the 1009 close."""
+    app = create_app(settings)
+    cfg = uvicorn.Config(app, host=settings.host, port=settings.port, ws_max_size=settings.ws_frame_limit,
+                         timeout_graceful_shutdown=settings.shutdown_timeout + 5, **config)
+    return WavestreamServer(cfg, app.state.service)

@@ -1,0 +1,113 @@
+"""REST audio files in bounded memory: spool an upload to disk, validate it, process it block by block.
+
+Nothing here holds a whole file in memory: the upload is written to a temporary file as it
+arrives (and cut off at the size limit), read back in blocks, streamed through an engine session,
+and written block by block; the response streams the result file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from fastapi import HTTPException, Request
+
+from wavestream.engine import Engine
+
+from .protocol import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+INPUT_FORMATS = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg"}
+#: output format -> (libsndfile format, subtype, media type); float WAV keeps every bit of the output
+OUTPUT_FORMATS = {"wav": ("WAV", "FLOAT", "audio/wav"), "flac": ("FLAC", "PCM_24", "audio/flac")}
+BLOCK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    path: Path
+    suffix: str
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+async def spool_upload(request: Request, directory: Path, max_bytes: int) -> Path:
+    """Write the request body to a temporary file; 413 past ``max_bytes``, 400 if empty."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(413, f"upload of {int(declared)} bytes is over the limit of {max_bytes} bytes")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="upload-", dir=directory)
+    path = Path(name)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise HTTPException(413, f"upload is over the limit of {max_bytes} bytes")
+                f.write(chunk)
+        if size == 0:
+            raise HTTPException(400, "empty request body: send the audio file as the body "
+                                     "(e.g. curl --data-binary @in.wav)")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def validate_upload(path: Path, max_seconds: float) -> UploadInfo:
+    """Check format, rate, channels and duration before any work starts (4xx with the reason)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise HTTPException(415, f"not a readable WAV, FLAC or Ogg file: {exc}") from None
+    if info.format not in INPUT_FORMATS:
+        raise HTTPException(415, f"unsupported audio format {info.format}; send WAV, FLAC or Ogg")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise HTTPException(422, f"sample rate {info.samplerate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise HTTPException(422, f"{info.channels} channels; at most {MAX_CHANNELS} are supported")
+    if info.frames <= 0:
+        raise HTTPException(422, "the file has no audio frames")
+    upload = UploadInfo(path, INPUT_FORMATS[info.format], info.samplerate, info.channels, info.frames)
+    if upload.duration > max_seconds:
+        raise HTTPException(413, f"{upload.duration:.1f} s of audio is over the limit of {max_seconds:g} s")
+    return upload
+
+
+async def process_file(engine: Engine, model: str, params: dict, source: Path, target: Path, fmt: str) -> float:
+    """Stream ``source`` through an engine session of ``model`` into ``target``; returns seconds of audio.
+
+    Raises ValueError (bad model/params/output kind) and CapacityError like ``open_session``.
+    """
+    file_format, subtype, _ = OUTPUT_FORMATS[fmt]
+    with sf.SoundFile(str(source)) as src:
+        session = engine.open_session(model, src.samplerate, src.channels, params)
+        try:
+            kind = session.info["output"]["kind"]
+            if kind not in ("audio", "sources"):
+                raise ValueError(f"model {model!r} outputs {kind}; files can carry audio or sources only "
+                                 "(stream it over /v1/stream instead)")
+            channels = session.info["output"]["channels"]
+            with sf.SoundFile(str(target), "w", samplerate=src.samplerate, channels=channels,
+                              format=file_format, subtype=subtype) as dst:
+                for block in src.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+                    _write(dst, (await session.process(np.ascontiguousarray(block))).audio)
+                _write(dst, (await session.finish()).audio)
+            return src.frames / src.samplerate
+        finally:
+            session.close()
+
+
+def _write(dst: sf.SoundFile, audio: np.ndarray | None) -> None:
+    if audio is not None and len(audio):
+        dst.write(audio)

@@ -1,0 +1,55 @@
+"""`wavestream serve`: run the HTTP/WebSocket server. Flags override ``WAVESTREAM_*`` env vars."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from pydantic import ValidationError
+
+from .settings import ServiceSettings
+
+# flag -> settings field; a flag left out keeps the env var / default
+FLAGS = {
+    "--host": ("host", str, "interface to listen on"),
+    "--port": ("port", int, "TCP port"),
+    "--max-sessions": ("max_sessions", int, "most concurrent streams (more get 1013 / 503)"),
+    "--max-message-bytes": ("max_message_bytes", int, "largest WebSocket message (1009 above)"),
+    "--max-upload-mb": ("max_upload_mb", float, "largest REST upload in MiB (413 above)"),
+    "--max-upload-seconds": ("max_upload_seconds", float, "longest REST upload in seconds of audio (413 above)"),
+    "--idle-timeout": ("idle_timeout", float, "close a WebSocket silent this many seconds (0 = never)"),
+    "--workers": ("workers", int, "engine worker threads (default: one per core)"),
+    "--max-batch": ("max_batch", int, "most streams in one model step (1 = per-session, no batching)"),
+    "--max-wait-ms": ("max_wait_ms", float, "longest a ready chunk waits for a fuller batch (default: hop/4)"),
+    "--data-dir": ("data_dir", str, "directory for async jobs (survives restarts)"),
+    "--shutdown-timeout": ("shutdown_timeout", float, "seconds streams get to finish on shutdown"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, (field, kind, help_text) in FLAGS.items():
+        parser.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+    parser.add_argument("--api-key", dest="api_keys", action="append", default=None,
+                        help="accepted API key (repeat for several); without any, no authentication")
+    parser.add_argument("--preload", action="append", default=None, help="model to load at start (repeatable)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
+    fields = [field for field, _, _ in FLAGS.values()] + ["api_keys", "preload"]
+    overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    return ServiceSettings(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .app import make_server  # FastAPI and torch load only when serving
+
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"wavestream serve: bad settings:\n{exc}")
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = make_server(settings, log_level=args.log_level)
+    server.run()
+    return 0

@@ -1,0 +1,218 @@
+"""The ``/v1/stream`` WebSocket: one ``StreamHandler`` per connection runs protocol v1 (docs/protocol.md).
+
+Messages are handled strictly in order, one at a time: audio is decoded, stepped by the engine
+and its output sent before the next message is read. That makes ``flush`` a true barrier for free,
+and back-pressure is natural: a client that sends faster than the engine steps waits on TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from wavestream.engine import CapacityError, Output, Session, StepError
+from wavestream.streaming.pcm import decode_pcm, encode_pcm
+
+from .protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    DoneMessage,
+    EndMessage,
+    FlushedMessage,
+    FlushMessage,
+    OutputInfo,
+    ProtocolError,
+    ReadyMessage,
+    ResetMessage,
+    StartMessage,
+    parse_client_message,
+)
+
+if TYPE_CHECKING:
+    from .app import Service
+
+log = logging.getLogger(__name__)
+TOKEN_DTYPE = np.dtype("<i4")
+
+
+class StreamHandler:
+    def __init__(self, ws: WebSocket, service: Service):
+        self.ws, self.service = ws, service
+        self.session: Session | None = None
+        self.start_message: StartMessage | None = None
+        self.output_encoding = "pcm_f32le"
+        self.latencies: list[float] = []  # seconds, receive -> output sent, per audio message
+        self.model_label = "none"
+        self._stop: asyncio.Future | None = None
+
+    def stop(self) -> None:
+        """Ask the handler to wind down (server shutdown): final output, ``done``, close 1001."""
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
+
+    async def run(self) -> None:
+        self._stop = asyncio.get_running_loop().create_future()
+        await self.ws.accept()
+        metrics = self.service.metrics
+        metrics.connections.inc()
+        outcome = "error"
+        try:
+            if not self.service.authorized(self.ws.headers, self.ws.query_params):
+                raise ProtocolError("unauthorized", "missing or wrong API key (Authorization: Bearer KEY "
+                                                    "or ?api_key=KEY)")
+            if self.service.draining:
+                raise ProtocolError("shutting_down", "the server is shutting down; connect again later")
+            outcome = await self._loop()
+        except ProtocolError as exc:
+            await self._fail(exc)
+        except WebSocketDisconnect:
+            outcome = "disconnected"
+        except Exception as exc:
+            log.exception("stream %s failed", self.session.id if self.session else "(not started)")
+            message = str(exc) if isinstance(exc, StepError) else "internal error"
+            await self._fail(ProtocolError("internal_error", message))
+        finally:
+            if self.session is not None:
+                self.session.close()
+                metrics.sessions.labels(self.model_label, outcome).inc()
+            metrics.connections.dec()
+
+    async def _loop(self) -> str:
+        """Handle messages until the stream ends; returns how it ended ("end" or "shutdown")."""
+        limit = self.service.settings.max_message_bytes
+        while True:
+            message = await self._receive()
+            if message is None:
+                await self._finish("shutdown")
+                return "shutdown"
+            data = message.get("bytes")
+            if data is not None:
+                if len(data) > limit:
+                    raise ProtocolError("message_too_big", f"binary message of {len(data)} bytes is over the "
+                                                           f"limit of {limit} bytes; send smaller chunks")
+                await self._audio(data)
+                continue
+            text = message.get("text") or ""
+            if len(text) > limit:
+                raise ProtocolError("message_too_big", f"text message of {len(text)} characters is over the "
+                                                       f"limit of {limit}")
+            msg = parse_client_message(text)
+            if isinstance(msg, StartMessage):
+                await self._start(msg)
+            elif self.session is None:
+                raise ProtocolError("not_started", f"{msg.type!r} before start; send a start message first")
+            elif isinstance(msg, FlushMessage):
+                # every earlier message was handled and its output sent: the barrier holds already
+                await self.ws.send_text(FlushedMessage(id=msg.id).model_dump_json())
+            elif isinstance(msg, ResetMessage):
+                self.session.reset()
+            elif isinstance(msg, EndMessage):
+                await self._finish("end")
+                return "end"
+
+    async def _receive(self) -> dict | None:
+        """The next ASGI message; None when asked to stop; ProtocolError after the idle timeout."""
+        receive = asyncio.ensure_future(self.ws.receive())
+        timeout = self.service.settings.idle_timeout or None
+        done, _ = await asyncio.wait({receive, self._stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if receive not in done:
+            receive.cancel()
+            if self._stop.done():
+                return None
+            raise ProtocolError("idle_timeout", f"no message for {timeout:g} s")
+        message = receive.result()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        return message
+
+    async def _start(self, msg: StartMessage) -> None:
+        if self.session is not None:
+            raise ProtocolError("already_started", "this connection already has a stream; "
+                                                   "use reset for a new one, or a new connection")
+        if msg.model not in self.service.model_names:
+            raise ProtocolError("unknown_model", f"unknown model {msg.model!r}; available: "
+                                                 f"{', '.join(self.service.model_names)}")
+        try:
+            self.session = self.service.engine.open_session(msg.model, msg.sample_rate, msg.channels, msg.params)
+        except CapacityError as exc:
+            raise ProtocolError("at_capacity", f"{exc}; try again later") from None
+        except ValueError as exc:
+            raise ProtocolError("invalid_params", str(exc)) from None
+        self.start_message, self.model_label = msg, msg.model
+        self.output_encoding = msg.output_encoding or msg.encoding
+        info = self.session.info
+        output = OutputInfo(**info["output"])
+        if output.kind in ("audio", "sources"):
+            output.encoding = self.output_encoding
+        elif output.kind == "tokens":
+            output.dtype = "int32"
+        ready = ReadyMessage(session=info["session"], model=info["model"], latency_ms=info["latency_ms"],
+                             output=output)
+        await self.ws.send_text(ready.model_dump_json(exclude_none=True))
+
+    async def _audio(self, data: bytes) -> None:
+        received = time.perf_counter()
+        if self.session is None:
+            raise ProtocolError("not_started", "binary audio before start; send a start message first")
+        msg = self.start_message
+        try:
+            samples = decode_pcm(data, msg.encoding, msg.channels)
+        except ValueError as exc:
+            raise ProtocolError("invalid_audio", str(exc)) from None
+        output = await self.session.process(samples)
+        if await self._send(output):
+            latency = time.perf_counter() - received
+            self.latencies.append(latency)
+            self.service.metrics.chunk_latency.labels(self.model_label).observe(latency)
+        self.service.metrics.audio_seconds.labels(self.model_label, "stream").inc(len(samples) / msg.sample_rate)
+
+    async def _send(self, output: Output) -> bool:
+        """Send one engine output in the layout of its kind; True if anything was sent."""
+        sent = False
+        if output.kind in ("audio", "sources"):
+            if output.audio is not None and len(output.audio):
+                await self.ws.send_bytes(encode_pcm(output.audio, self.output_encoding))
+                sent = True
+        elif output.kind == "tokens":
+            if output.frames is not None and len(output.frames):
+                await self.ws.send_bytes(np.ascontiguousarray(output.frames, TOKEN_DTYPE).tobytes())
+                sent = True
+        for event in output.events:
+            await self.ws.send_text(json.dumps({**event, "type": "event"}))
+            sent = True
+        return sent
+
+    async def _finish(self, reason: str) -> None:
+        """Final output, ``done``, close (1000 after end, 1001 on shutdown)."""
+        if self.session is None:
+            raise ProtocolError("shutting_down", "the server is shutting down; connect again later")
+        await self._send(await self.session.finish())
+        pipeline = self.session.pipeline
+        stats = {"samples_in": pipeline.samples_in, "samples_out": pipeline.samples_out,
+                 "messages": len(self.latencies), "latency_ms": _summary(self.latencies)}
+        if self.start_message.debug:
+            stats["chunk_latency_ms"] = [round(1000 * t, 3) for t in self.latencies]
+        await self.ws.send_text(DoneMessage(reason=reason, stats=stats).model_dump_json())
+        await self.ws.close(CLOSE_NORMAL if reason == "end" else CLOSE_GOING_AWAY)
+
+    async def _fail(self, error: ProtocolError) -> None:
+        self.service.metrics.errors.labels(error.code).inc()
+        try:
+            await self.ws.send_text(error.to_message().model_dump_json())
+            await self.ws.close(error.close_code, error.code)
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the client is gone already
+
+
+def _summary(latencies: list[float]) -> dict:
+    if not latencies:
+        return {}
+    ms = np.asarray(latencies) * 1000
+    return {"p50": round(float(np.percentile(ms, 50)), 3), "p99": round(float(np.percentile(ms, 99)), 3),
+            "max": round(float(ms.max()), 3)}
