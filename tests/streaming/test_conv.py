@@ -52,3 +52,8 @@ def test_fsmn_is_skip_plus_strided_taps():
     assert torch.equal(y[0, 1], x[0, 1] + torch.cat([torch.zeros(6), x[0, 1, :2]]))
     with pytest.raises(ValueError, match="lookback"):
         FSMN(2, lookback=0)
+
+
+def test_causal_conv1d_rejects_wrong_channels():
+    with pytest.raises(ValueError, match=r"\[batch, 2, time\]"):
+        CausalConv1d(2, 1, 3)(torch.zeros(1, 3, 6))

@@ -36,6 +36,8 @@ class CausalConv1d(StreamingModule):
         return {"prev": torch.zeros(batch, self.conv.in_channels, self.context, device=device, dtype=dtype)}
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if x.dim() != 3 or x.shape[1] != self.conv.in_channels:
+            raise ValueError(f"CausalConv1d expects [batch, {self.conv.in_channels}, time], got {tuple(x.shape)}")
         self.check_length(x)
         full = torch.cat([state["prev"], x], dim=-1)
         y = self.conv(full)
