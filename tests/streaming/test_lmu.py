@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wavestream.streaming.lmu import LMUMemory, lmu_matrices
+from wavestream.streaming.lmu import DIRECT_MAX, LMUMemory, lmu_matrices
 from wavestream.streaming.testing import check_all, max_abs_diff, partitions, run_chunked
 
 
@@ -34,6 +34,13 @@ def test_parallel_and_chunked_closed_forms_agree_for_any_length(channels, order,
     assert max_abs_diff(parallel.double(), reference) <= 1e-5
     assert max_abs_diff(chunked.double(), reference) <= 1e-5
     assert max_abs_diff(chunked, parallel) <= 1e-5
+
+
+def test_direct_and_fft_chunk_paths_agree_with_the_recurrence():
+    mod = LMUMemory(2, 32, 50.0)
+    u = torch.randn(3, 2, 1 + DIRECT_MAX + DIRECT_MAX + 1 + 300)
+    units = [1, DIRECT_MAX, DIRECT_MAX + 1, 300]  # direct, direct at its limit, FFT, FFT
+    assert max_abs_diff(run_chunked(mod, u, units).double(), recurrence(mod, u)) <= 1e-5
 
 
 @settings(max_examples=15, deadline=None)
