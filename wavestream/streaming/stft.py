@@ -111,13 +111,17 @@ class ISTFT(_STFTBase):
             return tail.new_zeros(b, c, 0), {"tail": tail}
         frames = torch.fft.irfft(x.transpose(-1, -2), n=self.n_fft, dim=-1)  # [B, C, n, n_fft]
         frames = frames * self.window.to(frames.dtype)
-        # overlap-add: frame k lands at [k * hop, k * hop + n_fft) of this call's output
-        length = n * self.hop_length + self.n_fft - self.hop_length
-        ola = F.fold(frames.reshape(b * c, n, self.n_fft).transpose(1, 2), output_size=(1, length),
-                     kernel_size=(1, self.n_fft), stride=(1, self.hop_length)).reshape(b, c, length)
-        ola = torch.cat([ola[..., :tail.shape[-1]] + tail, ola[..., tail.shape[-1]:]], dim=-1)
-        done = n * self.hop_length
+        # overlap-add: frame k lands at [k * hop, k * hop + n_fft) of this call's output. Cut each
+        # (zero-padded) frame into `blocks` pieces of one hop; piece r of frame k goes to hop k + r.
+        hop, blocks = self.hop_length, -(-self.n_fft // self.hop_length)
+        pieces = F.pad(frames, (0, blocks * hop - self.n_fft)).reshape(b, c, n, blocks, hop)
+        ola = frames.new_zeros(b, c, n + blocks - 1, hop)
+        for r in range(blocks):
+            ola[:, :, r:r + n] += pieces[:, :, :, r]
+        ola = ola.reshape(b, c, -1)
+        ola[..., :tail.shape[-1]] += tail
+        done = n * hop
         y = ola[..., :done] * self.inv_wss.to(ola.dtype).repeat(n)
-        return y, {"tail": ola[..., done:]}
+        return y, {"tail": ola[..., done:done + tail.shape[-1]]}
 
 
