@@ -244,7 +244,7 @@ class AsyncStreamClient:
         if self._error is not None:
             raise self._error
         if self.done is not None:
-            raise RuntimeError("the stream has ended")
+            raise StreamError("ended", f"the stream has ended ({self.done.reason})", self.close_code)
 
     async def _send_text(self, message: dict) -> None:
         try:

@@ -171,12 +171,13 @@ class DoneMessage(_Message):
 
 
 class EventMessage(BaseModel):
-    """A detection of an events model, e.g. ``{"type":"event","label":"yes","start":1.23,"end":1.5,
-    "score":0.97}``; the fields after ``type`` are the model's own (times in seconds of input)."""
+    """One detection of an events model, as the model reports it, e.g. ``{"type":"event","event":
+    {"label":"yes","start":1.23,"end":1.5,"score":0.97}}`` (times in seconds of input audio)."""
 
     model_config = ConfigDict(extra="allow")
 
     type: Literal["event"] = "event"
+    event: dict[str, Any]
 
 
 class ErrorMessage(_Message):

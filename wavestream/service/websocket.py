@@ -8,7 +8,6 @@ and back-pressure is natural: a client that sends faster than the engine steps w
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from .protocol import (
     CLOSE_NORMAL,
     DoneMessage,
     EndMessage,
+    EventMessage,
     FlushedMessage,
     FlushMessage,
     OutputInfo,
@@ -184,7 +184,7 @@ class StreamHandler:
                 await self.ws.send_bytes(np.ascontiguousarray(output.frames, TOKEN_DTYPE).tobytes())
                 sent = True
         for event in output.events:
-            await self.ws.send_text(json.dumps({**event, "type": "event"}))
+            await self.ws.send_text(EventMessage(event=_plain(event)).model_dump_json())
             sent = True
         return sent
 
@@ -208,6 +208,17 @@ class StreamHandler:
             await self.ws.close(error.close_code, error.code)
         except (WebSocketDisconnect, RuntimeError):
             pass  # the client is gone already
+
+
+def _plain(value):
+    """Model events may hold numpy scalars and arrays: make them plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return value
 
 
 def _summary(latencies: list[float]) -> dict:
