@@ -128,7 +128,10 @@ class AsyncStreamClient:
         self._ws = await connect(self.url, additional_headers=headers, open_timeout=self.open_timeout,
                                  max_size=self.max_message_bytes)
         self._items = asyncio.Queue()
-        await self._ws.send(start.model_dump_json(exclude_none=True))
+        try:
+            await self._ws.send(start.model_dump_json(exclude_none=True))
+        except ConnectionClosed:
+            pass  # the server refused the connection at once (auth, shutdown): its error is queued
         try:
             first = await self._ws.recv()
         except ConnectionClosed as exc:
