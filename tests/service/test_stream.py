@@ -83,7 +83,7 @@ def test_flush_is_a_barrier(server):
                 received += sum(len(a) for a in client.received())
                 assert received == max((sent // hop) * hop - latency, 0), (sent, received)
             # the flush id comes back as sent, strings included
-            await client._send_text({"type": "flush", "id": "marker-7"})
+            await client.flush("marker-7")
             await client.end()
             return client
 

@@ -159,11 +159,12 @@ class AsyncStreamClient:
         except ConnectionClosed as exc:
             raise self._error or self._closed_error(exc) from None
 
-    async def flush(self) -> None:
+    async def flush(self, flush_id: int | str | None = None) -> None:
         """Marker barrier: returns once all output for the audio sent so far has been received."""
         self._check_open()
-        self._next_flush += 1
-        flush_id = self._next_flush
+        if flush_id is None:
+            self._next_flush += 1
+            flush_id = self._next_flush
         future = asyncio.get_running_loop().create_future()
         self._flushes[flush_id] = future
         await self._send_text({"type": "flush", "id": flush_id})
