@@ -39,10 +39,13 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def pesq_wb(reference: np.ndarray, estimate: np.ndarray, rate: int = RATE) -> float:
-    """Wide-band PESQ (ITU-T P.862.2) MOS-LQO, 1.04-4.64."""
-    from pesq import pesq
+    """Wide-band PESQ (ITU-T P.862.2) MOS-LQO, 1.04-4.64; NaN when PESQ finds no speech to compare."""
+    from pesq import NoUtterancesError, pesq
     reference, estimate = _pair(reference, estimate)
-    return float(pesq(rate, reference, estimate, "wb"))
+    try:
+        return float(pesq(rate, reference, estimate, "wb"))
+    except NoUtterancesError:
+        return float("nan")
 
 
 def stoi(reference: np.ndarray, estimate: np.ndarray, rate: int = RATE) -> float:

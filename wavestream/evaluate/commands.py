@@ -1,0 +1,75 @@
+"""`wavestream eval enhance | codec | separate`: our models and peers on a frozen dev set -> JSON, Markdown, plots.
+
+    wavestream eval enhance --model enhance                  # + the default peers, report in docs/results/enhance
+    wavestream eval enhance --model noisy --peers rnnoise,dtln,deepfilternet
+    wavestream eval codec --peers opus-6k,opus-12k,codec2-3200,codec2-1600
+    wavestream eval separate --model separate --peers noisy,oracle-irm
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from .harness import TASKS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_task", required=True)
+    for task in TASKS:
+        from .peers import DEFAULT_PEERS
+        p = sub.add_parser(task, help=f"evaluate {task} systems on the frozen {task} dev set")
+        p.add_argument("--model", default="", help="comma-separated registry models (or peer names) to evaluate")
+        p.add_argument("--peers", default=",".join(DEFAULT_PEERS[task]),
+                       help=f"comma-separated peers (default {','.join(DEFAULT_PEERS[task])}; '' for none)")
+        p.add_argument("--out", default=f"docs/results/{task}", help="report folder (default docs/results/TASK)")
+        p.add_argument("--root", default=None, help="data folder with devsets/ (default $WAVESTREAM_DATA or ./data)")
+        p.add_argument("--metrics", default=None,
+                       help=f"comma-separated metrics (default {','.join(TASKS[task]['metrics'])})")
+        p.add_argument("--limit", type=int, default=None, help="only this many clips, spread over the dev set")
+        p.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
+                       help="evaluate a model with these safetensors weights instead of the shipped ones")
+        p.add_argument("--fresh", action="store_true", help="re-run peers instead of reusing earlier results")
+        p.add_argument("--no-plots", action="store_true", help="skip the spectrogram figure")
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import soundfile as sf
+
+    from wavestream.data.devset import load_devset
+
+    from .harness import build_system, evaluate, load_previous
+    from .peers import OracleIRM
+    from .report import example_signals, write_report
+
+    task, spec = args.eval_task, TASKS[args.eval_task]
+    systems = list(dict.fromkeys(_names(args.model) + _names(args.peers)))
+    if not systems:
+        raise ValueError("nothing to evaluate: give --model and/or --peers")
+    weights = dict(w.split("=", 1) for w in args.weights)
+    previous = None if args.fresh else load_previous(args.out)
+    results = evaluate(task, systems, args.root, _names(args.metrics) if args.metrics else None, args.limit,
+                       previous, weights)
+    example = None
+    if not args.no_plots:
+        folder, entries = load_devset(task, args.root, verify=False)
+        wanted = {"enhance": ("snr_db", 0), "separate": ("overlap", 0.5)}.get(task)
+        entry = next((e for e in entries if wanted is None or e.get(wanted[0]) == wanted[1]), entries[0])
+        references = np.stack([sf.read(str(folder / entry[r]), dtype="float32")[0] for r in spec["references"]])
+        built = {}
+        for name in results["systems"]:  # only systems that ran, so each can be built here
+            system = build_system(name, weights.get(name))
+            built[name] = system.with_sources(references) if isinstance(system, OracleIRM) else system
+        example = example_signals(built, folder, entry, spec)
+    command = "wavestream eval " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index(task):]) \
+        if task in sys.argv else f"wavestream eval {task}"
+    for path in write_report(results, args.out, command, example):
+        print(f"wrote {path}")
+    return 0
+

@@ -1,0 +1,177 @@
+"""Run systems (our registry models and peers) over a frozen dev set and score every clip.
+
+One code path for all systems: read the dev-set WAV, ``peer.reset()`` (untimed), time
+``peer.process(audio, sr)`` on one thread, score the output against the clean reference. Results
+of systems evaluated earlier on the same dev set (same checksum, same metrics) are reused from the
+previous ``results.json`` unless ``fresh`` is set, so evaluating a new model does not re-run peers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from wavestream.data.devset import load_devset
+
+from .metrics import available_metrics, score, si_sdr
+from .peers import PEERS, OracleIRM, Peer, RegistryModel, load_peer, missing_for
+
+#: per task: the dev set's input file key, reference keys, and the field that groups clips in tables
+TASKS = {
+    "enhance": {"input": "noisy", "references": ["clean"], "group": "snr_db",
+                "metrics": ["si_sdr", "pesq", "stoi", "dnsmos", "visqol"]},
+    "codec": {"input": "clean", "references": ["clean"], "group": None,
+              "metrics": ["si_sdr", "pesq", "stoi", "dnsmos", "visqol"]},
+    "separate": {"input": "mixture", "references": ["s1", "s2"], "group": "overlap",
+                 "metrics": ["si_sdr", "pesq", "stoi"]},
+}
+
+
+def build_system(name: str, weights: str | None = None) -> Peer:
+    """A peer by name, else a model from the registry."""
+    if name in PEERS:
+        return load_peer(name)
+    return RegistryModel(name, weights)
+
+
+def _read(folder: Path, rel: str) -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(str(folder / rel), dtype="float32")
+    return audio, rate
+
+
+def _score_separation(references: list[np.ndarray], estimate: np.ndarray, metrics: list[str]) -> dict:
+    """Permutation-invariant scores of two estimated sources: the pairing with the best mean SI-SDR."""
+    estimates = np.atleast_2d(estimate)
+    if estimates.shape[0] == 1:  # a single output (the unprocessed mixture) stands for every source
+        estimates = np.repeat(estimates, len(references), axis=0)
+    if estimates.shape[0] != len(references):
+        raise ValueError(f"expected {len(references)} sources, got {estimates.shape[0]}")
+    orders = [(0, 1), (1, 0)] if len(references) == 2 else [tuple(range(len(references)))]
+    best = max(orders, key=lambda o: sum(si_sdr(r, estimates[i]) for r, i in zip(references, o, strict=True)))
+    per_source = [score(r, estimates[i], metrics) for r, i in zip(references, best, strict=True)]
+    return {k: float(np.mean([s[k] for s in per_source])) for k in per_source[0]}
+
+
+def evaluate(task: str, systems: list[str], root: str | Path | None = None, metrics: list[str] | None = None,
+             limit: int | None = None, previous: dict | None = None, weights: dict[str, str] | None = None,
+             log: Callable[[str], None] = print) -> dict:
+    """Evaluate ``systems`` on the ``task`` dev set; returns the results dict that reports are made from."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    spec = TASKS[task]
+    folder, entries = load_devset(task, root)
+    checksum = (folder / "checksum.txt").read_text().split()[0]
+    if limit:
+        entries = _spread(entries, limit)
+    availability = available_metrics()
+    requested = metrics or spec["metrics"]
+    unknown = [m for m in requested if m not in availability]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(availability)}")
+    metrics = [m for m in requested if availability[m] is None]
+    notes = [f"{m}: {availability[m]}" for m in requested if availability[m] is not None]
+    reusable = {}
+    if previous and previous.get("devset", {}).get("checksum") == checksum \
+            and previous.get("metrics") == metrics and previous.get("clip_ids") == [e["id"] for e in entries]:
+        reusable = previous.get("systems", {})
+    torch.set_num_threads(1)  # real-time factors are single-thread figures
+    results = {"task": task, "devset": {"path": str(folder), "checksum": checksum, "clips": len(entries)},
+               "metrics": metrics, "clip_ids": [e["id"] for e in entries], "notes": notes, "systems": {},
+               "machine": _machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    for name in systems:
+        if name in PEERS and name in reusable:  # models always re-run: their weights may have changed
+            log(f"{name}: reusing results from the previous run on this dev set")
+            results["systems"][name] = reusable[name]
+            continue
+        if name in PEERS and (missing := missing_for(name)):
+            results["notes"].append(f"peer {name} skipped: {missing}")
+            log(f"{name}: skipped ({missing})")
+            continue
+        system = build_system(name, (weights or {}).get(name))
+        results["systems"][name] = _run_system(system, folder, entries, spec, metrics, log)
+    if task == "enhance" and "dnsmos" in metrics:
+        results["clean_dnsmos"] = _reference_dnsmos(folder, entries, previous if reusable else None, log)
+    return results
+
+
+def _run_system(system: Peer, folder: Path, entries: list[dict], spec: dict, metrics: list[str],
+                log: Callable[[str], None]) -> dict:
+    clips, seconds, audio_seconds = [], 0.0, 0.0
+    started = time.perf_counter()
+    for k, entry in enumerate(entries):
+        audio, rate = _read(folder, entry[spec["input"]])
+        references = [_read(folder, entry[r])[0] for r in spec["references"]]
+        if isinstance(system, OracleIRM):
+            system = system.with_sources(np.stack(references))
+        system.reset()
+        t0 = time.perf_counter()
+        estimate = system.process(audio, rate)
+        seconds += time.perf_counter() - t0
+        audio_seconds += len(audio) / rate
+        if len(references) > 1:
+            scores = _score_separation(references, estimate, metrics)
+        else:
+            scores = score(references[0], estimate, metrics)
+            if "si_sdr" in metrics:
+                scores["si_sdri"] = scores["si_sdr"] - si_sdr(references[0], audio)
+        clips.append({"id": entry["id"], **({spec["group"]: entry[spec["group"]]} if spec["group"] else {}),
+                      **{k: round(v, 4) for k, v in scores.items()}})
+        if (k + 1) % 20 == 0:
+            log(f"  {system.name}: {k + 1}/{len(entries)} clips")
+    info = system.info()
+    info.update(rtf=round(seconds / audio_seconds, 4), trained=getattr(system, "trained", None),
+                mean=_means(clips), clips=clips)
+    if spec["group"]:
+        info["by_group"] = {str(g): _means([c for c in clips if c[spec["group"]] == g])
+                            for g in sorted({c[spec["group"]] for c in clips})}
+    log(f"{system.name}: RTF {info['rtf']:.3f} in {time.perf_counter() - started:.0f} s; "
+        + ", ".join(f"{k} {v:.3f}" for k, v in info["mean"].items()))
+    return info
+
+
+def _reference_dnsmos(folder: Path, entries: list[dict], previous: dict | None, log) -> dict:
+    """DNSMOS of the clean references: the ceiling DNSMOS gives this dev set."""
+    if previous and "clean_dnsmos" in previous:
+        return previous["clean_dnsmos"]
+    log("clean reference: DNSMOS")
+    rows = [score(None, _read(folder, e["clean"])[0], ["dnsmos"]) for e in entries]
+    return _means(rows)
+
+
+def _means(rows: list[dict]) -> dict[str, float]:
+    keys = [k for k in rows[0] if k not in ("id", "snr_db", "overlap")] if rows else []
+    return {k: round(float(np.nanmean([r[k] for r in rows])), 4) for k in keys}
+
+
+def _spread(entries: list[dict], limit: int) -> list[dict]:
+    """``limit`` clips spread evenly over the dev set (so every SNR/overlap group keeps some)."""
+    if limit >= len(entries):
+        return entries
+    index = np.linspace(0, len(entries) - 1, limit).round().astype(int)
+    return [entries[i] for i in sorted(set(index))]
+
+
+def _machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__, "threads": 1}
+
+
+def load_previous(out: str | Path) -> dict | None:
+    path = Path(out) / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
