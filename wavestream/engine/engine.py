@@ -1,0 +1,235 @@
+"""Engine and Session: the async API the service drives (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from wavestream.models.registry import describe, load_model
+from wavestream.streaming.module import StreamingModule
+
+from .pipeline import Output, StreamPipeline
+from .scheduler import BatchObserver, Scheduler, Stream
+
+
+class CapacityError(RuntimeError):
+    """``max_sessions`` sessions are open already (the service answers 1013 / 503)."""
+
+
+def _init_worker() -> None:
+    # one intra-op thread per worker: parallelism comes from workers and batching, not from
+    # several pools fighting over the same cores
+    torch.set_num_threads(1)
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    try:
+        return json.dumps(params, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"params must be JSON values: {exc}") from None
+
+
+class Session:
+    """One client stream. Calls on one session are serialized; sessions run concurrently."""
+
+    def __init__(self, engine: Engine, name: str, params: dict[str, Any], pipeline: StreamPipeline,
+                 stream: Stream, info: dict[str, Any]):
+        self.id = info["session"]
+        self.engine, self.model_name, self.params = engine, name, params
+        self.pipeline = pipeline
+        self.info = info
+        self._stream = stream
+        self._lock = asyncio.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+    @property
+    def queue_depth(self) -> int:
+        """Chunks waiting in this session's queue now."""
+        return len(self._stream.chunks)
+
+    @property
+    def max_queue_depth(self) -> int:
+        """The most chunks that ever waited in this session's queue (never above ``queue_chunks``)."""
+        return self._stream.max_queue_depth
+
+    async def process(self, samples: np.ndarray) -> Output:
+        """``float32 [n, channels]`` at the session's rate -> the output of every whole hop now ready.
+
+        ValueError for bad samples (the session stays usable); StepError if the model failed on
+        this stream (the session stays failed until ``reset``); RuntimeError once closed.
+        """
+        async with self._lock:
+            self._stream.check()
+            x = self.pipeline.begin(samples)
+            y = await self._stream.run(x) if x is not None else None
+            return self.pipeline.end(y)
+
+    async def finish(self) -> Output:
+        """End of input: the rest of the output (the stream is then finished until ``reset``)."""
+        async with self._lock:
+            self._stream.check()
+            x = self.pipeline.begin_finish()
+            y = await self._stream.run(x) if x is not None else None
+            return self.pipeline.end_finish(y)
+
+    def reset(self) -> None:
+        """Start a new stream in this session: zero state, empty buffers, failure forgotten."""
+        if self.closed:
+            raise RuntimeError("session is closed")
+        if self._lock.locked():
+            raise RuntimeError("cannot reset while a process() or finish() call is running")
+        self.pipeline.reset()
+        self._stream.clear()
+
+    def close(self) -> None:
+        """Release the session (idempotent); pending calls fail with RuntimeError."""
+        if not self.closed:
+            self._stream.scheduler.remove_stream(self._stream)
+            self.engine._sessions.pop(self.id, None)
+
+
+class Engine:
+    def __init__(self, max_batch: int = 32, max_wait: float | None = None, workers: int | None = None,
+                 max_sessions: int = 64, queue_chunks: int = 8, max_chunk_hops: int = 32, quality: str = "HQ",
+                 on_batch: BatchObserver | None = None):
+        for name, value in (("max_batch", max_batch), ("max_sessions", max_sessions),
+                            ("queue_chunks", queue_chunks), ("max_chunk_hops", max_chunk_hops)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if max_wait is not None and not max_wait >= 0:
+            raise ValueError(f"max_wait must be >= 0 seconds, got {max_wait!r}")
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.max_batch, self.max_wait, self.workers = max_batch, max_wait, workers
+        self.max_sessions, self.queue_chunks, self.max_chunk_hops = max_sessions, queue_chunks, max_chunk_hops
+        self.quality, self.on_batch = quality, on_batch
+        self.sessions_opened = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._models: dict[tuple[str, str], StreamingModule] = {}
+        self._descriptions: dict[str, dict] = {}
+        self._schedulers: dict[tuple[str, str], Scheduler] = {}
+        self._sessions: dict[str, Session] = {}
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch > 1
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="wavestream-step",
+                                                initializer=_init_worker)
+
+    async def aclose(self) -> None:
+        """Close every session (pending calls fail), stop the schedulers and the worker threads."""
+        for session in list(self._sessions.values()):
+            session.close()
+        await asyncio.gather(*(s.aclose() for s in self._schedulers.values()))
+        self._schedulers.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # -- models --------------------------------------------------------------------------------
+    def load(self, name: str, params: dict[str, Any] | None = None) -> StreamingModule:
+        """The model for ``name`` with ``params`` (loaded once, then shared by its sessions).
+
+        ``params`` may only name what the model lists in its ``stream_params`` attribute; they are
+        passed to ``load_model`` as config overrides. ValueError for an unknown model or bad params.
+        """
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be an object, got {type(params).__name__}")
+        key = (name, _params_key(params))
+        if key in self._models:
+            return self._models[key]
+        base_key = (name, "{}")
+        if base_key not in self._models:
+            try:
+                self._models[base_key] = load_model(name)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+        if params:
+            allowed = tuple(getattr(self._models[base_key], "stream_params", ()))
+            unknown = sorted(set(params) - set(allowed))
+            if unknown:
+                raise ValueError(f"model {name!r} does not take params {unknown}; "
+                                 f"it takes: {', '.join(allowed) or 'none'}")
+            try:
+                self._models[key] = load_model(name, **params)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"bad params for model {name!r}: {exc}") from None
+        return self._models[key]
+
+    def _scheduler(self, name: str, params: dict[str, Any], model: StreamingModule) -> Scheduler:
+        key = (name, _params_key(params))
+        if key not in self._schedulers:
+            max_wait = self.max_wait if self.max_wait is not None else model.hop / model.sample_rate / 4
+            label = name if not params else f"{name}{key[1]}"
+            self._schedulers[key] = Scheduler(label, model, self._executor, max_batch=self.max_batch,
+                                              max_wait=max_wait, workers=self.workers,
+                                              max_chunk_hops=self.max_chunk_hops, on_batch=self.on_batch)
+        return self._schedulers[key]
+
+    # -- sessions ------------------------------------------------------------------------------
+    def open_session(self, model: str, sample_rate: int, channels: int = 1,
+                     params: dict[str, Any] | None = None) -> Session:
+        """A new stream. ValueError for an unknown model or bad rate/channels/params;
+        CapacityError when ``max_sessions`` are open; RuntimeError before ``start()``."""
+        if self._executor is None:
+            raise RuntimeError("call `await engine.start()` before opening sessions")
+        if len(self._sessions) >= self.max_sessions:
+            raise CapacityError(f"at capacity: {self.max_sessions} sessions are open")
+        params = {} if params is None else params
+        instance = self.load(model, params)
+        pipeline = StreamPipeline(instance, sample_rate, channels, self.quality)
+        stream = self._scheduler(model, params, instance).add_stream(pipeline, self.queue_chunks)
+        if model not in self._descriptions:
+            self._descriptions[model] = describe(model)
+        info = {"session": uuid.uuid4().hex, "model": {**self._descriptions[model], "params": params},
+                "latency_ms": 1000 * pipeline.latency_seconds, "output": pipeline.output_info()}
+        session = Session(self, model, params, pipeline, stream, info)
+        self._sessions[session.id] = session
+        self.sessions_opened += 1
+        return session
+
+    # -- monitoring ----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters for /metrics and benchmarks: per model (and params) and in total.
+
+        ``rtf`` = compute seconds / seconds of audio stepped (summed over streams and channels);
+        ``chunk_latency_ms`` = queueing + stepping time of recent chunks inside the engine.
+        """
+        models = {s.name: s.stats.snapshot() for s in self._schedulers.values()}
+        steps = sum(m["steps"] for m in models.values())
+        stream_steps = sum(s.stats.stream_steps for s in self._schedulers.values())
+        compute = sum(m["compute_seconds"] for m in models.values())
+        audio = sum(m["audio_seconds"] for m in models.values())
+        return {
+            "active_sessions": self.active_sessions,
+            "sessions_opened": self.sessions_opened,
+            "max_sessions": self.max_sessions,
+            "max_batch": self.max_batch,
+            "workers": self.workers,
+            "batching": self.batching,
+            "steps": steps,
+            "mean_batch": stream_steps / steps if steps else None,
+            "audio_seconds": audio,
+            "compute_seconds": compute,
+            "rtf": compute / audio if audio else None,
+            "models": models,
+        }

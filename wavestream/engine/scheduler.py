@@ -1,0 +1,299 @@
+"""Cross-stream batching: one Scheduler per loaded model gathers ready chunks from many streams,
+stacks their inputs and states, runs ONE ``model.step`` on a worker thread and splits the results.
+
+Rules:
+- A stream has at most one chunk in a step at a time (its next chunk needs the state the current
+  one produces), and its chunks wait in a bounded queue (``queue_chunks``): a client far ahead of
+  real time waits in ``Stream.run`` instead of growing memory.
+- A batch runs when ``max_batch`` streams are ready or the oldest ready chunk has waited
+  ``max_wait`` seconds, and only while fewer than ``workers`` batches are in flight (so that under
+  load the ready set grows into bigger batches instead of queueing small ones).
+- Chunk lengths: a client that sends a large message gets several hops per chunk (at most
+  ``max_chunk_hops``). A batch steps the *common* number of hops: the fewest hops any of its chunks
+  has left; longer chunks keep their remainder at the head of their queue for the next batch. So
+  streams with different chunk sizes still share steps, and every step has one shape.
+- A step that raises is retried stream by stream, so the exception reaches only the stream(s)
+  whose input makes it fail; they are marked failed, the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import torch
+
+from wavestream.streaming.module import StreamingModule
+from wavestream.streaming.state import State, split_state, stack_states
+
+from .pipeline import StreamPipeline
+
+#: ``on_batch(model, streams, compute_seconds, audio_seconds_per_stream)`` after every step
+BatchObserver = Callable[[str, int, float, float], None]
+
+
+class StepError(RuntimeError):
+    """The model step failed for this stream (the cause is chained); the stream stays failed until reset."""
+
+
+@dataclass(eq=False)
+class _Chunk:
+    x: torch.Tensor                      # [rows, C, n * hop] model-rate input
+    future: asyncio.Future
+    queued_at: float
+    done: int = 0                        # time steps already stepped
+    outputs: list[torch.Tensor] = field(default_factory=list)
+
+
+class Stream:
+    """The scheduler's side of one session: its pipeline (whose ``state`` it carries forward) and
+    its bounded queue of chunks."""
+
+    def __init__(self, scheduler: Scheduler, pipeline: StreamPipeline, queue_chunks: int):
+        self.scheduler, self.pipeline = scheduler, pipeline
+        self.queue_chunks = queue_chunks
+        self.chunks: deque[_Chunk] = deque()
+        self._slots = asyncio.Semaphore(queue_chunks)
+        self.busy = False
+        self.ready_since = 0.0
+        self.error: BaseException | None = None
+        self.closed = False
+        self.max_queue_depth = 0
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.chunks) and not self.busy
+
+    async def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Step ``x`` (whole hops, ``[rows, C, T]``) through the scheduler; return the model output."""
+        hop = self.pipeline.hop
+        size = self.scheduler.max_chunk_hops * hop
+        futures: list[asyncio.Future] = []
+        try:
+            for start in range(0, x.shape[-1], size):
+                await self._slots.acquire()  # back-pressure: wait while the queue is full
+                if self.error is not None or self.closed:
+                    self._slots.release()
+                    break
+                chunk = _Chunk(x[..., start:start + size], asyncio.get_running_loop().create_future(),
+                               time.perf_counter())
+                self.chunks.append(chunk)
+                futures.append(chunk.future)
+                self.max_queue_depth = max(self.max_queue_depth, len(self.chunks))
+                if len(self.chunks) == 1 and not self.busy:
+                    self.ready_since = chunk.queued_at
+                self.scheduler.wake()
+            self.check()
+            return torch.cat([await f for f in futures], dim=-1)
+        except asyncio.CancelledError:
+            # the caller gave up halfway: the state no longer matches what the client saw
+            self.fail(StepError("processing was cancelled midway; reset the session"))
+            raise
+        finally:
+            for f in futures:  # mark exceptions as seen (the first one is raised above)
+                if f.done() and not f.cancelled():
+                    f.exception()
+
+    def check(self) -> None:
+        if self.closed:
+            raise RuntimeError("session is closed")
+        if self.error is not None:
+            raise self.error
+
+    def fail(self, error: BaseException) -> None:
+        """Mark failed and drop every queued chunk (their awaiters get the error)."""
+        if self.error is None:
+            self.error = error
+        self._drop_chunks(error)
+
+    def clear(self) -> None:
+        """Forget a failure (the session was reset)."""
+        self.error = None
+
+    def close(self) -> None:
+        self.closed = True
+        self._drop_chunks(RuntimeError("session is closed"))
+
+    def _drop_chunks(self, error: BaseException) -> None:
+        while self.chunks:
+            chunk = self.chunks.popleft()
+            if not chunk.future.done():
+                chunk.future.set_exception(error)
+            self._slots.release()
+
+
+class SchedulerStats:
+    """Counters one scheduler keeps; ``snapshot`` is what ``Engine.stats`` reports."""
+
+    def __init__(self, latency_window: int = 4096):
+        self.steps = 0
+        self.stream_steps = 0            # stream-steps: sum of batch sizes
+        self.batch_sizes: Counter[int] = Counter()
+        self.compute_seconds = 0.0
+        self.audio_seconds = 0.0         # seconds of audio stepped, summed over rows (channels)
+        self.chunks = 0
+        self.failures = 0
+        self.chunk_latencies: deque[float] = deque(maxlen=latency_window)  # queued -> stepped, seconds
+
+    def snapshot(self) -> dict:
+        lat = sorted(self.chunk_latencies)
+
+        def pct(q: float) -> float | None:
+            return 1000 * lat[min(int(q * len(lat)), len(lat) - 1)] if lat else None
+
+        return {
+            "steps": self.steps,
+            "chunks": self.chunks,
+            "failures": self.failures,
+            "mean_batch": self.stream_steps / self.steps if self.steps else None,
+            "batch_sizes": dict(sorted(self.batch_sizes.items())),
+            "audio_seconds": self.audio_seconds,
+            "compute_seconds": self.compute_seconds,
+            "rtf": self.compute_seconds / self.audio_seconds if self.audio_seconds else None,
+            "chunk_latency_ms": {"mean": 1000 * sum(lat) / len(lat) if lat else None,
+                                 "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
+                                 "max": 1000 * lat[-1] if lat else None},
+        }
+
+
+class Scheduler:
+    def __init__(self, name: str, model: StreamingModule, executor: Executor, *, max_batch: int,
+                 max_wait: float, workers: int, max_chunk_hops: int, on_batch: BatchObserver | None = None):
+        self.name, self.model, self.executor = name, model, executor
+        self.max_batch, self.max_wait, self.workers = max_batch, max_wait, workers
+        self.max_chunk_hops = max_chunk_hops
+        self.on_batch = on_batch
+        self.streams: list[Stream] = []
+        self.stats = SchedulerStats()
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task] = set()
+        self._loop_task = asyncio.get_running_loop().create_task(self._loop(), name=f"scheduler:{name}")
+
+    def add_stream(self, pipeline: StreamPipeline, queue_chunks: int) -> Stream:
+        stream = Stream(self, pipeline, queue_chunks)
+        self.streams.append(stream)
+        return stream
+
+    def remove_stream(self, stream: Stream) -> None:
+        stream.close()
+        if stream in self.streams:
+            self.streams.remove(stream)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        for stream in list(self.streams):
+            self.remove_stream(stream)
+        self._loop_task.cancel()
+        await asyncio.gather(self._loop_task, *self._in_flight, return_exceptions=True)
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            timeout = None
+            ready = [s for s in self.streams if s.ready]
+            if ready and len(self._in_flight) < self.workers:
+                ready.sort(key=lambda s: s.ready_since)
+                due = ready[0].ready_since + self.max_wait
+                now = time.perf_counter()
+                if len(ready) >= self.max_batch or now >= due:
+                    self._dispatch(ready[:self.max_batch])
+                    continue
+                timeout = due - now
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _dispatch(self, batch: list[Stream]) -> None:
+        hop = self.model.hop
+        hops = min((s.chunks[0].x.shape[-1] - s.chunks[0].done) // hop for s in batch)
+        items = []
+        for stream in batch:
+            chunk = stream.chunks[0]
+            stream.busy = True
+            items.append((stream, chunk, chunk.x[..., chunk.done:chunk.done + hops * hop], stream.pipeline.state))
+        task = asyncio.get_running_loop().create_task(self._execute(items, hops))
+        self._in_flight.add(task)
+
+    async def _execute(self, items: list, hops: int) -> None:
+        try:
+            await self._execute_batch(items, hops)
+        finally:
+            # leave the in-flight set before waking the loop, so that it sees the free worker
+            self._in_flight.discard(asyncio.current_task())
+            self.wake()
+
+    async def _execute_batch(self, items: list, hops: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results, seconds = await loop.run_in_executor(
+                self.executor, self._step_batch, [x for _, _, x, _ in items], [s for _, _, _, s in items])
+        except BaseException as exc:  # the executor itself failed (e.g. shut down): fail the batch
+            results, seconds = [exc] * len(items), 0.0
+        stream_seconds = hops * self.model.hop / self.model.sample_rate
+        self.stats.steps += 1
+        self.stats.stream_steps += len(items)
+        self.stats.batch_sizes[len(items)] += 1
+        self.stats.compute_seconds += seconds
+        self.stats.audio_seconds += stream_seconds * sum(x.shape[0] for _, _, x, _ in items)
+        if self.on_batch is not None:
+            self.on_batch(self.name, len(items), seconds, stream_seconds)
+        now = time.perf_counter()
+        for (stream, chunk, x, _), result in zip(items, results, strict=True):
+            stream.busy = False
+            if stream.closed or stream.error is not None or not stream.chunks or stream.chunks[0] is not chunk:
+                continue  # closed, failed or reset while stepping: the result belongs to no one
+            if isinstance(result, BaseException):
+                self.stats.failures += 1
+                error = StepError(f"model {self.name!r} failed: {result}")
+                error.__cause__ = result
+                stream.fail(error)
+                continue
+            y, state = result
+            stream.pipeline.state = state
+            chunk.outputs.append(y)
+            chunk.done += x.shape[-1]
+            if chunk.done == chunk.x.shape[-1]:
+                stream.chunks.popleft()
+                stream._slots.release()
+                self.stats.chunks += 1
+                self.stats.chunk_latencies.append(now - chunk.queued_at)
+                if not chunk.future.done():
+                    chunk.future.set_result(torch.cat(chunk.outputs, dim=-1))
+            if stream.chunks:
+                stream.ready_since = now
+
+    # -- on a worker thread ----------------------------------------------------------------------
+    def _step_batch(self, xs: list[torch.Tensor], states: list[State]) -> tuple[list, float]:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            try:
+                results = self._step(xs, states)
+            except Exception as exc:
+                if len(xs) == 1:
+                    results = [exc]
+                else:  # find out whose input fails: step each stream alone
+                    results = []
+                    for x, state in zip(xs, states, strict=True):
+                        try:
+                            results.extend(self._step([x], [state]))
+                        except Exception as single:
+                            results.append(single)
+        return results, time.perf_counter() - start
+
+    def _step(self, xs: list[torch.Tensor], states: list[State]) -> list[tuple[torch.Tensor, State]]:
+        rows = [x.shape[0] for x in xs]
+        if len(xs) == 1:
+            y, state = self.model.step(xs[0], states[0])
+            return [(y, state)]
+        y, state = self.model.step(torch.cat(xs), stack_states(states))
+        # clone: a stream's state must not keep the whole batch's tensors alive
+        parts = [{k: v.clone() for k, v in s.items()} for s in split_state(state, rows)]
+        return list(zip(torch.split(y, rows), parts, strict=True))
