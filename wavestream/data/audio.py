@@ -32,14 +32,17 @@ def _read_with_av(path: str | Path, error: Exception) -> tuple[np.ndarray, int]:
         import av
     except ImportError:
         raise ValueError(f"cannot read {path}: {error} (install PyAV for more formats)") from error
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        frames = [f.to_ndarray() for f in container.decode(stream)]
-        native = stream.rate
-    audio = np.concatenate(frames, axis=-1).astype(np.float32)
-    if audio.ndim == 1:
-        audio = audio[None]
-    return audio.T, native
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp")  # planar float: [channels, samples] per frame
+            frames = [f.to_ndarray() for frame in container.decode(stream) for f in resampler.resample(frame)]
+            native = stream.rate
+    except (av.FFmpegError, IndexError) as exc:
+        raise ValueError(f"cannot read {path}: {error}; PyAV: {exc}") from exc
+    if not frames:
+        raise ValueError(f"cannot read {path}: no audio frames")
+    return np.concatenate(frames, axis=-1).astype(np.float32).T, native
 
 
 def read_segment(path: str | Path, start: int, frames: int) -> np.ndarray:

@@ -63,7 +63,12 @@ def load_entries(root: str | Path, kind: str, split: str, corpora: list[str] | N
     if kind not in KINDS or split not in SPLITS:
         raise ValueError(f"kind must be one of {KINDS} and split one of {SPLITS}, got {kind!r}/{split!r}")
     root = Path(root)
-    entries = read_manifest(manifest_path(root, kind, split))
+    path = manifest_path(root, kind, split)
+    if not path.exists():
+        hint = {"rir": " --only rooms (needs pyroomacoustics)", "keywords": " --only keywords"}.get(kind, "")
+        raise ValueError(f"no {kind} manifest {path}: run `wavestream data prepare{hint}` first "
+                         f"(or pass --root / set WAVESTREAM_DATA)")
+    entries = read_manifest(path)
     if corpora is not None:
         entries = [e for e in entries if e["corpus"] in corpora]
     for e in entries:

@@ -1,0 +1,197 @@
+"""Corpus preparation, splits, synthesis and frozen dev sets on a tiny generated corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from wavestream.data.audio import read_audio, trim_silence
+from wavestream.data.devset import load_devset, write_devset
+from wavestream.data.manifest import load_entries, split_of
+from wavestream.data.noise import NOISE_TYPES, generate_noise
+from wavestream.data.sentences import sentences
+from wavestream.data.synth import NoisySpeech, SpeakerMixtures
+
+from .tiny import SPEAKERS, make_tiny_corpus, prepare_tiny
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return prepare_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def test_prepare_resamples_trims_and_writes_manifests(root):
+    entries = load_entries(root, "speech", "train") + load_entries(root, "speech", "dev")
+    assert len(entries) == SPEAKERS * 3
+    for e in entries[:5]:
+        audio, rate = sf.read(e["path"])
+        assert rate == 16000 and audio.ndim == 1
+        assert abs(len(audio) / rate - e["duration"]) < 1e-3
+        assert e["native_rate"] == 22050 and e["kind"] == "speech" and e["licence"]
+        # 0.2 s of digital silence was on each side: trimming keeps at most the 60 ms margin
+        assert np.abs(audio[: int(0.1 * rate)]).max() > 0 or np.abs(audio[-int(0.1 * rate):]).max() > 0
+
+
+def test_splits_are_disjoint_by_speaker_and_deterministic(root):
+    train = {e["speaker"] for e in load_entries(root, "speech", "train")}
+    dev = {e["speaker"] for e in load_entries(root, "speech", "dev")}
+    assert train and dev and not train & dev
+    assert len(train | dev) == SPEAKERS
+    for e in load_entries(root, "speech", "dev"):
+        assert split_of("speech", e["speaker"]) == "dev"
+    assert split_of("speech", "someone") == split_of("speech", "someone")
+    assert split_of("keywords", "someone") == split_of("speech", "someone")  # one voice, one split
+
+
+def test_prepare_is_incremental_and_refuses_another_rate(root):
+    from wavestream.data.prepare import prepare
+    before = sorted(p.stat().st_mtime_ns for p in (root / "speech").rglob("*.flac"))
+    speech_dir = root.parent / "raw" / "speech"
+    lines = []
+    summary = prepare(root, 16000, speech_dirs=[str(speech_dir)], install=False, workers=1, log=lines.append)
+    assert any("already prepared" in line and "processing 0 clips" in line for line in lines)
+    assert sorted(p.stat().st_mtime_ns for p in (root / "speech").rglob("*.flac")) == before
+    assert summary["manifests"]["noise_train"]["clips"] > 0  # other corpora kept
+    with pytest.raises(ValueError, match="prepared at 16000 Hz"):
+        prepare(root, 8000, speech_dirs=[str(speech_dir)], install=False, workers=1, log=lambda _: None)
+
+
+def test_cli_prepare_and_devset(tmp_path, capsys):
+    from wavestream.cli import main
+    dirs = make_tiny_corpus(tmp_path / "raw")
+    assert main(["data", "prepare", "--root", str(tmp_path / "d"), "--speech-dir", str(dirs["speech"]),
+                 "--noise-dir", str(dirs["noise"]), "--music-dir", str(dirs["music"]), "--no-install",
+                 "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "speech_train" in out and "MB on disk" in out
+    assert main(["data", "devset", "--root", str(tmp_path / "d"), "--task", "codec"]) == 0
+    assert "codec" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown corpus or kind"):
+        main(["data", "prepare", "--root", str(tmp_path / "d"), "--only", "nonsense", "--no-install"])
+
+
+def test_noisy_speech_is_reproducible_per_seed_and_index(root):
+    data = NoisySpeech(root, "train", seconds=1.0, length=8, seed=3, bandlimit_prob=0.3, clip_prob=0.3)
+    noisy, clean = data[5]
+    assert noisy.shape == clean.shape == (1, 16000) and noisy.dtype == torch.float32
+    again = NoisySpeech(root, "train", seconds=1.0, length=8, seed=3, bandlimit_prob=0.3, clip_prob=0.3)[5]
+    assert torch.equal(noisy, again[0]) and torch.equal(clean, again[1])
+    other = NoisySpeech(root, "train", seconds=1.0, length=8, seed=4)[5]
+    assert not torch.equal(noisy, other[0])
+    assert not torch.equal(data[4][0], noisy)
+    with pytest.raises(IndexError):
+        data[8]
+
+
+def test_noisy_speech_hits_the_requested_snr(root):
+    data = NoisySpeech(root, "dev", seconds=1.0, length=4, snr_db=(7.0, 7.0), bandlimit_prob=0.0, clip_prob=0.0,
+                       background={"noise": 1.0}, min_native_rate=0)
+    for i in range(4):
+        noisy, clean = (t.double().numpy()[0] for t in data[i])
+        snr = 10 * np.log10(np.sum(clean ** 2) / np.sum((noisy - clean) ** 2))
+        assert abs(snr - 7.0) < 0.05
+        assert np.abs(noisy).max() < 1.0
+
+
+def test_noisy_speech_rejects_bad_arguments(root, tmp_path):
+    with pytest.raises(ValueError, match="background"):
+        NoisySpeech(root, background={"thunder": 1.0})
+    with pytest.raises(ValueError, match="ordered"):
+        NoisySpeech(root, snr_db=(10, 0))
+    with pytest.raises(ValueError, match="wavestream data prepare"):
+        NoisySpeech(tmp_path)
+    with pytest.raises(ValueError, match="rooms"):
+        NoisySpeech(root, reverb_prob=0.5)  # the tiny corpus has no rooms
+
+
+def test_speaker_mixtures_sum_and_overlap(root):
+    data = SpeakerMixtures(root, "train", seconds=1.0, length=4, overlap=0.0, sir_db=(0.0, 0.0))
+    mixture, sources = data[1]
+    assert mixture.shape == (1, 16000) and sources.shape == (2, 16000)
+    assert torch.allclose(mixture[0], sources.sum(0), atol=1e-6)
+    assert not ((sources[0] != 0) & (sources[1] != 0)).any()  # no overlap at all
+    _, _, info = data.synthesize(np.random.default_rng(0))
+    assert info["speakers"][0] != info["speakers"][1]
+    full = SpeakerMixtures(root, "train", seconds=1.0, length=4, overlap=1.0)
+    _, sources = full[0]
+    assert (sources[0, :100] != 0).any() or (sources[1, :100] != 0).any()
+    with pytest.raises(ValueError, match="overlap"):
+        SpeakerMixtures(root, overlap=1.5)
+
+
+def test_devset_is_frozen_and_verified(root):
+    folder = write_devset("enhance", root)
+    _, entries = load_devset("enhance", root)
+    assert len(entries) == 100
+    assert {e["snr_db"] for e in entries} == {-5.0, 0.0, 5.0, 10.0, 15.0}
+    dev_speakers = {e["speaker"] for e in load_entries(root, "speech", "dev")}
+    assert {e["speaker"] for e in entries} <= dev_speakers
+    assert all(4.0 <= e["duration"] <= 6.0 for e in entries)
+    checksum = (folder / "checksum.txt").read_text()
+    # rewriting from the same corpora gives the same files
+    copy = folder.parent / "copy"
+    shutil.copytree(folder, copy)
+    write_devset("enhance", root, force=True)
+    assert (folder / "checksum.txt").read_text() == checksum
+    assert (folder / "noisy" / "0007.wav").read_bytes() == (copy / "noisy" / "0007.wav").read_bytes()
+    # tampering is caught
+    audio, rate = sf.read(folder / "clean" / "0003.wav")
+    sf.write(folder / "clean" / "0003.wav", audio * 0.5, rate, subtype="PCM_16")
+    with pytest.raises(ValueError, match="sha256"):
+        load_devset("enhance", root)
+    write_devset("enhance", root, force=True)
+    load_devset("enhance", root)
+    shutil.rmtree(copy)
+
+
+def test_separation_devset_has_two_references(root):
+    write_devset("separate", root)
+    folder, entries = load_devset("separate", root)
+    e = entries[0]
+    mixture = sf.read(folder / e["mixture"])[0]
+    s1, s2 = sf.read(folder / e["s1"])[0], sf.read(folder / e["s2"])[0]
+    assert np.abs(mixture - s1 - s2).max() < 3 / 32768  # 16-bit rounding of three files
+    with pytest.raises(ValueError, match="unknown dev-set task"):
+        write_devset("nonsense", root)
+
+
+def test_trim_silence_and_read_audio(tmp_path):
+    rate = 16000
+    x = np.concatenate([np.zeros(8000), 0.3 * np.sin(np.arange(16000) / 5), np.zeros(8000)]).astype(np.float32)
+    trimmed = trim_silence(x, rate)
+    assert 16000 <= len(trimmed) <= 16000 + 2 * int(0.06 * rate) + 320
+    assert len(trim_silence(np.zeros(1000, np.float32), rate)) == 0
+    sf.write(tmp_path / "a.ogg", np.stack([x, x], 1), 22050)
+    audio, out_rate = read_audio(tmp_path / "a.ogg", 16000)
+    assert out_rate == 16000 and audio.ndim == 1 and abs(len(audio) - len(x) * 16000 / 22050) < 2
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    with pytest.raises(ValueError, match="cannot read"):
+        read_audio(tmp_path / "bad.wav")
+
+
+def test_generated_noise_and_sentences():
+    for kind in NOISE_TYPES:
+        x = generate_noise(kind, 1, 16000, 2.0)
+        assert x.shape == (32000,) and np.isfinite(x).all()
+        assert abs(10 * np.log10(np.mean(x.astype(np.float64) ** 2)) + 25) < 0.01
+        assert np.array_equal(x, generate_noise(kind, 1, 16000, 2.0))
+        assert not np.array_equal(x, generate_noise(kind, 2, 16000, 2.0))
+    with pytest.raises(ValueError):
+        generate_noise("purple", 0)
+    lines = sentences(300)
+    assert len(set(lines)) == 300 and lines == sentences(300)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_tts_clip_renders_speech(tmp_path):
+    from wavestream.data.corpora import CORPORA
+    from wavestream.data.prepare import _process
+    clip = next(iter(CORPORA["espeak"].lister()))
+    entry = _process(clip, tmp_path, 16000)
+    assert entry["text"] and entry["duration"] > 1.0
+    assert json.loads(json.dumps(entry)) == entry
