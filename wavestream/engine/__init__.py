@@ -35,8 +35,8 @@ The API the service uses::
 ``StreamPipeline`` is the same path for one stream without the engine (``wavestream process``).
 """
 
-from .engine import CapacityError, Engine, Session
+from .engine import CapacityError, Engine, Session, load_stream_model
 from .pipeline import Output, StreamPipeline
 from .scheduler import StepError
 
-__all__ = ["CapacityError", "Engine", "Output", "Session", "StepError", "StreamPipeline"]
+__all__ = ["CapacityError", "Engine", "Output", "Session", "StepError", "StreamPipeline", "load_stream_model"]

@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,33 @@ def _params_key(params: dict[str, Any]) -> str:
         return json.dumps(params, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"params must be JSON values: {exc}") from None
+
+
+def load_stream_model(name: str, params: dict[str, Any] | None = None,
+                      weights: str | Path | None = None) -> StreamingModule:
+    """Load model ``name`` for streaming with client ``params``.
+
+    ``params`` may only name what the model lists in its ``stream_params`` attribute; they are
+    passed to ``load_model`` as config overrides. ValueError for an unknown model or bad params.
+    """
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be an object, got {type(params).__name__}")
+    _params_key(params)
+    try:
+        model = load_model(name, weights)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    if not params:
+        return model
+    allowed = tuple(getattr(model, "stream_params", ()))
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"model {name!r} does not take params {unknown}; it takes: {', '.join(allowed) or 'none'}")
+    try:
+        return load_model(name, weights, **params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad params for model {name!r}: {exc}") from None
 
 
 class Session:
@@ -146,33 +174,12 @@ class Engine:
 
     # -- models --------------------------------------------------------------------------------
     def load(self, name: str, params: dict[str, Any] | None = None) -> StreamingModule:
-        """The model for ``name`` with ``params`` (loaded once, then shared by its sessions).
-
-        ``params`` may only name what the model lists in its ``stream_params`` attribute; they are
-        passed to ``load_model`` as config overrides. ValueError for an unknown model or bad params.
-        """
+        """The model for ``name`` with ``params`` (see ``load_stream_model``), loaded once and then
+        shared by all its sessions."""
         params = {} if params is None else params
-        if not isinstance(params, dict):
-            raise ValueError(f"params must be an object, got {type(params).__name__}")
         key = (name, _params_key(params))
-        if key in self._models:
-            return self._models[key]
-        base_key = (name, "{}")
-        if base_key not in self._models:
-            try:
-                self._models[base_key] = load_model(name)
-            except KeyError as exc:
-                raise ValueError(exc.args[0]) from None
-        if params:
-            allowed = tuple(getattr(self._models[base_key], "stream_params", ()))
-            unknown = sorted(set(params) - set(allowed))
-            if unknown:
-                raise ValueError(f"model {name!r} does not take params {unknown}; "
-                                 f"it takes: {', '.join(allowed) or 'none'}")
-            try:
-                self._models[key] = load_model(name, **params)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"bad params for model {name!r}: {exc}") from None
+        if key not in self._models:
+            self._models[key] = load_stream_model(name, params)
         return self._models[key]
 
     def _scheduler(self, name: str, params: dict[str, Any], model: StreamingModule) -> Scheduler:
