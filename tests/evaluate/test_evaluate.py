@@ -1,0 +1,200 @@
+"""Metrics on generated signals, every peer adapter on one second of audio, the harness end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.data.tiny import prepare_tiny, voiced
+from wavestream.data.devset import write_devset
+from wavestream.evaluate import metrics
+from wavestream.evaluate.peers import PEERS, OracleIRM, load_peer, missing_for
+from wavestream.streaming.module import AUDIO, StreamingModule
+
+RATE = 16000
+
+
+def speech_like(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
+    return voiced(np.random.default_rng(seed), RATE, seconds, 140.0)
+
+
+def has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def test_si_sdr_of_scaled_copy_is_very_high_and_of_noise_very_low():
+    x = speech_like()
+    assert metrics.si_sdr(x, 0.3 * x) > 80
+    noise = np.random.default_rng(1).standard_normal(len(x))
+    assert metrics.si_sdr(x, noise) < -20
+    mixture = x + 0.1 * noise * np.std(x) / np.std(0.1 * noise)  # 0 dB
+    assert abs(metrics.si_sdr(x, mixture)) < 1.0
+    with pytest.raises(ValueError, match="length"):
+        metrics.si_sdr(x, x[:-1])
+
+
+@pytest.mark.skipif(not has("pesq"), reason="pesq is not installed (pip install pesq)")
+def test_pesq_of_identical_signals_is_maximal():
+    x = speech_like()
+    assert metrics.pesq_wb(x, x) > 4.5
+    noisy = x + 0.05 * np.random.default_rng(2).standard_normal(len(x))
+    assert metrics.pesq_wb(x, noisy) < 3.0
+
+
+@pytest.mark.skipif(not has("pystoi"), reason="pystoi is not installed (pip install pystoi)")
+def test_stoi_of_identical_signals_is_maximal():
+    x = speech_like()
+    assert metrics.stoi(x, x) > 0.999
+    noisy = x + 0.2 * np.random.default_rng(2).standard_normal(len(x))
+    assert metrics.stoi(x, noisy) < 0.9
+
+
+@pytest.mark.skipif(not has("visqol"), reason="visqol-python is not installed")
+def test_visqol_prefers_the_clean_signal():
+    x = speech_like()
+    noisy = x + 0.05 * np.random.default_rng(2).standard_normal(len(x))
+    assert metrics.visqol(x, x) > metrics.visqol(x, noisy) + 0.5
+
+
+def test_available_metrics_names_what_to_install():
+    available = metrics.available_metrics()
+    assert available["si_sdr"] is None
+    for name, note in available.items():
+        assert note is None or "pip install" in note, name
+
+
+@pytest.mark.parametrize("name", [n for n in PEERS if n != "oracle-irm"])
+def test_peer_runs_on_one_second(name):
+    if (missing := missing_for(name)) is not None:
+        pytest.skip(f"peer {name} not installed: {missing}")
+    peer = load_peer(name)
+    x = 0.5 * speech_like(1.0, seed=3)
+    for sr in (16000, 22050):  # any client rate: the adapter resamples
+        peer.reset()
+        y = peer.process(x if sr == RATE else np.interp(np.arange(int(len(x) * sr / RATE)) * RATE / sr,
+                                                        np.arange(len(x)), x).astype(np.float32), sr)
+        assert y.shape == (int(len(x) * sr / RATE),) and y.dtype == np.float32 and np.isfinite(y).all()
+    assert peer.info()["name"] == name
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (real speech needed)")
+@pytest.mark.parametrize("name", ["rnnoise", "dtln", "deepfilternet", "opus-12k"])
+def test_peer_output_is_aligned_with_its_input(name, tmp_path):
+    """Each adapter removes its own delay: on clean speech, output and input line up (lag 0)."""
+    if (missing := missing_for(name)) is not None:
+        pytest.skip(f"peer {name} not installed: {missing}")
+    wav = tmp_path / "s.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "Seven quiet engineers measured the narrow bridge."], check=True)
+    from wavestream.data.audio import read_audio
+    x, _ = read_audio(wav, RATE)
+    x = 0.3 * x / np.abs(x).max()
+    peer = load_peer(name)
+    peer.reset()
+    y = peer.process(x, RATE)
+    lags = range(-200, 201)
+    corr = [np.dot(y[max(0, k):len(y) + min(0, k)], x[max(0, -k):len(x) - max(0, k)]) for k in lags]
+    assert abs(lags[int(np.argmax(corr))]) <= 2
+
+
+def test_oracle_ratio_mask_beats_the_mixture():
+    a, b = speech_like(2.0, 1), 0.8 * voiced(np.random.default_rng(5), RATE, 2.0, 230.0)
+    n = min(len(a), len(b))
+    sources = np.stack([a[:n], b[:n]])
+    mixture = sources.sum(0)
+    estimate = OracleIRM(sources).process(mixture, RATE)
+    assert estimate.shape == (2, n)
+    for s, e in zip(sources, estimate, strict=True):
+        assert metrics.si_sdr(s, e) > metrics.si_sdr(s, mixture) + 10
+    with pytest.raises(ValueError, match="true sources"):
+        OracleIRM().process(mixture, RATE)
+
+
+class Delay(StreamingModule):
+    """Output = input delayed by ``latency`` samples (state: the last ``latency`` inputs)."""
+
+    sample_rate, hop, latency, input_kind, output_kind = RATE, 4, 37, AUDIO, AUDIO
+
+    def __init__(self):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(()))
+
+    def own_state(self, batch, device, dtype):
+        return {"buffer": torch.zeros(batch, 1, self.latency, device=device, dtype=dtype)}
+
+    def step(self, x, state):
+        self.check_length(x)
+        joined = torch.cat([state["buffer"], x], dim=-1)
+        return self.gain * joined[..., : x.shape[-1]], {"buffer": joined[..., x.shape[-1]:]}
+
+
+@pytest.fixture
+def delay_model():
+    from wavestream.models import registry
+    registry.register("test-delay", "enhance", "a pure delay, to test latency compensation")(lambda: Delay())
+    yield "test-delay"
+    registry._REGISTRY.pop("test-delay", None)
+
+
+def test_registry_model_latency_is_compensated(delay_model):
+    from wavestream.evaluate.peers import RegistryModel
+    peer = RegistryModel(delay_model)
+    assert peer.latency_ms == pytest.approx(1000 * 37 / RATE) and peer.parameters == 1
+    x = speech_like(1.0)[:16001]  # not a multiple of hop
+    y = peer.process(x, RATE)
+    np.testing.assert_allclose(y, x, atol=1e-7)
+    y8 = peer.process(x[::2].copy(), 8000)  # other rates are resampled to the model's and back
+    assert y8.shape == x[::2].shape
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = prepare_tiny(tmp_path_factory.mktemp("eval"))
+    write_devset("enhance", root)
+    write_devset("separate", root)
+    return root
+
+
+def test_harness_enhance_end_to_end(tiny_root, tmp_path, delay_model, capsys):
+    from wavestream.cli import main
+    out = tmp_path / "report"
+    args = ["eval", "enhance", "--model", delay_model, "--peers", "noisy", "--root", str(tiny_root),
+            "--metrics", "si_sdr,pesq" if has("pesq") else "si_sdr", "--limit", "10", "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    noisy, delay = results["systems"]["noisy"], results["systems"][delay_model]
+    assert results["devset"]["clips"] == 10 and len(noisy["clips"]) == 10
+    assert noisy["mean"]["si_sdri"] == 0.0
+    assert delay["mean"]["si_sdr"] == pytest.approx(noisy["mean"]["si_sdr"], abs=1e-3)  # a delay, compensated
+    assert set(noisy["by_group"]) == {"-5.0", "0.0", "5.0", "10.0", "15.0"}
+    assert noisy["mean"]["si_sdr"] == pytest.approx(5.0, abs=1.0)  # mean of -5..15 dB SNR mixtures
+    table = (out / "README.md").read_text()
+    assert "| noisy |" in table and "untrained" in table and "wavestream eval enhance" in table
+    if has("matplotlib"):
+        assert (out / "spectrograms.png").stat().st_size > 0 and (out / "quality_vs_rtf.png").exists()
+    # a second run reuses the peer's results and re-runs the model
+    assert main(args) == 0
+    assert "noisy: reusing results" in capsys.readouterr().out
+
+
+def test_harness_separation_with_oracle(tiny_root, tmp_path):
+    from wavestream.evaluate.harness import evaluate
+    results = evaluate("separate", ["noisy", "oracle-irm"], tiny_root, ["si_sdr"], limit=6, log=lambda _: None)
+    mixture, oracle = results["systems"]["noisy"]["mean"]["si_sdr"], results["systems"]["oracle-irm"]["mean"]["si_sdr"]
+    assert oracle > mixture + 5
+    with pytest.raises(ValueError, match="unknown metrics"):
+        evaluate("separate", ["noisy"], tiny_root, ["loudness"], log=lambda _: None)
+    with pytest.raises(ValueError, match="no codec dev set"):
+        evaluate("codec", ["opus-6k"], tmp_path, log=lambda _: None)
+
+
+def test_devset_audio_is_readable_by_peers(tiny_root):
+    folder = tiny_root / "devsets" / "enhance"
+    audio, rate = sf.read(folder / "noisy" / "0000.wav", dtype="float32")
+    assert rate == RATE and load_peer("noisy").process(audio, rate).shape == audio.shape
