@@ -1,8 +1,9 @@
 import pytest
 
-from tests.engine.models import register_test_models
+from tests.engine.models import registered_test_models
 
 
-@pytest.fixture(autouse=True, scope="session")
-def test_models():
-    register_test_models()
+@pytest.fixture(autouse=True, scope="module")
+def _test_models():
+    with registered_test_models():
+        yield

@@ -1,11 +1,12 @@
 """Small real streaming models for the engine tests, built from wavestream.streaming layers.
 
-They cover every output kind and the failure path; ``register_test_models`` puts them in the
+They cover every output kind and the failure path; ``registered_test_models`` puts them in the
 registry under ``test-*`` names so that the engine and the CLI load them like any other model.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from fractions import Fraction
 
 import numpy as np
@@ -115,7 +116,7 @@ class EventsModel(_Base):
         return x.reshape(b, c, t // HOP, HOP).square().mean(-1), {}
 
     def detect_events(self, frames: np.ndarray, first_frame: int, frame_rate: float) -> list[dict]:
-        return [{"type": "loud", "frame": first_frame + i, "time": (first_frame + i) / frame_rate, "row": r}
+        return [{"type": "loud", "frame": int(first_frame + i), "time": (first_frame + i) / frame_rate, "row": int(r)}
                 for i, r in zip(*np.nonzero(frames[:, :, 0] > 0.1), strict=True)]
 
 
@@ -133,7 +134,14 @@ TEST_MODELS = {"test-filter": FilterModel, "test-delay": DelayModel, "test-sourc
                "test-fragile": FragileModel}
 
 
-def register_test_models() -> None:
-    for name, cls in TEST_MODELS.items():
-        if name not in _REGISTRY:
-            register(name, "test", cls.__doc__.splitlines()[0])(cls)
+@contextmanager
+def registered_test_models():
+    """Register the test models for the duration of the block (other tests see the real registry)."""
+    added = [name for name in TEST_MODELS if name not in _REGISTRY]
+    for name in added:
+        register(name, "test", TEST_MODELS[name].__doc__.splitlines()[0])(TEST_MODELS[name])
+    try:
+        yield
+    finally:
+        for name in added:
+            _REGISTRY.pop(name, None)
