@@ -261,3 +261,25 @@ def test_tokens_through_the_engine():
     ref = offline(TokensModel(), 8000, x).frames
     for out in asyncio.run(main()):
         np.testing.assert_array_equal(out.frames, ref)
+
+
+def test_real_enhance_model_batched_equals_offline():
+    """The project's enhancement model behind the batching scheduler, streams at several rates."""
+    specs = [(rate, noise(rate // 2, 1 + i % 2, seed=i, scale=0.3), rate // 50)
+             for i, rate in enumerate([8000, 16000, 44100, 48000, 16000, 22050])]
+
+    async def main():
+        engine = await started(workers=2)
+        sessions = [engine.open_session("enhance", rate, x.shape[1]) for rate, x, _ in specs]
+        outs = await asyncio.gather(*(stream(s, x, [n] * (len(x) // n) + [len(x) % n]) for s, (_, x, n) in
+                                      zip(sessions, specs, strict=True)))
+        stats = engine.stats()
+        model = engine.load("enhance")  # the same weights (random when untrained) as the sessions
+        await engine.aclose()
+        return outs, stats, model
+
+    outs, stats, model = asyncio.run(main())
+    assert stats["mean_batch"] > 1
+    for (rate, x, _), out in zip(specs, outs, strict=True):
+        assert out.audio.shape == x.shape
+        assert np.abs(out.audio - offline(model, rate, x).audio).max() <= 1e-5
