@@ -194,6 +194,14 @@ class Scheduler:
 
     # -- the loop ------------------------------------------------------------------------------
     async def _loop(self) -> None:
+        try:
+            await self._schedule()
+        except Exception as exc:  # a bug here must not leave every session waiting forever
+            for stream in self.streams:
+                stream.fail(StepError(f"scheduler for {self.name!r} stopped: {exc!r}"))
+            raise
+
+    async def _schedule(self) -> None:
         while True:
             self._wake.clear()
             timeout = None
