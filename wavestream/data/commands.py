@@ -1,4 +1,4 @@
-"""`wavestream data prepare | devset | show`: corpora -> manifests, frozen dev sets, a look at what is there."""
+"""`wavestream data prepare | devset`: corpora -> resampled clips + manifests, frozen dev sets with checksums."""
 
 from __future__ import annotations
 
