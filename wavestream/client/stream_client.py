@@ -126,7 +126,7 @@ class AsyncStreamClient:
                              encoding=encoding, params=params or {}, output_encoding=output_encoding, debug=debug)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
         self._ws = await connect(self.url, additional_headers=headers, open_timeout=self.open_timeout,
-                                 max_size=self.max_message_bytes)
+                                 max_size=self.max_message_bytes, compression=None)  # PCM barely compresses
         self._items = asyncio.Queue()
         try:
             await self._ws.send(start.model_dump_json(exclude_none=True))

@@ -281,6 +281,8 @@ def make_server(settings: ServiceSettings, **config) -> WavestreamServer:
     """A server for a new app with ``settings``; its transport frame limit sits above ours so that an
     oversized message still gets a JSON error before the 1009 close."""
     app = create_app(settings)
+    # no permessage-deflate: PCM barely compresses, and zlib would cost more CPU than the model step
     cfg = uvicorn.Config(app, host=settings.host, port=settings.port, ws_max_size=settings.ws_frame_limit,
-                         timeout_graceful_shutdown=settings.shutdown_timeout + 5, **config)
+                         ws_per_message_deflate=False, timeout_graceful_shutdown=settings.shutdown_timeout + 5,
+                         **config)
     return WavestreamServer(cfg, app.state.service)
