@@ -43,16 +43,18 @@ class GRUMaskEnhancer(StreamingModule):
             raise ValueError(f"enhance expects mono audio [batch, 1, time], got shape {tuple(x.shape)}")
         self.check_length(x)
         new_state: State = {}
-        spec = self.step_child("stft", x, state, new_state)[:, 0]  # [B, F, frames] complex
-        features = (spec.real.square() + spec.imag.square() + 1e-12).pow(self.compress / 2)
+        spec = self.step_child("stft", x, state, new_state)  # [B, 1, F, frames] complex
+        re, im = spec.real[:, 0], spec.imag[:, 0]  # real arithmetic from here on (exports to ONNX)
+        features = (re.square() + im.square() + 1e-12).pow(self.compress / 2)
         h = self.step_child("encoder", features, state, new_state)
         h = self.step_child("gru", torch.relu(h), state, new_state)
         mask_re, mask_im = self.step_child("decoder", h, state, new_state).chunk(2, dim=1)
         # bounded mask: magnitude tanh(|m|) < 1, phase of m (eps keeps the gradient finite at m = 0)
         norm = (mask_re.square() + mask_im.square() + 1e-8).sqrt()
         gain = torch.tanh(norm) / norm
-        enhanced = spec * torch.complex(mask_re * gain, mask_im * gain)
-        y = self.step_child("istft", enhanced[:, None], state, new_state)
+        mask_re, mask_im = mask_re * gain, mask_im * gain
+        enhanced = torch.complex((re * mask_re - im * mask_im)[:, None], (re * mask_im + im * mask_re)[:, None])
+        y = self.step_child("istft", enhanced, state, new_state)
         return y, new_state
 
 

@@ -1,0 +1,119 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors import safe_open
+
+from wavestream.models.enhance import GRUMaskEnhancer
+from wavestream.models.registry import describe, get_spec, load_model
+from wavestream.streaming.testing import (
+    assert_batch_independent,
+    assert_causal,
+    assert_chunked_equals_offline,
+    partitions,
+)
+from wavestream.train.losses import si_sdr
+
+HOP = 256
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GRUMaskEnhancer().eval()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    spec = get_spec("enhance")
+    if not spec.weights_path.exists():
+        pytest.fail(f"shipped weights missing: {spec.weights_path}")
+    return load_model("enhance")
+
+
+@settings(max_examples=10, deadline=None)
+@given(units=st.integers(2, 24), data=st.data())
+def test_chunked_equals_offline(model, units, data):
+    x = torch.randn(2, 1, units * HOP, generator=torch.Generator().manual_seed(units))
+    assert_chunked_equals_offline(model, x, data.draw(partitions(units)))
+
+
+@settings(max_examples=8, deadline=None)
+@given(t=st.integers(0, 16 * HOP - 1))
+def test_causal(model, t):
+    x = torch.randn(2, 1, 16 * HOP, generator=torch.Generator().manual_seed(t))
+    assert_causal(model, x, t)
+
+
+def test_batch_independent(model):
+    g = torch.Generator().manual_seed(3)
+    streams = [torch.randn(1, 1, 20 * HOP, generator=g) * s for s in (0.01, 0.3, 1.0)]
+    assert_batch_independent(model, streams, warmups=[0, 3, 7], units=6)
+
+
+def test_shipped_model_passes_streaming_checks(shipped):
+    x = torch.randn(2, 1, 12 * HOP, generator=torch.Generator().manual_seed(5)) * 0.1
+    assert_chunked_equals_offline(shipped, x, [1, 4, 2, 5])
+    assert_causal(shipped, x, 6 * HOP + 17)
+
+
+def test_size_latency_and_declared_attributes(model):
+    assert sum(p.numel() for p in model.parameters()) <= 1_000_000
+    assert model.latency == model.n_fft - model.hop_length == 256
+    assert 1000 * model.latency / model.sample_rate <= 32
+    assert 1000 * model.hop / model.sample_rate <= 16
+    assert (model.sample_rate, model.input_kind, model.output_kind) == (16000, "audio", "audio")
+    info = describe("enhance")
+    assert info["task"] == "enhance" and info["latency_ms"] == 16.0
+
+
+def test_rejects_bad_input(model):
+    state = model.init_state(1)
+    with pytest.raises(ValueError, match="mono audio"):
+        model.step(torch.zeros(1, 2, HOP), state)
+    with pytest.raises(ValueError, match="multiple of hop"):
+        model.step(torch.zeros(1, 1, HOP + 1), state)
+    with pytest.raises(ValueError, match="compress"):
+        GRUMaskEnhancer(compress=0)
+
+
+def test_shipped_weights_are_safetensors_and_card_is_complete(shipped):
+    spec = get_spec("enhance")
+    assert spec.weights_path.stat().st_size < 10 * 2**20
+    with safe_open(str(spec.weights_path), "pt") as f:  # a plain safetensors file, no pickle
+        keys = set(f.keys())
+        assert all(f.get_tensor(k).dtype == torch.float32 for k in keys)
+    assert keys == set(GRUMaskEnhancer(**spec.card()["config"]).state_dict())
+    assert shipped.trained
+    card = json.loads(spec.card_path.read_text())
+    for key in ("name", "description", "architecture", "config", "weights", "data", "training", "dev", "metrics"):
+        assert card.get(key), f"model card lacks {key!r}"
+    assert card["architecture"]["parameters"] == sum(p.numel() for p in shipped.parameters())
+    assert card["training"]["best_step"] > 0 and card["training"]["training_hours"] > 0
+    assert all(c["licence"] for c in card["data"]["corpora"])
+    assert {"speech", "noise"} <= {c["kind"] for c in card["data"]["corpora"]}
+
+
+def _speech_clip() -> np.ndarray:
+    from wavestream.data.examples import speech_example  # real recorded speech shipped with the package
+
+    audio, rate = speech_example()
+    assert rate == 16000
+    return audio
+
+
+@torch.no_grad()
+def test_shipped_model_improves_si_sdr_on_real_speech_in_white_noise(shipped):
+    clean = torch.from_numpy(_speech_clip()).float()
+    clean = clean[: len(clean) // HOP * HOP] * (0.1 / clean.pow(2).mean().sqrt())
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    noise = noise * clean.pow(2).mean().sqrt() / noise.pow(2).mean().sqrt()  # 0 dB SNR
+    noisy = (clean + noise)[None, None]
+    out = shipped(noisy)[0, 0, shipped.latency:]
+    ref = clean[: len(out)]
+    before = si_sdr(noisy[0, 0, : len(out)], ref).item()
+    after = si_sdr(out, ref).item()
+    assert after > before + 5, f"SI-SDR {before:.1f} dB -> {after:.1f} dB"
