@@ -39,6 +39,12 @@ def load_config(path: str | Path) -> dict:
     return config
 
 
+def crop_to_hop(*signals: torch.Tensor, hop: int) -> tuple[torch.Tensor, ...]:
+    """Drop the tail that does not fill a whole hop (the model steps in hops)."""
+    n = signals[0].shape[-1] // hop * hop
+    return tuple(s[..., :n] for s in signals)
+
+
 def aligned(output: torch.Tensor, clean: torch.Tensor, latency: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Output sample t + latency answers input sample t: drop the first ``latency`` outputs."""
     n = output.shape[-1] - latency
@@ -76,6 +82,7 @@ def dev_examples(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate_on(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, batch: int = 16) -> dict[str, float]:
+    noisy, clean = crop_to_hop(noisy, clean, hop=model.hop)
     outs = torch.cat([model(noisy[i:i + batch]) for i in range(0, len(noisy), batch)])
     out, ref = aligned(outs, clean, model.latency)
     sdr_out, sdr_in = si_sdr(out, ref).mean().item(), si_sdr(noisy, clean).mean().item()
@@ -104,7 +111,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return iter(loader)
 
     def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        noisy, clean = batch
+        noisy, clean = crop_to_hop(*batch, hop=model.hop)
         output, target = aligned(model(noisy), clean, model.latency)
         return criterion(output, target)
 
@@ -193,11 +200,13 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe config (JSON)")
+    parser.add_argument("--weights-dir", default=str(WEIGHTS_DIR),
+                        help="with --export: where enhance.safetensors + enhance.json go (the shipped ones)")
 
 
 def run(args) -> int:
     if args.export:
-        print(export(args.out))
+        print(export(args.out, args.weights_dir))
         return 0
     config = load_config(args.config)
     if args.steps is not None:
