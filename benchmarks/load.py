@@ -9,7 +9,8 @@ Reported per level:
 - server latency per chunk (receive -> output sent), from the per-message list the server puts in
   ``done.stats.chunk_latency_ms`` when a stream starts with ``"debug": true``;
 - client lag per chunk: from sending a chunk to receiving the output that covers it (the network,
-  queueing in front of the server and the server itself; not the model's algorithmic latency).
+  queueing in front of the server and the server itself; not the model's algorithmic latency);
+- CPU cores used by the server process and by this load generator (they share the machine).
 
 A level *holds real time* when every stream finished and the client-side p99 lag is below
 ``--budget-ms`` (a server that falls behind builds a backlog, and the lag grows without bound).
@@ -68,6 +69,11 @@ class Server:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
         self.url = f"ws://127.0.0.1:{self.port}/v1/stream"
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (all its threads)."""
+        fields = open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.send_signal(2)
@@ -171,8 +177,9 @@ def main() -> None:
 
     print(f"# load: {args.model}, 16 ms chunks at 16 kHz, {args.seconds:g} s per stream, "
           f"real time = client p99 lag < {args.budget_ms:g} ms; {os.cpu_count()} CPUs\n")
-    print("| mode | streams | server p50 ms | server p99 ms | client p50 ms | client p99 ms | real time |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| mode | streams | server p50 ms | server p99 ms | client p50 ms | client p99 ms "
+          "| server CPU | client CPU | real time |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     best: dict[str, int] = {}
     for mode in args.modes.split(","):
         server = Server(args.model, modes[mode], args.workers)
@@ -180,13 +187,17 @@ def main() -> None:
         misses = 0
         try:
             for n in levels:
+                wall, server_cpu, own = time.monotonic(), server.cpu_seconds(), os.times()
                 results = asyncio.run(run_level(server.url, args.model, n, args.seconds, args.warmup))
+                wall = time.monotonic() - wall
+                server_cpu = (server.cpu_seconds() - server_cpu) / wall
+                client_cpu = (os.times().user + os.times().system - own.user - own.system) / wall
                 server_ms = [v for r in results for v in r.server_ms]
                 client_ms = [v for r in results for v in r.client_ms]
                 holds = all(r.ok for r in results) and pct(client_ms, 99) < args.budget_ms
                 print(f"| {mode} | {n} | {pct(server_ms, 50):.2f} | {pct(server_ms, 99):.2f} | "
-                      f"{pct(client_ms, 50):.2f} | {pct(client_ms, 99):.2f} | {'yes' if holds else 'no'} |",
-                      flush=True)
+                      f"{pct(client_ms, 50):.2f} | {pct(client_ms, 99):.2f} | {server_cpu:.2f} | {client_cpu:.2f} | "
+                      f"{'yes' if holds else 'no'} |", flush=True)
                 if holds:
                     best[mode] = n
                 else:

@@ -211,3 +211,26 @@ def test_sync_client_errors_are_raised(server):
     with StreamClient(server.ws) as client, pytest.raises(StreamError) as info:
         client.start("no-such-model", 16000)
     assert info.value.code == "unknown_model" and info.value.close_code == 1007
+
+
+@pytest.mark.parametrize("encoding,atol", [("pcm_f32le", ATOL), ("pcm_s16le", S16_ATOL)])
+def test_streamed_file_equals_wavestream_process(server, tmp_path, encoding, atol):
+    """`wavestream stream` through the server == `wavestream process` offline, on the same file."""
+    import soundfile as sf
+    from safetensors.torch import save_file
+
+    from wavestream.cli import main as cli_main
+
+    weights = tmp_path / "enhance.safetensors"  # the server's weights (random until trained ones ship)
+    save_file({k: v.contiguous() for k, v in server.service.engine.load("enhance").state_dict().items()}, weights)
+    source = tmp_path / "in.wav"
+    sf.write(source, signal(1.3, 48000, channels=2, seed=21), 48000, subtype="PCM_16")
+    processed, streamed = tmp_path / "processed.wav", tmp_path / "streamed.wav"
+    assert cli_main(["process", "enhance", str(source), str(processed), "--weights", str(weights),
+                     "--subtype", "FLOAT", "--no-progress"]) == 0
+    assert cli_main(["stream", "enhance", str(source), str(streamed), "--url", server.ws, "--chunk-ms", "20",
+                     "--encoding", encoding]) == 0
+    a, rate_a = sf.read(processed, dtype="float32", always_2d=True)
+    b, rate_b = sf.read(streamed, dtype="float32", always_2d=True)
+    assert rate_a == rate_b == 48000
+    assert max_err(b, a) <= atol
