@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.engine.models import register_test_models
+from tests.engine.models import registered_test_models
 from wavestream.engine import Output, StreamPipeline
 from wavestream.service.app import Service, WavestreamServer, make_server
 from wavestream.service.settings import ServiceSettings
@@ -67,7 +67,6 @@ class RunningServer:
 
 
 def start_server(data_dir: Path, **overrides) -> RunningServer:
-    register_test_models()
     settings = ServiceSettings(host="127.0.0.1", port=free_port(), data_dir=data_dir,
                                **{"preload": ["enhance"], "max_message_bytes": 256 * 1024, **overrides})
     server = make_server(settings, log_level="warning")
@@ -90,8 +89,15 @@ def running_server(data_dir: Path, **overrides) -> Iterator[RunningServer]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="package", autouse=True)
+def test_models() -> Iterator[None]:
+    """The engine's small test models (every output kind, a failing one) beside the real ones."""
+    with registered_test_models():
+        yield
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory, test_models) -> Iterator[RunningServer]:
     """The shared server: generous limits, no API key."""
     with running_server(tmp_path_factory.mktemp("data"), max_sessions=48, idle_timeout=30) as running:
         yield running
