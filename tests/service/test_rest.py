@@ -14,7 +14,7 @@ import soundfile as sf
 
 from tests.service.conftest import run, running_server, signal, start_server
 from wavestream.cli import main as cli_main
-from wavestream.client.stream_client import AsyncStreamClient
+from wavestream.client.stream_client import AsyncStreamClient, StreamError
 from wavestream.service.jobs import JobStore
 from wavestream.streaming.testing import ATOL
 
@@ -247,26 +247,25 @@ def test_cli_stream_reports_errors(server, tmp_path, capsys):
 def test_graceful_shutdown_finishes_live_streams(tmp_path):
     """Stopping the server mid-stream: the client still gets all its output, then done + close 1001."""
     srv = start_server(tmp_path)
-    x = signal(2.0, 16000, seed=12)
-    sent = []
+    x = signal(3.0, 16000, seed=12)
+    stopper = threading.Thread(target=srv.stop)
 
     async def live():
         client = AsyncStreamClient(srv.ws)
         await client.start("enhance", 16000)
         try:
-            for pos in range(0, len(x), 320):
+            for i, pos in enumerate(range(0, len(x), 320)):
                 await client.send(x[pos:pos + 320])
-                sent.append(min(320, len(x) - pos))
+                if i == 10:
+                    stopper.start()  # stop the server while this stream is live
                 await asyncio.sleep(0.01)
-        except Exception:
-            pass  # the server ended the stream
+        except StreamError as exc:
+            assert exc.code == "ended"  # the server ended the stream; we stop sending
         items = []
         while (item := await client.receive()) is not None:
             items.append(item)
         return np.concatenate(items), client.done, client.close_code
 
-    stopper = threading.Timer(0.5, srv.stop)
-    stopper.start()
     out, done, close_code = run(live())
     stopper.join()
     assert done is not None and done.reason == "shutdown" and close_code == 1001

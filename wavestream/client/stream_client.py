@@ -157,7 +157,7 @@ class AsyncStreamClient:
         try:
             await self._ws.send(bytes(samples))
         except ConnectionClosed as exc:
-            raise self._error or self._closed_error(exc) from None
+            raise await self._closed_while_sending(exc) from None
 
     async def flush(self, flush_id: int | str | None = None) -> None:
         """Marker barrier: returns once all output for the audio sent so far has been received."""
@@ -254,7 +254,18 @@ class AsyncStreamClient:
         try:
             await self._ws.send(json.dumps(message))
         except ConnectionClosed as exc:
-            raise self._error or self._closed_error(exc) from None
+            raise await self._closed_while_sending(exc) from None
+
+    async def _closed_while_sending(self, exc: ConnectionClosed) -> StreamError:
+        """The error to raise when a send finds the connection closed: what the server said last."""
+        if self._receiver is not None:
+            with contextlib.suppress(BaseException):
+                await self._receiver  # it reads the server's final messages before it ends
+        if self._error is not None:
+            return self._error
+        if self.done is not None:
+            return StreamError("ended", f"the stream has ended ({self.done.reason})", self.close_code)
+        return self._closed_error(exc)
 
     async def _receive_loop(self) -> None:
         info = self.ready.output
