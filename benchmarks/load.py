@@ -12,9 +12,11 @@ Reported per level:
   queueing in front of the server and the server itself; not the model's algorithmic latency);
 - CPU cores used by the server process and by this load generator (they share the machine).
 
-A level *holds real time* when every stream finished and the client-side p99 lag is below
-``--budget-ms`` (a server that falls behind builds a backlog, and the lag grows without bound).
-The first ``--warmup`` seconds of each stream are left out of the figures.
+A level *holds real time* when every stream finished and kept up: the median client lag over the
+last second of the streams is below ``--budget-ms``. A server that cannot keep pace builds a
+backlog, so its lag grows for as long as the streams run; a passing hiccup of the machine (the
+p99 shows those) does not. The first ``--warmup`` seconds of each stream are left out of the
+figures.
 
     nice -n 10 python benchmarks/load.py [--levels 1,10,20,30,40,50,60,80] [--seconds 5] [--model enhance]
 
@@ -32,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
@@ -88,6 +90,7 @@ class StreamResult:
     server_ms: list[float]
     client_ms: list[float]
     ok: bool
+    tail_ms: list[float] = field(default_factory=list)  # client lag over the last second
 
 
 def speech_like(seconds: float, seed: int) -> bytes:
@@ -142,7 +145,7 @@ async def one_stream(url: str, model: str, audio: bytes, warmup_chunks: int, pha
         return StreamResult([], client_ms, False)
     # the server lists latencies of messages that produced output; the first ones are warm-up
     server_ms = done["stats"]["chunk_latency_ms"][warmup_chunks:]
-    return StreamResult(server_ms, client_ms, True)
+    return StreamResult(server_ms, client_ms, True, client_ms[-RATE // CHUNK:])
 
 
 async def run_level(url: str, model: str, n: int, seconds: float, warmup: float) -> list[StreamResult]:
@@ -167,7 +170,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,10,20,30,40,50,60,80", help="stream counts to try, ascending")
     parser.add_argument("--seconds", type=float, default=5.0, help="audio per stream at each level")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds at the start of each stream to ignore")
-    parser.add_argument("--budget-ms", type=float, default=100.0, help="client p99 lag that still counts as real time")
+    parser.add_argument("--budget-ms", type=float, default=100.0,
+                        help="median client lag over the last second that still counts as keeping up")
     parser.add_argument("--model", default="enhance")
     parser.add_argument("--workers", type=int, default=None, help="server engine workers (default: one per core)")
     parser.add_argument("--modes", default="batched,per-session")
@@ -175,11 +179,11 @@ def main() -> None:
     levels = [int(v) for v in args.levels.split(",")]
     modes = {"batched": 32, "per-session": 1}
 
-    print(f"# load: {args.model}, 16 ms chunks at 16 kHz, {args.seconds:g} s per stream, "
-          f"real time = client p99 lag < {args.budget_ms:g} ms; {os.cpu_count()} CPUs\n")
-    print("| mode | streams | server p50 ms | server p99 ms | client p50 ms | client p99 ms "
+    print(f"# load: {args.model}, 16 ms chunks at 16 kHz, {args.seconds:g} s per stream, real time = "
+          f"median client lag over the last second < {args.budget_ms:g} ms; {os.cpu_count()} CPUs\n")
+    print("| mode | streams | server p50 ms | server p99 ms | client p50 ms | client p99 ms | last-second p50 ms "
           "| server CPU | client CPU | real time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     best: dict[str, int] = {}
     for mode in args.modes.split(","):
         server = Server(args.model, modes[mode], args.workers)
@@ -194,9 +198,11 @@ def main() -> None:
                 client_cpu = (os.times().user + os.times().system - own.user - own.system) / wall
                 server_ms = [v for r in results for v in r.server_ms]
                 client_ms = [v for r in results for v in r.client_ms]
-                holds = all(r.ok for r in results) and pct(client_ms, 99) < args.budget_ms
+                tail_ms = [v for r in results for v in r.tail_ms]
+                holds = all(r.ok for r in results) and pct(tail_ms, 50) < args.budget_ms
                 print(f"| {mode} | {n} | {pct(server_ms, 50):.2f} | {pct(server_ms, 99):.2f} | "
-                      f"{pct(client_ms, 50):.2f} | {pct(client_ms, 99):.2f} | {server_cpu:.2f} | {client_cpu:.2f} | "
+                      f"{pct(client_ms, 50):.2f} | {pct(client_ms, 99):.2f} | {pct(tail_ms, 50):.2f} | "
+                      f"{server_cpu:.2f} | {client_cpu:.2f} | "
                       f"{'yes' if holds else 'no'} |", flush=True)
                 if holds:
                     best[mode] = n
