@@ -13,7 +13,7 @@ import sys
 COMMANDS = {
     "serve": ("wavestream.service.commands_serve", "run the HTTP/WebSocket server"),
     "stream": ("wavestream.client.commands_stream", "stream a file to a server and save the output"),
-    "process": ("wavestream.models.commands_process", "process an audio file offline with a model"),
+    "process": ("wavestream.engine.commands_process", "process an audio file offline with a model"),
     "models": ("wavestream.models.commands_models", "list the available models"),
     "data": ("wavestream.data.commands", "prepare corpora, manifests and frozen dev sets"),
     "train": ("wavestream.train.commands", "train a model family with its recipe"),

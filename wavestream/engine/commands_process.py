@@ -21,6 +21,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from wavestream.engine import StreamPipeline, load_stream_model
+
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 FRAME_FORMATS = {"tokens": ".npy", "events": ".jsonl"}
 PROGRESS_SECONDS = 60.0  # show a progress bar for inputs longer than this
@@ -58,8 +60,6 @@ def process_file(model_name: str, input_path: Path, output_path: Path, params: d
                  weights: Path | None = None, subtype: str | None = None, block_seconds: float = 10.0,
                  progress: bool | None = None) -> dict[str, Any]:
     """Process ``input_path`` into ``output_path``; returns a summary. ValueError for bad input."""
-    from wavestream.engine import StreamPipeline, load_stream_model  # the CLI glue may use the engine
-
     input_path, output_path = Path(input_path), Path(output_path)
     if not block_seconds > 0:
         raise ValueError(f"--block-seconds must be positive, got {block_seconds}")
