@@ -206,6 +206,14 @@ def _lmms_noise() -> Iterator[Clip]:
                    "GPL-2+ (lmms-common)", path=str(path))
 
 
+def _sound_theme_noise() -> Iterator[Clip]:
+    root = Path("/usr/share/sounds")
+    for path in _files(root):  # freedesktop (and any other installed) desktop sound themes
+        rel = _slug(str(path.relative_to(root).with_suffix("")))
+        yield Clip("noise", "sound-themes", f"theme-{rel}", rel, "see /usr/share/doc/sound-theme-freedesktop "
+                   "(GPL-2+ / CC-BY-SA / CC-BY)", path=str(path))
+
+
 def _game_effects_noise() -> Iterator[Clip]:
     for path in _files(HEDGEWARS / "Sounds"):
         if "voices" in path.parts:
@@ -261,6 +269,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            tools=("espeak-ng",)),
     Corpus("flite", "speech", _flite_speech, ("flite",), "flite voices kal, kal16, awb, rms, slt", tools=("flite",)),
     Corpus("lmms", "noise", _lmms_noise, ("lmms-common",), "LMMS samples: crowd, applause, wind, drums, synths"),
+    Corpus("sound-themes", "noise", _sound_theme_noise, ("sound-theme-freedesktop",),
+           "freedesktop sound theme: alarms, bells, phone rings, notification sounds"),
     Corpus("game-effects", "noise", _game_effects_noise, ("hedgewars-data", "fillets-ng-data-cs"),
            "Hedgewars and Fish Fillets sound effects"),
     Corpus("generated", "noise", _generated_noise, (), "stationary and non-stationary generated noises"),
