@@ -156,8 +156,8 @@ def test_registry_model_latency_is_compensated(delay_model):
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
     root = prepare_tiny(tmp_path_factory.mktemp("eval"))
-    write_devset("enhance", root)
-    write_devset("separate", root)
+    for task in ("enhance", "separate", "codec"):
+        write_devset(task, root)
     return root
 
 
@@ -198,3 +198,14 @@ def test_devset_audio_is_readable_by_peers(tiny_root):
     folder = tiny_root / "devsets" / "enhance"
     audio, rate = sf.read(folder / "noisy" / "0000.wav", dtype="float32")
     assert rate == RATE and load_peer("noisy").process(audio, rate).shape == audio.shape
+
+
+@pytest.mark.skipif(missing_for("opus-12k") is not None, reason="opuslib-next-bundled is not installed")
+def test_harness_codec_reports_bitrates(tiny_root, tmp_path):
+    from wavestream.evaluate.harness import evaluate
+    from wavestream.evaluate.report import markdown
+    results = evaluate("codec", ["opus-12k"], tiny_root, ["si_sdr"], limit=4, log=lambda _: None)
+    opus = results["systems"]["opus-12k"]
+    assert opus["bitrate_kbps"] == 12 and "si_sdri" not in opus["mean"]  # the input is the reference itself
+    assert opus["mean"]["si_sdr"] > 0  # a waveform codec, delay removed: the waveform lines up
+    assert "kbps" in markdown(results, "wavestream eval codec")

@@ -120,7 +120,7 @@ def _run_system(system: Peer, folder: Path, entries: list[dict], spec: dict, met
             scores = _score_separation(references, estimate, metrics)
         else:
             scores = score(references[0], estimate, metrics)
-            if "si_sdr" in metrics:
+            if "si_sdr" in metrics and spec["input"] != spec["references"][0]:  # codecs start from the reference
                 scores["si_sdri"] = scores["si_sdr"] - si_sdr(references[0], audio)
         clips.append({"id": entry["id"], **({spec["group"]: entry[spec["group"]]} if spec["group"] else {}),
                       **{k: round(v, 4) for k, v in scores.items()}})

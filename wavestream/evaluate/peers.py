@@ -31,6 +31,7 @@ class Peer:
     parameters: int | None = None
     description: str = ""
     package: str = ""  # pip name(s) it needs, for skip messages
+    bitrate_kbps: float | None = None  # codecs only
 
     def reset(self) -> None:
         """Prepare fresh per-stream state (untimed by the harness)."""
@@ -49,7 +50,7 @@ class Peer:
 
     def info(self) -> dict:
         return {"name": self.name, "task": self.task, "rate": self.rate, "latency_ms": self.latency_ms,
-                "parameters": self.parameters, "description": self.description}
+                "parameters": self.parameters, "bitrate_kbps": self.bitrate_kbps, "description": self.description}
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
@@ -195,6 +196,7 @@ class Opus(Peer):
         import opuslib_next
         self._opus = opuslib_next
         self.bitrate = bitrate
+        self.bitrate_kbps = bitrate / 1000
         self.name = f"opus-{bitrate // 1000}k"
         self.latency_ms = 26.5
         self.description = f"Opus {bitrate / 1000:g} kbps, 16 kHz VoIP, 20 ms frames"
@@ -231,6 +233,7 @@ class Codec2(Peer):
         import pycodec2
         self._codec2 = pycodec2
         self.mode = mode
+        self.bitrate_kbps = mode / 1000
         self.name = f"codec2-{mode}"
         self.description = f"Codec2 {mode} bit/s, 8 kHz"
         frame = pycodec2.Codec2(mode).samples_per_frame()

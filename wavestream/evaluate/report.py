@@ -37,17 +37,19 @@ def markdown(results: dict, command: str) -> str:
              f"Reproduce: `{command}`", "",
              f"Machine: {results['machine']['cpu']}; RTF = processing time / audio duration on one thread "
              "(lower is faster; under 1 is faster than real time).", ""]
-    header = ["system", "params", "latency ms", "RTF"] + [h for _, h, _ in present]
+    with_bitrate = any(s.get("bitrate_kbps") for s in systems.values())
+    header = ["system", "params", "latency ms", "RTF"] + (["kbps"] if with_bitrate else []) + [h for _, h, _ in present]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, s in systems.items():
         label = name + ("" if s.get("trained") in (None, True) else " (untrained)")
         row = [label, _params(s.get("parameters")), _fmt(s.get("latency_ms"), "{:.1f}"), _fmt(s.get("rtf"), "{:.3f}")]
+        row += [_fmt(s.get("bitrate_kbps"), "{:g}")] if with_bitrate else []
         row += [_fmt(s["mean"].get(k), f) for k, _, f in present]
         lines.append("| " + " | ".join(row) + " |")
     if "clean_dnsmos" in results:
         c = results["clean_dnsmos"]
-        row = ["clean (reference)", "", "", ""] + [_fmt(c.get(k), f) if k.startswith("dnsmos") else ""
-                                                   for k, _, f in present]
+        row = ["clean (reference)", "", "", ""] + ([""] if with_bitrate else [])
+        row += [_fmt(c.get(k), f) if k.startswith("dnsmos") else "" for k, _, f in present]
         lines.append("| " + " | ".join(row) + " |")
     groups = sorted({g for s in systems.values() for g in s.get("by_group", {})}, key=float)
     if groups:
