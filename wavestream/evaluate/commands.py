@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     example = None
     if not args.no_plots:
         folder, entries = load_devset(task, args.root, verify=False)
-        wanted = {"enhance": ("snr_db", 0), "separate": ("overlap", 0.5)}.get(task)
-        entry = next((e for e in entries if wanted is None or e.get(wanted[0]) == wanted[1]), entries[0])
+        # a 0 dB clip with a noise background (babble looks like speech), a half-overlapped mixture
+        wanted = {"enhance": {"snr_db": 0, "background": "noise"}, "separate": {"overlap": 0.5}}.get(task, {})
+        entry = next((e for e in entries if all(e.get(k) == v for k, v in wanted.items())), entries[0])
         references = np.stack([sf.read(str(folder / entry[r]), dtype="float32")[0] for r in spec["references"]])
         built = {}
         for name in results["systems"]:  # only systems that ran, so each can be built here
