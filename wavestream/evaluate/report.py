@@ -131,7 +131,7 @@ def _spectrograms(example: dict, path: Path) -> Path:
     axes[-1, 0].set_xlabel("s")
     fig.suptitle(example["title"], fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=72)  # noise texture compresses badly: keep the figure small
     plt.close(fig)
     return path
 
