@@ -195,3 +195,16 @@ def test_tts_clip_renders_speech(tmp_path):
     entry = _process(clip, tmp_path, 16000)
     assert entry["text"] and entry["duration"] > 1.0
     assert json.loads(json.dumps(entry)) == entry
+
+
+def test_missing_packages_give_a_clear_message_without_root(monkeypatch):
+    from wavestream.data import corpora
+    monkeypatch.setattr(corpora.os, "geteuid", lambda: 1000)
+    missing, message = corpora.install_packages(["wavestream-no-such-package"])
+    assert missing == ["wavestream-no-such-package"]
+    assert "sudo apt-get install wavestream-no-such-package" in message and "skipped" in message
+    skipped = []
+    from wavestream.data.prepare import _available
+    fake = corpora.Corpus("fake", "speech", lambda: iter(()), ("wavestream-no-such-package",))
+    assert _available([fake], install=True, log=skipped.append) == []
+    assert any("skipping fake" in line for line in skipped)
