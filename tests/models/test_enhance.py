@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,11 +99,12 @@ def test_shipped_weights_are_safetensors_and_card_is_complete(shipped):
     assert {"speech", "noise"} <= {c["kind"] for c in card["data"]["corpora"]}
 
 
-def _speech_clip() -> np.ndarray:
-    from wavestream.data.examples import speech_example  # real recorded speech shipped with the package
+SPEECH = Path(__file__).parent / "data" / "speech_16k.flac"  # real recorded speech, see data/README.md
 
-    audio, rate = speech_example()
-    assert rate == 16000
+
+def _speech_clip() -> np.ndarray:
+    audio, rate = sf.read(str(SPEECH), dtype="float32")
+    assert rate == 16000 and audio.ndim == 1
     return audio
 
 
