@@ -71,3 +71,26 @@ def test_config_without_a_section_is_rejected(tmp_path):
     path.write_text(json.dumps({"model": {}}))
     with pytest.raises(ValueError, match="lacks section"):
         main(["train", "enhance", "--config", str(path), "--out", str(tmp_path / "x"), "--quiet"])
+
+
+def test_record_eval_copies_harness_results_into_the_card(config_path, tmp_path):
+    """The shipped model through the real eval harness (tiny dev set, SI-SDR only), recorded in a card copy."""
+    import shutil
+
+    from wavestream.data.devset import write_devset
+    from wavestream.models.registry import get_spec
+
+    root = json.loads(config_path.read_text())["data"]["root"]
+    write_devset("enhance", root)
+    out = tmp_path / "eval"
+    assert main(["eval", "enhance", "--model", "enhance", "--peers", "noisy", "--root", root, "--metrics", "si_sdr",
+                 "--limit", "3", "--out", str(out), "--no-plots"]) == 0
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(get_spec("enhance").card_path, weights / "enhance.json")
+    assert main(["train", "enhance", "--record-eval", str(out / "results.json"), "--weights-dir", str(weights)]) == 0
+    card = json.loads((weights / "enhance.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert card["metrics"] == results["systems"]["enhance"]["mean"]
+    assert set(card["evaluation"]["systems"]) == {"enhance", "noisy"}
+    assert card["evaluation"]["devset"] == results["devset"]

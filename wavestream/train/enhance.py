@@ -198,13 +198,43 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     return card_path
 
 
+def record_evaluation(results: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
+    """Copy the eval harness's measurements of "enhance" (and the peers beside it) into the card.
+
+    ``results`` is the ``results.json`` written by ``wavestream eval enhance --model enhance``; the
+    card's "metrics" gets our model's mean scores, "evaluation" the whole comparison by system and SNR.
+    """
+    results_data = json.loads(Path(results).read_text())
+    systems = results_data["systems"]
+    if NAME not in systems:
+        raise ValueError(f"{results} has no {NAME!r} results; run `wavestream eval enhance --model {NAME}` first")
+    card_path = Path(weights_dir) / f"{NAME}.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"] = dict(systems[NAME]["mean"])
+    card["evaluation"] = {
+        "devset": results_data["devset"],
+        "date": results_data["date"],
+        "command": results_data["command"],
+        "systems": {name: {"parameters": s["parameters"], "latency_ms": s["latency_ms"], "rtf": s["rtf"], **s["mean"]}
+                    for name, s in systems.items()},
+        "by_snr_db": {name: s["by_group"] for name, s in systems.items()},
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe config (JSON)")
+    parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
+                        help="do not train: copy `wavestream eval enhance` results into the card in --weights-dir")
     parser.add_argument("--weights-dir", default=str(WEIGHTS_DIR),
                         help="with --export: where enhance.safetensors + enhance.json go (the shipped ones)")
 
 
 def run(args) -> int:
+    if args.record_eval:
+        print(record_evaluation(args.record_eval, args.weights_dir))
+        return 0
     if args.export:
         print(export(args.out, args.weights_dir))
         return 0
