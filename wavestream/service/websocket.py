@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TOKEN_DTYPE = np.dtype("<i4")
+LATENCY_WINDOW = 10_000  # messages kept for the per-stream latency summary in `done`
 
 
 class StreamHandler:
@@ -47,7 +49,9 @@ class StreamHandler:
         self.session: Session | None = None
         self.start_message: StartMessage | None = None
         self.output_encoding = "pcm_f32le"
-        self.latencies: list[float] = []  # seconds, receive -> output sent, per audio message
+        # seconds, receive -> output sent, of the latest audio messages (bounded: streams may run for days)
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.messages = 0
         self.model_label = "none"
         self._stop: asyncio.Future | None = None
 
@@ -169,6 +173,7 @@ class StreamHandler:
         if await self._send(output):
             latency = time.perf_counter() - received
             self.latencies.append(latency)
+            self.messages += 1
             self.service.metrics.chunk_latency.labels(self.model_label).observe(latency)
         self.service.metrics.audio_seconds.labels(self.model_label, "stream").inc(len(samples) / msg.sample_rate)
 
@@ -195,7 +200,7 @@ class StreamHandler:
         await self._send(await self.session.finish())
         pipeline = self.session.pipeline
         stats = {"samples_in": pipeline.samples_in, "samples_out": pipeline.samples_out,
-                 "messages": len(self.latencies), "latency_ms": _summary(self.latencies)}
+                 "messages": self.messages, "latency_ms": _summary(self.latencies)}
         if self.start_message.debug:
             stats["chunk_latency_ms"] = [round(1000 * t, 3) for t in self.latencies]
         await self.ws.send_text(DoneMessage(reason=reason, stats=stats).model_dump_json())
@@ -221,7 +226,7 @@ def _plain(value):
     return value
 
 
-def _summary(latencies: list[float]) -> dict:
+def _summary(latencies: deque[float]) -> dict:
     if not latencies:
         return {}
     ms = np.asarray(latencies) * 1000
