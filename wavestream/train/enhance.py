@@ -187,7 +187,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "steps_run": last["step"],
             "planned_steps": config["train"]["steps"],
             "training_hours": round(last["elapsed_s"] / 3600, 2),
-            "hardware": "2 shared CPU cores, torch.set_num_threads(2)",
+            "hardware": f"2 shared CPU cores, torch.set_num_threads({config['train'].get('threads', 2)})",
+            "dev_history": [{"step": h["step"], METRIC: round(h[METRIC], 3)} for h in last.get("history", [])],
         },
         "dev": {"set": f"{config['dev']['items']} NoisySpeech dev examples x {config['dev']['seconds']} s, "
                        f"seed {config['dev']['seed']} (held-out speakers and noise sources)",
