@@ -15,9 +15,11 @@ from .state import State
 class CumulativeLayerNorm(StreamingModule):
     """Normalize frame t by the mean and variance over all channels of frames ``0..t``.
 
-    State: ``sum`` and ``sum_sq`` (running sums over every value seen, ``[B]``) and ``count`` (how
-    many values, int64 ``[B]``). Sums are accumulated in float64 within a call and stored in the
-    state's dtype, so chunked and offline results agree.
+    State: ``mean`` and ``m2`` (running mean and sum of squared deviations over every value seen,
+    ``[B]``) and ``count`` (how many values, int64 ``[B]``). A call works in float64 on deviations
+    from the stored mean and merges them with Chan's formula, ``m2 = m2_0 + S2 - S1^2 / n``; unlike
+    raw sums of x and x^2, this does not cancel catastrophically when the mean is large against the
+    spread, so chunked and offline results agree to float32 precision.
     """
 
     def __init__(self, channels: int, eps: float = 1e-8, affine: bool = True):
@@ -27,27 +29,29 @@ class CumulativeLayerNorm(StreamingModule):
         self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
 
     def own_state(self, batch, device, dtype) -> State:
-        return {"sum": torch.zeros(batch, device=device, dtype=dtype),
-                "sum_sq": torch.zeros(batch, device=device, dtype=dtype),
+        return {"mean": torch.zeros(batch, device=device, dtype=dtype),
+                "m2": torch.zeros(batch, device=device, dtype=dtype),
                 "count": torch.zeros(batch, device=device, dtype=torch.long)}
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         _check_channels(self, x)
-        x64 = x.double()
-        sums = state["sum"].double()[:, None] + x64.sum(1).cumsum(-1)  # [B, T]
-        sums_sq = state["sum_sq"].double()[:, None] + x64.square().sum(1).cumsum(-1)
+        if not x.shape[-1]:
+            return x.clone(), dict(state)
+        mean0 = state["mean"].double()[:, None]  # [B, 1]
+        deviation = x.double() - mean0[:, None]  # [B, C, T]
+        s1 = deviation.sum(1).cumsum(-1)  # [B, T]
+        s2 = deviation.square().sum(1).cumsum(-1)
         frames = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=torch.float64)
         counts = state["count"].double()[:, None] + frames * self.channels
-        mean = sums / counts
-        var = (sums_sq / counts - mean.square()).clamp_min(0)
-        y = ((x64 - mean[:, None]) / (var[:, None] + self.eps).sqrt()).to(x.dtype)
+        mean = mean0 + s1 / counts
+        m2 = state["m2"].double()[:, None] + s2 - s1.square() / counts
+        var = (m2 / counts).clamp_min(0)
+        y = ((x.double() - mean[:, None]) / (var[:, None] + self.eps).sqrt()).to(x.dtype)
         if self.weight is not None:
             y = y * self.weight[:, None] + self.bias[:, None]
-        new_state = {"sum": state["sum"], "sum_sq": state["sum_sq"], "count": state["count"]}
-        if x.shape[-1]:
-            new_state = {"sum": sums[:, -1].to(state["sum"].dtype), "sum_sq": sums_sq[:, -1].to(state["sum_sq"].dtype),
-                         "count": state["count"] + x.shape[-1] * self.channels}
-        return y, new_state
+        dtype = state["mean"].dtype
+        return y, {"mean": mean[:, -1].to(dtype), "m2": m2[:, -1].to(dtype),
+                   "count": state["count"] + x.shape[-1] * self.channels}
 
 
 class ChannelLayerNorm(StreamingModule):
