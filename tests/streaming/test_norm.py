@@ -58,3 +58,11 @@ def test_norms_reject_wrong_channels():
     for norm in (CumulativeLayerNorm(4), ChannelLayerNorm(4)):
         with pytest.raises(ValueError, match=r"\[batch, 4, time\]"):
             norm(torch.zeros(1, 3, 2))
+
+
+def test_cumulative_layer_norm_large_mean_small_spread_chunked_equals_offline():
+    # raw running sums of x and x^2 cancel catastrophically here (hypothesis found 6.8e-5 at offset 2.8)
+    from wavestream.streaming.testing import assert_chunked_equals_offline
+
+    x = torch.randn(2, 1, 64, generator=torch.Generator().manual_seed(3)) * 0.05 + 3.0
+    assert_chunked_equals_offline(_random_affine(CumulativeLayerNorm(1)), x, [1] * 64)
