@@ -122,7 +122,23 @@ def _to_tensor(*arrays: np.ndarray) -> tuple[torch.Tensor, ...]:
                  for a in arrays)
 
 
-class NoisySpeech(Dataset):
+class _SeededDataset(Dataset):
+    """``length`` examples of ``seconds`` at ``rate``; example ``index`` is drawn from its own generator
+    seeded by ``(seed, index)``, so any example can be rebuilt alone, in any order, in any worker."""
+
+    def _init_sampling(self, rate: int, seconds: float, length: int, seed: int) -> None:
+        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rng(self, index: int) -> np.random.Generator:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return np.random.default_rng([self.seed, index])
+
+
+class NoisySpeech(_SeededDataset):
     """(noisy, clean) float32 tensors of shape [1, seconds*rate]: speech + noise/music/babble at an SNR.
 
     ``background`` weights the interferer kind: real/generated noise, music, or babble (3-6 other
@@ -145,17 +161,12 @@ class NoisySpeech(Dataset):
         if reverb_prob > 0:
             need += ("rir",)
         self.pools = _Pools(root, split, rate, speech_corpora, noise_corpora, min_native_rate, need)
-        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self._init_sampling(rate, seconds, length, seed)
         self.snr_db, self.level_db = snr_db, level_db
         self.reverb_prob, self.bandlimit_prob, self.clip_prob = reverb_prob, bandlimit_prob, clip_prob
 
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        noisy, clean, _ = self.synthesize(np.random.default_rng([self.seed, index]))
+        noisy, clean, _ = self.synthesize(self.rng(index))
         return _to_tensor(noisy, clean)
 
     def synthesize(self, rng: np.random.Generator, samples: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -202,7 +213,7 @@ def has_rooms(root: str | Path | None = None, split: str = "train") -> bool:
     return manifest_path(Path(root) if root is not None else default_root(), "rir", split).exists()
 
 
-class SpeakerMixtures(Dataset):
+class SpeakerMixtures(_SeededDataset):
     """Two-speaker mixtures for separation: (mixture [1, T], sources [2, T]) with mixture = sum of sources.
 
     ``overlap`` (a value or a (low, high) range) is the share of each talker's span that overlaps the
@@ -224,16 +235,11 @@ class SpeakerMixtures(Dataset):
                             ("noise",) if noise_snr_db else ())
         if len(self.pools.speakers) < 2:
             raise ValueError("two-speaker mixtures need at least two speakers in the split")
-        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self._init_sampling(rate, seconds, length, seed)
         self.sir_db, self.noise_snr_db, self.level_db = sir_db, noise_snr_db, level_db
 
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        mixture, sources, _ = self.synthesize(np.random.default_rng([self.seed, index]))
+        mixture, sources, _ = self.synthesize(self.rng(index))
         return _to_tensor(mixture[None], sources)
 
     def synthesize(self, rng: np.random.Generator, samples: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -260,23 +266,18 @@ class SpeakerMixtures(Dataset):
         return (mixture * gain).astype(np.float32), (sources * gain).astype(np.float32), info
 
 
-class MusicSpeech(Dataset):
+class MusicSpeech(_SeededDataset):
     """Speech over music: (mixture [1, T], sources [2, T] = speech, music) at a speech-to-music ratio."""
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
                  rate: int = 16000, length: int = 10000, seed: int = 0, smr_db: tuple[float, float] = (-5.0, 15.0),
                  level_db: tuple[float, float] = (-35.0, -15.0), min_native_rate: int = 16000):
         self.pools = _Pools(root, split, rate, None, None, min_native_rate, ("music",))
-        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self._init_sampling(rate, seconds, length, seed)
         self.smr_db, self.level_db = smr_db, level_db
 
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, index])
+        rng = self.rng(index)
         speech, _ = self.pools.speech_segment(rng, self.samples)
         music = _scale_to_snr(speech, self.pools.background(rng, self.pools.music, self.samples),
                               rng.uniform(*self.smr_db))
@@ -287,7 +288,7 @@ class MusicSpeech(Dataset):
         return _to_tensor(mixture[None] * gain, sources * gain)
 
 
-class KeywordClips(Dataset):
+class KeywordClips(_SeededDataset):
     """Keyword spotting clips: (audio [1, T], label). Labels 0..K-1 are ``keywords``, K is "unknown"
     (a real word or phrase from the packaged speech corpora, or a TTS keyword outside ``keywords``)
     and K+1 is "silence" (background only).
@@ -315,16 +316,11 @@ class KeywordClips(Dataset):
         self.unknown = [e for e in self.pools.speech if e["duration"] <= seconds - 0.1
                         and e.get("text", "").lower().strip() not in self.keywords]
         self.unknown += [e for w, es in self.by_word.items() if w not in self.keywords for e in es]
-        self.rate, self.samples, self.length, self.seed = rate, int(round(seconds * rate)), length, seed
+        self._init_sampling(rate, seconds, length, seed)
         self.unknown_prob, self.silence_prob, self.snr_db, self.level_db = unknown_prob, silence_prob, snr_db, level_db
 
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        audio, label, _ = self.synthesize(np.random.default_rng([self.seed, index]))
+        audio, label, _ = self.synthesize(self.rng(index))
         return _to_tensor(audio)[0], label
 
     def synthesize(self, rng: np.random.Generator) -> tuple[np.ndarray, int, dict]:
