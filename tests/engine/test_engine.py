@@ -283,3 +283,48 @@ def test_real_enhance_model_batched_equals_offline():
     for (rate, x, _), out in zip(specs, outs, strict=True):
         assert out.audio.shape == x.shape
         assert np.abs(out.audio - offline(model, rate, x).audio).max() <= 1e-5
+
+
+def test_a_raising_batch_observer_changes_nothing():
+    """A broken ``on_batch`` (metrics) is logged; every stream still gets its output."""
+    def observer(*args):
+        raise RuntimeError("observer bug")
+
+    x = noise(4000, 1, 3)
+
+    async def main():
+        engine = await started(on_batch=observer)
+        session = engine.open_session("test-filter", 16000, 1)
+        out = await asyncio.wait_for(stream(session, x, [1000] * 4), 60)
+        again = await asyncio.wait_for(stream(engine.open_session("test-filter", 16000, 1), x, [4000]), 60)
+        await engine.aclose()
+        return out, again
+
+    out, again = asyncio.run(main())
+    for result in (out, again):
+        assert np.abs(result.audio - offline(FilterModel(), 16000, x).audio).max() <= 1e-5
+
+
+def test_a_scheduler_bug_fails_its_streams_and_the_scheduler_recovers():
+    """The scheduler loop raising (here: a model whose hop turns 0 under it) fails the streams it was
+    serving with StepError instead of leaving them waiting; once the fault is gone the same
+    scheduler serves the reset session and new ones."""
+    x = noise(4000, 1, 4)
+
+    async def main():
+        engine = await started()
+        model = engine.load("test-filter")
+        first = engine.open_session("test-filter", 16000, 1)
+        model.hop = 0  # the scheduler's next dispatch divides by it
+        with pytest.raises(StepError, match="scheduler"):
+            await asyncio.wait_for(first.process(x), 60)
+        model.hop = 160
+        first.reset()
+        again = await asyncio.wait_for(stream(first, x, [4000]), 60)
+        fresh = await asyncio.wait_for(stream(engine.open_session("test-filter", 16000, 1), x, [1000] * 4), 60)
+        await engine.aclose()
+        return again, fresh
+
+    again, fresh = asyncio.run(main())
+    for result in (again, fresh):
+        assert np.abs(result.audio - offline(FilterModel(), 16000, x).audio).max() <= 1e-5

@@ -14,11 +14,15 @@ Rules:
   streams with different chunk sizes still share steps, and every step has one shape.
 - A step that raises is retried stream by stream, so the exception reaches only the stream(s)
   whose input makes it fail; they are marked failed, the others go on.
+- A bug in the scheduler itself fails the streams it was serving (their callers get StepError, the
+  service closes them with 1011) and the scheduler goes on serving the others and new ones; a
+  batch observer that raises is logged and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -31,6 +35,8 @@ from wavestream.streaming.module import StreamingModule
 from wavestream.streaming.state import State, split_state, stack_states
 
 from .pipeline import StreamPipeline
+
+log = logging.getLogger(__name__)
 
 #: ``on_batch(model, streams, compute_seconds, audio_seconds_per_stream)`` after every step
 BatchObserver = Callable[[str, int, float, float], None]
@@ -194,12 +200,16 @@ class Scheduler:
 
     # -- the loop ------------------------------------------------------------------------------
     async def _loop(self) -> None:
-        try:
-            await self._schedule()
-        except Exception as exc:  # a bug here must not leave every session waiting forever
-            for stream in self.streams:
-                stream.fail(StepError(f"scheduler for {self.name!r} stopped: {exc!r}"))
-            raise
+        while True:
+            try:
+                await self._schedule()
+            except Exception as exc:
+                # a bug here must not leave sessions waiting forever on futures nobody resolves:
+                # fail the streams it was serving (their chunks are dropped, so none stays ready)
+                # and schedule again for the others and for new sessions
+                log.exception("scheduler for %r failed; failing its %d streams", self.name, len(self.streams))
+                for stream in self.streams:
+                    stream.fail(StepError(f"scheduler for {self.name!r} failed: {exc!r}"))
 
     async def _schedule(self) -> None:
         while True:
@@ -222,17 +232,21 @@ class Scheduler:
     def _dispatch(self, batch: list[Stream]) -> None:
         hop = self.model.hop
         hops = min((s.chunks[0].x.shape[-1] - s.chunks[0].done) // hop for s in batch)
-        items = []
-        for stream in batch:
-            chunk = stream.chunks[0]
-            stream.busy = True
-            items.append((stream, chunk, chunk.x[..., chunk.done:chunk.done + hops * hop], stream.pipeline.state))
+        items = [(s, s.chunks[0], s.chunks[0].x[..., s.chunks[0].done:s.chunks[0].done + hops * hop], s.pipeline.state)
+                 for s in batch]
         task = asyncio.get_running_loop().create_task(self._execute(items, hops))
         self._in_flight.add(task)
+        for stream in batch:  # only now: a stream is busy exactly while a task will clear it
+            stream.busy = True
 
     async def _execute(self, items: list, hops: int) -> None:
         try:
             await self._execute_batch(items, hops)
+        except Exception as exc:  # a bug in the bookkeeping: fail this batch's streams, never leave them busy
+            log.exception("batch of %r failed", self.name)
+            for stream, *_ in items:
+                stream.busy = False
+                stream.fail(StepError(f"scheduler for {self.name!r} failed: {exc!r}"))
         finally:
             # leave the in-flight set before waking the loop, so that it sees the free worker
             self._in_flight.discard(asyncio.current_task())
@@ -252,7 +266,10 @@ class Scheduler:
         self.stats.compute_seconds += seconds
         self.stats.audio_seconds += stream_seconds * sum(x.shape[0] for _, _, x, _ in items)
         if self.on_batch is not None:
-            self.on_batch(self.name, len(items), seconds, stream_seconds)
+            try:
+                self.on_batch(self.name, len(items), seconds, stream_seconds)
+            except Exception:  # an observer (metrics) bug must not cost the streams their output
+                log.exception("batch observer of %r failed", self.name)
         now = time.perf_counter()
         for (stream, chunk, x, _), result in zip(items, results, strict=True):
             stream.busy = False
