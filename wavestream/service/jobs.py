@@ -141,24 +141,43 @@ class JobRunner:
 
     async def _work(self) -> None:
         while True:
-            job = self.store.get(await self._queue.get())
-            if job.status not in ("queued", "running"):
-                continue
-            job.status, job.started, job.attempts = "running", time.time(), job.attempts + 1
-            self.store.save(job)
-            result = self.store.result_path(job)
-            partial = result.with_name("partial." + job.format)
+            job_id = await self._queue.get()
             try:
-                await self.process(job.model, job.params, self.store.input_path(job), partial)
-                partial.replace(result)
-                job.status = "done"
+                await self._run(job_id)
             except asyncio.CancelledError:
-                # stopped by shutdown: left "running" on disk, so the next start re-runs it
-                partial.unlink(missing_ok=True)
                 raise
-            except Exception as exc:
-                log.exception("job %s failed", job.id)
-                partial.unlink(missing_ok=True)
-                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
-            job.finished = time.time()
-            self.store.save(job)
+            except Exception:
+                # the store failed (disk full, unreadable job.json): this job is lost to this run,
+                # but the runner must live on for every later one
+                log.exception("job %s could not be run", job_id)
+
+    async def _run(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job.status not in ("queued", "running"):
+            return
+        job.status, job.started, job.attempts = "running", time.time(), job.attempts + 1
+        self.store.save(job)
+        result = self.store.result_path(job)
+        partial = result.with_name("partial." + job.format)
+        try:
+            await self.process(job.model, job.params, self.store.input_path(job), partial)
+            partial.replace(result)
+            job.status = "done"
+        except asyncio.CancelledError:
+            # stopped by shutdown: left "running" on disk, so the next start re-runs it
+            partial.unlink(missing_ok=True)
+            raise
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            partial.unlink(missing_ok=True)
+            job.status, job.error = "failed", public_error(exc)
+        job.finished = time.time()
+        self.store.save(job)
+
+
+def public_error(exc: Exception) -> str:
+    """What a client may read about a failure: our own ValueError messages (bad input) are written
+    for it; anything else may carry server paths or internals, so it gets only its kind."""
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}); see the server log"
