@@ -1,2 +1,5 @@
 """The networks. Importing this package registers every built-in model with the registry."""
-from . import enhance  # noqa: F401,E402  (registers "enhance")
+from . import (
+    enhance,  # noqa: F401  (registers "enhance")
+    kws,  # noqa: F401  (registers "kws", "kws-spiking")
+)

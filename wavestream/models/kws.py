@@ -1,0 +1,267 @@
+"""Keyword spotting: LMUFormer and spiking LMUFormer, one 10 ms frame per step (models ``kws``, ``kws-spiking``).
+
+After "LMUFormer: Low Complexity Yet Powerful Spiking Model With Legendre Memory Units" (Liu et al.),
+made strictly streaming:
+
+    audio [B, 1, T] @ 16 kHz
+      -> log-mel (25 ms window, 10 ms hop; no utterance normalization)       [B, n_mels, T/160]
+      -> patch embedding: four CAUSAL convs, kernel 3 (the paper's padding 1 looked one frame ahead
+         per conv; here each conv only looks back), channel layer norm, GELU / LIF
+      -> ``blocks`` x LMU block (pre-norm residual):
+           token mixer   u = ReLU(W_u x), m = LMUMemory(u) (Legendre window of ``theta`` frames),
+                         h = W_h [m; x]                 (no feedback of h or m: the memory is LTI)
+           channel mixer MLP d -> mlp_ratio*d -> d
+      -> layer norm, per-frame linear head -> K class logits per frame.
+
+``LMUMemory`` trains in its parallel (FFT) form on whole clips and streams in its chunked closed
+form with the same weights; a single 10 ms step costs a few small matmuls. In the spiking variant
+(``spiking=True``) every linear map reads spikes: LIF neurons (explicit membrane state, surrogate
+gradients) sit after the embedding convs, in front of each mixer, inside the MLP and in front of
+the head; the residual stream between blocks stays real-valued (membrane shortcuts), and the LMU
+memory integrates ReLU(W_u spikes).
+
+``step`` returns per-frame class posteriors (softmax) ``[B, K, T/160]``; ``frame_logits(x)`` the
+logits of a whole batch from a zero state (the training path: the same code as ``step``). Frame
+``k`` covers samples ``[(k + 1) * 160 - 400, (k + 1) * 160)``: its label is what was said by the
+end of its hop. ``event_detector()`` turns posteriors into debounced keyword events per stream.
+
+Latency: 240 samples = 15 ms (one window minus one hop, as for the STFT models; there is no
+lookahead), so a sound is reflected in the posteriors at most one 25 ms window after it starts.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from torch import nn
+
+from wavestream.data.corpora import KEYWORDS
+from wavestream.streaming import AUDIO, EVENTS, LIF, CausalConv1d, ChannelLayerNorm, LMUMemory, State, StreamingModule
+from wavestream.streaming.melspec import LogMelSpectrogram
+
+from .registry import register
+
+UNKNOWN, SILENCE = "_unknown_", "_silence_"
+KWS_CLASSES: tuple[str, ...] = (*KEYWORDS, UNKNOWN, SILENCE)
+SAMPLE_RATE, WINDOW, HOP = 16000, 400, 160
+
+
+class _Activation(StreamingModule):
+    """GELU for the ANN, a LIF neuron (spikes, membrane state ``v``) for the spiking model."""
+
+    def __init__(self, channels: int, spiking: bool, decay: float, threshold: float, slope: float):
+        super().__init__()
+        self.lif = LIF(channels, decay, threshold, slope) if spiking else None
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if self.lif is None:
+            return nn.functional.gelu(x), {}
+        new_state: State = {}
+        return self.step_child("lif", x, state, new_state), new_state
+
+
+class LMUBlock(StreamingModule):
+    """Pre-norm residual block: LMU token mixer, then MLP channel mixer (``[B, d, T]`` -> same)."""
+
+    def __init__(self, dim: int, memory_channels: int, memory_order: int, theta: float, mlp_ratio: int,
+                 dropout: float, spiking: bool, lif: dict[str, float]):
+        super().__init__()
+        self.spiking = spiking
+        self.norm_memory = ChannelLayerNorm(dim)
+        self.norm_mlp = ChannelLayerNorm(dim)
+        if spiking:  # the mixers read spikes
+            self.spikes_memory = LIF(dim, **lif)
+            self.spikes_mlp = LIF(dim, **lif)
+        # kernel-1 convs are per-frame linear maps: causal by construction, no state
+        self.memory_in = nn.Conv1d(dim, memory_channels, 1)
+        self.memory = LMUMemory(memory_channels, memory_order, theta)
+        self.memory_out = nn.Conv1d(memory_channels * memory_order + dim, dim, 1)
+        self.mlp_in = nn.Conv1d(dim, mlp_ratio * dim, 1)
+        self.mlp_activation = _Activation(mlp_ratio * dim, spiking, **lif)
+        self.mlp_out = nn.Conv1d(mlp_ratio * dim, dim, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        new_state: State = {}
+        h = self.step_child("norm_memory", x, state, new_state)
+        if self.spiking:
+            h = self.step_child("spikes_memory", h, state, new_state)
+        m = self.step_child("memory", torch.relu(self.memory_in(h)), state, new_state)
+        x = x + self.dropout(self.memory_out(torch.cat([m, h], dim=1)))
+        h = self.step_child("norm_mlp", x, state, new_state)
+        if self.spiking:
+            h = self.step_child("spikes_mlp", h, state, new_state)
+        h = self.step_child("mlp_activation", self.mlp_in(h), state, new_state)
+        return x + self.dropout(self.mlp_out(h)), new_state
+
+
+class LMUFormerKWS(StreamingModule):
+    """Audio ``[B, 1, n * 160]`` at 16 kHz -> class posteriors ``[B, len(KWS_CLASSES), n]``."""
+
+    sample_rate = SAMPLE_RATE
+    hop = HOP
+    latency = WINDOW - HOP
+    out_per_in = Fraction(1, HOP)  # one posterior frame per hop
+    input_kind, output_kind = AUDIO, EVENTS
+    classes = KWS_CLASSES
+
+    def __init__(self, spiking: bool = False, n_mels: int = 40, dim: int = 128, blocks: int = 2,
+                 memory_channels: int = 8, memory_order: int = 32, theta: float = 128.0, mlp_ratio: int = 2,
+                 dropout: float = 0.0, lif_decay: float = 0.5, lif_threshold: float = 1.0, lif_slope: float = 5.0,
+                 smooth_frames: int = 20, threshold: float = 0.6, refractory_frames: int = 30):
+        super().__init__()
+        if dim % 8 or dim < 8:
+            raise ValueError(f"dim must be a positive multiple of 8 (the embedding grows d/8 -> d), got {dim}")
+        if blocks < 1 or mlp_ratio < 1:
+            raise ValueError(f"need blocks >= 1 and mlp_ratio >= 1, got {blocks}, {mlp_ratio}")
+        self.spiking = spiking
+        self.detector_config = dict(smooth_frames=smooth_frames, threshold=threshold,
+                                    refractory_frames=refractory_frames)
+        # the constructor keys (what a model card's "config" holds), spiking aside: the model name says it
+        self.config = dict(n_mels=n_mels, dim=dim, blocks=blocks, memory_channels=memory_channels,
+                           memory_order=memory_order, theta=theta, mlp_ratio=mlp_ratio, dropout=dropout,
+                           lif_decay=lif_decay, lif_threshold=lif_threshold, lif_slope=lif_slope,
+                           **self.detector_config)
+        KeywordDetector.check_config(**self.detector_config)
+        lif = dict(decay=lif_decay, threshold=lif_threshold, slope=lif_slope)
+        self.features = LogMelSpectrogram(SAMPLE_RATE, WINDOW, HOP, n_mels)
+        widths = [n_mels, dim // 8, dim // 4, dim // 2, dim]
+        self.embed = nn.ModuleList(CausalConv1d(a, b, 3) for a, b in zip(widths, widths[1:], strict=False))
+        self.embed_norms = nn.ModuleList(ChannelLayerNorm(b) for b in widths[1:])
+        # the last embedding conv feeds the residual stream directly (no activation)
+        self.embed_activations = nn.ModuleList(_Activation(b, spiking, **lif) for b in widths[1:-1])
+        self.blocks = nn.ModuleList(LMUBlock(dim, memory_channels, memory_order, theta, mlp_ratio, dropout,
+                                             spiking, lif) for _ in range(blocks))
+        self.norm_head = ChannelLayerNorm(dim)
+        if spiking:
+            self.spikes_head = LIF(dim, **lif)
+        self.head = nn.Conv1d(dim, len(KWS_CLASSES), 1)
+
+    def _logits(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise ValueError(f"kws expects mono audio [batch, 1, time], got shape {tuple(x.shape)}")
+        self.check_length(x)
+        new_state: State = {}
+        h = self.step_child("features", x, state, new_state)
+        for i in range(len(self.embed)):
+            h = self.step_child(f"embed.{i}", h, state, new_state)
+            h = self.step_child(f"embed_norms.{i}", h, state, new_state)
+            if i < len(self.embed_activations):
+                h = self.step_child(f"embed_activations.{i}", h, state, new_state)
+        for i in range(len(self.blocks)):
+            h = self.step_child(f"blocks.{i}", h, state, new_state)
+        h = self.step_child("norm_head", h, state, new_state)
+        if self.spiking:
+            h = self.step_child("spikes_head", h, state, new_state)
+        return self.head(h), new_state
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        logits, new_state = self._logits(x, state)
+        return logits.softmax(dim=1), new_state
+
+    def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits ``[B, K, T // 160]`` of whole clips ``[B, 1, T]`` from a zero state (training)."""
+        return self._logits(x, self.init_state(x.shape[0], x.device, x.dtype))[0]
+
+    def event_detector(self, rows: int = 1, frame_rate: float = SAMPLE_RATE / HOP) -> KeywordDetector:
+        """A fresh detector for one stream (``rows`` channels) with this model's thresholds."""
+        return KeywordDetector(KWS_CLASSES, len(KEYWORDS), rows=rows, frame_rate=frame_rate, **self.detector_config)
+
+
+class KeywordDetector:
+    """Per-frame posteriors of one stream -> debounced keyword events, chunking-independent.
+
+    Per row (channel): the posteriors are averaged over the last ``smooth_frames`` frames (zeros
+    before the stream starts). An event opens when the best keyword's smoothed posterior reaches
+    ``threshold`` and closes when that keyword's falls below it again; it is reported when it
+    closes (or at ``flush``) as ``{"label", "start", "end", "score"}`` with start/end in seconds
+    of the stream (the first frame above the threshold and the end of the last one) and score the
+    peak smoothed posterior. After an event no new one opens for ``refractory_frames`` frames.
+    The state (the last frames, the open event, the refractory count) lives here, frame by
+    frame, so any split of the stream into ``push`` calls gives the same events as one call.
+    """
+
+    def __init__(self, classes: tuple[str, ...], keywords: int, rows: int = 1, frame_rate: float = 100.0,
+                 smooth_frames: int = 20, threshold: float = 0.6, refractory_frames: int = 30):
+        self.check_config(smooth_frames, threshold, refractory_frames)
+        self.classes, self.keywords, self.rows, self.frame_rate = classes, keywords, rows, frame_rate
+        self.smooth_frames, self.threshold, self.refractory_frames = smooth_frames, threshold, refractory_frames
+        self.reset()
+
+    @staticmethod
+    def check_config(smooth_frames: int, threshold: float, refractory_frames: int) -> None:
+        if smooth_frames < 1 or not 0 < threshold <= 1 or refractory_frames < 0:
+            raise ValueError(f"need smooth_frames >= 1, 0 < threshold <= 1, refractory_frames >= 0; got "
+                             f"{smooth_frames}, {threshold}, {refractory_frames}")
+
+    def reset(self) -> None:
+        self.frame = 0  # stream index of the next frame
+        self._recent = np.zeros((self.smooth_frames - 1, self.rows, self.keywords))
+        self._open: list[dict[str, Any] | None] = [None] * self.rows
+        self._quiet = [0] * self.rows  # refractory frames left per row
+
+    def push(self, posteriors: np.ndarray) -> list[dict[str, Any]]:
+        """Posteriors ``[frames, rows, classes]`` (the next frames of the stream) -> events closed in them."""
+        posteriors = np.asarray(posteriors, dtype=np.float64)
+        if posteriors.ndim != 3 or posteriors.shape[1:] != (self.rows, len(self.classes)):
+            raise ValueError(f"posteriors must be [frames, {self.rows}, {len(self.classes)}], "
+                             f"got {posteriors.shape}")
+        history = np.concatenate([self._recent, posteriors[..., :self.keywords]])
+        # each smoothed frame averages the same values in the same order however the stream was split
+        smoothed = sliding_window_view(history, self.smooth_frames, axis=0).mean(-1)  # [frames, rows, keywords]
+        self._recent = history[len(history) - (self.smooth_frames - 1):]
+        events = []
+        for i in range(len(smoothed)):
+            for row in range(self.rows):
+                event = self._advance(row, self.frame + i, smoothed[i, row])
+                if event is not None:
+                    events.append(event)
+        self.frame += len(smoothed)
+        return events
+
+    def flush(self) -> list[dict[str, Any]]:
+        """End of the stream: report the events still open."""
+        events = [self._report(row) for row in range(self.rows) if self._open[row] is not None]
+        self._quiet = [self.refractory_frames] * self.rows
+        return events
+
+    def _advance(self, row: int, frame: int, scores: np.ndarray) -> dict[str, Any] | None:
+        current = self._open[row]
+        if current is not None:
+            score = float(scores[current["index"]])
+            if score >= self.threshold:
+                current["last"], current["score"] = frame, max(current["score"], score)
+                return None
+            return self._report(row)
+        if self._quiet[row]:
+            self._quiet[row] -= 1
+            return None
+        best = int(scores.argmax())
+        if scores[best] >= self.threshold:
+            self._open[row] = {"index": best, "first": frame, "last": frame, "score": float(scores[best])}
+        return None
+
+    def _report(self, row: int) -> dict[str, Any]:
+        current, self._open[row] = self._open[row], None
+        self._quiet[row] = self.refractory_frames
+        event = {"label": self.classes[current["index"]], "start": round(current["first"] / self.frame_rate, 4),
+                 "end": round((current["last"] + 1) / self.frame_rate, 4), "score": round(current["score"], 4)}
+        if self.rows > 1:
+            event["channel"] = row
+        return event
+
+
+@register("kws", task="kws",
+          description="keyword spotting (LMUFormer), 16 kHz, one 10 ms frame per step, 20 keywords -> events")
+def build_kws(**config) -> LMUFormerKWS:
+    return LMUFormerKWS(spiking=False, **config)
+
+
+@register("kws-spiking", task="kws",
+          description="keyword spotting (spiking LMUFormer, LIF neurons), 16 kHz, 10 ms steps, 20 keywords -> events")
+def build_kws_spiking(**config) -> LMUFormerKWS:
+    return LMUFormerKWS(spiking=True, **config)
