@@ -106,7 +106,7 @@ class TokensModel(_Base):
 
 
 class EventsModel(_Base):
-    """Per-hop energy score; ``detect_events`` reports the loud frames."""
+    """Per-hop energy score; its detector reports each loud frame as an event."""
 
     output_kind, latency, out_per_in = EVENTS, 0, Fraction(1, HOP)
 
@@ -115,9 +115,26 @@ class EventsModel(_Base):
         b, c, t = x.shape
         return x.reshape(b, c, t // HOP, HOP).square().mean(-1), {}
 
-    def detect_events(self, frames: np.ndarray, first_frame: int, frame_rate: float) -> list[dict]:
-        return [{"type": "loud", "frame": int(first_frame + i), "time": (first_frame + i) / frame_rate, "row": int(r)}
-                for i, r in zip(*np.nonzero(frames[:, :, 0] > 0.1), strict=True)]
+    def event_detector(self, rows: int, frame_rate: float) -> LoudFrames:
+        return LoudFrames(rows, frame_rate)
+
+
+class LoudFrames:
+    """Per-stream detector of ``EventsModel``: counts frames across calls, one event per loud frame."""
+
+    def __init__(self, rows: int, frame_rate: float):
+        self.rows, self.frame_rate, self.frame = rows, frame_rate, 0
+
+    def push(self, frames: np.ndarray) -> list[dict]:
+        events = [{"label": "loud", "start": (self.frame + i) / self.frame_rate,
+                   "end": (self.frame + i + 1) / self.frame_rate, "score": float(frames[i, r, 0]),
+                   **({"channel": int(r)} if self.rows > 1 else {})}
+                  for i, r in zip(*np.nonzero(frames[:, :, 0] > 0.1), strict=True)]
+        self.frame += len(frames)
+        return events
+
+    def flush(self) -> list[dict]:
+        return []
 
 
 class FragileModel(FilterModel):

@@ -70,9 +70,12 @@ def test_tokens_and_events_outputs(tmp_path):
     loud = np.zeros((16000, 1), np.float32)
     loud[8000:8160] = 0.9
     sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
-    assert main(["process", "test-events", str(tmp_path / "loud.wav"), str(tmp_path / "events.jsonl")]) == 0
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [{"type": "loud", "frame": 50, "time": 0.5, "row": 0}]
+    assert main(["process", "test-events", str(tmp_path / "loud.wav"), str(tmp_path / "events.json")]) == 0
+    events = json.loads((tmp_path / "events.json").read_text())
+    assert events == [{"label": "loud", "start": 0.5, "end": 0.51, "score": pytest.approx(0.81)}]
+    sf.write(tmp_path / "quiet.wav", np.zeros((16000, 1), np.float32), 16000)
+    assert main(["process", "test-events", str(tmp_path / "quiet.wav"), str(tmp_path / "none.json")]) == 0
+    assert json.loads((tmp_path / "none.json").read_text()) == []  # nothing heard: an empty list
 
 
 def test_progress_bar_for_long_files(tmp_path, capsys):

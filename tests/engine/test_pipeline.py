@@ -123,13 +123,15 @@ def test_tokens_frames_and_offsets():
     np.testing.assert_array_equal(frames[:, 0, :], expected[0].T.numpy())
 
 
-def test_events_come_from_the_model_hook():
+def test_events_come_from_the_models_per_stream_detector():
     x = np.zeros((1600, 1), np.float32)
     x[480:640] = 0.9  # hop 3 is loud
     pipe = StreamPipeline(EventsModel(), 16000, 1)
     out = Output.concat([pipe.process(x[:500]), pipe.process(x[500:]), pipe.finish()])
     assert out.frames.shape == (10, 1, 1)
-    assert out.events == [{"type": "loud", "frame": 3, "time": 0.03, "row": 0}]
+    assert out.events == [{"label": "loud", "start": 0.03, "end": 0.04, "score": pytest.approx(0.81)}]
+    pipe.reset()  # a new stream starts counting frames from 0 again
+    assert [e["start"] for e in Output.concat([pipe.process(x[320:]), pipe.finish()]).events] == [0.01]
 
 
 @pytest.mark.parametrize("samples", [np.zeros((10, 2), np.float32), np.zeros((10, 1), np.float64),

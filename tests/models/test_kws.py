@@ -1,10 +1,12 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wavestream.data.corpora import KEYWORDS
-from wavestream.models.kws import KWS_CLASSES, LMUFormerKWS
+from wavestream.engine import Output, StreamPipeline, load_stream_model
+from wavestream.models.kws import KWS_CLASSES, KeywordDetector, LMUFormerKWS
 from wavestream.models.registry import describe, load_model
 from wavestream.streaming.testing import (
     assert_batch_independent,
@@ -122,3 +124,107 @@ def test_config_round_trips_through_the_constructor():
     rebuilt = load_model("kws-spiking", **model.config)
     assert rebuilt.config == model.config and rebuilt.spiking
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+
+
+# -- events ---------------------------------------------------------------------------------------
+K = len(KWS_CLASSES)
+SILENCE = KWS_CLASSES.index("_silence_")
+
+
+def posteriors(frames: int, words: list[tuple[str, int, int, float]], rows: int = 1) -> np.ndarray:
+    """Silence everywhere except ``(label, first, last, peak)`` bumps: ``[frames, rows, K]``."""
+    p = np.zeros((frames, rows, K))
+    p[..., SILENCE] = 1.0
+    for label, first, last, peak in words:
+        k = KWS_CLASSES.index(label)
+        p[first:last + 1, 0, k] = peak
+        p[first:last + 1, 0, SILENCE] = 1 - peak
+    return p
+
+
+def detector(rows: int = 1, **config) -> KeywordDetector:
+    config = {"smooth_frames": 5, "threshold": 0.5, "refractory_frames": 10, **config}
+    return KeywordDetector(KWS_CLASSES, len(KEYWORDS), rows=rows, frame_rate=100.0, **config)
+
+
+def run_detector(det: KeywordDetector, p: np.ndarray, sizes: list[int] | None = None) -> list[dict]:
+    events, pos = [], 0
+    for n in sizes or [len(p)]:
+        events += det.push(p[pos:pos + n])
+        pos += n
+    assert pos == len(p)
+    return events + det.flush()
+
+
+def test_one_word_gives_one_debounced_event():
+    p = posteriors(200, [("seven", 50, 89, 0.95)])
+    events = run_detector(detector(), p)
+    # the 5-frame mean reaches 0.5 three frames in and falls below it three frames after the word
+    assert events == [{"label": "seven", "start": 0.52, "end": 0.92, "score": 0.95}]
+
+
+def test_nothing_heard_gives_no_events():
+    assert run_detector(detector(), posteriors(300, [])) == []
+    assert run_detector(detector(), posteriors(0, [])) == []
+
+
+def test_highest_scoring_event_is_the_word_said():
+    p = posteriors(300, [("one", 40, 52, 0.7), ("seven", 100, 150, 0.97)])
+    events = run_detector(detector(), p)
+    assert [e["label"] for e in events] == ["one", "seven"]
+    assert max(events, key=lambda e: e["score"])["label"] == "seven"
+
+
+def test_refractory_period_and_flush():
+    p = posteriors(120, [("yes", 10, 30, 0.9), ("no", 36, 50, 0.9), ("go", 100, 119, 0.9)])
+    events = run_detector(detector(refractory_frames=20), p)
+    # "no" opens within 20 frames of the end of "yes": suppressed; "go" is still open at the end: flushed
+    assert [(e["label"], e["end"]) for e in events] == [("yes", 0.33), ("go", 1.2)]
+
+
+def test_rows_are_independent_streams_with_a_channel():
+    p = np.concatenate([posteriors(100, []), posteriors(100, [("up", 20, 60, 0.9)])], axis=1)
+    assert run_detector(detector(rows=2), p) == [{"label": "up", "start": 0.22, "end": 0.63, "score": 0.9,
+                                                  "channel": 1}]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), data=st.data())
+def test_events_do_not_depend_on_how_the_stream_was_cut(seed, data):
+    rng = np.random.default_rng(seed)
+    frames = 600
+    words = [(KEYWORDS[rng.integers(len(KEYWORDS))], int(s), int(s + rng.integers(3, 60)), float(rng.uniform(0.3, 1)))
+             for s in rng.integers(0, frames - 60, size=12)]
+    p = posteriors(frames, words) + rng.uniform(0, 0.2, (frames, 1, K))  # jitter around the threshold
+    offline = run_detector(detector(), p)
+    assert offline  # the stream holds events to compare
+    sizes = data.draw(partitions(frames, max_parts=40))
+    assert run_detector(detector(), p, sizes) == offline
+
+
+def test_model_events_through_the_pipeline_do_not_depend_on_chunking():
+    """The real model (random weights, a low threshold so that it fires) behind the stream pipeline:
+    any chunking of a long stream gives the events of one offline pass over the same frames."""
+    config = {"smooth_frames": 5, "threshold": 0.09, "refractory_frames": 10}
+    model = load_model("kws", **config)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((16000 * 6, 1)) * np.repeat(rng.choice([0.0, 0.01, 0.3], 60), 1600)[:, None]
+         ).astype(np.float32)
+    with torch.no_grad():  # offline: the whole stream (plus the pipeline's lead-out) in one forward
+        padded = np.concatenate([x[:, 0], np.zeros(model.latency + -(len(x) + model.latency) % 160, np.float32)])
+        frames = model(torch.from_numpy(padded)[None, None])[0].T[:, None].numpy()
+    offline = run_detector(model.event_detector(1, 100.0), frames)
+    assert len(offline) >= 3
+    for seed in range(3):
+        cuts = np.sort(np.random.default_rng(seed).integers(0, len(x), 12))
+        pipe = StreamPipeline(model, 16000, 1)
+        out = Output.concat([pipe.process(part) for part in np.split(x, cuts)] + [pipe.finish()])
+        np.testing.assert_allclose(out.frames, frames, atol=1e-5)
+        assert out.events == offline
+
+
+def test_detector_thresholds_are_config_and_stream_params():
+    model = load_stream_model("kws", {"threshold": 0.8, "smooth_frames": 3})
+    assert model.event_detector().threshold == 0.8 and model.event_detector().smooth_frames == 3
+    with pytest.raises(ValueError, match="does not take"):
+        load_stream_model("kws", {"dim": 64})

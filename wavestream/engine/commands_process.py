@@ -5,7 +5,8 @@ stream (resampling to the model rate and back, framing, latency compensation), w
 model steps. Any sample rate and channel count; each channel is its own stream (unless the model
 takes several channels). The output has the input's rate and length; its format follows the
 extension: .wav/.flac/.ogg for audio and sources models, .npy for tokens ``[frames, rows,
-codebooks]``, .jsonl for events (one JSON event per line).
+codebooks]``, .json for events (a JSON list of ``{"label", "start", "end", "score"}``, times in
+seconds of the input; ``[]`` when nothing was detected).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from wavestream.engine import StreamPipeline, load_stream_model
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
-FRAME_FORMATS = {"tokens": ".npy", "events": ".jsonl"}
+FRAME_FORMATS = {"tokens": ".npy", "events": ".json"}
 PROGRESS_SECONDS = 60.0  # show a progress bar for inputs longer than this
 
 
@@ -112,6 +113,7 @@ class _OutputWriter:
         self.path, self.kind, self.rate, self.channels = path, kind, rate, channels
         self.fmt, self.subtype = fmt, subtype
         self._frames: list[np.ndarray] = []
+        self._events: list[dict[str, Any]] = []
 
     def __enter__(self):
         if self.kind in FRAME_FORMATS:
@@ -127,7 +129,7 @@ class _OutputWriter:
 
     def write(self, out) -> None:
         if self.kind == "events":
-            self._file.writelines(json.dumps(e) + "\n" for e in out.events)
+            self._events.extend(out.events)  # events are few: kept for one JSON list
         elif self.kind == "tokens":
             self._frames.append(out.frames)  # tokens are small (~100 frames/s): kept for one .npy
         else:
@@ -136,6 +138,9 @@ class _OutputWriter:
     def __exit__(self, *exc) -> None:
         if self.kind == "tokens" and not exc[0]:
             np.save(self._file, np.concatenate(self._frames))
+        if self.kind == "events" and not exc[0]:
+            json.dump(self._events, self._file, indent=1)
+            self._file.write("\n")
         self._file.close()
 
 

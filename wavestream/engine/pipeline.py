@@ -17,6 +17,14 @@ at ``finish``, feeds ``latency`` zeros (plus the hop padding) to push the last o
 complete output is time-aligned with the input and has exactly as many frames (a resampling
 round trip can be a frame short or long; the tail is zero-padded or cut to the input's length).
 
+Events: a model with ``output_kind == "events"`` may offer ``event_detector(rows, frame_rate)``,
+which returns a fresh per-stream detector with ``push(frames [n, rows, K]) -> list[dict]`` (events
+completed in these frames) and ``flush() -> list[dict]`` (events still open at the end). The
+pipeline makes one in ``reset`` and feeds it every frame in order, so debouncing carries across
+chunk borders and the events do not depend on how the stream was cut. An event is a JSON-able
+dict ``{"label", "start", "end", "score"}`` (seconds of the stream; ``"channel"`` when the
+stream has several rows).
+
 The step is injected by splitting each call in two halves around it: ``begin(samples)`` returns
 the model input (or None when no whole hop is ready) and ``end(y)`` turns the model output into
 an ``Output``; whoever runs the step between them must also carry ``pipeline.state`` forward.
@@ -54,7 +62,7 @@ class Output:
     - ``tokens`` / ``events``: ``frames`` is the model's frame output ``[n_frames, rows, K]``
       (integer codes of K codebooks, or K class scores) and ``first_frame`` the stream index of
       ``frames[0]``; for events, ``events`` holds what the model's ``detect_events`` hook made of
-      them (a list of JSON-able dicts; empty for a model without the hook).
+      them (a list of JSON-able dicts; empty for a model without a detector).
     """
 
     kind: str
@@ -187,6 +195,9 @@ class StreamPipeline:
         self._to_drop = self.latency if self.kind in AUDIO_LIKE else 0
         self._model_kept = 0
         self._held = np.zeros((0, self.out_channels), np.float32)
+        make_detector = getattr(self.model, "event_detector", None)
+        self.detector = make_detector(self.rows, self.frame_rate) \
+            if self.kind == EVENTS and make_detector is not None else None
 
     def begin(self, samples: np.ndarray) -> torch.Tensor | None:
         """Take client samples; return the model input for the whole hops now ready, or None."""
@@ -256,9 +267,8 @@ class StreamPipeline:
         frames = frames.reshape(len(frames), self.rows, self.per_row)
         out = Output(self.kind, frames=frames, first_frame=self.frames_out)
         self.frames_out += len(frames)
-        detect = getattr(self.model, "detect_events", None)
-        if self.kind == EVENTS and detect is not None and len(frames):
-            out.events = list(detect(frames, out.first_frame, self.frame_rate))
+        if self.detector is not None:
+            out.events = self.detector.push(frames) + (self.detector.flush() if final else [])
         return out
 
     def _audio(self, y: np.ndarray | None, final: bool) -> np.ndarray:

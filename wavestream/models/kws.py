@@ -108,6 +108,8 @@ class LMUFormerKWS(StreamingModule):
     out_per_in = Fraction(1, HOP)  # one posterior frame per hop
     input_kind, output_kind = AUDIO, EVENTS
     classes = KWS_CLASSES
+    #: what a stream's start params may override (the detector's thresholds; weights stay the same)
+    stream_params = ("smooth_frames", "threshold", "refractory_frames")
 
     def __init__(self, spiking: bool = False, n_mels: int = 40, dim: int = 128, blocks: int = 2,
                  memory_channels: int = 8, memory_order: int = 32, theta: float = 128.0, mlp_ratio: int = 2,
@@ -210,6 +212,8 @@ class KeywordDetector:
         if posteriors.ndim != 3 or posteriors.shape[1:] != (self.rows, len(self.classes)):
             raise ValueError(f"posteriors must be [frames, {self.rows}, {len(self.classes)}], "
                              f"got {posteriors.shape}")
+        if not len(posteriors):
+            return []
         history = np.concatenate([self._recent, posteriors[..., :self.keywords]])
         # each smoothed frame averages the same values in the same order however the stream was split
         smoothed = sliding_window_view(history, self.smooth_frames, axis=0).mean(-1)  # [frames, rows, keywords]
