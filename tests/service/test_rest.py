@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import threading
 import time
 
@@ -229,10 +230,10 @@ def test_cli_stream_writes_the_processed_file(server, tmp_path, capsys):
 def test_cli_stream_realtime_and_events(server, tmp_path):
     x = signal(0.4, 16000, seed=11)
     x[2000:2500] *= 8
-    source, target = tmp_path / "in.flac", tmp_path / "events.jsonl"
+    source, target = tmp_path / "in.flac", tmp_path / "events.json"
     sf.write(source, x, 16000, subtype="PCM_16")
     assert cli_main(["stream", "test-events", str(source), str(target), "--url", server.ws, "--realtime"]) == 0
-    assert len(target.read_text().splitlines()) > 0
+    assert len(json.loads(target.read_text())) > 0
 
 
 def test_cli_stream_reports_errors(server, tmp_path, capsys):

@@ -1,8 +1,10 @@
 """`wavestream stream MODEL IN OUT --url ws://...`: stream a file to a server and save what comes back.
 
 Audio (and sources, as interleaved channels) is written as it arrives, so memory stays bounded for
-any file length; tokens are saved as a ``.npy`` array ``[frames, rows, codebooks]``, events as JSON
-lines. ``--realtime`` paces the chunks by the wall clock, as a live source would send them.
+any file length; tokens are saved as a ``.npy`` array ``[frames, rows, codebooks]``, events as one
+JSON list ``[{"label", "start", "end", "score"}, ...]`` in a ``.json`` file (``[]``: nothing heard),
+the same as ``wavestream process`` writes. ``--realtime`` paces the chunks by the wall clock, as a
+live source would send them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model name (see `wavestream models`)")
     parser.add_argument("input", type=Path, help="audio file to send (WAV, FLAC, Ogg)")
     parser.add_argument("output", type=Path, help="where to write the result (.wav/.flac; .npy for tokens, "
-                                                  ".jsonl for events)")
+                                                  ".json for events)")
     parser.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream", help="server WebSocket URL")
     parser.add_argument("--api-key", default=None, help="API key, if the server needs one")
     parser.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message in milliseconds")
@@ -86,11 +88,12 @@ async def _send_all(client: AsyncStreamClient, src: sf.SoundFile, chunk: int, re
 
 
 class _Writer:
-    """Writes output items by kind: sound file for audio/sources, .npy for tokens, JSON lines for events."""
+    """Writes output items by kind: sound file for audio/sources, .npy for tokens, a JSON list for events."""
 
     def __init__(self, path: Path, info):
         self.path, self.info = path, info
         self.tokens: list[np.ndarray] = []
+        self.events: list[dict] = []
         self.file = None
 
     def __enter__(self) -> _Writer:
@@ -101,8 +104,8 @@ class _Writer:
                 raise ValueError(f"write audio to .wav, .flac or .ogg, not {self.path.name}")
             self.file = sf.SoundFile(str(self.path), "w", samplerate=self.info.sample_rate,
                                      channels=self.info.channels, subtype=subtype)
-        elif kind == "events":
-            self.file = open(self.path, "w")
+        elif kind == "events" and self.path.suffix.lower() != ".json":
+            raise ValueError(f"write events to a .json file, not {self.path.name}")
         return self
 
     def write(self, item) -> None:
@@ -111,11 +114,13 @@ class _Writer:
         elif self.info.kind == "tokens":
             self.tokens.append(item)
         else:
-            self.file.write(json.dumps(item.event) + "\n")
+            self.events.append(item.event)
 
     def __exit__(self, *exc) -> None:
         if self.file is not None:
             self.file.close()
+        if self.info.kind == "events" and not exc[0]:
+            self.path.write_text(json.dumps(self.events, indent=1) + "\n")
         if self.info.kind == "tokens":
             empty = np.zeros((0, self.info.rows, self.info.codebooks), np.int32)
             np.save(self.path, np.concatenate([empty, *self.tokens]))

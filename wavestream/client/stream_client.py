@@ -9,7 +9,8 @@
 
 Received binary messages are decoded by the output kind announced in ``ready``: audio ->
 float32 ``[frames, channels]``, sources -> float32 ``[frames, input channels, sources]``, tokens ->
-integers ``[frames, rows, codebooks]``; events arrive as ``EventMessage``.
+integers ``[frames, rows, codebooks]``; events arrive as ``EventMessage`` (``label``, ``start``, ``end``,
+``score``; ``.event`` is the plain dict that REST and `wavestream process` return).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from starlette.background import BackgroundTask
 from wavestream.engine import CapacityError, Engine
 from wavestream.models.registry import describe, model_names
 
-from .audio_files import OUTPUT_FORMATS, process_file, spool_upload, validate_upload
+from .audio_files import EVENTS_FORMAT, OUTPUT_FORMATS, process_file, spool_upload, validate_upload
 from .jobs import JobRunner, JobStore
 from .metrics import ServiceMetrics
 from .settings import ServiceSettings
@@ -36,6 +36,7 @@ STATIC = resources.files("wavestream.service") / "static"
 AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg", "application/octet-stream")
 AUDIO_BODY = {"requestBody": {"required": True, "description": "the audio file (WAV, FLAC or Ogg) as the raw body",
                               "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}}}
+FORMAT_HELP = "wav or flac for audio models (default wav); json for events models (their default)"
 
 
 class Service:
@@ -142,9 +143,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise HTTPException(422, "params must be a JSON object")
         return value
 
-    def check_format(fmt: str) -> None:
+    def output_format(model: str, fmt: str | None) -> str:
+        """The asked format, or the model's default: a JSON list for events models, WAV otherwise."""
+        if fmt is None:
+            return EVENTS_FORMAT if service.describe(model)["output"] == "events" else "wav"
         if fmt not in OUTPUT_FORMATS:
             raise HTTPException(422, f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+        return fmt
 
     async def receive_upload(request: Request):
         path = await spool_upload(request, settings.data_dir / "tmp", settings.max_upload_bytes)
@@ -182,14 +187,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         require_key(request)
         return {"models": [service.describe(name) for name in service.model_names]}
 
-    @app.post("/v1/process/{model}", tags=["process"], openapi_extra=AUDIO_BODY,
-              response_class=FileResponse, responses={200: {"content": {"audio/wav": {}, "audio/flac": {}}}})
-    async def process(request: Request, model: str, format: str = Query("wav", description="wav or flac"),
+    @app.post("/v1/process/{model}", tags=["process"], openapi_extra=AUDIO_BODY, response_class=FileResponse,
+              responses={200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/json": {}}}})
+    async def process(request: Request, model: str, format: str | None = Query(None, description=FORMAT_HELP),
                       params: str | None = Query(None, description="model params as a JSON object")):
-        """Process one file and return the result in the same sample rate (and channels for audio)."""
+        """Process one file and return the result in the same sample rate (and channels for audio);
+        events models return the JSON list of their detections."""
         require_key(request)
         check_model(model)
-        check_format(format)
+        format = output_format(model, format)
         model_params = parse_params(params)
         upload = await receive_upload(request)
         target = upload.path.with_name(upload.path.name + "-out." + format)
@@ -210,12 +216,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.post("/v1/jobs", tags=["jobs"], status_code=202, openapi_extra=AUDIO_BODY)
     async def create_job(request: Request, model: str = Query(..., description="model name"),
-                         format: str = Query("wav", description="wav or flac"),
+                         format: str | None = Query(None, description=FORMAT_HELP),
                          params: str | None = Query(None, description="model params as a JSON object")) -> dict:
         """Queue a file for processing; poll ``GET /v1/jobs/{id}`` and download ``result_url``."""
         require_key(request)
         check_model(model)
-        check_format(format)
+        format = output_format(model, format)
         model_params = parse_params(params)
         try:
             service.engine.load(model, model_params)  # bad params fail now, not later in the job

@@ -7,6 +7,7 @@ and written block by block; the response streams the result file.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ from wavestream.engine import Engine
 from .protocol import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 INPUT_FORMATS = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg"}
-#: output format -> (libsndfile format, subtype, media type); float WAV keeps every bit of the output
-OUTPUT_FORMATS = {"wav": ("WAV", "FLOAT", "audio/wav"), "flac": ("FLAC", "PCM_24", "audio/flac")}
+#: output format -> (libsndfile format, subtype, media type); float WAV keeps every bit of the output.
+#: Events models answer with a JSON list of their detections instead of a sound file.
+OUTPUT_FORMATS = {"wav": ("WAV", "FLOAT", "audio/wav"), "flac": ("FLAC", "PCM_24", "audio/flac"),
+                  "json": (None, None, "application/json")}
+EVENTS_FORMAT = "json"
 BLOCK_FRAMES = 1 << 16
 
 
@@ -94,8 +98,14 @@ async def process_file(engine: Engine, model: str, params: dict, source: Path, t
         session = engine.open_session(model, src.samplerate, src.channels, params)
         try:
             kind = session.info["output"]["kind"]
+            if kind == "events" or fmt == EVENTS_FORMAT:
+                if kind != "events" or fmt != EVENTS_FORMAT:
+                    raise ValueError(f"model {model!r} outputs {kind}: ask for format=" +
+                                     (EVENTS_FORMAT if kind == "events" else "wav or flac"))
+                await _write_events(session, src, target)
+                return src.frames / src.samplerate
             if kind not in ("audio", "sources"):
-                raise ValueError(f"model {model!r} outputs {kind}; files can carry audio or sources only "
+                raise ValueError(f"model {model!r} outputs {kind}; files can carry audio, sources or events only "
                                  "(stream it over /v1/stream instead)")
             channels = session.info["output"]["channels"]
             with sf.SoundFile(str(target), "w", samplerate=src.samplerate, channels=channels,
@@ -106,6 +116,15 @@ async def process_file(engine: Engine, model: str, params: dict, source: Path, t
             return src.frames / src.samplerate
         finally:
             session.close()
+
+
+async def _write_events(session, src: sf.SoundFile, target: Path) -> None:
+    """The stream's detections as one JSON list ``[{"label", "start", "end", "score"}, ...]``."""
+    events = []
+    for block in src.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+        events += (await session.process(np.ascontiguousarray(block))).events
+    events += (await session.finish()).events
+    target.write_text(json.dumps(events))
 
 
 def _write(dst: sf.SoundFile, audio: np.ndarray | None) -> None:

@@ -171,13 +171,23 @@ class DoneMessage(_Message):
 
 
 class EventMessage(BaseModel):
-    """One detection of an events model, as the model reports it, e.g. ``{"type":"event","event":
-    {"label":"yes","start":1.23,"end":1.5,"score":0.97}}`` (times in seconds of input audio)."""
+    """One detection of an events model: ``{"type":"event","label":"seven","start":1.23,"end":1.71,
+    "score":0.97}``; start/end in seconds of the stream's input audio (since start or the last
+    reset), score in [0, 1]; ``channel`` only when the stream has several rows (channels)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow")  # a model may report more about a detection
 
     type: Literal["event"] = "event"
-    event: dict[str, Any]
+    label: str
+    start: float
+    end: float
+    score: float
+    channel: int | None = None
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The detection without ``type``: the same dict REST and ``wavestream process`` return."""
+        return self.model_dump(exclude={"type"}, exclude_none=True)
 
 
 class ErrorMessage(_Message):

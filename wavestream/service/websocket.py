@@ -189,7 +189,7 @@ class StreamHandler:
                 await self.ws.send_bytes(np.ascontiguousarray(output.frames, TOKEN_DTYPE).tobytes())
                 sent = True
         for event in output.events:
-            await self.ws.send_text(EventMessage(event=_plain(event)).model_dump_json())
+            await self.ws.send_text(EventMessage(**_plain(event)).model_dump_json(exclude_none=True))
             sent = True
         return sent
 
