@@ -229,9 +229,7 @@ class KeywordDetector:
 
     def flush(self) -> list[dict[str, Any]]:
         """End of the stream: report the events still open."""
-        events = [self._report(row) for row in range(self.rows) if self._open[row] is not None]
-        self._quiet = [self.refractory_frames] * self.rows
-        return events
+        return [self._report(row) for row in range(self.rows) if self._open[row] is not None]
 
     def _advance(self, row: int, frame: int, scores: np.ndarray) -> dict[str, Any] | None:
         current = self._open[row]
