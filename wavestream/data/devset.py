@@ -6,7 +6,11 @@ Everything is drawn from DEV speakers, noises, music and rooms only, from a fixe
 machines with the same prepared corpora write the same files; ``load_devset`` verifies them.
 
 Tasks: ``enhance`` (noisy/clean at -5, 0, 5, 10, 15 dB SNR, 20 clips each, 4-6 s), ``separate``
-(2 speakers at 25/50/100 % overlap), ``codec`` (clean speech), ``keywords`` (labelled 1.5 s clips).
+(2 speakers at 25/50/100 % overlap), ``codec`` (clean speech), ``keywords`` (labelled 2 s clips of
+the dev TTS voices and dev backgrounds: in-domain), ``keywords-real`` (recorded English digits and
+words of a corpus never trained on, Tux Paint, in quiet, noise and a room: out-of-domain, the set
+kws checkpoints are chosen on) and ``keywords-negative`` (long stretches of dev speech without
+keywords, noise and music: false alarms per hour).
 
 The speech of the enhance, separate and codec sets is recorded human speech only (``RECORDED``):
 TTS voices are training material, and peers trained on human speech treat formant-synthesized
@@ -25,16 +29,24 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .keywords import KeywordClips
 from .manifest import default_root, load_entries
-from .synth import KeywordClips, NoisySpeech, SpeakerMixtures
+from .synth import NoisySpeech, SpeakerMixtures
 
-TASKS = ("enhance", "separate", "codec", "keywords")
+TASKS = ("enhance", "separate", "codec", "keywords", "keywords-real", "keywords-negative")
 ENHANCE_SNRS = (-5, 0, 5, 10, 15)
 ENHANCE_PER_SNR = 20
 SEPARATE_OVERLAPS = (0.25, 0.5, 1.0)
 SEPARATE_PER_OVERLAP = 20
 CODEC_CLIPS = 50
 KEYWORD_CLIPS = 300
+KEYWORD_SECONDS, KEYWORD_TAIL_S = 2.0, 0.5  # the word ends at least 0.5 s before the clip does
+#: (name, snr dB or None for quiet, reverb): every real keyword recording in each condition
+REAL_CONDITIONS = (("quiet", None, False), ("snr20", 20.0, False), ("snr10", 10.0, False), ("snr5", 5.0, False),
+                   ("room-snr15", 15.0, True))
+REAL_CORPUS = "tuxpaint-en"
+REAL_UNKNOWN, REAL_SILENCE = 40, 20
+NEGATIVE_SPEECH, NEGATIVE_BACKGROUND, NEGATIVE_SECONDS = 30, 15, 60.0
 SEED = 20240601
 RECORDED = ["fillets", "hedgewars", "klettres", "ktuberling", "codec2"]  # codec2 is 8 kHz: dropped by min_native_rate
 
@@ -117,20 +129,124 @@ def _codec(folder: Path, root, rate: int) -> list[dict]:
     return entries
 
 
+def _keyword_entry(folder: Path, i: int, audio: np.ndarray, rate: int, label: int, info: dict) -> dict:
+    clip = f"{i:04d}"
+    rel, sha = _write(folder, f"audio/{clip}.wav", audio, rate)
+    return {"id": clip, "audio": rel, "duration": round(len(audio) / rate, 3), "label_index": label,
+            **info, "sha256": {"audio": sha}}
+
+
 def _keywords(folder: Path, root, rate: int) -> list[dict]:
+    """Dev TTS voices (in-domain): balanced over the 20 keywords, unknown and silence."""
     data = KeywordClips(root, "dev", rate=rate)
+    classes = len(data.labels)
     entries = []
     for i in range(KEYWORD_CLIPS):
-        audio, label, info = data.synthesize(np.random.default_rng([SEED, 300, i]))
-        clip = f"{i:04d}"
-        rel, sha = _write(folder, f"audio/{clip}.wav", audio, rate)
-        entries.append({"id": clip, "audio": rel, "duration": round(len(audio) / rate, 3), "label_index": label,
-                        **info, "sha256": {"audio": sha}})
+        rng = np.random.default_rng([SEED, 300, i])
+        audio, label, info = data.synthesize(rng, int(KEYWORD_SECONDS * rate), label=i % classes, tail_s=KEYWORD_TAIL_S)
+        entries.append(_keyword_entry(folder, i, audio, rate, label, info))
     return entries
 
 
+def _real_words(root, rate: int) -> tuple[list[dict], list[dict]]:
+    """(keyword recordings, other word recordings) of the real-speech corpus, both splits."""
+    root = root if root is not None else default_root()
+    words = []
+    for split in ("train", "dev"):
+        try:
+            words += [e for e in load_entries(root, "keywords", split, [REAL_CORPUS])]
+        except ValueError:
+            pass
+    if not words:
+        raise ValueError(f"no {REAL_CORPUS} clips in {root}: run `wavestream data prepare --only {REAL_CORPUS}`")
+    from .corpora import KEYWORDS
+    words.sort(key=lambda e: e["path"])
+    return [e for e in words if e.get("text") in KEYWORDS], [e for e in words if e.get("text") not in KEYWORDS]
+
+
+def _keywords_real(folder: Path, root, rate: int) -> list[dict]:
+    """Every recorded keyword of ``REAL_CORPUS`` in each of ``REAL_CONDITIONS`` (dev noises and rooms),
+    plus recorded other words and background-only clips."""
+    keywords, others = _real_words(root, rate)
+    base = dict(rate=rate, speed_prob=0.0, bandlimit_prob=0.0, context_prob=0.0, quiet_prob=0.0,
+                level_db=(-35.0, -20.0), background={"noise": 0.8, "music": 0.2})
+    entries = []
+    for c, (condition, snr, reverb) in enumerate(REAL_CONDITIONS):
+        data = KeywordClips(root, "dev", snr_db=(snr, snr) if snr is not None else (45.0, 45.0),
+                            reverb_prob=1.0 if reverb else 0.0, **base)
+        for k, entry in enumerate(keywords):
+            rng = np.random.default_rng([SEED, 400 + c, k])
+            word = (data.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": entry["text"]})
+            label = data.keywords.index(entry["text"])
+            audio, label, info = data.synthesize(rng, int(KEYWORD_SECONDS * rate), label=label, word=word,
+                                                 tail_s=KEYWORD_TAIL_S)
+            entries.append(_keyword_entry(folder, len(entries), audio, rate, label, {**info, "condition": condition}))
+    data = KeywordClips(root, "dev", snr_db=(5.0, 20.0), reverb_prob=0.0, **base)
+    pick = np.random.default_rng([SEED, 450]).choice(len(others), min(REAL_UNKNOWN, len(others)), replace=False)
+    for j, o in enumerate(sorted(pick)):
+        entry = others[o]
+        rng = np.random.default_rng([SEED, 451, j])
+        word = (data.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": entry["text"]})
+        audio, label, info = data.synthesize(rng, int(KEYWORD_SECONDS * rate), label=len(data.keywords), word=word,
+                                             tail_s=KEYWORD_TAIL_S)
+        entries.append(_keyword_entry(folder, len(entries), audio, rate, label, {**info, "condition": "unknown"}))
+    for j in range(REAL_SILENCE):
+        rng = np.random.default_rng([SEED, 452, j])
+        audio, label, info = data.synthesize(rng, int(KEYWORD_SECONDS * rate), label=len(data.keywords) + 1)
+        entries.append(_keyword_entry(folder, len(entries), audio, rate, label, {**info, "condition": "silence"}))
+    return entries
+
+
+def _keywords_negative(folder: Path, root, rate: int) -> list[dict]:
+    """Minutes of dev speech with no keyword in it (recorded talkers in several languages, TTS sentences
+    without keyword words), some over noise, then minutes of noise and music alone."""
+    from .corpora import KEYWORDS
+    root = root if root is not None else default_root()
+    speech = [e for e in load_entries(root, "speech", "dev") if e["duration"] >= 0.5
+              and not any(w in KEYWORDS for w in _words(e.get("text", "")))
+              and not any(ch.isdigit() for ch in e.get("text", ""))]
+    noise, music = load_entries(root, "noise", "dev"), load_entries(root, "music", "dev")
+    data = KeywordClips(root, "dev", rate=rate)
+    n = int(NEGATIVE_SECONDS * rate)
+    entries = []
+    for i in range(NEGATIVE_SPEECH + NEGATIVE_BACKGROUND):
+        rng = np.random.default_rng([SEED, 500, i])
+        if i < NEGATIVE_SPEECH:
+            out, pos, talkers = np.zeros(n, np.float32), int(rate * rng.uniform(0, 1)), set()
+            while pos < n:
+                entry = speech[rng.integers(len(speech))]
+                x = data.read(entry)[: n - pos]
+                out[pos:pos + len(x)] = x / (np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-9) * 0.05
+                talkers.add(entry["speaker"])
+                pos += len(x) + int(rate * rng.uniform(0.2, 1.5))
+            info = {"kind": "speech", "talkers": len(talkers)}
+            if rng.random() < 0.5:
+                snr = float(rng.uniform(5, 20))
+                out = out + _scale_to(out, data._crop(rng, noise[rng.integers(len(noise))], n), snr)
+                info["snr_db"] = round(snr, 1)
+        else:
+            pool = music if i % 3 == 0 and music else noise
+            out = np.concatenate([data._crop(rng, pool[rng.integers(len(pool))], n // 4) for _ in range(4)])
+            out = np.pad(out, (0, n - len(out)))
+            info = {"kind": "music" if pool is music else "noise"}
+        out = out * (10 ** (rng.uniform(-35, -20) / 20) / (np.sqrt(np.mean(out.astype(np.float64) ** 2)) + 1e-9))
+        out = (out * min(1.0, 0.99 / (np.abs(out).max() + 1e-9))).astype(np.float32)
+        entries.append(_keyword_entry(folder, i, out, rate, len(data.keywords) + 1, info))
+    return entries
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,?!'\"").lower() for w in text.replace("-", " ").split()]
+
+
+def _scale_to(reference: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    ps, pn = np.mean(reference.astype(np.float64) ** 2), np.mean(noise.astype(np.float64) ** 2)
+    return (noise * np.sqrt(ps / (pn * 10 ** (snr_db / 10) + 1e-20))).astype(np.float32)
+
+
 BUILDERS: dict[str, Callable[[Path, object, int], list[dict]]] = {
-    "enhance": _enhance, "separate": _separate, "codec": _codec, "keywords": _keywords}
+    "enhance": _enhance, "separate": _separate, "codec": _codec, "keywords": _keywords,
+    "keywords-real": _keywords_real, "keywords-negative": _keywords_negative}
 
 
 def write_devset(task: str, root: str | Path | None = None, rate: int = 16000, force: bool = False) -> Path:

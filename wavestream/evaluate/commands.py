@@ -4,6 +4,7 @@
     wavestream eval enhance --model noisy --peers rnnoise,dtln,deepfilternet
     wavestream eval codec --peers opus-6k,opus-12k,codec2-3200,codec2-1600
     wavestream eval separate --model separate --peers noisy,oracle-irm
+    wavestream eval kws --model kws,kws-spiking            # keyword spotting (see wavestream.evaluate.kws)
 """
 
 from __future__ import annotations
@@ -32,13 +33,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="evaluate a model with these safetensors weights instead of the shipped ones")
         p.add_argument("--fresh", action="store_true", help="re-run peers instead of reusing earlier results")
         p.add_argument("--no-plots", action="store_true", help="skip the spectrogram figure")
+    k = sub.add_parser("kws", help="evaluate keyword spotters on the frozen keyword dev sets (synthetic, real, "
+                                   "negative): top-1, false alarms/h, delay, cost, spikes")
+    k.add_argument("--model", default="kws,kws-spiking",
+                   help="comma-separated registry models (default kws,kws-spiking)")
+    k.add_argument("--out", default="docs/results/kws", help="report folder (default docs/results/kws)")
+    k.add_argument("--root", default=None, help="data folder with devsets/ (default $WAVESTREAM_DATA or ./data)")
+    k.add_argument("--limit", type=int, default=None, help="about this many clips per dev set (negative: a tenth)")
+    k.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
+                   help="evaluate a model with these safetensors weights instead of the shipped ones")
 
 
 def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def run_kws(args: argparse.Namespace) -> int:
+    from . import kws
+    weights = dict(w.split("=", 1) for w in args.weights)
+    results = kws.evaluate(_names(args.model), args.root, weights, args.limit)
+    command = "wavestream eval " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("kws"):]) \
+        if "kws" in sys.argv else "wavestream eval kws"
+    for path in kws.write_report(results, args.out, command):
+        print(f"wrote {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.eval_task == "kws":
+        return run_kws(args)
     import numpy as np
     import soundfile as sf
 

@@ -11,6 +11,8 @@ import importlib
 
 RECIPES = {
     "enhance": "wavestream.train.enhance",
+    "kws": "wavestream.train.kws",
+    "kws-spiking": "wavestream.train.kws",
 }
 
 

@@ -1,0 +1,103 @@
+"""Keyword data: the corpora listers, KeywordClips (labels, spans, reproducibility, held-out corpora) and the
+keyword dev sets, on tiny generated data."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.data.tiny import prepare_tiny
+from tests.data.tiny_keywords import OTHER, add_tiny_keywords
+from wavestream.data import devset
+from wavestream.data.corpora import CORPORA, KEYWORDS, OTHER_WORDS, _tuxpaint_locale
+from wavestream.data.devset import load_devset, write_devset
+from wavestream.data.keywords import SILENCE, UNKNOWN, KeywordClips, sounds_like_keyword
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return add_tiny_keywords(prepare_tiny(tmp_path_factory.mktemp("kwdata")))
+
+
+def test_other_words_are_not_keywords():
+    assert not set(OTHER_WORDS) & set(KEYWORDS)
+    assert len(set(OTHER_WORDS)) == len(OTHER_WORDS)
+
+
+def test_keyword_corpora_list_every_keyword_with_a_text():
+    clips = list(CORPORA["keywords"].lister())
+    texts = {c.text for c in clips}
+    assert set(KEYWORDS) <= texts and texts - set(KEYWORDS) <= set(OTHER_WORDS)
+    assert all(c.kind == "keywords" and c.tts for c in clips)
+    assert len({c.name for c in clips}) == len(clips)  # one file per clip
+    for name in ("keywords-festival", "keywords-mbrola"):
+        listed = list(CORPORA[name].lister())
+        assert {c.text for c in listed} >= set(KEYWORDS) and all(c.tts[0] in ("sh", "espeak-ng") for c in listed)
+
+
+def test_tuxpaint_names_map_to_locales():
+    assert _tuxpaint_locale("math", "7") == "en_US"
+    assert _tuxpaint_locale("math", "7_en_GB") == "en_GB"
+    assert _tuxpaint_locale("animals", "cat_desc") == "en_US"
+    assert _tuxpaint_locale("animals", "cat_desc_fr") == "fr"
+    assert _tuxpaint_locale("animals", "cat_zh_tw") == "zh_tw"
+    assert _tuxpaint_locale("animals", "cat") is None  # a sound effect
+
+
+def test_sounds_like_keyword():
+    assert sounds_like_keyword("Nooo", KEYWORDS) and sounds_like_keyword("Yessir", KEYWORDS)
+    assert sounds_like_keyword("seven", KEYWORDS)
+    assert not sounds_like_keyword("seventeen", KEYWORDS) and not sounds_like_keyword("hello", KEYWORDS)
+
+
+def test_clips_hold_their_word_where_they_say(root):
+    data = KeywordClips(root, "train", seconds=1.0, length=60, reverb_prob=0.5, speed_prob=0.5)
+    assert "tuxpaint-en" not in {e["corpus"] for es in data.by_word.values() for e in es}  # dev-only corpus
+    assert data.labels[-2:] == (UNKNOWN, SILENCE)
+    seen = set()
+    for i in range(60):
+        audio, label, span = data[i]
+        assert audio.shape == (1, 16000) and audio.dtype == torch.float32 and float(audio.abs().max()) < 1
+        start, end = span.tolist()
+        if data.labels[label] == SILENCE:
+            assert (start, end) == (-1, -1)
+        else:
+            assert 0 <= start < end <= 16000
+        seen.add(data.labels[label])
+    assert {UNKNOWN, SILENCE} <= seen and len(seen) > 10
+    a, b = data[7], data[7]
+    assert np.array_equal(a[0].numpy(), b[0].numpy()) and a[1] == b[1]  # reproducible per index
+
+
+def test_forced_label_word_and_tail(root):
+    data = KeywordClips(root, "dev", seconds=1.0, reverb_prob=0.0, speed_prob=0.0, snr_db=(50.0, 50.0), quiet_prob=0.0,
+                        context_prob=0.0, bandlimit_prob=0.0)
+    word = np.ones(3200, np.float32) * 0.1
+    for seed in range(5):
+        audio, label, info = data.synthesize(np.random.default_rng(seed), 32000, label=3, word=(word, {"text": "x"}),
+                                             tail_s=0.5)
+        assert label == 3 and info["end"] - info["start"] == 3200 and info["end"] <= 32000 - 8000
+        inside = np.abs(audio[info["start"]:info["end"]]).mean()
+        assert inside > 20 * np.abs(audio[: info["start"]]).mean() if info["start"] > 160 else True
+
+
+def test_keyword_dev_sets(root, monkeypatch):
+    monkeypatch.setattr(devset, "KEYWORD_CLIPS", 44)
+    monkeypatch.setattr(devset, "NEGATIVE_SPEECH", 2)
+    monkeypatch.setattr(devset, "NEGATIVE_BACKGROUND", 1)
+    monkeypatch.setattr(devset, "NEGATIVE_SECONDS", 8.0)
+    write_devset("keywords", root)
+    _, synthetic = load_devset("keywords", root)
+    assert len(synthetic) == 44 and {e["label"] for e in synthetic} >= set(KEYWORDS)
+    assert all(e["end"] <= (devset.KEYWORD_SECONDS - devset.KEYWORD_TAIL_S) * 16000 for e in synthetic if "end" in e)
+    write_devset("keywords-real", root)
+    _, real = load_devset("keywords-real", root)
+    recorded = [e for e in real if e["label"] in KEYWORDS]
+    assert {e["corpus"] for e in recorded} == {"tuxpaint-en"}
+    assert len(recorded) == 20 * len(devset.REAL_CONDITIONS)  # 2 talkers x 10 digits in every condition
+    assert {e["condition"] for e in real} == {c[0] for c in devset.REAL_CONDITIONS} | {"unknown", "silence"}
+    assert all(e["text"] not in KEYWORDS for e in real if e["condition"] == "unknown")
+    write_devset("keywords-negative", root)
+    _, negative = load_devset("keywords-negative", root)
+    assert [e["kind"] for e in negative] == ["speech", "speech", "noise"]
+    assert all(e["duration"] == 8.0 for e in negative)
+    assert not set(OTHER) & set(KEYWORDS)

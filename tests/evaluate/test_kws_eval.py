@@ -1,0 +1,134 @@
+"""The keyword-spotting scorer on tiny inputs, operation counting, and `wavestream eval kws` end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wavestream.evaluate.kws import (
+    OpCounter,
+    argmax_keyword,
+    delay_s,
+    false_alarms_per_hour,
+    markdown,
+    smooth,
+    summarize,
+    top_event,
+)
+from wavestream.streaming import LIF
+
+
+def test_smooth_is_a_causal_moving_average():
+    post = np.zeros((6, 2))
+    post[2, 0] = 1.0
+    s = smooth(post, 3)
+    assert s.shape == (6, 2)
+    assert np.allclose(s[:, 0], [0, 0, 1 / 3, 1 / 3, 1 / 3, 0]) and np.allclose(s[:, 1], 0)
+    assert np.allclose(smooth(np.ones((4, 1)), 2)[:, 0], [0.5, 1, 1, 1])  # zeros before the start
+
+
+def test_argmax_keyword_ignores_unknown_and_background():
+    post = np.zeros((10, 5))  # 3 keywords + unknown + background
+    post[:, 4] = 0.9
+    post[4:6, 1] = 0.6
+    post[:, 3] = 0.95
+    assert argmax_keyword(post, 3, 1) == (1, pytest.approx(0.6))
+    assert argmax_keyword(post, 3, 2)[1] == pytest.approx(0.6)
+
+
+def test_summary_counts_events_and_delays():
+    rows = [{"label": "one", "argmax": "one", "event": "one", "delay_s": 0.1},
+            {"label": "one", "argmax": "two", "event": None},
+            {"label": "two", "argmax": "two", "event": "one", "delay_s": 0.5},
+            {"label": "_unknown_", "argmax": "one", "event": None},
+            {"label": "_silence_", "argmax": "two", "event": "two"}]
+    s = summarize(rows, ("one", "two"))
+    assert s["top1_argmax"] == round(2 / 3, 4) and s["top1_event"] == round(1 / 3, 4)
+    assert s["rejection"] == 0.5 and s["delay_median_s"] == 0.1  # only the right event's delay
+    assert top_event([{"score": 0.7, "label": "a"}, {"score": 0.9, "label": "b"}])["label"] == "b"
+    assert top_event([]) is None
+    assert delay_s({"start": 1.0}, 0.95) == pytest.approx(0.06)
+    assert false_alarms_per_hour([[{}], [], [{}, {}]], [1800, 900, 900]) == 3.0
+
+
+class _Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Conv1d(2, 3, 1, bias=False)
+        self.lif = LIF(3, decay=0.0, threshold=0.5)
+        self.sparse = nn.Conv1d(3, 4, 1, bias=False)
+
+    def forward(self, x):
+        h = self.dense(x)
+        s, _ = self.lif.step(h, self.lif.init_state(x.shape[0]))
+        return self.sparse(s)
+
+
+def test_op_counter_counts_macs_synops_and_spikes():
+    toy = _Toy()
+    with torch.no_grad():
+        toy.dense.weight.copy_(torch.tensor([[[1.0], [0.0]], [[0.0], [1.0]], [[-1.0], [0.0]]]))
+    x = torch.tensor([[[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]]]) * 0.7  # [1, 2, 4]: not binary
+    counter = OpCounter(toy)
+    with torch.no_grad():
+        toy(x)
+    counter.close()
+    assert counter.macs == 2 * 4 * 3  # every input value x fan-out 3
+    # LIF outputs: channel 0 fires where x0 > 0.5 (3 frames), channel 1 once, channel 2 never
+    assert counter.spikes == 4 and counter.neurons == 12
+    assert counter.synops == 4 * 4  # each spike reaches the 4 outputs
+    assert "step" not in vars(toy.lif)  # the wrapper is gone
+
+
+def test_markdown_renders_a_row_per_model():
+    system = {"parameters": 1000, "trained": True, "rtf": 0.001, "synthetic": {"top1_argmax": 0.9, "top1_event": 0.8},
+              "real": {"top1_argmax": 0.7, "top1_event": 0.6, "rejection": 0.9, "delay_median_s": 0.2,
+                       "by_condition": {"quiet": {"top1_argmax": 0.8, "top1_event": 0.7}}, "confusions": {"a->b": 2}},
+              "false_alarms_per_hour": {"speech": 1.0, "noise/music": 0.0, "all": 0.7},
+              "streaming": {"step_ms": 0.2, "recompute_ms": 5.0}, "ops": {"macs_per_s": 2e6, "synops_per_s": 0}}
+    text = markdown({"date": "today", "machine": {"cpu": "cpu"}, "systems": {"kws": system}}, "wavestream eval kws")
+    assert "| kws | 1 k | 90.0 % / 80.0 % | 70.0 % / 60.0 % |" in text and "a->b: 2" in text
+
+
+def test_eval_kws_end_to_end(tmp_path, monkeypatch):
+    """Tiny dev sets, a tiny trained-for-two-steps model exported with its card, through the CLI."""
+    from tests.data.tiny import prepare_tiny
+    from tests.data.tiny_keywords import add_tiny_keywords
+    from wavestream.cli import main
+    from wavestream.data import devset
+
+    root = add_tiny_keywords(prepare_tiny(tmp_path / "d"))
+    monkeypatch.setattr(devset, "KEYWORD_CLIPS", 22)
+    monkeypatch.setattr(devset, "NEGATIVE_SPEECH", 1)
+    monkeypatch.setattr(devset, "NEGATIVE_BACKGROUND", 1)
+    monkeypatch.setattr(devset, "NEGATIVE_SECONDS", 6.0)
+    for task in ("keywords", "keywords-real", "keywords-negative"):
+        devset.write_devset(task, root)
+    config = {"name": "kws-spiking",
+              "model": {"dim": 16, "blocks": 1, "memory_channels": 2, "memory_order": 8, "theta": 32, "mlp_ratio": 1},
+              "data": {"root": str(root), "batch_size": 2, "seconds": 1.0, "num_workers": 0, "reverb_prob": 0.0},
+              "dev": {"limit": 10}, "loss": {"kind": "frame"},
+              "train": {"steps": 2, "eval_every": 2, "checkpoint_every": 2, "warmup_steps": 0, "threads": 1}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    assert main(["train", "kws-spiking", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 0
+    assert main(["train", "kws-spiking", "--out", str(tmp_path / "run"), "--export", "--weights-dir",
+                 str(tmp_path / "w")]) == 0
+    out = tmp_path / "report"
+    assert main(["eval", "kws", "--model", "kws-spiking", "--root", str(root), "--out", str(out), "--weights",
+                 f"kws-spiking={tmp_path / 'w' / 'kws-spiking.safetensors'}"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    s = results["systems"]["kws-spiking"]
+    card = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
+    assert s["parameters"] == card["architecture"]["parameters"]
+    assert s["real"]["keyword_clips"] == 100 and set(s["real"]["by_condition"]) == {
+        "quiet", "snr20", "snr10", "snr5", "room-snr15"}
+    assert 0 <= s["ops"]["spike_rate"] <= 1 and s["ops"]["synops_per_s"] >= 0 and s["ops"]["macs_per_s"] > 0
+    assert s["false_alarms_per_hour"]["all"] >= 0 and s["negative_hours"] == pytest.approx(12 / 3600, abs=1e-3)
+    assert s["streaming"]["step_ms"] > 0 and "kws-spiking" in (out / "README.md").read_text()
+    assert main(["train", "kws-spiking", "--record-eval", str(out / "results.json"), "--name", "kws-spiking",
+                 "--weights-dir", str(tmp_path / "w")]) == 0
+    card = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
+    assert card["metrics"]["real_top1"] == s["real"]["top1_event"]

@@ -1,0 +1,115 @@
+"""`wavestream train kws` / `kws-spiking` end to end on tiny generated keywords: train, interrupt, resume, export."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.data.tiny import prepare_tiny
+from tests.data.tiny_keywords import add_tiny_keywords
+from wavestream.cli import main
+from wavestream.data import devset
+from wavestream.models.registry import load_model
+from wavestream.train.kws import IGNORE, KeywordLoss, frame_targets
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kws_recipe")
+    root = add_tiny_keywords(prepare_tiny(folder))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(devset, "KEYWORD_CLIPS", 22)
+        for task in ("keywords", "keywords-real"):
+            devset.write_devset(task, root)
+    config = {
+        "name": "kws",
+        "model": {"dim": 16, "blocks": 1, "memory_channels": 2, "memory_order": 8, "theta": 32, "mlp_ratio": 1},
+        "data": {"root": str(root), "batch_size": 3, "seconds": 1.0, "num_workers": 0, "seed": 0, "reverb_prob": 0.3},
+        "dev": {"limit": 30},
+        "loss": {"kind": "both"},
+        # constant LR, so a run cut short with --steps follows the same schedule as the whole run
+        "train": {"steps": 4, "lr": 0.003, "warmup_steps": 0, "min_lr_ratio": 1.0, "log_every": 1,
+                  "eval_every": 2, "checkpoint_every": 2, "threads": 1},
+    }
+    path = folder / "kws.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _train(config_path, out, *extra, recipe="kws"):
+    assert main(["train", recipe, "--config", str(config_path), "--out", str(out), "--quiet", *extra]) == 0
+
+
+def test_frame_targets_follow_the_word():
+    hop, rate, k = 160, 16000, 20
+    labels = torch.tensor([3, k, k + 1])
+    spans = torch.tensor([[4000, 8000], [4000, 8000], [-1, -1]])
+    t = frame_targets(labels, spans, 100, hop, rate, k, onset_s=0.1, hold_s=0.2, release_s=0.1)
+    ends = (torch.arange(100) + 1) * hop
+    assert (t[0][ends <= 4000] == k + 1).all()  # background before the word
+    assert (t[0][(ends > 4000) & (ends < 8000 - 1600)] == IGNORE).all()  # the word is still going on
+    assert (t[0][(ends >= 6400) & (ends <= 8000 + 3200)] == 3).all()  # keyword from onset to the end of the hold
+    assert (t[0][(ends > 11200) & (ends <= 12800)] == IGNORE).all()
+    assert (t[0][ends > 12800] == k + 1).all()  # and background again
+    assert (t[1][(ends > 4000) & (ends <= 11200)] == k).all()  # unknown from its start
+    assert (t[2] == k + 1).all()
+
+
+def test_losses_are_finite_and_differentiable():
+    logits = torch.randn(2, 22, 50, requires_grad=True)
+    labels, spans = torch.tensor([1, 21]), torch.tensor([[1600, 4800], [-1, -1]])
+    for kind in ("frame", "pooled", "both"):
+        loss, stats = KeywordLoss(kind)(logits, labels, spans, 160, 16000)
+        loss.backward()
+        assert torch.isfinite(loss) and logits.grad is not None and stats
+    with pytest.raises(ValueError, match="loss kind"):
+        KeywordLoss("nope")
+
+
+def test_interrupted_and_resumed_run_equals_whole_run(config_path, tmp_path):
+    _train(config_path, tmp_path / "whole")
+    _train(config_path, tmp_path / "cut", "--steps", "2")
+    assert json.loads((tmp_path / "cut" / "last.json").read_text())["step"] == 2
+    _train(config_path, tmp_path / "cut", "--resume")
+    last = json.loads((tmp_path / "cut" / "last.json").read_text())
+    assert last["step"] == 4 and [h["step"] for h in last["history"]] == [2, 4]
+    whole = load_file(str(tmp_path / "whole" / "last.safetensors"))
+    resumed = load_file(str(tmp_path / "cut" / "last.safetensors"))
+    for name, value in whole.items():
+        assert torch.equal(value, resumed[name]), f"{name} differs after resume"
+    log = (tmp_path / "whole" / "train.log").read_text()
+    assert "dev step 4 dev_real_top1=" in log and "dev_syn_top1=" in log
+
+
+def test_export_writes_loadable_weights_and_card(config_path, tmp_path):
+    _train(config_path, tmp_path / "run")
+    assert main(["train", "kws", "--out", str(tmp_path / "run"), "--export", "--weights-dir", str(tmp_path / "w"),
+                 "--detector", '{"threshold": 0.7}']) == 0
+    card = json.loads((tmp_path / "w" / "kws.json").read_text())
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert card["training"]["best_step"] == best["step"] and card["config"]["threshold"] == 0.7
+    assert {c["kind"] for c in card["data"]["corpora"]} >= {"keywords", "speech", "noise", "rir"}
+    assert "tuxpaint-en" not in {c["corpus"] for c in card["data"]["corpora"]}
+    model = load_model("kws", weights=tmp_path / "w" / "kws.safetensors", **card["config"])
+    assert model.trained and model.detector_config["threshold"] == 0.7
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 3200) * 0.05).shape == (1, 22, 20)
+
+
+def test_spiking_recipe_starts_from_the_ann_weights(config_path, tmp_path):
+    _train(config_path, tmp_path / "ann")
+    spiking = json.loads(config_path.read_text()) | {"name": "kws-spiking"}
+    path = tmp_path / "spiking.json"
+    path.write_text(json.dumps(spiking))
+    _train(path, tmp_path / "snn", "--steps", "2", "--init", str(tmp_path / "ann" / "best.safetensors"),
+           recipe="kws-spiking")
+    meta = json.loads((tmp_path / "snn" / "last.json").read_text())
+    assert meta["run"]["config"]["name"] == "kws-spiking" and meta["run"]["init"].endswith("best.safetensors")
+
+
+def test_config_without_a_section_is_rejected(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"model": {}}))
+    with pytest.raises(ValueError, match="lacks section"):
+        main(["train", "kws", "--config", str(path), "--out", str(tmp_path / "x"), "--quiet"])

@@ -1,0 +1,223 @@
+"""Keyword-spotting clips synthesized on the fly: one word (or none) in background, with its position.
+
+``KeywordClips`` draws, per (seed, index), a clip of ``seconds`` holding one of:
+
+- a keyword (label 0..K-1) spoken by a TTS voice or a recording of the keyword corpora
+  (``wavestream data prepare --only keywords``);
+- an "unknown" (label K): another word (TTS other words, recorded words of Tux Paint, KTuberling,
+  KLettres, Hedgewars), or a random 0.3-1.2 s stretch of running speech (any speech corpus);
+- "silence" (label K+1): background only;
+
+placed at a random offset (time shift), optionally after a short other word (context), then:
+speed/pitch perturbation (resampling: tape-speed, both change together), band-limiting (8-12 kHz
+sample rate), a room (full impulse response from ``rir`` manifests), background noise / music /
+babble at an SNR, and a random level. ``synthesize`` also returns where the word starts and ends (in
+samples of the output clip), so a recipe can build per-frame targets and an evaluation can measure
+detection delay. The split (train/dev) selects speakers and noise sources as everywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .audio import read_segment, resample
+from .manifest import default_root, load_entries
+from .synth import _convolve, _lowpass, _scale_to_snr, _SeededDataset
+
+#: keyword corpora trained on by default: every prepared keyword corpus except the real-speech dev one
+DEV_ONLY_CORPORA = ("tuxpaint-en",)
+#: speech corpora whose short clips are single words or short phrases ("unknown" words)
+WORD_CORPORA = ("hedgewars", "ktuberling", "klettres")
+UNKNOWN, SILENCE = "_unknown_", "_silence_"
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.lower())
+
+
+def sounds_like_keyword(text: str, keywords: tuple[str, ...]) -> bool:
+    """A recorded "unknown" word whose name is a keyword, or a keyword drawn out ("Nooo", "Yessir"):
+    not safe as a negative."""
+    t = _letters(text)
+    return any(t == k or (t.startswith(k) and len(t) <= len(k) + 3) for k in keywords)
+
+
+class KeywordClips(_SeededDataset):
+    """``(audio [1, T], label, span [2])``: span = (start, end) sample of the word, (-1, -1) for silence.
+
+    Labels ``0..K-1`` are ``keywords``, ``K`` unknown, ``K+1`` silence (``self.labels``).
+    ``corpora``: keyword corpora to draw keywords and TTS other words from (default all but
+    ``DEV_ONLY_CORPORA``); ``keyword_speakers`` optionally restricts them to some talkers.
+    ``snr_db`` is drawn per clip; with probability ``quiet_prob`` the background sits at 30-50 dB
+    below the word instead (near-clean speech must be recognised too).
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
+                 rate: int = 16000, length: int = 10000, seed: int = 0, keywords: tuple[str, ...] | None = None,
+                 corpora: list[str] | None = None, keyword_speakers: list[str] | None = None,
+                 unknown_prob: float = 0.25, silence_prob: float = 0.08, running_speech_prob: float = 0.3,
+                 context_prob: float = 0.15, snr_db: tuple[float, float] = (0.0, 20.0), quiet_prob: float = 0.15,
+                 level_db: tuple[float, float] = (-45.0, -15.0),
+                 background: dict[str, float] | None = None, reverb_prob: float = 0.3,
+                 speed: tuple[float, float] = (0.85, 1.15), speed_prob: float = 0.5, bandlimit_prob: float = 0.15):
+        from .corpora import KEYWORDS
+        if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
+            raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
+        if unknown_prob + silence_prob > 1:
+            raise ValueError("unknown_prob + silence_prob must be at most 1")
+        self.root = Path(root) if root is not None else default_root()
+        self.keywords = tuple(keywords or KEYWORDS)
+        self.labels = (*self.keywords, UNKNOWN, SILENCE)
+        self.background = background or {"noise": 0.7, "music": 0.15, "babble": 0.15}
+        if not set(self.background) <= {"noise", "music", "babble"} or sum(self.background.values()) <= 0:
+            raise ValueError(f"background weights must be over noise, music, babble; got {self.background}")
+        self._init_sampling(rate, seconds, length, seed)
+        self.split = split
+        words = load_entries(self.root, "keywords", split)
+        chosen = corpora if corpora is not None else sorted({e["corpus"] for e in words} - set(DEV_ONLY_CORPORA))
+        words = [e for e in words if e["corpus"] in chosen]
+        self.by_word: dict[str, list[dict]] = defaultdict(list)
+        self.other_words: list[dict] = []
+        for e in words:
+            text = e.get("text", "")
+            if text in self.keywords:
+                if keyword_speakers is None or e["speaker"] in keyword_speakers:
+                    self.by_word[text].append(e)
+            elif not sounds_like_keyword(text, self.keywords):
+                self.other_words.append(e)
+        missing = [k for k in self.keywords if k not in self.by_word]
+        if missing:
+            raise ValueError(f"no {split} clips for keywords {missing} in corpora {chosen} of {self.root}: "
+                             f"run `wavestream data prepare --only keywords`")
+        self.speech = load_entries(self.root, "speech", split)
+        self.other_words += [e for e in self.speech if e["corpus"] in WORD_CORPORA
+                             and e["duration"] <= seconds - 0.2 and not sounds_like_keyword(e.get("text", ""),
+                                                                                            self.keywords)]
+        if not self.other_words:
+            raise ValueError(f"no {split} non-keyword words in {self.root}")
+        self.running = [e for e in self.speech if e["duration"] >= 1.0]
+        self.noise = load_entries(self.root, "noise", split)
+        self.music = load_entries(self.root, "music", split) if self.background.get("music", 0) > 0 else []
+        if self.background.get("music", 0) > 0 and not self.music:
+            raise ValueError(f"no {split} music in {self.root}")
+        self.rooms = load_entries(self.root, "rir", split) if reverb_prob > 0 else []
+        if reverb_prob > 0 and not self.rooms:
+            raise ValueError(f"no {split} rooms in {self.root}: `wavestream data prepare --only rooms` "
+                             f"(or reverb_prob=0)")
+        self.unknown_prob, self.silence_prob = unknown_prob, silence_prob
+        self.running_speech_prob, self.context_prob = running_speech_prob, context_prob
+        self.snr_db, self.quiet_prob, self.level_db = snr_db, quiet_prob, level_db
+        self.reverb_prob, self.speed, self.speed_prob = reverb_prob, speed, speed_prob
+        self.bandlimit_prob = bandlimit_prob
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, entry: dict) -> np.ndarray:
+        audio, rate = sf.read(entry["path"], dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        return resample(audio, rate, self.rate) if rate != self.rate else audio
+
+    def _crop(self, rng: np.random.Generator, entry: dict, n: int) -> np.ndarray:
+        frames = int(round(entry["duration"] * self.rate))
+        if frames > n:
+            x = read_segment(entry["path"], int(rng.integers(frames - n)), n)
+            if len(x) == n:
+                return x
+        x = self.read(entry)
+        reps = -(-n // max(1, len(x))) + 1
+        return np.roll(np.tile(x, reps), -int(rng.integers(len(x))))[:n]
+
+    def _background(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, str]:
+        kinds = [k for k, w in self.background.items() if w > 0]
+        weights = np.array([self.background[k] for k in kinds], dtype=np.float64)
+        kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+        if kind == "babble":
+            talkers = [self._crop(rng, self.running[rng.integers(len(self.running))], n)
+                       for _ in range(rng.integers(3, 7))]
+            return np.sum([t / (np.sqrt(np.mean(t.astype(np.float64) ** 2)) + 1e-9) for t in talkers], axis=0), kind
+        pool = self.noise if kind == "noise" else self.music
+        return self._crop(rng, pool[rng.integers(len(pool))], n), kind
+
+    # -- one clip ------------------------------------------------------------------------------
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        audio, label, info = self.synthesize(self.rng(index))
+        span = torch.tensor([info.get("start", -1), info.get("end", -1)], dtype=torch.long)
+        return torch.from_numpy(np.ascontiguousarray(audio))[None], label, span
+
+    def _word(self, rng: np.random.Generator, label: int) -> tuple[np.ndarray, dict]:
+        if label < len(self.keywords):
+            takes = self.by_word[self.keywords[label]]
+            entry = takes[rng.integers(len(takes))]
+            return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": entry["text"]}
+        if rng.random() < self.running_speech_prob:  # a stretch of running speech (words cut anywhere)
+            entry = self.running[rng.integers(len(self.running))]
+            x = self._crop(rng, entry, int(self.rate * rng.uniform(0.3, 1.2)))
+            return x, {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": "(running speech)"}
+        entry = self.other_words[rng.integers(len(self.other_words))]
+        return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"],
+                                  "text": entry.get("text", "")}
+
+    def synthesize(self, rng: np.random.Generator, samples: int | None = None, label: int | None = None,
+                   word: tuple[np.ndarray, dict] | None = None, tail_s: float = 0.0) -> tuple[np.ndarray, int, dict]:
+        """(audio, label, info); info has ``start``/``end`` (samples, keyword or unknown word) and what was drawn.
+
+        ``label`` forces the class (dev sets balance them), ``word`` the recording (audio at ``rate``,
+        info) of a keyword or unknown label; ``samples`` overrides the clip length; the word ends at
+        least ``tail_s`` before the clip does (time for a streaming detector to answer).
+        """
+        n = samples or self.samples
+        tail = int(tail_s * self.rate)
+        if label is None:
+            roll = rng.random()
+            label = (len(self.keywords) + 1 if roll < self.silence_prob else len(self.keywords)
+                     if roll < self.silence_prob + self.unknown_prob else int(rng.integers(len(self.keywords))))
+        info: dict = {"label": self.labels[label]}
+        dry = np.zeros(n, np.float32)
+        if label <= len(self.keywords):
+            word, drawn = word if word is not None else self._word(rng, label)
+            info.update(drawn)
+            if rng.random() < self.speed_prob:
+                factor = float(rng.uniform(*self.speed))  # > 1: faster and higher
+                word = resample(word, int(round(self.rate * factor)), self.rate)
+                info["speed"] = round(factor, 3)
+            word = word[: n - tail - int(0.05 * self.rate)]
+            start = int(rng.integers(0, n - tail - len(word) + 1))
+            if label < len(self.keywords) and rng.random() < self.context_prob and start > 0.4 * self.rate:
+                other, _ = self._word(rng, len(self.keywords))  # another word said before the keyword
+                other = other[: start - int(0.1 * self.rate)]
+                gap = int(self.rate * rng.uniform(0.05, 0.3))
+                at = max(0, start - gap - len(other))
+                dry[at:at + len(other)] = other[: start - at] * rng.uniform(0.5, 1.2)
+                info["context"] = True
+            dry[start:start + len(word)] += word
+            info.update(start=start, end=start + len(word))
+        if rng.random() < self.bandlimit_prob:
+            cutoff_rate = int(rng.choice([8000, 11025, 12000]))
+            dry = _lowpass(dry, self.rate, cutoff_rate)
+            info["bandlimit_hz"] = cutoff_rate // 2
+        speech = dry
+        if rng.random() < self.reverb_prob:
+            rir = self.read(self.rooms[rng.integers(len(self.rooms))])
+            direct = int(np.argmax(np.abs(rir)))
+            rir = rir[direct:] / (np.abs(rir[direct]) + 1e-9)
+            speech = _convolve(dry, rir)
+            speech *= np.sqrt(np.mean(dry.astype(np.float64) ** 2) / (np.mean(speech.astype(np.float64) ** 2) + 1e-20))
+            info["reverb"] = True
+        noise, kind = self._background(rng, n)
+        if label == len(self.keywords) + 1:
+            audio = noise
+            info["background"] = kind
+        else:
+            # SNR over the word's own span, so a short word in a long clip is as audible as asked
+            ref = speech[info["start"]:info["end"]]
+            snr = float(rng.uniform(30, 50)) if rng.random() < self.quiet_prob else float(rng.uniform(*self.snr_db))
+            audio = speech + _scale_to_snr(ref, noise, snr)
+            info.update(background=kind, snr_db=round(snr, 2))
+        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9)
+        gain = min(gain, 0.99 / (np.abs(audio).max() + 1e-9))
+        return (audio * gain).astype(np.float32), label, info

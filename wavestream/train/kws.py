@@ -1,0 +1,356 @@
+"""Training recipe for the keyword spotters "kws" (LMUFormer) and "kws-spiking" (spiking LMUFormer).
+
+Data: ``wavestream.data.keywords.KeywordClips`` (seeded per index): keywords of the TTS voices and
+recorded corpora, unknown words and running speech, background only; noise/music/babble at 0-20 dB,
+rooms, speed/pitch, band-limiting, level, time shift (see that module).
+
+Loss (``loss.kind``):
+
+- ``frame``: per-frame cross-entropy against frame targets made from where the word is. A frame is
+  labelled with what has been *said by its end*: background before the word; the keyword from
+  ``onset_s`` before the word ends until ``hold_s`` after (the detector's window); nothing (ignored)
+  while the word is still going on before that and for ``release_s`` after the hold; background
+  again afterwards (the model must let go). Unknown words are "unknown" from their start to the end
+  of the hold. This is what streaming detection needs: posteriors that rise when a word is complete
+  and fall again.
+- ``pooled``: one cross-entropy per clip on the log-sum-exp of the frame logits over the clip (a
+  soft max-pool; no timing).
+- ``both``: their sum.
+
+Dev: the frozen keyword dev sets (``wavestream data devset --task keywords,keywords-real``); the
+checkpoint is chosen on ``dev_real_top1`` (recorded English keywords of a corpus never trained on:
+the out-of-domain set), with the synthetic dev voices logged beside it. ``--init`` starts from
+another run's weights (e.g. the spiking model from the ANN's). ``--export`` writes the shipped
+weights + card.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from wavestream.data import default_root, load_entries
+from wavestream.data.keywords import KeywordClips
+from wavestream.evaluate.kws import argmax_keyword
+from wavestream.models.registry import WEIGHTS_DIR, get_spec
+
+from .loop import BEST, LoopConfig, fit
+
+METRIC = "dev_real_top1"
+CONFIGS = Path(__file__).parent / "configs"
+SECTIONS = ("name", "model", "data", "dev", "loss", "train")
+IGNORE = -100
+
+
+def load_config(path: str | Path) -> dict:
+    config = json.loads(Path(path).read_text())
+    missing = [s for s in SECTIONS if s not in config]
+    if missing:
+        raise ValueError(f"config {path} lacks section(s) {missing}; it needs {list(SECTIONS)}")
+    return config
+
+
+def build_model(config: dict) -> nn.Module:
+    return get_spec(config["name"]).build(**config["model"])
+
+
+# -- targets and losses ---------------------------------------------------------------------------
+
+def frame_targets(labels: torch.Tensor, spans: torch.Tensor, frames: int, hop: int, rate: int, keywords: int,
+                  onset_s: float = 0.15, hold_s: float = 0.3, release_s: float = 0.2) -> torch.Tensor:
+    """``[B, frames]`` class targets (``IGNORE`` where none) for clips of ``labels`` with word ``spans``.
+
+    Frame k ends at sample ``(k + 1) * hop``; label ``keywords`` is unknown, ``keywords + 1`` background.
+    """
+    ends = (torch.arange(frames) + 1) * hop  # [frames]
+    silence = keywords + 1
+    targets = torch.full((len(labels), frames), silence, dtype=torch.long)
+    for b, (label, (start, end)) in enumerate(zip(labels.tolist(), spans.tolist(), strict=True)):
+        if label == silence or start < 0:
+            continue
+        on = end - int(onset_s * rate) if label < keywords else start
+        off = end + int(hold_s * rate)
+        release = off + int(release_s * rate)
+        row = targets[b]
+        row[(ends > start) & (ends < on)] = IGNORE
+        row[(ends >= on) & (ends <= off)] = label
+        row[(ends > off) & (ends <= release)] = IGNORE
+    return targets
+
+
+class KeywordLoss(nn.Module):
+    def __init__(self, kind: str = "frame", onset_s: float = 0.15, hold_s: float = 0.3, release_s: float = 0.2,
+                 label_smoothing: float = 0.05):
+        super().__init__()
+        if kind not in ("frame", "pooled", "both"):
+            raise ValueError(f"loss kind must be frame, pooled or both; got {kind!r}")
+        self.kind, self.onset_s, self.hold_s, self.release_s = kind, onset_s, hold_s, release_s
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, spans: torch.Tensor, hop: int,
+                rate: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """``logits [B, K, T]``; returns (loss, stats)."""
+        keywords = logits.shape[1] - 2
+        loss = logits.new_zeros(())
+        stats: dict[str, float] = {}
+        if self.kind in ("frame", "both"):
+            targets = frame_targets(labels, spans, logits.shape[-1], hop, rate, keywords, self.onset_s, self.hold_s,
+                                    self.release_s)
+            frame = nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE,
+                                                label_smoothing=self.label_smoothing)
+            loss = loss + frame
+            valid = targets != IGNORE
+            stats["frame_acc"] = float((logits.argmax(1)[valid] == targets[valid]).float().mean())
+            stats["frame_ce"] = frame.item()
+        if self.kind in ("pooled", "both"):
+            pooled = torch.logsumexp(logits, dim=-1) - np.log(logits.shape[-1])
+            clip = nn.functional.cross_entropy(pooled, labels, label_smoothing=self.label_smoothing)
+            loss = loss + clip
+            stats["clip_ce"] = clip.item()
+            stats["clip_acc"] = float((pooled.argmax(1) == labels).float().mean())
+        return loss, stats
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+def _dataset(data: dict, split: str, length: int, seed: int) -> KeywordClips:
+    options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed")}
+    for key in ("snr_db", "level_db", "speed"):
+        if key in options:
+            options[key] = tuple(options[key])
+    return KeywordClips(split=split, length=length, seed=seed, **options)
+
+
+def dev_clips(config: dict, task: str) -> tuple[torch.Tensor, list[dict]] | None:
+    """(audio ``[N, 1, T]``, entries) of a frozen keyword dev set, or None when it was not written."""
+    from wavestream.data.devset import load_devset
+    root = config["data"].get("root")
+    try:
+        folder, entries = load_devset(task, root, verify=False)
+    except ValueError:
+        return None
+    limit = config["dev"].get("limit")
+    if limit:
+        entries = entries[:: max(1, len(entries) // limit)]
+    audio = [sf.read(str(folder / e["audio"]), dtype="float32")[0] for e in entries]
+    n = min(len(a) for a in audio)
+    return torch.from_numpy(np.stack([a[:n] for a in audio]))[:, None], entries
+
+
+def evaluate_on(model: nn.Module, audio: torch.Tensor, entries: list[dict], prefix: str,
+                batch: int = 32) -> dict[str, float]:
+    """Top-1 (argmax of the smoothed keyword posteriors) on keyword clips, and the mean peak keyword
+    posterior on the others (lower is better: no keyword there)."""
+    keywords = len(model.classes) - 2
+    smooth_frames = model.detector_config["smooth_frames"]
+    n = audio.shape[-1] // model.hop * model.hop
+    post = torch.cat([model(audio[i:i + batch, :, :n]) for i in range(0, len(audio), batch)]).numpy()
+    right, peaks = [], []
+    for p, e in zip(post, entries, strict=True):
+        best, score = argmax_keyword(p.T, keywords, smooth_frames)
+        if e["label"] in model.classes[:keywords]:
+            right.append(model.classes[best] == e["label"])
+        else:
+            peaks.append(score)
+    out = {f"{prefix}_top1": float(np.mean(right)) if right else float("nan")}
+    if peaks:
+        out[f"{prefix}_other_peak"] = float(np.mean(peaks))
+    return out
+
+
+def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
+          init: str | Path | None = None) -> dict:
+    loop = LoopConfig.from_dict(config["train"])
+    torch.manual_seed(loop.seed)
+    model = build_model(config)
+    if init is not None and not (resume and (Path(out) / "last.json").exists()):
+        missing, unexpected = model.load_state_dict(load_file(str(init)), strict=False)
+        if unexpected:
+            raise ValueError(f"--init {init}: weights the model does not have: {unexpected[:5]}")
+    data = config["data"]
+    batch_size = data["batch_size"]
+    train_set = _dataset(data, "train", loop.steps * batch_size, data.get("seed", 0))
+    criterion = KeywordLoss(**config["loss"])
+    dev = {"real": dev_clips(config, "keywords-real"), "syn": dev_clips(config, "keywords")}
+    if dev["real"] is None:
+        raise ValueError("no keywords-real dev set: run `wavestream data devset --task keywords-real` "
+                         "(after `wavestream data prepare --only keywords`)")
+
+    def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        indices = range(start * batch_size, loop.steps * batch_size)
+        loader = DataLoader(train_set, batch_size=batch_size, sampler=indices, num_workers=data.get("num_workers", 0),
+                            drop_last=True)
+        return iter(loader)
+
+    def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        audio, labels, spans = batch
+        n = audio.shape[-1] // model.hop * model.hop
+        logits = model.frame_logits(audio[..., :n])
+        return criterion(logits, labels, spans, model.hop, model.sample_rate)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        metrics = evaluate_on(model, *dev["real"], "dev_real")
+        if dev["syn"] is not None:
+            metrics.update(evaluate_on(model, *dev["syn"], "dev_syn"))
+        return metrics
+
+    return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
+               run_info={"config": config, "init": str(init) if init else None}, progress=progress)
+
+
+# -- export -----------------------------------------------------------------------------------------
+
+def _training_data(root: Path, config: dict) -> list[dict]:
+    """Corpora, licences and amounts of the training split that the config draws from."""
+    data = config["data"]
+    rows: dict[tuple[str, str, str], list[float]] = {}
+
+    def add(kind: str, entries: list[dict]) -> None:
+        for e in entries:
+            row = rows.setdefault((kind, e["corpus"], e["licence"]), [0.0, 0])
+            row[0] += e["duration"]
+            row[1] += 1
+    from wavestream.data.keywords import DEV_ONLY_CORPORA
+    for kind in ("keywords", "speech", "noise", "music", "rir"):
+        try:
+            entries = load_entries(root, kind, "train")
+        except ValueError:
+            continue
+        if kind == "keywords":
+            chosen = data.get("corpora")
+            entries = [e for e in entries if (e["corpus"] in chosen if chosen else e["corpus"] not in DEV_ONLY_CORPORA)]
+        if kind == "rir" and not data.get("reverb_prob", 0.3):
+            continue
+        add(kind, entries)
+    return [{"kind": k, "corpus": c, "licence": lic, "clips": n, "minutes": round(d / 60, 1)}
+            for (k, c, lic), (d, n) in sorted(rows.items())]
+
+
+def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
+           detector: dict | None = None) -> Path:
+    """Write the best checkpoint of ``run`` as ``{weights_dir}/{name}.safetensors`` + ``{name}.json``.
+
+    ``detector`` overrides the event detector's settings in the card's config (tuned on the dev sets).
+    Card fields training does not produce (``metrics``, ``evaluation``) are kept.
+    """
+    run, weights_dir = Path(run), Path(weights_dir)
+    meta = json.loads((run / f"{BEST}.json").read_text())
+    config = meta["run"]["config"]
+    name = config["name"]
+    model = build_model(config)
+    model.load_state_dict(load_file(str(run / f"{BEST}.safetensors")))
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.float().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(weights_dir / f"{name}.safetensors"))
+    card_path = weights_dir / f"{name}.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    last = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else meta
+    model_config = {**config["model"], **(detector or {})}
+    card.update({
+        "name": name,
+        "task": "kws",
+        "description": ("Streaming keyword spotting at 16 kHz, one 10 ms frame per step: "
+                        + ("spiking LMUFormer (LIF neurons between the layers). " if "spiking" in name
+                           else "LMUFormer (Legendre Memory Unit token mixer). ")
+                        + "Per-frame posteriors over 20 keywords + unknown + background, debounced into events."),
+        "architecture": {
+            "class": "wavestream.models.kws.LMUFormerKWS",
+            "family": "LMUFormer (Liu et al.), made causal; spiking variant with LIF neurons",
+            "summary": "log-mel 40 (25 ms / 10 ms) -> 4 causal convs k=3 -> LMU blocks (memory of theta frames + "
+                       "channel MLP) -> per-frame linear head",
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "sample_rate": model.sample_rate, "hop_samples": model.hop, "latency_samples": model.latency,
+            "latency_ms": 1000 * model.latency / model.sample_rate,
+            "classes": list(model.classes),
+        },
+        "config": model_config,
+        "weights": {"format": "safetensors", "dtype": "float32", "file": f"{name}.safetensors"},
+        "data": {
+            "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
+            "corpora": _training_data(Path(config["data"].get("root") or data_root or default_root()), config),
+            "never_trained_on": "tuxpaint-en (the real-speech dev set); Debian asterisk-core-sounds-en*/es*, "
+                                "pocketsphinx-testdata, npm supersonic-scsynth-samples (sealed)",
+        },
+        "training": {
+            "recipe": f"wavestream train kws --config wavestream/train/configs/{name}.json",
+            "init": meta["run"].get("init"),
+            "loss": config["loss"],
+            "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip",
+                                                           "weight_decay") if k in config["train"]}
+            | {"name": "Adam", "schedule": "warmup + cosine"},
+            "batch_size": config["data"]["batch_size"],
+            "clip_seconds": config["data"].get("seconds", 1.5),
+            "best_step": meta["step"],
+            "steps_run": last["step"],
+            "planned_steps": config["train"]["steps"],
+            "training_hours": round(last["elapsed_s"] / 3600, 2),
+            "hardware": f"2 shared CPU cores, torch.set_num_threads({config['train'].get('threads', 2)})",
+            "dev_history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()}
+                            for h in last.get("history", [])],
+        },
+        "dev": {"chosen_on": f"{METRIC}: top-1 on the recorded English keywords of keywords-real (Tux Paint, "
+                             "never trained on)",
+                **{k: round(v, 4) for k, v in meta["metrics"].items()}},
+    })
+    card.setdefault("metrics", {})
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
+def record_evaluation(results: str | Path, name: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
+    """Copy ``wavestream eval kws`` results of model ``name`` into its card ("metrics" + "evaluation")."""
+    data = json.loads(Path(results).read_text())
+    if name not in data["systems"]:
+        raise ValueError(f"{results} has no {name!r} results; run `wavestream eval kws --model {name}` first")
+    s = data["systems"][name]
+    card_path = Path(weights_dir) / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"] = {
+        "synthetic_top1": s["synthetic"].get("top1_event"), "real_top1": s["real"].get("top1_event"),
+        "real_top1_argmax": s["real"].get("top1_argmax"), "false_alarms_per_hour": s["false_alarms_per_hour"],
+        "delay_median_s": s["real"].get("delay_median_s"), "rtf": s["rtf"], "spike_rate": s["ops"].get("spike_rate"),
+        "macs_per_s": s["ops"]["macs_per_s"], "synops_per_s": s["ops"]["synops_per_s"],
+        "step_over_recompute": s["streaming"]["step_over_recompute"]}
+    card["evaluation"] = {"date": data["date"], "command": data.get("command"), "devsets": data["devsets"],
+                          "result": {k: v for k, v in s.items() if k not in ("config",)}}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", default=None,
+                        help="recipe config (JSON); default wavestream/train/configs/RECIPE.json (kws or kws-spiking)")
+    parser.add_argument("--init", default=None, metavar="SAFETENSORS",
+                        help="start from these weights (e.g. the ANN's best.safetensors for the spiking model)")
+    parser.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="with --export: where the weights + card go")
+    parser.add_argument("--detector", default=None, metavar="JSON",
+                        help='with --export: event detector settings for the card, e.g. \'{"threshold": 0.7}\'')
+    parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
+                        help="do not train: copy `wavestream eval kws` results into the card of --name")
+    parser.add_argument("--name", default=None, help="with --record-eval: the model (kws or kws-spiking)")
+
+
+def run(args) -> int:
+    if args.record_eval:
+        print(record_evaluation(args.record_eval, args.name or "kws", args.weights_dir))
+        return 0
+    if args.export:
+        print(export(args.out, args.weights_dir, detector=json.loads(args.detector) if args.detector else None))
+        return 0
+    config = load_config(args.config or CONFIGS / f"{args.recipe}.json")
+    if args.steps is not None:
+        config["train"]["steps"] = args.steps
+    started = time.time()
+    meta = train(config, args.out, resume=args.resume, progress=not args.quiet, init=args.init)
+    print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {METRIC} {meta['best']:.3f}; "
+          f"checkpoints in {args.out}")
+    return 0
