@@ -8,6 +8,7 @@ import numpy as np
 import soundfile as sf
 
 SPEAKERS = 24
+STUDIO_SCORES = {"sig": 3.5, "bak": 3.95, "ovrl": 3.1}
 
 
 def voiced(rng: np.random.Generator, rate: int, seconds: float, f0: float) -> np.ndarray:
@@ -42,11 +43,23 @@ def make_tiny_corpus(folder: Path, rate: int = 22050) -> dict[str, Path]:
     return {"speech": speech, "noise": noise, "music": music}
 
 
-def prepare_tiny(folder: Path) -> Path:
-    """Prepared data root (16 kHz manifests) built from the tiny corpus."""
+def prepare_tiny(folder: Path, score: bool = False) -> Path:
+    """Prepared data root (16 kHz manifests) built from the tiny corpus.
+
+    Unless ``score`` (real DNSMOS, ~10 s), the tiny talkers get studio-like scores: they are noise-free
+    tones, which DNSMOS (made for speech) does not call clean, and the tests that use them are about
+    synthesis, not about the clean-target rule (tests/data/test_quality.py tests that).
+    """
+    from wavestream.data.manifest import SPLITS, manifest_path, read_manifest, write_manifest
     from wavestream.data.prepare import prepare
     dirs = make_tiny_corpus(folder / "raw")
     root = folder / "data"
     prepare(root, 16000, speech_dirs=[str(dirs["speech"])], noise_dirs=[str(dirs["noise"])],
-            music_dirs=[str(dirs["music"])], install=False, workers=1, log=lambda _: None)
+            music_dirs=[str(dirs["music"])], install=False, workers=1, score=score, log=lambda _: None)
+    if not score:
+        for split in SPLITS:
+            path = manifest_path(root, "speech", split)
+            if path.exists():
+                write_manifest(path, [{**e, "dnsmos": STUDIO_SCORES, "bandwidth_hz": 7800}
+                                      for e in read_manifest(path)])
     return root

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".g722")
 
 
 def read_audio(path: str | Path, rate: int | None = None) -> tuple[np.ndarray, int]:
@@ -20,11 +21,35 @@ def read_audio(path: str | Path, rate: int | None = None) -> tuple[np.ndarray, i
     try:
         audio, native = sf.read(str(path), dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
-        audio, native = _read_with_av(path, exc)
+        embedded = _embedded_ogg(path)
+        if embedded is not None:
+            audio, native = sf.read(embedded, dtype="float32", always_2d=True)
+        else:
+            audio, native = _read_with_av(path, exc)
     audio = audio.mean(axis=1).astype(np.float32)
     if rate is not None and rate != native:
         audio = resample(audio, native, rate)
     return audio, rate or native
+
+
+def _embedded_ogg(path: str | Path) -> io.BytesIO | None:
+    """The Ogg Vorbis stream inside a RIFF/WAVE file with format tag 0x674F ("Vorbis mode 1"), or None.
+
+    Some sample packs (LMMS among them) ship such files: neither libsndfile nor FFmpeg decodes the
+    wrapper, but the data chunk holds a complete Ogg stream that libsndfile reads.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        body = f.read()
+    data = body.find(b"data")
+    if data < 0:
+        return None
+    size = int.from_bytes(body[data + 4:data + 8], "little")
+    chunk = body[data + 8:data + 8 + size]
+    start = chunk.find(b"OggS")
+    return io.BytesIO(chunk[start:]) if start >= 0 else None
 
 
 def _read_with_av(path: str | Path, error: Exception) -> tuple[np.ndarray, int]:

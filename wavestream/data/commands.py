@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .manifest import default_root
+from .quality import CLEAN_BAK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--devsets", action="store_true", help="also write the frozen dev sets afterwards")
     d = sub.add_parser("devset", help="write the frozen dev sets (from dev speakers/noises) with checksums")
     d.add_argument("--root", default=None, help="data folder (default: $WAVESTREAM_DATA or ./data)")
-    d.add_argument("--task", default="enhance,separate,codec,keywords", help="comma-separated dev sets to write")
+    d.add_argument("--task", default=None, help="comma-separated dev sets to write (default: all)")
     d.add_argument("--rate", type=int, default=16000)
     d.add_argument("--force", action="store_true", help="rewrite even when an intact dev set exists")
+    for q in (p, d):
+        q.add_argument("--min-bak", type=float, default=CLEAN_BAK,
+                       help=f"dev-set references: recorded clips need DNSMOS BAK >= this and wide-band "
+                            f"(default {CLEAN_BAK}; 0 takes every clip)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,15 +38,18 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
         from .prepare import prepare
         only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
-        prepare(root, args.rate, only, args.speech_dir, args.noise_dir, args.music_dir,
-                install=not args.no_install, workers=args.workers)
+        summary = prepare(root, args.rate, only, args.speech_dir, args.noise_dir, args.music_dir,
+                          install=not args.no_install, workers=args.workers)
+        if summary["empty_corpora"]:
+            return 1
         if not args.devsets:
             return 0
-        args.task, args.force = "enhance,separate,codec,keywords", False
+        args.task, args.force = None, False
     if args.data_command in ("devset", "prepare"):
-        from .devset import load_devset, write_devset
-        for task in [t.strip() for t in args.task.split(",") if t.strip()]:
-            folder = write_devset(task, root, args.rate, args.force)
+        from .devset import TASKS, load_devset, write_devset
+        tasks = [t.strip() for t in args.task.split(",") if t.strip()] if args.task else TASKS
+        for task in tasks:
+            folder = write_devset(task, root, args.rate, args.force, args.min_bak)
             _, entries = load_devset(task, root, verify=False)
             hours = sum(e.get("duration", 0) for e in entries) / 60
             print(f"{task:10s} {len(entries):4d} clips, {hours:5.1f} min -> {folder}")

@@ -127,6 +127,22 @@ def _codec2_speech() -> Iterator[Clip]:
                        path=str(path), language="en")
 
 
+# Asterisk's professionally recorded IVR prompts (G.722, 16 kHz): one studio talker per language.
+# Only fr/it/ru: the English and Spanish prompt packages are held out for a test we do not run here.
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
+ASTERISK_VOICES = {"fr_CA_f_June": "fr", "it_IT_m_Carlo": "it", "ru_RU_f_IvrvoiceRU": "ru"}
+
+
+def _asterisk_speech() -> Iterator[Clip]:
+    for folder, language in ASTERISK_VOICES.items():
+        root = ASTERISK_SOUNDS / folder
+        for path in _files(root):
+            rel = path.relative_to(root).with_suffix("")
+            yield Clip("speech", "asterisk", f"asterisk-{folder}", f"{folder}/{_slug(str(rel))}",
+                       "CC-BY-SA-3.0 / CC-BY-3.0 (Asterisk core sounds)", path=str(path),
+                       text=path.stem.replace("-", " "), language=language)
+
+
 # -- synthetic speech ----------------------------------------------------------------------------
 ESPEAK_VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                  "en-029", "en-us-nyc"]
@@ -389,6 +405,13 @@ def _game_effects_noise() -> Iterator[Clip]:
                    f"fillets/{_slug(str(rel.with_suffix('')))}", "GPL-2+ (fillets-ng-data)", path=str(path))
 
 
+def _lincity_noise() -> Iterator[Clip]:
+    # city, industry, traffic, power-line and machine ambience loops: out-of-domain noise only (manifest.py)
+    for path in _files("/usr/share/games/lincity-ng/sounds"):
+        yield Clip("noise", "lincity", f"lincity-{path.stem}", path.stem,
+                   "GPL-2+ / CC-BY-SA-2.0 (lincity-ng-data)", path=str(path))
+
+
 GENERATED_PER_TYPE = 6
 GENERATED_SECONDS = 20.0
 
@@ -419,11 +442,14 @@ def _music() -> Iterator[Clip]:
 
 
 CORPORA: dict[str, Corpus] = {c.name: c for c in [
-    Corpus("fillets", "speech", _fillets_speech, ("fillets-ng-data-cs", "fillets-ng-data-nl"),
+    # fillets-ng-data holds the game scripts (the dialogue texts) and the soundtrack
+    Corpus("fillets", "speech", _fillets_speech, ("fillets-ng-data", "fillets-ng-data-cs", "fillets-ng-data-nl"),
            "Fish Fillets NG acted dialogue, Czech and Dutch actors (22 kHz)"),
     Corpus("hedgewars", "speech", _hedgewars_speech, ("hedgewars-data",), "Hedgewars voice packs, many accents"),
     Corpus("klettres", "speech", _klettres_speech, ("klettres-data",), "KLettres letters/syllables, ~20 languages"),
     Corpus("ktuberling", "speech", _ktuberling_speech, ("ktuberling-data",), "KTuberling words, ~25 languages"),
+    Corpus("asterisk", "speech", _asterisk_speech, tuple(f"asterisk-core-sounds-{lang}-g722" for lang in
+           sorted(set(ASTERISK_VOICES.values()))), "Asterisk studio IVR prompts: fr_CA (f), it_IT (m), ru_RU (f)"),
     Corpus("codec2", "speech", _codec2_speech, ("codec2-examples",), "codec2 reference speech (mostly 8 kHz)"),
     Corpus("espeak", "speech", _espeak_speech, ("espeak-ng",), "espeak-ng English voices x variants",
            tools=("espeak-ng",)),
@@ -433,11 +459,13 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "freedesktop sound theme: alarms, bells, phone rings, notification sounds"),
     Corpus("game-effects", "noise", _game_effects_noise, ("hedgewars-data", "fillets-ng-data-cs"),
            "Hedgewars and Fish Fillets sound effects"),
+    Corpus("lincity", "noise", _lincity_noise, ("lincity-ng-data",),
+           "LinCity-NG city, industry, traffic and machine sounds (out-of-domain noise)"),
     Corpus("generated", "noise", _generated_noise, (), "stationary and non-stationary generated noises"),
     Corpus("hedgewars-music", "music", lambda: (c for c in _music() if c.corpus == "hedgewars-music"),
            ("hedgewars-data",), "Hedgewars soundtrack"),
     Corpus("fillets-music", "music", lambda: (c for c in _music() if c.corpus == "fillets-music"),
-           ("fillets-ng-data-cs",), "Fish Fillets NG soundtrack"),
+           ("fillets-ng-data",), "Fish Fillets NG soundtrack"),
     Corpus("keywords", "keywords", _keywords, ("espeak-ng", "flite"), "20 keywords (digits, commands) x "
            "149 TTS voices (espeak-ng, flite) x 2-4 speed/pitch takes + other words", tools=("espeak-ng", "flite")),
     Corpus("keywords-festival", "keywords", _keywords_festival, ("festival", "festvox-kallpc16k", "festvox-kdlpc16k",

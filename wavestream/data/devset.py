@@ -6,11 +6,17 @@ Everything is drawn from DEV speakers, noises, music and rooms only, from a fixe
 machines with the same prepared corpora write the same files; ``load_devset`` verifies them.
 
 Tasks: ``enhance`` (noisy/clean at -5, 0, 5, 10, 15 dB SNR, 20 clips each, 4-6 s), ``separate``
-(2 speakers at 25/50/100 % overlap), ``codec`` (clean speech), ``keywords`` (labelled 2 s clips of
+(2 speakers at 25/50/100 % overlap), ``codec`` (clean speech), each also out-of-domain (``enhance-ood``,
+``separate-ood``, ``codec-ood``: talkers of a corpus no model trains on, Hedgewars' English voice
+actors, over held-out city/industry/machine noise; see ``manifest.OUT_OF_DOMAIN``), ``keywords`` (labelled 2 s clips of
 the dev TTS voices and dev backgrounds: in-domain), ``keywords-real`` (recorded English digits and
 words of a corpus never trained on, Tux Paint, in quiet, noise and a room: out-of-domain, the set
 kws checkpoints are chosen on) and ``keywords-negative`` (long stretches of dev speech without
 keywords, noise and music: false alarms per hour).
+
+References pass the clean-target rule (DNSMOS BAK >= 3.7, wide-band; ``quality.py``): a dev set
+whose "clean" speech carries room tone rewards models that keep noise. ``checksum.txt`` records the
+dev-set ``VERSION`` and the rule, and evaluation reports carry both.
 
 The speech of the enhance, separate and codec sets is recorded human speech only (``RECORDED``):
 TTS voices are training material, and peers trained on human speech treat formant-synthesized
@@ -20,6 +26,7 @@ would measure the data rather than the systems.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -31,9 +38,13 @@ import soundfile as sf
 
 from .keywords import KeywordClips
 from .manifest import default_root, load_entries
+from .quality import CLEAN_BAK
 from .synth import NoisySpeech, SpeakerMixtures
 
-TASKS = ("enhance", "separate", "codec", "keywords", "keywords-real", "keywords-negative")
+#: the speech sets come in pairs: in-domain (dev talkers of the training corpora) and out-of-domain ("-ood":
+#: whole corpora and noise sources no model trains on, manifest.OUT_OF_DOMAIN); models are chosen on the second
+SPEECH_TASKS = ("enhance", "separate", "codec", "enhance-ood", "separate-ood", "codec-ood")
+TASKS = (*SPEECH_TASKS, "keywords", "keywords-real", "keywords-negative")
 ENHANCE_SNRS = (-5, 0, 5, 10, 15)
 ENHANCE_PER_SNR = 20
 SEPARATE_OVERLAPS = (0.25, 0.5, 1.0)
@@ -48,7 +59,9 @@ REAL_CORPUS = "tuxpaint-en"
 REAL_UNKNOWN, REAL_SILENCE = 40, 20
 NEGATIVE_SPEECH, NEGATIVE_BACKGROUND, NEGATIVE_SECONDS = 30, 15, 60.0
 SEED = 20240601
-RECORDED = ["fillets", "hedgewars", "klettres", "ktuberling", "codec2"]  # codec2 is 8 kHz: dropped by min_native_rate
+RECORDED = ["fillets", "hedgewars", "klettres", "ktuberling", "asterisk", "codec2"]  # codec2 is 8 kHz: dropped
+#: 2: references pass the clean-target rule (quality.py); out-of-domain sets (split "ood") added
+VERSION = 2
 
 
 def devset_dir(root: str | Path | None, task: str) -> Path:
@@ -68,22 +81,27 @@ def _write(folder: Path, rel: str, audio: np.ndarray, rate: int) -> tuple[str, s
     return rel, _sha256(path)
 
 
-def _recorded(root) -> list[str]:
-    """Dev corpora of recorded speech: the packaged ones in ``RECORDED`` and users' own folders (``--speech-dir``)."""
-    corpora = {e["corpus"] for e in load_entries(root if root is not None else default_root(), "speech", "dev")}
+def _recorded(root, split: str) -> list[str]:
+    """Corpora of recorded speech in ``split``: the packaged ones in ``RECORDED`` and users' own folders."""
+    corpora = {e["corpus"] for e in load_entries(root if root is not None else default_root(), "speech", split)}
     return sorted(c for c in corpora if c in RECORDED or c.startswith("user-"))
+
+
+def _backgrounds(split: str) -> dict[str, float]:
+    """In-domain: the training kinds; out-of-domain: held-out noise and held-out talkers' babble (no music)."""
+    return {"noise": 0.7, "music": 0.1, "babble": 0.2} if split == "dev" else {"noise": 0.8, "babble": 0.2}
 
 
 def _seconds(rng: np.random.Generator, rate: int) -> int:
     return int(rate * rng.uniform(4.0, 6.0))
 
 
-def _enhance(folder: Path, root, rate: int) -> list[dict]:
+def _enhance(folder: Path, root, rate: int, split: str = "dev", min_bak: float | None = CLEAN_BAK) -> list[dict]:
     entries = []
     for s, snr in enumerate(ENHANCE_SNRS):
-        data = NoisySpeech(root, "dev", rate=rate, snr_db=(snr, snr), level_db=(-35.0, -20.0), bandlimit_prob=0.0,
-                           clip_prob=0.0, reverb_prob=0.0, background={"noise": 0.7, "music": 0.1, "babble": 0.2},
-                           speech_corpora=_recorded(root))
+        data = NoisySpeech(root, split, rate=rate, snr_db=(snr, snr), level_db=(-35.0, -20.0), bandlimit_prob=0.0,
+                           clip_prob=0.0, reverb_prob=0.0, background=_backgrounds(split),
+                           speech_corpora=_recorded(root, split), min_bak=min_bak)
         for i in range(ENHANCE_PER_SNR):
             rng = np.random.default_rng([SEED, s, i])
             noisy, clean, info = data.synthesize(rng, _seconds(rng, rate))
@@ -95,11 +113,11 @@ def _enhance(folder: Path, root, rate: int) -> list[dict]:
     return entries
 
 
-def _separate(folder: Path, root, rate: int) -> list[dict]:
+def _separate(folder: Path, root, rate: int, split: str = "dev", min_bak: float | None = CLEAN_BAK) -> list[dict]:
     entries = []
     for o, overlap in enumerate(SEPARATE_OVERLAPS):
-        data = SpeakerMixtures(root, "dev", rate=rate, overlap=overlap, level_db=(-30.0, -20.0),
-                               speech_corpora=_recorded(root))
+        data = SpeakerMixtures(root, split, rate=rate, overlap=overlap, level_db=(-30.0, -20.0),
+                               speech_corpora=_recorded(root, split), min_bak=min_bak)
         for i in range(SEPARATE_PER_OVERLAP):
             rng = np.random.default_rng([SEED, 100 + o, i])
             mixture, sources, info = data.synthesize(rng, _seconds(rng, rate))
@@ -113,8 +131,9 @@ def _separate(folder: Path, root, rate: int) -> list[dict]:
     return entries
 
 
-def _codec(folder: Path, root, rate: int) -> list[dict]:
-    data = NoisySpeech(root, "dev", rate=rate, background={"noise": 1.0}, speech_corpora=_recorded(root))
+def _codec(folder: Path, root, rate: int, split: str = "dev", min_bak: float | None = CLEAN_BAK) -> list[dict]:
+    data = NoisySpeech(root, split, rate=rate, background={"noise": 1.0}, speech_corpora=_recorded(root, split),
+                       min_bak=min_bak)
     entries = []
     for i in range(CODEC_CLIPS):
         rng = np.random.default_rng([SEED, 200, i])
@@ -244,13 +263,19 @@ def _scale_to(reference: np.ndarray, noise: np.ndarray, snr_db: float) -> np.nda
     return (noise * np.sqrt(ps / (pn * 10 ** (snr_db / 10) + 1e-20))).astype(np.float32)
 
 
-BUILDERS: dict[str, Callable[[Path, object, int], list[dict]]] = {
-    "enhance": _enhance, "separate": _separate, "codec": _codec, "keywords": _keywords,
+BUILDERS: dict[str, Callable[..., list[dict]]] = {
+    "enhance": _enhance, "separate": _separate, "codec": _codec,
+    "enhance-ood": functools.partial(_enhance, split="ood"), "separate-ood": functools.partial(_separate, split="ood"),
+    "codec-ood": functools.partial(_codec, split="ood"), "keywords": _keywords,
     "keywords-real": _keywords_real, "keywords-negative": _keywords_negative}
 
 
-def write_devset(task: str, root: str | Path | None = None, rate: int = 16000, force: bool = False) -> Path:
-    """Write (or, when present and intact, keep) the frozen dev set of ``task``; returns its folder."""
+def write_devset(task: str, root: str | Path | None = None, rate: int = 16000, force: bool = False,
+                 min_bak: float | None = CLEAN_BAK) -> Path:
+    """Write (or, when present and intact, keep) the frozen dev set of ``task``; returns its folder.
+
+    ``min_bak``: the clean-reference rule for the speech sets (None or 0: every recorded clip).
+    """
     if task not in BUILDERS:
         raise ValueError(f"unknown dev-set task {task!r}; choose from {', '.join(TASKS)}")
     folder = devset_dir(root, task)
@@ -260,10 +285,12 @@ def write_devset(task: str, root: str | Path | None = None, rate: int = 16000, f
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    entries = BUILDERS[task](folder, root, rate)
+    build = BUILDERS[task]
+    entries = build(folder, root, rate, min_bak=min_bak) if task in SPEECH_TASKS else build(folder, root, rate)
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
-    (folder / "checksum.txt").write_text(f"{_sha256(manifest)}  manifest.jsonl\nrate {rate}\n")
+    rule = f"min_bak {min_bak}\n" if task in SPEECH_TASKS else ""
+    (folder / "checksum.txt").write_text(f"{_sha256(manifest)}  manifest.jsonl\nrate {rate}\nversion {VERSION}\n{rule}")
     return folder
 
 

@@ -3,7 +3,8 @@
 Every entry has ``path`` (relative to the data root), ``duration`` (s), ``speaker`` (speech: who is
 talking; noise/music: the source file), ``corpus``, ``licence``, ``split`` and ``kind``; optional
 ``text``, ``language`` and ``native_rate`` (the rate of the original recording: 8000 means the
-clip is narrow-band even at 16 kHz). Kind ``rir`` holds room impulse responses (speaker = room),
+clip is narrow-band even at 16 kHz); recorded speech also ``dnsmos`` {sig, bak, ovrl} and
+``bandwidth_hz`` (see quality.py). Kind ``rir`` holds room impulse responses (speaker = room),
 ``keywords`` single TTS words (``text``).
 """
 
@@ -15,9 +16,14 @@ import os
 from pathlib import Path
 
 KINDS = ("speech", "noise", "music", "rir", "keywords")
-SPLITS = ("train", "dev")
+#: train / dev (held-out talkers and sources of the training corpora) / ood (whole corpora never trained on)
+SPLITS = ("train", "dev", "ood")
 #: share of speakers (or noise/music sources) held out for the dev split
 DEV_FRACTION = 0.15
+#: corpora kept out of training altogether: the out-of-domain dev sets are built from them alone, so a
+#: model is chosen on talkers, microphones and noises it never met (a dev set drawn from the training
+#: corpora flatters). Hedgewars: English voice actors; lincity: city, industry and machine ambience.
+OUT_OF_DOMAIN = frozenset({"hedgewars", "lincity"})
 
 
 def default_root() -> Path:
@@ -25,11 +31,14 @@ def default_root() -> Path:
     return Path(os.environ.get("WAVESTREAM_DATA", "data"))
 
 
-def split_of(kind: str, speaker: str, dev_fraction: float = DEV_FRACTION) -> str:
+def split_of(kind: str, speaker: str, corpus: str | None = None, dev_fraction: float = DEV_FRACTION) -> str:
     """Deterministic split of a speaker/source: a hash, so it never changes when corpora are added.
 
-    Keywords share the speech hash: a TTS voice is in the same split in both.
+    Keywords share the speech hash: a TTS voice is in the same split in both. Every clip of an
+    ``OUT_OF_DOMAIN`` corpus is in the ``ood`` split.
     """
+    if corpus in OUT_OF_DOMAIN:
+        return "ood"
     kind = "speech" if kind == "keywords" else kind
     digest = hashlib.sha1(f"{kind}:{speaker}".encode()).digest()
     return "dev" if int.from_bytes(digest[:8], "big") / 2**64 < dev_fraction else "train"

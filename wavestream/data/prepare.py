@@ -23,6 +23,7 @@ from .audio import read_audio, trim_silence, write_audio
 from .corpora import Clip, Corpus, folder_corpus, install_packages, select
 from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
 from .noise import generate_noise
+from .quality import CLEAN_BAK, clean_summary, score_entries
 
 MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0, "rir": 0.05, "keywords": 0.1}
 # None: keep the whole response
@@ -31,7 +32,8 @@ TRIM_FLOOR_DB = {"speech": -40.0, "noise": -50.0, "music": -50.0, "rir": None, "
 
 def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
             speech_dirs: list[str] = (), noise_dirs: list[str] = (), music_dirs: list[str] = (),
-            install: bool = True, workers: int | None = None, log: Callable[[str], None] = print) -> dict:
+            install: bool = True, workers: int | None = None, score: bool = True,
+            log: Callable[[str], None] = print) -> dict:
     """Build the corpora named in ``only`` (all packaged ones by default) plus user folders; returns a summary."""
     started = time.perf_counter()
     root = Path(root)
@@ -42,9 +44,12 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
     _check_rate(root, rate)
     old = _old_entries(root)
     jobs: list[Clip] = []
+    empty = []
     for corpus in corpora:
         clips = list(corpus.lister())
         log(f"{corpus.name:16s} {corpus.kind:6s} {len(clips):5d} clips  {corpus.description}")
+        if not clips:  # its packages are there (or it is a user folder), yet it found nothing: say so loudly
+            empty.append(corpus.name)
         jobs += clips
     jobs = _unique(jobs)
     todo = [c for c in jobs if _out_rel(c) not in old or not (root / _out_rel(c)).exists()]
@@ -59,13 +64,30 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
     rebuilt = {(c.kind, c.name) for c in corpora}
     entries += [e for e in old.values() if (e["kind"], e["corpus"]) not in rebuilt]
     _remove_stale(root, corpora, {e["path"] for e in entries})
+    for e in entries:  # the split rule may have changed since a clip was prepared (e.g. a corpus held out)
+        e["split"] = split_of(e["kind"], e["speaker"], e["corpus"])
+    if score:
+        _score(root, entries, workers, log)
     summary = _write_manifests(root, entries)
+    summary["speech_quality"] = clean_summary(entries)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["disk_mb"] = round(sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20, 1)
     summary["skipped_clips"] = fresh.count(None)
+    summary["empty_corpora"] = empty
     for line in _summary_lines(summary):
         log(line)
     return summary
+
+
+def _score(root: Path, entries: list[dict], workers: int, log: Callable[[str], None]) -> None:
+    """DNSMOS + bandwidth for every recorded speech clip not yet scored (needs the eval extra)."""
+    needed = ("speechmos", "onnxruntime", "librosa")
+    lacking = [m for m in needed if importlib.util.find_spec(m) is None]
+    if lacking:
+        log(f"not scoring speech quality: needs {', '.join(lacking)} (pip install -e '.[eval]'); unscored "
+            f"recorded clips are not used as clean targets")
+        return
+    score_entries(root, entries, workers, log)
 
 
 def _check_rate(root: Path, rate: int) -> None:
@@ -196,7 +218,7 @@ def _process(clip: Clip, root: Path, rate: int) -> dict | None:
     rel = _out_rel(clip)
     write_audio(root / rel, audio, rate)
     entry = {"path": rel, "duration": round(len(audio) / rate, 3), "speaker": clip.speaker, "corpus": clip.corpus,
-             "licence": clip.licence, "split": split_of(clip.kind, clip.speaker), "kind": clip.kind,
+             "licence": clip.licence, "split": split_of(clip.kind, clip.speaker, clip.corpus), "kind": clip.kind,
              "native_rate": native}
     if clip.text:
         entry["text"] = clip.text
@@ -224,6 +246,17 @@ def _summary_lines(summary: dict) -> list[str]:
     lines = [f"{'manifest':14s} {'clips':>6s} {'hours':>6s} {'speakers':>8s}  corpora"]
     for name, m in summary["manifests"].items():
         lines.append(f"{name:14s} {m['clips']:6d} {m['hours']:6.2f} {m['speakers']:8d}  {', '.join(m['corpora'])}")
+    quality = summary.get("speech_quality", [])
+    if quality:
+        lines.append(f"{'speech corpus':14s} {'hours':>6s} {'clean h':>7s} {'talkers':>7s} {'clean':>5s} "
+                     f"{'SIG':>4s} {'BAK':>4s} {'OVRL':>4s}  (clean: DNSMOS BAK >= {CLEAN_BAK}, wide-band; TTS always)")
+        for q in quality:
+            scores = " ".join(f"{q[k]:4.2f}" if k in q else "   -" for k in ("sig", "bak", "ovrl"))
+            lines.append(f"{q['corpus']:14s} {q['hours']:6.2f} {q['clean_hours']:7.2f} {q['speakers']:7d} "
+                         f"{q['clean_speakers']:5d} {scores}")
+    if summary.get("empty_corpora"):
+        lines.append(f"ERROR: these corpora came out empty although their packages or folders are there: "
+                     f"{', '.join(summary['empty_corpora'])} (a package layout changed or a decoder is missing)")
     lines.append(f"took {summary['seconds']:.0f} s; {summary['disk_mb']:.0f} MB on disk under {summary['root']}"
                  + (f"; {summary['skipped_clips']} clips skipped (silent/too short/unreadable)"
                     if summary["skipped_clips"] else ""))

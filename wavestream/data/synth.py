@@ -27,15 +27,19 @@ from torch.utils.data import Dataset
 
 from .audio import read_segment, resample
 from .manifest import default_root, load_entries, manifest_path
+from .quality import CLEAN_BAK, is_clean_target, is_tts
 
 EARLY_REFLECTIONS_S = 0.05
+#: share of targets spoken by TTS voices (clean, but not human): a minority
+TTS_SHARE = 0.2
 
 
 class _Pools:
     """Speech, noise, music and room entries of one split, with per-speaker indices."""
 
     def __init__(self, root: str | Path | None, split: str, rate: int, speech_corpora: list[str] | None,
-                 noise_corpora: list[str] | None, min_native_rate: int, need: tuple[str, ...]):
+                 noise_corpora: list[str] | None, min_native_rate: int, need: tuple[str, ...],
+                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
         self.root = Path(root) if root is not None else default_root()
         self.rate = rate
         rate_file = self.root / "manifests" / "rate.txt"
@@ -46,10 +50,15 @@ class _Pools:
         if not self.speech:
             raise ValueError(f"no {split} speech in {self.root} (corpora={speech_corpora}, "
                              f"min_native_rate={min_native_rate})")
-        self.by_speaker: dict[str, list[dict]] = defaultdict(list)
-        for e in self.speech:
-            self.by_speaker[e["speaker"]].append(e)
-        self.speakers = sorted(self.by_speaker)
+        # every clip may be babble or an interferer; only clean ones may be targets (quality.py)
+        self.by_speaker = _by_speaker(self.speech)
+        self.targets = [e for e in self.speech if is_clean_target(e, min_bak)]
+        self.clean_by_speaker = _by_speaker(self.targets)
+        self.speakers = sorted(self.clean_by_speaker)  # the talkers targets come from
+        self.tts_speakers = [s for s in self.speakers if is_tts(self.clean_by_speaker[s][0])]
+        self.recorded_speakers = [s for s in self.speakers if s not in self.tts_speakers]
+        self.tts_share = tts_share if self.tts_speakers and self.recorded_speakers else float(bool(self.tts_speakers))
+        self.min_bak, self.split = min_bak, split
         self.noise = load_entries(self.root, "noise", split, noise_corpora) if "noise" in need else []
         self.music = load_entries(self.root, "music", split) if "music" in need else []
         self.rooms = load_entries(self.root, "rir", split) if "rir" in need else []
@@ -65,10 +74,26 @@ class _Pools:
         audio = audio.mean(axis=1)
         return resample(audio, rate, self.rate) if rate != self.rate else audio
 
-    def speech_segment(self, rng: np.random.Generator, n: int, speaker: str | None = None) -> tuple[np.ndarray, str]:
-        """``n`` samples of one speaker: a random crop, or utterances joined by short pauses."""
-        speaker = speaker or self.speakers[rng.integers(len(self.speakers))]
-        utterances = self.by_speaker[speaker]
+    def require_targets(self, talkers: int = 1) -> None:
+        if len(self.speakers) < talkers:
+            raise ValueError(f"{len(self.speakers)} {self.split} talkers with clean clips in {self.root}, need "
+                             f"{talkers}: recorded targets must pass DNSMOS BAK >= {self.min_bak} and be wide-band "
+                             f"(`wavestream data prepare` scores them when the eval extra is installed), or pass "
+                             f"min_bak=None to take every clip")
+
+    def pick_speaker(self, rng: np.random.Generator, exclude: tuple[str, ...] = ()) -> str:
+        """A target talker: TTS with probability ``tts_share``, else recorded (uniform over talkers)."""
+        group = self.tts_speakers if rng.random() < self.tts_share else self.recorded_speakers
+        choices = [s for s in group if s not in exclude] or [s for s in self.speakers if s not in exclude]
+        return choices[rng.integers(len(choices))]
+
+    def speech_segment(self, rng: np.random.Generator, n: int, speaker: str | None = None,
+                       clean: bool = True) -> tuple[np.ndarray, str]:
+        """``n`` samples of one speaker: a random crop, or utterances joined by short pauses.
+
+        ``clean``: from the speaker's clean clips (targets); otherwise from any of them (babble)."""
+        speaker = speaker or self.pick_speaker(rng)
+        utterances = (self.clean_by_speaker if clean else self.by_speaker)[speaker]
         out = np.zeros(n, np.float32)
         pos = 0
         while pos < n:
@@ -99,6 +124,13 @@ class _Pools:
         direct = int(np.argmax(np.abs(rir)))
         rir = rir[direct:] / (np.abs(rir[direct]) + 1e-9)
         return rir, rir[: int(EARLY_REFLECTIONS_S * self.rate)]
+
+
+def _by_speaker(entries: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for e in entries:
+        groups[e["speaker"]].append(e)
+    return groups
 
 
 def _scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -151,7 +183,8 @@ class NoisySpeech(_SeededDataset):
                  level_db: tuple[float, float] = (-40.0, -15.0), reverb_prob: float = 0.0,
                  bandlimit_prob: float = 0.1, clip_prob: float = 0.03,
                  background: dict[str, float] | None = None, speech_corpora: list[str] | None = None,
-                 noise_corpora: list[str] | None = None, min_native_rate: int = 16000):
+                 noise_corpora: list[str] | None = None, min_native_rate: int = 16000,
+                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
         self.background = background or {"noise": 0.75, "music": 0.1, "babble": 0.15}
@@ -160,7 +193,8 @@ class NoisySpeech(_SeededDataset):
         need = tuple(k for k, w in self.background.items() if w > 0 and k != "babble")
         if reverb_prob > 0:
             need += ("rir",)
-        self.pools = _Pools(root, split, rate, speech_corpora, noise_corpora, min_native_rate, need)
+        self.pools = _Pools(root, split, rate, speech_corpora, noise_corpora, min_native_rate, need, min_bak, tts_share)
+        self.pools.require_targets()
         self._init_sampling(rate, seconds, length, seed)
         self.snr_db, self.level_db = snr_db, level_db
         self.reverb_prob, self.bandlimit_prob, self.clip_prob = reverb_prob, bandlimit_prob, clip_prob
@@ -187,8 +221,8 @@ class NoisySpeech(_SeededDataset):
         weights = np.array([self.background[k] for k in kinds], dtype=np.float64)
         kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
         if kind == "babble":
-            others = [s for s in pools.speakers if s != speaker] or pools.speakers
-            talkers = [pools.speech_segment(rng, n, others[rng.integers(len(others))])[0]
+            others = [s for s in pools.by_speaker if s != speaker] or list(pools.by_speaker)
+            talkers = [pools.speech_segment(rng, n, others[rng.integers(len(others))], clean=False)[0]
                        for _ in range(rng.integers(3, 7))]
             noise = np.sum([_scale_to_snr(dry, t, rng.uniform(-3, 3)) for t in talkers], axis=0)
         else:
@@ -226,15 +260,15 @@ class SpeakerMixtures(_SeededDataset):
                  rate: int = 16000, length: int = 10000, seed: int = 0,
                  overlap: float | tuple[float, float] = (0.3, 1.0), sir_db: tuple[float, float] = (-5.0, 5.0),
                  noise_snr_db: tuple[float, float] | None = None, level_db: tuple[float, float] = (-35.0, -15.0),
-                 speech_corpora: list[str] | None = None, min_native_rate: int = 16000):
+                 speech_corpora: list[str] | None = None, min_native_rate: int = 16000,
+                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
         low, high = (overlap, overlap) if isinstance(overlap, int | float) else overlap
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"overlap must be within [0, 1], got {overlap}")
         self.overlap = (float(low), float(high))
         self.pools = _Pools(root, split, rate, speech_corpora, None, min_native_rate,
-                            ("noise",) if noise_snr_db else ())
-        if len(self.pools.speakers) < 2:
-            raise ValueError("two-speaker mixtures need at least two speakers in the split")
+                            ("noise",) if noise_snr_db else (), min_bak, tts_share)
+        self.pools.require_targets(talkers=2)
         self._init_sampling(rate, seconds, length, seed)
         self.sir_db, self.noise_snr_db, self.level_db = sir_db, noise_snr_db, level_db
 
@@ -246,16 +280,17 @@ class SpeakerMixtures(_SeededDataset):
         n, pools = samples or self.samples, self.pools
         overlap = float(rng.uniform(*self.overlap))
         span = int(n / (2 - overlap))  # two spans of this length overlapping by `overlap` fill n samples
-        a_speaker, b_speaker = rng.choice(len(pools.speakers), 2, replace=False)
-        a, _ = pools.speech_segment(rng, span, pools.speakers[a_speaker])
-        b, _ = pools.speech_segment(rng, span, pools.speakers[b_speaker])
+        a_speaker = pools.pick_speaker(rng)
+        b_speaker = pools.pick_speaker(rng, exclude=(a_speaker,))
+        a, _ = pools.speech_segment(rng, span, a_speaker)
+        b, _ = pools.speech_segment(rng, span, b_speaker)
         sources = np.zeros((2, n), np.float32)
         sources[0, :span] = a
         sources[1, n - span:] = b
         sir = float(rng.uniform(*self.sir_db))
         sources[1] = _scale_to_snr(sources[0], sources[1], sir)
         mixture = sources.sum(axis=0)
-        info = {"speakers": [pools.speakers[a_speaker], pools.speakers[b_speaker]], "overlap": round(overlap, 3),
+        info = {"speakers": [a_speaker, b_speaker], "overlap": round(overlap, 3),
                 "sir_db": round(sir, 2)}
         if self.noise_snr_db:
             snr = float(rng.uniform(*self.noise_snr_db))
@@ -271,8 +306,10 @@ class MusicSpeech(_SeededDataset):
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
                  rate: int = 16000, length: int = 10000, seed: int = 0, smr_db: tuple[float, float] = (-5.0, 15.0),
-                 level_db: tuple[float, float] = (-35.0, -15.0), min_native_rate: int = 16000):
-        self.pools = _Pools(root, split, rate, None, None, min_native_rate, ("music",))
+                 level_db: tuple[float, float] = (-35.0, -15.0), min_native_rate: int = 16000,
+                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
+        self.pools = _Pools(root, split, rate, None, None, min_native_rate, ("music",), min_bak, tts_share)
+        self.pools.require_targets()
         self._init_sampling(rate, seconds, length, seed)
         self.smr_db, self.level_db = smr_db, level_db
 
