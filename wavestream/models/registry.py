@@ -6,6 +6,7 @@ the shipped weights when present (never pickle) and returns it in eval mode.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,4 +99,14 @@ def describe(name: str) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained": model.trained,
         "metrics": card.get("metrics", {}),
+        "stream_params": stream_param_defaults(model, card),
     }
+
+
+def stream_param_defaults(model: StreamingModule, card: dict) -> dict:
+    """The params a stream may set (``stream_params``), each with the value it has when not set:
+    the model card's config, else the constructor's default (clients show them as a form)."""
+    signature = inspect.signature(type(model).__init__).parameters
+    defaults = {k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty}
+    config = {**defaults, **card.get("config", {})}
+    return {name: config.get(name) for name in getattr(model, "stream_params", ())}

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from wavestream.engine import CapacityError, Engine
@@ -163,6 +164,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
+
+    # the page's ES modules and AudioWorklet code, served as they are (no build step)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict:
