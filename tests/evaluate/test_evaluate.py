@@ -209,3 +209,28 @@ def test_harness_codec_reports_bitrates(tiny_root, tmp_path):
     assert opus["bitrate_kbps"] == 12 and "si_sdri" not in opus["mean"]  # the input is the reference itself
     assert opus["mean"]["si_sdr"] > 0  # a waveform codec, delay removed: the waveform lines up
     assert "kbps" in markdown(results, "wavestream eval codec")
+
+
+def test_out_of_domain_devset_uses_only_held_out_corpora(tiny_root, tmp_path):
+    """Held-out talkers and noises (the "ood" split) alone make the -ood dev set; reports name set and version."""
+    import shutil
+
+    from wavestream.data.manifest import manifest_path, read_manifest, write_manifest
+    from wavestream.evaluate.harness import evaluate
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root, ignore=shutil.ignore_patterns("devsets"))
+    held = {"speech": set(), "noise": set()}
+    for kind, count in (("speech", 6), ("noise", 4)):  # stand-ins for a held-out corpus: some train talkers/noises
+        train = read_manifest(manifest_path(root, kind, "train"))
+        held[kind] = {e["speaker"] for e in train[: 3 * count]} if kind == "speech" else \
+            {e["speaker"] for e in train[:count]}
+        write_manifest(manifest_path(root, kind, "ood"), [{**e, "split": "ood"} for e in train
+                                                         if e["speaker"] in held[kind]])
+    write_devset("enhance-ood", root)
+    results = evaluate("enhance", ["noisy"], root, ["si_sdr"], limit=5, log=lambda _: None, devset="enhance-ood")
+    assert results["devset"]["name"] == "enhance-ood" and results["devset"]["version"] == 2
+    assert results["devset"]["min_bak"] == 3.7
+    manifest = root / "devsets" / "enhance-ood" / "manifest.jsonl"
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line]
+    assert entries and {e["speaker"] for e in entries} <= held["speech"]
+    assert {e["background"] for e in entries} <= {"noise", "babble"}  # no music: none is held out

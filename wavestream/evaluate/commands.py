@@ -2,6 +2,7 @@
 
     wavestream eval enhance --model enhance                  # + the default peers, report in docs/results/enhance
     wavestream eval enhance --model noisy --peers rnnoise,dtln,deepfilternet
+    wavestream eval enhance --devset enhance-ood --model enhance   # out-of-domain: docs/results/enhance-ood
     wavestream eval codec --peers opus-6k,opus-12k,codec2-3200,codec2-1600
     wavestream eval separate --model separate --peers noisy,oracle-irm
     wavestream eval kws --model kws,kws-spiking            # keyword spotting (see wavestream.evaluate.kws)
@@ -24,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default="", help="comma-separated registry models (or peer names) to evaluate")
         p.add_argument("--peers", default=",".join(DEFAULT_PEERS[task]),
                        help=f"comma-separated peers (default {','.join(DEFAULT_PEERS[task])}; '' for none)")
-        p.add_argument("--out", default=f"docs/results/{task}", help="report folder (default docs/results/TASK)")
+        p.add_argument("--devset", default=task, choices=[task, f"{task}-ood"],
+                       help=f"in-domain dev set ({task}, the default) or out-of-domain ({task}-ood: corpora and "
+                            "noises no model trains on)")
+        p.add_argument("--out", default=None, help="report folder (default docs/results/DEVSET)")
         p.add_argument("--root", default=None, help="data folder with devsets/ (default $WAVESTREAM_DATA or ./data)")
         p.add_argument("--metrics", default=None,
                        help=f"comma-separated metrics (default {','.join(TASKS[task]['metrics'])})")
@@ -76,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
     if not systems:
         raise ValueError("nothing to evaluate: give --model and/or --peers")
     weights = dict(w.split("=", 1) for w in args.weights)
-    previous = None if args.fresh else load_previous(args.out)
+    out = args.out or f"docs/results/{args.devset}"
+    previous = None if args.fresh else load_previous(out)
     results = evaluate(task, systems, args.root, _names(args.metrics) if args.metrics else None, args.limit,
-                       previous, weights)
+                       previous, weights, devset=args.devset)
     example = None
     if not args.no_plots:
-        folder, entries = load_devset(task, args.root, verify=False)
+        folder, entries = load_devset(args.devset, args.root, verify=False)
         # a 0 dB clip with a noise background (babble looks like speech), a half-overlapped mixture
         wanted = {"enhance": {"snr_db": 0, "background": "noise"}, "separate": {"overlap": 0.5}}.get(task, {})
         entry = next((e for e in entries if all(e.get(k) == v for k, v in wanted.items())), entries[0])
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         example = example_signals(built, folder, entry, spec)
     command = "wavestream eval " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index(task):]) \
         if task in sys.argv else f"wavestream eval {task}"
-    for path in write_report(results, args.out, command, example):
+    for path in write_report(results, out, command, example):
         print(f"wrote {path}")
     return 0
 

@@ -62,12 +62,15 @@ def _score_separation(references: list[np.ndarray], estimate: np.ndarray, metric
 
 def evaluate(task: str, systems: list[str], root: str | Path | None = None, metrics: list[str] | None = None,
              limit: int | None = None, previous: dict | None = None, weights: dict[str, str] | None = None,
-             log: Callable[[str], None] = print) -> dict:
-    """Evaluate ``systems`` on the ``task`` dev set; returns the results dict that reports are made from."""
+             log: Callable[[str], None] = print, devset: str | None = None) -> dict:
+    """Evaluate ``systems`` on a ``task`` dev set (``devset``: the in-domain one named like the task, or
+    ``TASK-ood``); returns the results dict that reports are made from."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     spec = TASKS[task]
-    folder, entries = load_devset(task, root)
+    devset = devset or task
+    folder, entries = load_devset(devset, root)
+    stamp = dict(line.split(" ", 1) for line in (folder / "checksum.txt").read_text().splitlines()[1:] if " " in line)
     checksum = (folder / "checksum.txt").read_text().split()[0]
     if limit:
         entries = _spread(entries, limit)
@@ -83,7 +86,9 @@ def evaluate(task: str, systems: list[str], root: str | Path | None = None, metr
             and previous.get("metrics") == metrics and previous.get("clip_ids") == [e["id"] for e in entries]:
         reusable = previous.get("systems", {})
     torch.set_num_threads(1)  # real-time factors are single-thread figures
-    results = {"task": task, "devset": {"path": str(folder), "checksum": checksum, "clips": len(entries)},
+    results = {"task": task, "devset": {"name": devset, "path": str(folder), "checksum": checksum,
+                                        "clips": len(entries), "version": int(stamp.get("version", 1)),
+                                        **({"min_bak": float(stamp["min_bak"])} if "min_bak" in stamp else {})},
                "metrics": metrics, "clip_ids": [e["id"] for e in entries], "notes": notes, "systems": {},
                "machine": _machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     for name in systems:

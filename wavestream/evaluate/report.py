@@ -32,7 +32,10 @@ def markdown(results: dict, command: str) -> str:
     systems = results["systems"]
     present = [c for c in COLUMNS if any(c[0] in s["mean"] for s in systems.values())]
     lines = [f"# {results['task']} evaluation", "",
-             f"Dev set `{results['devset']['path']}` ({results['devset']['clips']} clips, manifest sha256 "
+             f"Dev set `{results['devset'].get('name', results['task'])}` version {results['devset'].get('version', 1)}"
+             + (f" (references: DNSMOS BAK >= {results['devset']['min_bak']}, wide-band)"
+                if results['devset'].get('min_bak') else "")
+             + f" at `{results['devset']['path']}` ({results['devset']['clips']} clips, manifest sha256 "
              f"`{results['devset']['checksum'][:16]}…`), {results['date']}.", "",
              f"Reproduce: `{command}`", "",
              f"Machine: {results['machine']['cpu']}; RTF = processing time / audio duration on one thread "
