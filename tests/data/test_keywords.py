@@ -101,3 +101,11 @@ def test_keyword_dev_sets(root, monkeypatch):
     assert [e["kind"] for e in negative] == ["speech", "speech", "noise"]
     assert all(e["duration"] == 8.0 for e in negative)
     assert not set(OTHER) & set(KEYWORDS)
+
+
+def test_source_weights_pick_the_source_first(root):
+    data = KeywordClips(root, "train", seconds=1.0, source_weights={"tinyvoice0": 1.0, "tinyvoice1": 0.0})
+    # tiny voices are named tinyvoice<k> (no "-"): the whole name is the source; weight 0 drops a source
+    for i in range(20):
+        _, label, info = data.synthesize(np.random.default_rng(i), label=i % 20)
+        assert info["speaker"] == "tinyvoice0"

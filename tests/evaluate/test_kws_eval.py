@@ -115,7 +115,10 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     assert main(["train", "kws-spiking", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "run"),
                  "--quiet"]) == 0
     assert main(["train", "kws-spiking", "--out", str(tmp_path / "run"), "--export", "--weights-dir",
-                 str(tmp_path / "w")]) == 0
+                 str(tmp_path / "w"), "--tune-detector"]) == 0
+    tuned = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
+    assert len(tuned["detector_tuning"]["trials"]) == 24
+    assert tuned["config"]["threshold"] == tuned["detector_tuning"]["threshold"]
     out = tmp_path / "report"
     assert main(["eval", "kws", "--model", "kws-spiking", "--root", str(root), "--out", str(out), "--weights",
                  f"kws-spiking={tmp_path / 'w' / 'kws-spiking.safetensors'}"]) == 0

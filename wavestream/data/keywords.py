@@ -41,6 +41,11 @@ def _letters(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower())
 
 
+def source_of(speaker: str) -> str:
+    """The voice source of a keyword talker: its name up to the first "-" (espeak-en-us+m3-... -> espeak)."""
+    return speaker.split("-", 1)[0]
+
+
 def sounds_like_keyword(text: str, keywords: tuple[str, ...]) -> bool:
     """A recorded "unknown" word whose name is a keyword, or a keyword drawn out ("Nooo", "Yessir"):
     not safe as a negative."""
@@ -55,7 +60,10 @@ class KeywordClips(_SeededDataset):
     ``corpora``: keyword corpora to draw keywords and TTS other words from (default all but
     ``DEV_ONLY_CORPORA``); ``keyword_speakers`` optionally restricts them to some talkers.
     ``snr_db`` is drawn per clip; with probability ``quiet_prob`` the background sits at 30-50 dB
-    below the word instead (near-clean speech must be recognised too).
+    below the word instead (near-clean speech must be recognised too). ``source_weights`` draws a
+    keyword's source first (the speaker name up to its first "-": espeak, flite, festival, mbrola,
+    piper, ...; unnamed sources weigh 0), then one of its takes; without it every take weighs the same
+    (the 144 espeak talkers would then say two keywords in three).
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
@@ -65,7 +73,8 @@ class KeywordClips(_SeededDataset):
                  context_prob: float = 0.15, snr_db: tuple[float, float] = (0.0, 20.0), quiet_prob: float = 0.15,
                  level_db: tuple[float, float] = (-45.0, -15.0),
                  background: dict[str, float] | None = None, reverb_prob: float = 0.3,
-                 speed: tuple[float, float] = (0.85, 1.15), speed_prob: float = 0.5, bandlimit_prob: float = 0.15):
+                 speed: tuple[float, float] = (0.85, 1.15), speed_prob: float = 0.5, bandlimit_prob: float = 0.15,
+                 source_weights: dict[str, float] | None = None):
         from .corpora import KEYWORDS
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
@@ -91,6 +100,16 @@ class KeywordClips(_SeededDataset):
                     self.by_word[text].append(e)
             elif not sounds_like_keyword(text, self.keywords):
                 self.other_words.append(e)
+        self.source_weights = source_weights
+        if source_weights:
+            # keep only sources with weight; per word: {source: takes}
+            self.by_source = {w: defaultdict(list) for w in self.by_word}
+            for w, takes in self.by_word.items():
+                for e in takes:
+                    if source_weights.get(source_of(e["speaker"]), 0) > 0:
+                        self.by_source[w][source_of(e["speaker"])].append(e)
+            self.by_word = {w: [e for es in by.values() for e in es] for w, by in self.by_source.items()}
+            self.by_word = {w: es for w, es in self.by_word.items() if es}
         missing = [k for k in self.keywords if k not in self.by_word]
         if missing:
             raise ValueError(f"no {split} clips for keywords {missing} in corpora {chosen} of {self.root}: "
@@ -152,6 +171,11 @@ class KeywordClips(_SeededDataset):
     def _word(self, rng: np.random.Generator, label: int) -> tuple[np.ndarray, dict]:
         if label < len(self.keywords):
             takes = self.by_word[self.keywords[label]]
+            if self.source_weights:
+                by = self.by_source[self.keywords[label]]
+                sources = sorted(s for s in by if by[s])
+                weights = np.array([self.source_weights[s] for s in sources], dtype=np.float64)
+                takes = by[sources[rng.choice(len(sources), p=weights / weights.sum())]]
             entry = takes[rng.integers(len(takes))]
             return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": entry["text"]}
         if rng.random() < self.running_speech_prob:  # a stretch of running speech (words cut anywhere)

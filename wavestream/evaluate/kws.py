@@ -277,6 +277,45 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
     return out
 
 
+def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_alarms: float = 1.0,
+                  thresholds: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                  smooth_frames: tuple[int, ...] = (5, 10, 20, 30), log: Callable[[str], None] = print) -> dict:
+    """Detector settings (smoothing, threshold) with the best real-speech event top-1 among those with at
+    most ``max_false_alarms`` per hour on the negative dev set (the fewest false alarms when none qualifies).
+
+    Posteriors are computed once; every setting replays them through a fresh detector (dev sets only:
+    the held-out test is never looked at).
+    """
+    from wavestream.data.devset import load_devset
+    from wavestream.models.kws import KeywordDetector
+    keywords = len(model.classes) - 2
+    refractory = model.detector_config["refractory_frames"]
+    real_folder, real = load_devset(TASK_SETS["real"], root, verify=False)
+    real = [e for e in real if e["label"] in model.classes[:keywords]]
+    neg_folder, negative = load_devset(TASK_SETS["negative"], root, verify=False)
+    real_post = [posteriors(model, sf.read(str(real_folder / e["audio"]), dtype="float32")[0]) for e in real]
+    neg_post = [posteriors(model, sf.read(str(neg_folder / e["audio"]), dtype="float32")[0]) for e in negative]
+    hours = sum(len(p) for p in neg_post) / 100 / 3600
+    trials = []
+    for frames in smooth_frames:
+        for threshold in thresholds:
+            def run(post, frames=frames, threshold=threshold):
+                d = KeywordDetector(model.classes, keywords, smooth_frames=frames, threshold=threshold,
+                                    refractory_frames=refractory)
+                return d.push(post[:, None, :]) + d.flush()
+            right = np.mean([(top_event(run(p)) or {}).get("label") == e["label"] for p, e in zip(real_post, real,
+                                                                                               strict=True)])
+            alarms = sum(len(run(p)) for p in neg_post) / hours
+            trials.append({"smooth_frames": frames, "threshold": threshold, "real_top1_event": round(float(right), 4),
+                           "false_alarms_per_hour": round(alarms, 2)})
+            log(f"detector smooth {frames} threshold {threshold}: real top-1 {right:.3f}, false alarms/h {alarms:.1f}")
+    ok = [t for t in trials if t["false_alarms_per_hour"] <= max_false_alarms]
+    best = max(ok, key=lambda t: (t["real_top1_event"], -t["false_alarms_per_hour"])) if ok else \
+        min(trials, key=lambda t: (t["false_alarms_per_hour"], -t["real_top1_event"]))
+    return {"smooth_frames": best["smooth_frames"], "threshold": best["threshold"], "trials": trials,
+            "max_false_alarms_per_hour": max_false_alarms}
+
+
 def _confusions(rows: list[dict], keywords: tuple[str, ...]) -> dict[str, int]:
     """Most frequent (true -> predicted) mistakes of the argmax decision on keyword clips."""
     counts: dict[str, int] = {}
