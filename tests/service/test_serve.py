@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.service.conftest import free_port, signal
+from wavestream.cli import main as cli_main
 from wavestream.client.stream_client import StreamClient
 from wavestream.service.commands_serve import add_arguments, settings_from_args
 from wavestream.service.settings import ServiceSettings
@@ -42,6 +43,18 @@ def test_flags_override_env(monkeypatch):
     assert settings.port == 9100 and settings.max_batch == 8  # flag wins; env fills the rest
     assert settings.api_keys == ["k1", "k2"] and settings.idle_timeout == 0
     assert settings.max_upload_bytes == 5 * 1024 * 1024 and str(settings.data_dir) == "/tmp/x"
+
+
+def test_an_empty_api_key_is_refused_at_startup(monkeypatch, capsys):
+    """`--api-key "$KEY"` with KEY unset must stop the server, not turn authentication off."""
+    assert cli_main(["serve", "--api-key", "", "--port", str(free_port())]) == 2
+    assert "API key is empty" in capsys.readouterr().out
+    for value in ("", "a,,b", " "):
+        monkeypatch.setenv("WAVESTREAM_API_KEYS", value)
+        with pytest.raises(ValidationError, match="API key is empty"):
+            ServiceSettings()
+    monkeypatch.delenv("WAVESTREAM_API_KEYS")
+    assert ServiceSettings().api_keys == []  # no key given at all: no authentication, as documented
 
 
 def test_wavestream_serve_process(tmp_path):

@@ -18,6 +18,7 @@ FLAGS = {
     "--max-upload-mb": ("max_upload_mb", float, "largest REST upload in MiB (413 above)"),
     "--max-upload-seconds": ("max_upload_seconds", float, "longest REST upload in seconds of audio (413 above)"),
     "--idle-timeout": ("idle_timeout", float, "close a WebSocket silent this many seconds (0 = never)"),
+    "--send-timeout": ("send_timeout", float, "drop a WebSocket client that reads nothing this many seconds"),
     "--workers": ("workers", int, "engine worker threads (default: one per core)"),
     "--max-batch": ("max_batch", int, "most streams in one model step (1 = per-session, no batching)"),
     "--max-wait-ms": ("max_wait_ms", float, "longest a ready chunk waits for a fuller batch (default: hop/4)"),

@@ -39,6 +39,7 @@ ERROR_CLOSE_CODES = {
     "invalid_params": CLOSE_INVALID,
     "unauthorized": CLOSE_POLICY,
     "idle_timeout": CLOSE_POLICY,
+    "send_timeout": CLOSE_POLICY,             # the client stopped reading our output
     "message_too_big": CLOSE_TOO_BIG,
     "internal_error": CLOSE_INTERNAL,
     "at_capacity": CLOSE_TRY_AGAIN,

@@ -29,6 +29,8 @@ class ServiceSettings(BaseSettings):
     max_upload_seconds: float = Field(3600.0, gt=0)
     #: a WebSocket with no message for this many seconds is closed (1008 idle_timeout); 0 = never
     idle_timeout: float = Field(60.0, ge=0)
+    #: a WebSocket whose output cannot be sent for this many seconds (the client stopped reading) is dropped
+    send_timeout: float = Field(20.0, gt=0)
     #: engine worker threads, each running torch with one intra-op thread; None = one per core
     workers: int | None = Field(None, ge=1)
     #: most streams stacked into one model step; 1 = per-session processing (no batching)
@@ -47,8 +49,22 @@ class ServiceSettings(BaseSettings):
     def _split_commas(cls, value):
         # env vars carry lists as "a,b" (NoDecode stops pydantic-settings from expecting JSON)
         if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
+            return [v.strip() for v in value.split(",")]
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_key(cls, keys: list[str]):
+        # `--api-key "$KEY"` with KEY unset must not quietly turn authentication off
+        if any(not key.strip() for key in keys):
+            raise ValueError("an API key is empty (an unset variable?); give a non-empty key, "
+                             "or no --api-key / WAVESTREAM_API_KEYS at all to run without authentication")
+        return [key.strip() for key in keys]
+
+    @field_validator("preload")
+    @classmethod
+    def _drop_empty(cls, names: list[str]):
+        return [name.strip() for name in names if name.strip()]
 
     @property
     def max_upload_bytes(self) -> int:

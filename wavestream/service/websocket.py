@@ -3,6 +3,8 @@
 Messages are handled strictly in order, one at a time: audio is decoded, stepped by the engine
 and its output sent before the next message is read. That makes ``flush`` a true barrier for free,
 and back-pressure is natural: a client that sends faster than the engine steps waits on TCP.
+Every send is bounded by ``send_timeout``: a client that stops reading (its TCP window and our
+write buffer full) is dropped instead of pinning its session forever.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class StreamHandler:
                 raise ProtocolError("not_started", f"{msg.type!r} before start; send a start message first")
             elif isinstance(msg, FlushMessage):
                 # every earlier message was handled and its output sent: the barrier holds already
-                await self.ws.send_text(FlushedMessage(id=msg.id).model_dump_json())
+                await self._put(self.ws.send_text(FlushedMessage(id=msg.id).model_dump_json()))
             elif isinstance(msg, ResetMessage):
                 self.session.reset()
             elif isinstance(msg, EndMessage):
@@ -158,7 +160,7 @@ class StreamHandler:
             output.dtype = "int32"
         ready = ReadyMessage(session=info["session"], model=info["model"], latency_ms=info["latency_ms"],
                              output=output)
-        await self.ws.send_text(ready.model_dump_json(exclude_none=True))
+        await self._put(self.ws.send_text(ready.model_dump_json(exclude_none=True)))
 
     async def _audio(self, data: bytes) -> None:
         received = time.perf_counter()
@@ -182,14 +184,14 @@ class StreamHandler:
         sent = False
         if output.kind in ("audio", "sources"):
             if output.audio is not None and len(output.audio):
-                await self.ws.send_bytes(encode_pcm(output.audio, self.output_encoding))
+                await self._put(self.ws.send_bytes(encode_pcm(output.audio, self.output_encoding)))
                 sent = True
         elif output.kind == "tokens":
             if output.frames is not None and len(output.frames):
-                await self.ws.send_bytes(np.ascontiguousarray(output.frames, TOKEN_DTYPE).tobytes())
+                await self._put(self.ws.send_bytes(np.ascontiguousarray(output.frames, TOKEN_DTYPE).tobytes()))
                 sent = True
         for event in output.events:
-            await self.ws.send_text(EventMessage(**_plain(event)).model_dump_json(exclude_none=True))
+            await self._put(self.ws.send_text(EventMessage(**_plain(event)).model_dump_json(exclude_none=True)))
             sent = True
         return sent
 
@@ -203,16 +205,27 @@ class StreamHandler:
                  "messages": self.messages, "latency_ms": _summary(self.latencies)}
         if self.start_message.debug:
             stats["chunk_latency_ms"] = [round(1000 * t, 3) for t in self.latencies]
-        await self.ws.send_text(DoneMessage(reason=reason, stats=stats).model_dump_json())
-        await self.ws.close(CLOSE_NORMAL if reason == "end" else CLOSE_GOING_AWAY)
+        await self._put(self.ws.send_text(DoneMessage(reason=reason, stats=stats).model_dump_json()))
+        await self._put(self.ws.close(CLOSE_NORMAL if reason == "end" else CLOSE_GOING_AWAY))
 
     async def _fail(self, error: ProtocolError) -> None:
         self.service.metrics.errors.labels(error.code).inc()
+        if error.code == "send_timeout":
+            return  # it reads nothing: leaving closes the connection without another blocked send
         try:
-            await self.ws.send_text(error.to_message().model_dump_json())
-            await self.ws.close(error.close_code, error.code)
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # the client is gone already
+            await self._put(self.ws.send_text(error.to_message().model_dump_json()))
+            await self._put(self.ws.close(error.close_code, error.code))
+        except (WebSocketDisconnect, RuntimeError, ProtocolError):
+            pass  # the client is gone already, or reads nothing
+
+    async def _put(self, send) -> None:
+        """Await one send (or close) of the socket; ProtocolError("send_timeout") if it cannot go out
+        within ``send_timeout`` seconds because the client stopped reading."""
+        timeout = self.service.settings.send_timeout
+        try:
+            await asyncio.wait_for(send, timeout)
+        except TimeoutError:
+            raise ProtocolError("send_timeout", f"the client read nothing for {timeout:g} s") from None
 
 
 def _plain(value):

@@ -1,0 +1,56 @@
+"""Failure modes found by hostile testing against a running server (issue 12): each one ends one
+client's session with a clear error and leaves the server serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+
+import numpy as np
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.service.conftest import run, running_server, signal
+from wavestream.client.stream_client import AsyncStreamClient
+from wavestream.streaming.pcm import encode_pcm
+from wavestream.streaming.testing import ATOL
+
+
+def test_a_client_that_stops_reading_is_dropped(tmp_path):
+    """It keeps sending but never reads: once our output cannot go out for ``send_timeout``, its
+    session ends (so ``max_sessions`` such clients cannot lock everyone out)."""
+    x = signal(2.0, 16000)
+    chunk = encode_pcm(signal(2.0, 16000, seed=1), "pcm_s16le")  # 64 kB in, 128 kB out
+
+    async def stalled(url: str) -> None:
+        sock = socket.create_connection(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window fills fast
+        ws = await connect(url, sock=sock, max_queue=1, max_size=None)  # reads stop once 1 is queued
+        await ws.send(json.dumps({"type": "start", "model": "test-delay", "sample_rate": 16000,
+                                  "encoding": "pcm_s16le", "output_encoding": "pcm_f32le"}))
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(400):  # ~50 MB of output: far more than every buffer on the way holds
+                await ws.send(chunk)
+        ws.transport.abort()
+
+    with running_server(tmp_path, send_timeout=0.5, max_sessions=2) as srv:
+        async def main():
+            sender = asyncio.create_task(stalled(srv.ws))
+            # the server must drop it on its own: we neither read nor close
+            while not srv.service.metrics.registry.get_sample_value("wavestream_errors_total",
+                                                                    {"code": "send_timeout"}):
+                await asyncio.sleep(0.05)
+                assert not sender.done() or sender.exception() is None
+            async with AsyncStreamClient(srv.ws) as client:  # a reading client is served as ever
+                await client.start("test-delay", 16000)
+                out = (await client.stream(x, 320)).output
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            return out
+
+        out = run(asyncio.wait_for(main(), 60))
+        assert np.abs(out - srv.reference("test-delay", x, 16000).audio).max() <= ATOL
+        srv.wait_idle()
