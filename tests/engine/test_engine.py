@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tests.engine.models import FilterModel, FragileModel, SourcesModel, TokensModel
-from wavestream.engine import CapacityError, Engine, Output, StepError, StreamPipeline
+from wavestream.engine import CapacityError, Engine, Output, StepError, StreamPipeline, load_stream_model
+from wavestream.models.registry import UntrainedModelError
 
 RATES = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
 
@@ -239,7 +240,7 @@ def test_info_and_batch_observer():
 
     info, out = asyncio.run(main())
     assert len(info["session"]) == 32 and info["model"]["name"] == "test-sources"
-    assert info["model"]["latency_samples"] == 40 and info["model"]["params"] == {}
+    assert info["model"]["latency_samples"] == 40 + 160 and info["model"]["params"] == {}  # look-ahead + hop
     assert info["latency_ms"] > 1000 * (40 + 160) / 16000  # model delay + hop + resampler delays
     assert info["output"]["kind"] == "sources" and info["output"]["channels"] == 4
     assert out.audio.shape == (4800, 4)
@@ -328,3 +329,21 @@ def test_a_scheduler_bug_fails_its_streams_and_the_scheduler_recovers():
     again, fresh = asyncio.run(main())
     for result in (again, fresh):
         assert np.abs(result.audio - offline(FilterModel(), 16000, x).audio).max() <= 1e-5
+
+
+def test_missing_weights_are_never_silent(tmp_path):
+    """An explicit weights file that is not there is an error, and an engine that refuses untrained
+    models (the server's default) refuses one without shipped weights instead of running random ones."""
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_stream_model("test-filter", weights=tmp_path / "missing.safetensors")
+
+    async def main():
+        engine = await started(allow_untrained=False)
+        try:
+            with pytest.raises(UntrainedModelError, match="no trained weights"):
+                engine.open_session("test-filter", 16000, 1)
+            assert engine.active_sessions == 0
+        finally:
+            await engine.aclose()
+
+    asyncio.run(main())

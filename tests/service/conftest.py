@@ -67,8 +67,12 @@ class RunningServer:
 
 
 def start_server(data_dir: Path, **overrides) -> RunningServer:
+    """A server with test defaults. ``allow_untrained`` is on by default because the test models (and
+    new models whose weights are not trained yet) have random weights; pass False to get the
+    production behaviour."""
     settings = ServiceSettings(host="127.0.0.1", port=free_port(), data_dir=data_dir,
-                               **{"preload": ["enhance"], "max_message_bytes": 256 * 1024, **overrides})
+                               **{"preload": ["enhance"], "max_message_bytes": 256 * 1024,
+                                  "allow_untrained": True, **overrides})
     server = make_server(settings, log_level="warning")
     thread = threading.Thread(target=server.run, name=f"uvicorn:{settings.port}", daemon=True)
     thread.start()

@@ -8,12 +8,19 @@ import contextlib
 import json
 import socket
 
+import httpx
 import numpy as np
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.service.conftest import run, running_server, signal
+from tests.service.test_errors import exchange, last_error, start
+from tests.service.test_rest import audio_bytes
 from wavestream.client.stream_client import AsyncStreamClient
+from wavestream.models.registry import UntrainedModelError
+from wavestream.service.app import Service
+from wavestream.service.settings import ServiceSettings
 from wavestream.streaming.pcm import encode_pcm
 from wavestream.streaming.testing import ATOL
 
@@ -54,3 +61,28 @@ def test_a_client_that_stops_reading_is_dropped(tmp_path):
         out = run(asyncio.wait_for(main(), 60))
         assert np.abs(out - srv.reference("test-delay", x, 16000).audio).max() <= ATOL
         srv.wait_idle()
+
+
+def test_untrained_models_are_refused_unless_allowed(tmp_path):
+    """Without --allow-untrained the server serves no random weights: streams, files and jobs of an
+    untrained model get a clear error, and preloading one stops the start."""
+    wav = audio_bytes(signal(0.2, 16000), 16000)
+    with running_server(tmp_path, allow_untrained=False) as srv, httpx.Client(base_url=srv.http, timeout=60) as http:
+        received, closed_with = run(exchange(srv.ws, [start(model="test-filter")]))
+        assert (last_error(received)["code"], closed_with) == ("unknown_model", 1007)
+        assert "--allow-untrained" in last_error(received)["message"]
+        for path, params in (("/v1/process/test-filter", {}), ("/v1/jobs", {"model": "test-filter"})):
+            r = http.post(path, params=params, content=wav)
+            assert r.status_code == 422 and "no trained weights" in r.json()["detail"], r.text
+        assert http.post("/v1/process/enhance", content=wav).status_code == 200  # trained: served
+        srv.wait_idle()
+
+    async def preload_untrained():
+        service = Service(ServiceSettings(data_dir=tmp_path, allow_untrained=False, preload=["test-filter"]))
+        try:
+            await service.start()
+        finally:
+            await service.engine.aclose()
+
+    with pytest.raises(UntrainedModelError, match="test-filter"):
+        run(preload_untrained())

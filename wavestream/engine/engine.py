@@ -38,18 +38,19 @@ def _params_key(params: dict[str, Any]) -> str:
 
 
 def load_stream_model(name: str, params: dict[str, Any] | None = None,
-                      weights: str | Path | None = None) -> StreamingModule:
+                      weights: str | Path | None = None, allow_untrained: bool = True) -> StreamingModule:
     """Load model ``name`` for streaming with client ``params``.
 
     ``params`` may only name what the model lists in its ``stream_params`` attribute; they are
-    passed to ``load_model`` as config overrides. ValueError for an unknown model or bad params.
+    passed to ``load_model`` as config overrides. ValueError for an unknown model or bad params;
+    UntrainedModelError (a ValueError) for a model without weights unless ``allow_untrained``.
     """
     params = {} if params is None else params
     if not isinstance(params, dict):
         raise ValueError(f"params must be an object, got {type(params).__name__}")
     _params_key(params)
     try:
-        model = load_model(name, weights)
+        model = load_model(name, weights, allow_untrained=allow_untrained)
     except KeyError as exc:
         raise ValueError(exc.args[0]) from None
     if not params:
@@ -129,7 +130,7 @@ class Session:
 class Engine:
     def __init__(self, max_batch: int = 32, max_wait: float | None = None, workers: int | None = None,
                  max_sessions: int = 64, queue_chunks: int = 8, max_chunk_hops: int = 32, quality: str = "HQ",
-                 on_batch: BatchObserver | None = None):
+                 on_batch: BatchObserver | None = None, allow_untrained: bool = True):
         for name, value in (("max_batch", max_batch), ("max_sessions", max_sessions),
                             ("queue_chunks", queue_chunks), ("max_chunk_hops", max_chunk_hops)):
             if not isinstance(value, int) or value < 1:
@@ -142,6 +143,8 @@ class Engine:
         self.max_batch, self.max_wait, self.workers = max_batch, max_wait, workers
         self.max_sessions, self.queue_chunks, self.max_chunk_hops = max_sessions, queue_chunks, max_chunk_hops
         self.quality, self.on_batch = quality, on_batch
+        #: False: models without trained weights are refused (UntrainedModelError), as the server does
+        self.allow_untrained = allow_untrained
         self.sessions_opened = 0
         self._executor: ThreadPoolExecutor | None = None
         self._models: dict[tuple[str, str], StreamingModule] = {}
@@ -179,7 +182,7 @@ class Engine:
         params = {} if params is None else params
         key = (name, _params_key(params))
         if key not in self._models:
-            self._models[key] = load_stream_model(name, params)
+            self._models[key] = load_stream_model(name, params, allow_untrained=self.allow_untrained)
         return self._models[key]
 
     def _scheduler(self, name: str, params: dict[str, Any], model: StreamingModule) -> Scheduler:

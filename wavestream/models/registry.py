@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 
 from wavestream.streaming.module import StreamingModule
 
+log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(str(resources.files("wavestream.models") / "weights"))
 
 
@@ -65,19 +67,33 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def load_model(name: str, weights: str | Path | None = None, **params) -> StreamingModule:
+class UntrainedModelError(ValueError):
+    """The model has no trained weights and the caller refused random ones."""
+
+
+def load_model(name: str, weights: str | Path | None = None, *, allow_untrained: bool = True,
+               **params) -> StreamingModule:
     """Build model ``name`` with its card's config (overridden by ``params``) and load its weights.
 
-    ``weights`` overrides the shipped file; without either, the model keeps its random init and
-    ``model.trained`` is False (callers may refuse or warn).
+    ``weights`` overrides the shipped file (FileNotFoundError if it does not exist). Without
+    shipped weights the model keeps its random init, ``model.trained`` is False and a warning is
+    logged; with ``allow_untrained=False`` (the server's default) that is UntrainedModelError instead.
     """
     spec = get_spec(name)
+    path = Path(weights) if weights is not None else spec.weights_path
+    if weights is not None and not path.is_file():
+        raise FileNotFoundError(f"weights file {path} for model {name!r} does not exist")
+    trained = path.is_file()
+    if not trained and not allow_untrained:
+        raise UntrainedModelError(f"model {name!r} has no trained weights; refusing to serve random ones "
+                                  "(start the server with --allow-untrained to allow them)")
     config = {**spec.card().get("config", {}), **params}
     model = spec.build(**config)
-    path = Path(weights) if weights is not None else spec.weights_path
-    model.trained = path.exists()
-    if path.exists():
+    model.trained = trained
+    if trained:
         model.load_state_dict(load_file(str(path)))
+    else:
+        log.warning("model %r has no trained weights (%s missing): it runs with random weights", name, path.name)
     return model.eval()
 
 

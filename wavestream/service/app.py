@@ -48,7 +48,8 @@ class Service:
         self.metrics = ServiceMetrics()
         self.engine = Engine(max_batch=settings.max_batch, workers=settings.workers,
                              max_wait=None if settings.max_wait_ms is None else settings.max_wait_ms / 1000,
-                             max_sessions=settings.max_sessions, on_batch=self.metrics.observe_batch)
+                             max_sessions=settings.max_sessions, on_batch=self.metrics.observe_batch,
+                             allow_untrained=settings.allow_untrained)
         self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
         self.jobs = JobStore(settings.data_dir)
         self.job_runner = JobRunner(self.jobs, self.process_job)

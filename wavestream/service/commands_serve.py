@@ -32,12 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
     parser.add_argument("--api-key", dest="api_keys", action="append", default=None,
                         help="accepted API key (repeat for several); without any, no authentication")
+    parser.add_argument("--allow-untrained", action="store_true", default=None,
+                        help="serve models without trained weights (random init; development only)")
     parser.add_argument("--preload", action="append", default=None, help="model to load at start (repeatable)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
-    fields = [field for field, _, _ in FLAGS.values()] + ["api_keys", "preload"]
+    fields = [field for field, _, _ in FLAGS.values()] + ["api_keys", "preload", "allow_untrained"]
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     return ServiceSettings(**overrides)
 

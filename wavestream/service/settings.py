@@ -41,6 +41,8 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Path("wavestream-data")
     #: models loaded at start so the first stream does not pay for it (comma-separated)
     preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: serve models that have no trained weights (random init): for development and tests only
+    allow_untrained: bool = False
     #: seconds a graceful shutdown waits for sessions to send their final audio
     shutdown_timeout: float = Field(10.0, ge=0)
 

@@ -19,6 +19,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wavestream.engine import CapacityError, Output, Session, StepError
+from wavestream.models.registry import UntrainedModelError
 from wavestream.streaming.pcm import decode_pcm, encode_pcm
 
 from .protocol import (
@@ -148,6 +149,8 @@ class StreamHandler:
             self.session = self.service.engine.open_session(msg.model, msg.sample_rate, msg.channels, msg.params)
         except CapacityError as exc:
             raise ProtocolError("at_capacity", f"{exc}; try again later") from None
+        except UntrainedModelError as exc:
+            raise ProtocolError("unknown_model", str(exc)) from None
         except ValueError as exc:
             raise ProtocolError("invalid_params", str(exc)) from None
         self.start_message, self.model_label = msg, msg.model
