@@ -1,0 +1,242 @@
+"""The page at `/` in a real headless Chromium against a real server on a loopback port.
+
+Chromium (Debian's `chromium`, installed by `make install-dev`) is driven by Playwright with a fake
+microphone that plays a real speech recording; Playwright's own browser download is never used.
+The page keeps its figures in `window.wavestream`, which these tests read. Screenshots go to
+docs/images/page-*.png. Select these tests with `-k browser`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from tests.service.conftest import running_server
+from wavestream.service.protocol import ERROR_CLOSE_CODES
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SPEECH = Path(__file__).parents[1] / "models" / "data" / "speech_16k.flac"  # real speech, see its README
+IMAGES = Path(__file__).parents[2] / "docs" / "images"
+STATIC = Path(__file__).parents[2] / "wavestream" / "service" / "static"
+KEY = "browser-key"
+# the untrained kws model fires with a low detector threshold (as in test_kws_events)
+FIRING = {"threshold": "0.09", "smooth_frames": "5", "refractory_frames": "10"}
+# Chromium's own network traffic off: only the test server is ever contacted
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def noisy_speech(seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """The real speech clip with white noise at about 10 dB SNR (something for `enhance` to remove)."""
+    x, rate = sf.read(SPEECH, dtype="float32")
+    x = x[: int(seconds * rate)] if seconds else x
+    noise = np.random.default_rng(0).standard_normal(len(x)).astype(np.float32)
+    return 0.8 * x + 0.3 * np.sqrt(np.mean(x**2)) * noise, rate
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    if not os.path.exists(CHROMIUM):
+        if os.geteuid() == 0:
+            pytest.fail("chromium is missing; `make install-dev` installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed and cannot be without root (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright  # the `test` extra
+
+    with sync_playwright() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_api, tmp_path_factory):
+    """Chromium whose microphone plays noisy real speech (looped), with a fresh profile."""
+    root = tmp_path_factory.mktemp("chromium")
+    x, rate = noisy_speech()
+    sf.write(root / "microphone.wav", x, rate, subtype="PCM_16")
+    context = playwright_api.chromium.launch_persistent_context(
+        str(root / "profile"), executable_path=CHROMIUM, headless=True,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={root / 'microphone.wav'}"],
+        viewport={"width": 900, "height": 1000})
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, test_models):
+    """A server that needs an API key; untrained models allowed (kws has no trained weights yet)."""
+    with running_server(tmp_path_factory.mktemp("data"), api_keys=[KEY], max_sessions=8,
+                        allow_untrained=True) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, site):
+    """A new tab; fails the test on any JavaScript error or any request to another host."""
+    page = browser.new_page()
+    errors, foreign = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    own = re.escape(f"127.0.0.1:{site.settings.port}/")
+    page.route(re.compile(rf"^(?!https?://{own}).*"), lambda route: (foreign.append(route.request.url), route.abort()))
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors: {errors}"
+    assert not foreign, f"the page asked other hosts: {foreign}"
+
+
+def figures(page) -> dict:
+    return page.evaluate("() => JSON.parse(JSON.stringify(window.wavestream))")
+
+
+def wait_for(page, condition: str, timeout_s: float = 60):
+    """Wait until the JS expression over `s` (the page's state) holds; no timing is asserted."""
+    page.wait_for_function(f"() => {{ const s = window.wavestream; return {condition}; }}", timeout=timeout_s * 1000)
+
+
+def open_page(page, site, key: str | None = KEY, model: str = "enhance"):
+    page.goto(site.http + "/" + (f"?api_key={key}" if key else ""))
+    if key == KEY:
+        wait_for(page, "s.models.length > 0")
+        page.select_option("#model", model)
+
+
+def screenshot(page, name: str) -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / f"page-{name}.png"), full_page=True)
+
+
+def test_browser_microphone_enhance_round_trip(page, site):
+    open_page(page, site)
+    page.click("#start")
+    wait_for(page, "s.status === 'streaming'")
+    # a second of processed audio back, the latency figures measured and the server's RTF read
+    wait_for(page, "s.receivedFrames > s.ready.output.sample_rate && s.played > 0 "
+                   "&& ['latency', 'delay', 'rtf'].every((id) => document.getElementById(id).textContent !== '–')")
+    assert re.fullmatch(r"\d+ ms", page.text_content("#latency"))
+    assert re.fullmatch(r"\d+ ms", page.text_content("#delay"))
+    assert re.match(r"\d+\.\d{3} \(mean batch", page.text_content("#rtf"))
+    state = figures(page)
+    assert state["ready"]["model"]["name"] == "enhance" and state["tracks"] == ["Original", "Processed"]
+    assert state["selected"] == 1 and page.get_attribute("#listen-1", "aria-pressed") == "true"
+    # A/B while playing: the original is heard from now on, and playing goes on
+    page.click("#listen-0")
+    played = figures(page)["played"]
+    wait_for(page, f"s.selected === 0 && s.played > {played}")
+    assert page.get_attribute("#listen-0", "aria-pressed") == "true"
+    screenshot(page, "enhance")
+    page.click("#stop")
+    wait_for(page, "s.status === 'done'")
+    state = figures(page)
+    # after `end`, every input frame has its output frame; the noise is gone from the processed audio
+    assert state["receivedFrames"] == state["sentFrames"] > 0
+    original, processed = state["energy"]
+    assert 0 < processed < 0.95 * original
+    assert state["error"] is None and state["closeCode"] == 1000
+    site.wait_idle()
+
+
+def test_browser_dropped_file_two_sources(page, site, tmp_path):
+    x, rate = noisy_speech(seconds=2.0)
+    path = tmp_path / "speech.wav"
+    sf.write(path, x, rate, subtype="PCM_16")
+    open_page(page, site, model="test-sources")
+    page.set_input_files("#file", str(path))
+    assert page.is_checked('input[name="source"][value="file"]') and "speech.wav" in page.text_content("#drop-name")
+    page.click("#start")
+    # the file plays to its end in real time, then the page sends `end` by itself
+    wait_for(page, "s.status === 'done'")
+    state = figures(page)
+    assert state["tracks"] == ["Original", "Source 1", "Source 2"]
+    assert state["ready"]["output"]["kind"] == "sources" and state["ready"]["output"]["channels"] == 2
+    # the browser decodes the file at its own rate: at least all of it went out, and all of it came back
+    browser_rate = state["ready"]["output"]["sample_rate"]
+    assert state["sentFrames"] >= len(soxr.resample(x, rate, browser_rate))
+    assert state["receivedFrames"] == state["sentFrames"]
+    # test-sources: source 1 is the input (its delay undone, so aligned with the original), source 2 is -1/2 of it
+    original, first, second = state["energy"]
+    assert first == pytest.approx(original, rel=0.05) and second == pytest.approx(first / 4, rel=1e-4)
+    page.click("#listen-2")
+    assert figures(page)["selected"] == 2
+    assert page.locator("#tracks canvas").count() == 3
+    screenshot(page, "sources")
+    site.wait_idle()
+
+
+def test_browser_kws_events_appear_while_streaming(page, site):
+    open_page(page, site, model="kws")
+    assert page.input_value("#param-threshold") == "0.6"  # the model's default, from GET /v1/models
+    for name, value in FIRING.items():
+        page.fill(f"#param-{name}", value)
+    page.click("#start")
+    # words are heard while the microphone still runs, not only at the end
+    wait_for(page, "s.status === 'streaming' && s.events.length >= 2")
+    assert figures(page)["status"] == "streaming"
+    labels = page.locator("#events li b").all_text_contents()
+    assert len(labels) >= 2 and all(re.fullmatch(r"[a-z]+", label) for label in labels)
+    assert re.search(r"\d+\.\d\d–\d+\.\d\d s, score 0\.\d\d", page.text_content("#events li"))
+    assert figures(page)["ready"]["model"]["params"] == {k: float(v) for k, v in FIRING.items()}
+    screenshot(page, "kws")
+    page.click("#stop")
+    wait_for(page, "s.status === 'done'")
+    site.wait_idle()
+
+
+def test_browser_api_key_errors_are_explained(page, site):
+    # no key: the model list is refused
+    open_page(page, site, key=None)
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.get_attribute("#error", "data-code") == "unauthorized"
+    assert "needs an API key" in page.text_content("#error")
+    # a key refused on the WebSocket after the list loaded (set without a change event, which would
+    # reload the list first): the server's error, explained
+    open_page(page, site)
+    page.evaluate("document.getElementById('key').value = 'wrong-key'")
+    page.click("#start")
+    wait_for(page, "s.status === 'error'")
+    state = figures(page)
+    assert state["error"]["code"] == "unauthorized" and "API key" in state["error"]["detail"]
+    assert state["closeCode"] == 1008
+    assert "needs an API key" in page.text_content("#error")
+    screenshot(page, "error")
+    site.wait_idle()
+
+
+def test_browser_bad_params_are_explained(page, site):
+    open_page(page, site, model="kws")
+    page.fill("#param-threshold", "5")
+    page.click("#start")
+    wait_for(page, "s.status === 'error'")
+    state = figures(page)
+    assert state["error"]["code"] == "invalid_params" and state["closeCode"] == 1007
+    assert "refused these parameters" in page.text_content("#error")
+    site.wait_idle()
+
+
+def test_browser_page_explains_every_error_code():
+    """Every code the server can send has a message for people in the page (read from its source)."""
+    source = (STATIC / "app.js").read_text()
+    table = source[source.index("const ERRORS = {"):source.index("};", source.index("const ERRORS = {"))]
+    explained = set(re.findall(r"^\s+(\w+): ", table, re.M))
+    assert set(ERROR_CLOSE_CODES) <= explained, set(ERROR_CLOSE_CODES) - explained
+    assert not re.search(r"https?://(?!localhost)\w", source + (STATIC / "index.html").read_text()), "no other hosts"
+
+
+def test_browser_token_output_shows_its_bitrate(page, site):
+    open_page(page, site, model="test-tokens")
+    page.click("#start")
+    wait_for(page, "s.receivedFrames >= 50 && document.getElementById('bitrate').textContent !== '–'")
+    page.click("#stop")
+    wait_for(page, "s.status === 'done'")
+    state = figures(page)
+    out = state["ready"]["output"]
+    assert out["kind"] == "tokens" and state["tokenBytes"] == 4 * state["receivedFrames"] * out["codebooks"]
+    # one token frame per 10 ms hop of the audio sent (the last partial hop included)
+    assert abs(state["receivedFrames"] - state["sentFrames"] / state["sampleRate"] * out["frame_rate"]) <= 1
+    assert re.match(r"\d+\.\d\d kbit/s \(2 codebooks × 100 frames/s × 32 bits", page.text_content("#bitrate"))
+    site.wait_idle()
