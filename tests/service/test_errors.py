@@ -46,6 +46,9 @@ def last_error(received: list) -> dict:
     return texts[-1]
 
 
+DEEP = {"a": [{"b": [0]}]}
+for _ in range(40):
+    DEEP = {"a": [DEEP]}
 NAN_AUDIO = np.full((64, 1), np.nan, np.float32).tobytes()
 BAD_INPUT = {
     "garbage_json": (["{not json"], "invalid_json", 1007),
@@ -64,6 +67,11 @@ BAD_INPUT = {
     "binary_before_start": ([b"\x00\x00\x00\x00"], "not_started", 1003),
     "flush_before_start": (['{"type": "flush", "id": 1}'], "not_started", 1003),
     "start_twice": ([start(), start()], "already_started", 1003),
+    "deep_json": (["[" * 100_000 + "]" * 100_000], "invalid_json", 1007),
+    "deep_params": ([start(params=DEEP)], "invalid_json", 1007),
+    "huge_finite_samples": ([start(), np.full((640, 1), 1e19, np.float32).tobytes()], "invalid_audio", 1007),
+    "rate_as_string": ([start(sample_rate="16000")], "invalid_message", 1007),
+    "flush_id_true": ([start(), '{"type": "flush", "id": true}'], "invalid_message", 1007),
     "model_step_fails": ([start(model="test-fragile"), np.full((640, 1), 9.0, np.float32).tobytes()],
                          "internal_error", 1011),
 }

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import socket
 
 import httpx
 import numpy as np
 import pytest
+import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -86,3 +88,54 @@ def test_untrained_models_are_refused_unless_allowed(tmp_path):
 
     with pytest.raises(UntrainedModelError, match="test-filter"):
         run(preload_untrained())
+
+
+def damaged_flac(kind: str) -> bytes:
+    data = audio_bytes(signal(1.0, 16000, seed=8), 16000, "FLAC", "PCM_16")
+    if kind == "truncated":
+        return data[:len(data) // 2]
+    if kind == "corrupted":
+        return data[:200] + bytes(len(data) - 400) + data[-200:]
+    # STREAMINFO's 36-bit total-samples field (block bytes 13-17 after "fLaC" and the block header)
+    header = bytearray(data)
+    field = int.from_bytes(header[21:26], "big")
+    total = field & ((1 << 36) - 1)
+    header[21:26] = (field - total + 10 * total).to_bytes(5, "big")
+    return bytes(header)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupted", "claims_more_frames"])
+def test_damaged_flac_is_a_clear_422_without_server_paths(server, http, kind):
+    r = http.post("/v1/process/test-filter", content=damaged_flac(kind))
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "damaged" in detail and str(server.settings.data_dir) not in detail and "upload-" not in detail
+    assert http.get("/healthz").status_code == 200
+
+
+def test_unreadable_upload_message_has_no_server_path(server, http):
+    r = http.post("/v1/process/test-filter", content=b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    assert r.status_code == 415, r.text
+    assert str(server.settings.data_dir) not in r.json()["detail"] and "upload-" not in r.json()["detail"]
+
+
+def test_rest_refuses_deep_params_and_huge_samples(http):
+    wav = audio_bytes(signal(0.2, 16000), 16000)
+    deep = "[" * 2000 + "]" * 2000  # past the parser's recursion limit, inside the URL limit
+    for params in (deep, '{"gain":' + "[" * 50 + "]" * 50 + "}"):
+        r = http.post("/v1/process/test-filter", params={"params": params}, content=wav)
+        assert r.status_code == 422 and "nested deeper" in r.json()["detail"], r.text[:300]
+    r = http.post("/v1/jobs", params={"model": "test-filter", "params": deep}, content=wav)
+    assert r.status_code == 422, r.text[:300]
+    huge = np.full((1600, 1), 1e19, np.float32)
+    r = http.post("/v1/process/test-filter", content=audio_bytes(huge, 16000))
+    assert r.status_code == 422 and "full scale" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("container", ["WAVEX", "RF64"])
+def test_extensible_and_rf64_wav_are_accepted(server, http, container):
+    x = signal(0.3, 16000, channels=2, seed=9)
+    r = http.post("/v1/process/test-filter", content=audio_bytes(x, 16000, container))
+    assert r.status_code == 200, r.text
+    y, _ = sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)
+    assert np.abs(y - server.reference("test-filter", x, 16000).audio).max() <= ATOL

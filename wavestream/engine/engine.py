@@ -65,6 +65,17 @@ def load_stream_model(name: str, params: dict[str, Any] | None = None,
         raise ValueError(f"bad params for model {name!r}: {exc}") from None
 
 
+#: largest accepted sample magnitude (full scale is 1.0): generous headroom for hot float files,
+#: but far below values (1e19, say) that overflow inside a model and come out as NaN
+MAX_SAMPLE = 64.0
+
+
+def _check_range(samples: np.ndarray) -> None:
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if not peak <= MAX_SAMPLE:  # also catches NaN
+        raise ValueError(f"sample values must lie within +-{MAX_SAMPLE:g} (1.0 is full scale); got {peak:.3g}")
+
+
 class Session:
     """One client stream. Calls on one session are serialized; sessions run concurrently."""
 
@@ -99,6 +110,7 @@ class Session:
         """
         async with self._lock:
             self._stream.check()
+            _check_range(samples)
             x = self.pipeline.begin(samples)
             y = await self._stream.run(x) if x is not None else None
             return self.pipeline.end(y)

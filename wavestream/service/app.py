@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ from wavestream.models.registry import describe, model_names
 from .audio_files import EVENTS_FORMAT, OUTPUT_FORMATS, process_file, spool_upload, validate_upload
 from .jobs import JobRunner, JobStore
 from .metrics import ServiceMetrics
+from .protocol import load_json
 from .settings import ServiceSettings
 from .websocket import StreamHandler
 
@@ -138,8 +138,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if not params:
             return {}
         try:
-            value = json.loads(params)
-        except json.JSONDecodeError as exc:
+            value = load_json(params)
+        except ValueError as exc:
             raise HTTPException(422, f"params must be a JSON object: {exc}") from None
         if not isinstance(value, dict):
             raise HTTPException(422, "params must be a JSON object")

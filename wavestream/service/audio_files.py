@@ -21,7 +21,8 @@ from wavestream.engine import Engine
 
 from .protocol import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
-INPUT_FORMATS = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg"}
+#: libsndfile container -> suffix; WAVEX (WAVE_FORMAT_EXTENSIBLE) and RF64 are WAV as ffmpeg writes it
+INPUT_FORMATS = {"WAV": ".wav", "WAVEX": ".wav", "RF64": ".wav", "FLAC": ".flac", "OGG": ".ogg"}
 #: output format -> (libsndfile format, subtype, media type); float WAV keeps every bit of the output.
 #: Events models answer with a JSON list of their detections instead of a sound file.
 OUTPUT_FORMATS = {"wav": ("WAV", "FLOAT", "audio/wav"), "flac": ("FLAC", "PCM_24", "audio/flac"),
@@ -73,7 +74,7 @@ def validate_upload(path: Path, max_seconds: float) -> UploadInfo:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise HTTPException(415, f"not a readable WAV, FLAC or Ogg file: {exc}") from None
+        raise HTTPException(415, f"not a readable WAV, FLAC or Ogg file: {_reason(exc)}") from None
     if info.format not in INPUT_FORMATS:
         raise HTTPException(415, f"unsupported audio format {info.format}; send WAV, FLAC or Ogg")
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
@@ -110,7 +111,7 @@ async def process_file(engine: Engine, model: str, params: dict, source: Path, t
             channels = session.info["output"]["channels"]
             with sf.SoundFile(str(target), "w", samplerate=src.samplerate, channels=channels,
                               format=file_format, subtype=subtype) as dst:
-                for block in src.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+                for block in _blocks(src):
                     _write(dst, (await session.process(np.ascontiguousarray(block))).audio)
                 _write(dst, (await session.finish()).audio)
             return src.frames / src.samplerate
@@ -125,6 +126,23 @@ async def _write_events(session, src: sf.SoundFile, target: Path) -> None:
         events += (await session.process(np.ascontiguousarray(block))).events
     events += (await session.finish()).events
     target.write_text(json.dumps(events))
+
+
+def _blocks(src: sf.SoundFile):
+    """The file's blocks; a damaged file (truncated, corrupted, a header claiming more frames than
+    there are) is a ValueError with the decoder's reason, as for any other bad input."""
+    frames = 0
+    try:
+        for block in src.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+            frames += len(block)
+            yield block
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ValueError(f"the audio file is damaged after {frames} of {src.frames} frames: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's reason without the server path that ``str(exc)`` carries."""
+    return getattr(exc, "error_string", None) or "the decoder failed"
 
 
 def _write(dst: sf.SoundFile, audio: np.ndarray | None) -> None:

@@ -15,6 +15,8 @@ PROTOCOL_VERSION = 1
 ENCODINGS = ("pcm_s16le", "pcm_f32le")
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000
 MAX_CHANNELS = 8
+#: deepest nesting of objects/arrays accepted in client JSON (deeper would exhaust the stack)
+MAX_JSON_DEPTH = 32
 
 # WebSocket close codes (RFC 6455 §7.4.1 plus the registered 1013)
 CLOSE_NORMAL = 1000
@@ -65,7 +67,12 @@ class _Message(BaseModel):
 
 
 # -- client -> server ------------------------------------------------------------------------------
-class StartMessage(_Message):
+class _ClientMessage(_Message):
+    # strict: "16000" is not a sample rate and true is not a flush id
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StartMessage(_ClientMessage):
     type: Literal["start"]
     model: str = Field(min_length=1, max_length=100)
     sample_rate: int = Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)
@@ -79,16 +86,16 @@ class StartMessage(_Message):
     debug: bool = False
 
 
-class FlushMessage(_Message):
+class FlushMessage(_ClientMessage):
     type: Literal["flush"]
     id: int | str
 
 
-class ResetMessage(_Message):
+class ResetMessage(_ClientMessage):
     type: Literal["reset"]
 
 
-class EndMessage(_Message):
+class EndMessage(_ClientMessage):
     type: Literal["end"]
 
 
@@ -100,9 +107,9 @@ CLIENT_TYPES = ("start", "flush", "reset", "end")
 def parse_client_message(text: str) -> StartMessage | FlushMessage | ResetMessage | EndMessage:
     """Parse one client text message or raise ``ProtocolError`` with the right code."""
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError("invalid_json", f"text message is not JSON: {exc}") from None
+        data = load_json(text)
+    except ValueError as exc:
+        raise ProtocolError("invalid_json", f"text message is not usable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_json", "text message must be a JSON object")
     kind = data.get("type")
@@ -119,6 +126,31 @@ def parse_client_message(text: str) -> StartMessage | FlushMessage | ResetMessag
                 raise ProtocolError("unsupported_encoding",
                                     f"unsupported encoding {enc!r}; use one of {', '.join(ENCODINGS)}")
     return msg
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads`` for client input: ValueError for bad JSON and for nesting deeper than
+    ``MAX_JSON_DEPTH`` (which would otherwise end as RecursionError here or in later code)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    else:
+        if _depth(value) <= MAX_JSON_DEPTH:
+            return value
+    raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0), without recursion; stops past the limit."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _brief(exc: ValidationError) -> str:

@@ -174,7 +174,10 @@ class StreamHandler:
             samples = decode_pcm(data, msg.encoding, msg.channels)
         except ValueError as exc:
             raise ProtocolError("invalid_audio", str(exc)) from None
-        output = await self.session.process(samples)
+        try:
+            output = await self.session.process(samples)
+        except ValueError as exc:  # samples the engine refuses (e.g. far beyond full scale)
+            raise ProtocolError("invalid_audio", str(exc)) from None
         if await self._send(output):
             latency = time.perf_counter() - received
             self.latencies.append(latency)
