@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 import socket
+import threading
 
 import httpx
 import numpy as np
@@ -16,11 +18,12 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.service.conftest import run, running_server, signal
+from tests.engine.models import FilterModel
+from tests.service.conftest import run, running_server, signal, start_server
 from tests.service.test_errors import exchange, last_error, start
 from tests.service.test_rest import audio_bytes
-from wavestream.client.stream_client import AsyncStreamClient
-from wavestream.models.registry import UntrainedModelError
+from wavestream.client.stream_client import AsyncStreamClient, StreamError
+from wavestream.models.registry import _REGISTRY, UntrainedModelError, register
 from wavestream.service.app import Service
 from wavestream.service.settings import ServiceSettings
 from wavestream.streaming.pcm import encode_pcm
@@ -139,3 +142,91 @@ def test_extensible_and_rf64_wav_are_accepted(server, http, container):
     assert r.status_code == 200, r.text
     y, _ = sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)
     assert np.abs(y - server.reference("test-filter", x, 16000).audio).max() <= ATOL
+
+
+def test_graceful_shutdown_ends_a_fast_sender_with_done(tmp_path):
+    """A client that never stops sending faster than real time still gets its output up to where the
+    server stopped reading, then ``done`` and close 1001 (not a 1012 cut after the timeout)."""
+    srv = start_server(tmp_path, shutdown_timeout=20)
+    x = signal(1.0, 16000, seed=13)
+    stopper = threading.Thread(target=srv.stop)
+
+    async def fast():
+        client = AsyncStreamClient(srv.ws)
+        await client.start("test-filter", 16000)
+        sent = 0
+        try:
+            for i in itertools.count():
+                await client.send(x[(i * 320) % len(x):][:320])
+                sent += 1
+                if i == 50:
+                    stopper.start()
+                await asyncio.sleep(0)
+        except StreamError as exc:
+            assert exc.code == "ended"
+        items = []
+        while (item := await client.receive()) is not None:
+            items.append(item)
+        return np.concatenate(items), client.done, client.close_code, sent
+
+    out, done, close_code, sent = run(asyncio.wait_for(fast(), 120))
+    stopper.join()
+    assert done is not None and done.reason == "shutdown" and close_code == 1001
+    n = done.stats["samples_in"]
+    assert 0 < n <= 320 * sent and len(out) == n == done.stats["samples_out"]
+    reference = srv.reference("test-filter", np.concatenate([x] * (n // len(x) + 1))[:n], 16000).audio
+    assert np.abs(out - reference).max() <= ATOL
+
+
+class GatedModel(FilterModel):
+    """Steps real input only once ``gate`` is set (the probe step of zeros passes): holds a stream
+    mid-step for as long as a test needs."""
+
+    gate, entered = threading.Event(), threading.Event()
+
+    def step(self, x, state):
+        if x.abs().max() > 0:
+            self.entered.set()
+            self.gate.wait()
+        return super().step(x, state)
+
+
+@pytest.fixture
+def gated_model():
+    register("test-gated", "test")(GatedModel)
+    GatedModel.gate.clear()
+    GatedModel.entered.clear()
+    try:
+        yield
+    finally:
+        GatedModel.gate.set()
+        _REGISTRY.pop("test-gated", None)
+
+
+def test_draining_server_answers_503_and_1013(tmp_path, gated_model):
+    """While a stream drains (held mid-step), the server still answers: ``/readyz`` is 503 and a new
+    stream gets 1013 ``shutting_down``; then the held stream ends with ``done``."""
+    srv = start_server(tmp_path, shutdown_timeout=600)
+    stopper = threading.Thread(target=srv.stop)
+
+    async def main():
+        async with AsyncStreamClient(srv.ws) as held:
+            await held.start("test-gated", 16000)
+            await held.send(signal(0.1, 16000))
+            await asyncio.to_thread(GatedModel.entered.wait)
+            stopper.start()
+            while not srv.service.draining:
+                await asyncio.sleep(0.02)
+            async with httpx.AsyncClient(base_url=srv.http) as http:
+                ready = await http.get("/readyz")
+            received, closed_with = await exchange(srv.ws, [start(model="test-filter")])
+            GatedModel.gate.set()
+            while await held.receive() is not None:
+                pass
+            return ready, received, closed_with, held.done, held.close_code
+
+    ready, received, closed_with, done, close_code = run(asyncio.wait_for(main(), 120))
+    stopper.join()
+    assert ready.status_code == 503 and ready.json()["draining"] is True
+    assert (last_error(received)["code"], closed_with) == ("shutting_down", 1013)
+    assert done is not None and done.reason == "shutdown" and close_code == 1001

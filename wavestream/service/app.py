@@ -273,8 +273,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 class WavestreamServer(uvicorn.Server):
     """uvicorn, except that on shutdown live streams get to send their final output first.
 
-    uvicorn closes every WebSocket with 1012 as soon as it shuts down; we stop accepting new
-    connections, drain the service (each stream: tail, ``done``, close 1001), then let uvicorn go on.
+    uvicorn closes every WebSocket with 1012 as soon as it shuts down; we first drain the service
+    (each stream: tail, ``done``, close 1001), then let uvicorn go on. The listener stays open while
+    draining, so that load balancers see ``/readyz`` answer 503 and new streams get 1013
+    ``shutting_down`` instead of a refused connection.
     """
 
     def __init__(self, config: uvicorn.Config, service: Service):
@@ -282,8 +284,6 @@ class WavestreamServer(uvicorn.Server):
         self.service = service
 
     async def shutdown(self, sockets=None) -> None:
-        for server in self.servers:
-            server.close()
         await self.service.drain()
         await super().shutdown(sockets)
 

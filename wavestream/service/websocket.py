@@ -124,11 +124,14 @@ class StreamHandler:
                 return "end"
 
     async def _receive(self) -> dict | None:
-        """The next ASGI message; None when asked to stop; ProtocolError after the idle timeout."""
+        """The next ASGI message; None when asked to stop; ProtocolError after the idle timeout.
+
+        A stop wins over a message that is already waiting: a client sending faster than real time
+        always has one, and would otherwise keep its stream alive through the whole drain."""
         receive = asyncio.ensure_future(self.ws.receive())
         timeout = self.service.settings.idle_timeout or None
-        done, _ = await asyncio.wait({receive, self._stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if receive not in done:
+        await asyncio.wait({receive, self._stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._stop.done() or not receive.done():
             receive.cancel()
             if self._stop.done():
                 return None
