@@ -145,7 +145,7 @@ def delay_model():
 def test_registry_model_latency_is_compensated(delay_model):
     from wavestream.evaluate.peers import RegistryModel
     peer = RegistryModel(delay_model)
-    assert peer.latency_ms == pytest.approx(1000 * 37 / RATE) and peer.parameters == 1
+    assert peer.latency_ms == pytest.approx(1000 * (4 + 37) / RATE) and peer.parameters == 1  # hop + delay
     x = speech_like(1.0)[:16001]  # not a multiple of hop
     y = peer.process(x, RATE)
     np.testing.assert_allclose(y, x, atol=1e-7)

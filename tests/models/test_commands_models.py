@@ -19,7 +19,7 @@ def test_models_table(capsys):
     assert lines[0].split()[:4] == ["name", "task", "rate", "hop"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == set(model_names())
-    assert rows["test-filter"].split()[1:5] == ["test", "16000", "10", "2.5"]
+    assert rows["test-filter"].split()[1:5] == ["test", "16000", "10", "12.5"]  # latency: hop + look-ahead
     assert "audio -> tokens" in rows["test-tokens"]
 
 
@@ -29,4 +29,4 @@ def test_models_json(capsys):
     assert set(described) == set(model_names())
     d = described["test-filter"]
     shown = (d["sample_rate"], d["hop"], d["latency_samples"], d["parameters"], d["trained"])
-    assert shown == (16000, 160, 40, 529, False)
+    assert shown == (16000, 160, 40 + 160, 529, False)  # latency: look-ahead + one hop of framing

@@ -157,7 +157,7 @@ class StreamPipeline:
         self.framer = Framer(self.hop, self.channels)
         self.from_model = StreamResampler(self.model_rate, self.sample_rate, self.out_channels, quality) \
             if self.kind in AUDIO_LIKE else None
-        self.latency_seconds = (self.latency + self.hop) / self.model_rate + resampler_delay(
+        self.latency_seconds = model.algorithmic_latency / self.model_rate + resampler_delay(
             self.sample_rate, self.model_rate, quality) + (resampler_delay(
                 self.model_rate, self.sample_rate, quality) if self.from_model else 0.0)
         self.reset()

@@ -262,7 +262,7 @@ class RegistryModel(Peer):
         self.name = name
         self.task = get_spec(name).task
         self.rate = self.model.sample_rate
-        self.latency_ms = 1000.0 * self.model.latency / self.rate
+        self.latency_ms = 1000.0 * self.model.algorithmic_latency / self.rate
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.trained = bool(getattr(self.model, "trained", False))
         self.description = get_spec(name).description + ("" if self.trained else " (UNTRAINED: random weights)")

@@ -59,6 +59,6 @@ class GRUMaskEnhancer(StreamingModule):
 
 
 @register("enhance", task="enhance",
-          description="causal speech enhancement, 16 kHz, 16 ms latency (GRU + complex mask)")
+          description="causal speech enhancement, 16 kHz, 32 ms latency (GRU + complex mask)")
 def build_enhance(**config) -> GRUMaskEnhancer:
     return GRUMaskEnhancer(**config)

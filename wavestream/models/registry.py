@@ -108,8 +108,8 @@ def describe(name: str) -> dict:
         "description": spec.description or card.get("description", ""),
         "sample_rate": model.sample_rate,
         "hop": model.hop,
-        "latency_samples": model.latency,
-        "latency_ms": 1000.0 * model.latency / model.sample_rate if model.sample_rate else None,
+        "latency_samples": model.algorithmic_latency,  # framing + window/look-ahead, as for the peers
+        "latency_ms": 1000.0 * model.algorithmic_latency / model.sample_rate if model.sample_rate else None,
         "input": model.input_kind,
         "output": model.output_kind,
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -34,6 +34,13 @@ class StreamingModule(nn.Module):
     input_kind: str = FEATURES
     output_kind: str = FEATURES
 
+    @property
+    def algorithmic_latency(self) -> int:
+        """Input time steps from an input sample's arrival until its output can leave: the framing
+        (a whole hop must arrive) plus ``latency`` (window and look-ahead). The one rule for every
+        latency figure we state, ours and the peers' (e.g. a 512/256 STFT model: 512 = 32 ms at 16 kHz)."""
+        return self.hop + self.latency
+
     def init_state(self, batch: int = 1, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
         """Zero state for ``batch`` streams: this module's own entries plus its children's."""

@@ -157,7 +157,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     card.update({
         "name": NAME,
         "task": "enhance",
-        "description": "Causal speech enhancement at 16 kHz with 16 ms algorithmic latency: a fullband GRU "
+        "description": "Causal speech enhancement at 16 kHz with 32 ms algorithmic latency: a fullband GRU "
                        "predicts a bounded complex ratio mask on a 512/256 sqrt-Hann STFT.",
         "architecture": {
             "class": "wavestream.models.enhance.GRUMaskEnhancer",
@@ -167,8 +167,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "parameters": sum(p.numel() for p in model.parameters()),
             "sample_rate": model.sample_rate,
             "hop_samples": model.hop,
-            "latency_samples": model.latency,
-            "latency_ms": 1000 * model.latency / model.sample_rate,
+            "latency_samples": model.algorithmic_latency,
+            "latency_ms": 1000 * model.algorithmic_latency / model.sample_rate,
         },
         "config": config["model"],
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
