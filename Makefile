@@ -29,8 +29,14 @@ chromium:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
 	else echo "chromium is missing and needs root + apt-get to install: the browser tests will skip"; fi
 
+# the proxy test runs docker/nginx.conf in Debian's nginx binary, unpacked into the venv (installing
+# the package could start its default site on port 80); skipped where apt-get cannot fetch it
+$(VENV)/nginx/usr/sbin/nginx: | chromium
+	cd $(VENV) && apt-get download -q nginx && dpkg -x nginx_*.deb nginx && rm nginx_*.deb \
+		|| echo "nginx could not be fetched: the proxy test will skip"
+
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev chromium
+install-dev: $(VENV)/.installed-dev chromium $(VENV)/nginx/usr/sbin/nginx
 
 serve: install
 	$(BIN)/wavestream serve --host $(HOST) --port $(PORT)
