@@ -63,6 +63,7 @@ def test_docker_image_pins_the_torch_we_test_with():
 
 
 def test_docker_entrypoint_shellcheck_passes():
+    assert os.access(ENTRYPOINT, os.X_OK)  # COPY keeps the mode: the image runs it directly
     result = subprocess.run([tool("shellcheck"), str(ENTRYPOINT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
