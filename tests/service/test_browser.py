@@ -106,6 +106,17 @@ def open_page(page, site, key: str | None = KEY, model: str = "enhance"):
         page.select_option("#model", model)
 
 
+def drop_file(page, selector: str, path: Path) -> None:
+    """Drop ``path`` on the element as a user dragging it from a file manager would."""
+    transfer = page.evaluate_handle("""([name, bytes]) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array(bytes)], name, { type: "audio/wav" }));
+        return transfer;
+    }""", [path.name, list(path.read_bytes())])
+    page.dispatch_event(selector, "dragover", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
 def screenshot(page, name: str) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(IMAGES / f"page-{name}.png"), full_page=True)
@@ -146,7 +157,7 @@ def test_browser_dropped_file_two_sources(page, site, tmp_path):
     path = tmp_path / "speech.wav"
     sf.write(path, x, rate, subtype="PCM_16")
     open_page(page, site, model="test-sources")
-    page.set_input_files("#file", str(path))
+    drop_file(page, "#drop", path)
     assert page.is_checked('input[name="source"][value="file"]') and "speech.wav" in page.text_content("#drop-name")
     page.click("#start")
     # the file plays to its end in real time, then the page sends `end` by itself
