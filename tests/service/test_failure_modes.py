@@ -230,3 +230,38 @@ def test_draining_server_answers_503_and_1013(tmp_path, gated_model):
     assert ready.status_code == 503 and ready.json()["draining"] is True
     assert (last_error(received)["code"], closed_with) == ("shutting_down", 1013)
     assert done is not None and done.reason == "shutdown" and close_code == 1001
+
+
+class SlowBuildModel(FilterModel):
+    """Its construction (as loading weights from a slow disk would) waits for ``gate``."""
+
+    gate, building = threading.Event(), threading.Event()
+
+    def __init__(self, **config):
+        self.building.set()
+        self.gate.wait()
+        super().__init__(**config)
+
+
+def test_model_load_does_not_stall_the_event_loop(tmp_path):
+    """While a stream's model is being built, the server answers other requests."""
+    register("test-slow-build", "test")(SlowBuildModel)
+    SlowBuildModel.gate.clear()
+    try:
+        with running_server(tmp_path) as srv:
+            async def main():
+                async with AsyncStreamClient(srv.ws) as client:
+                    opening = asyncio.create_task(client.start("test-slow-build", 16000))
+                    await asyncio.to_thread(SlowBuildModel.building.wait)
+                    async with httpx.AsyncClient(base_url=srv.http, timeout=30) as http:
+                        health = await http.get("/healthz")
+                    SlowBuildModel.gate.set()
+                    await opening
+                    return health, (await client.stream(signal(0.2, 16000), 320)).output
+
+            health, out = run(asyncio.wait_for(main(), 60))
+            assert health.status_code == 200
+            assert np.abs(out - srv.reference("test-slow-build", signal(0.2, 16000), 16000).audio).max() <= ATOL
+    finally:
+        SlowBuildModel.gate.set()
+        _REGISTRY.pop("test-slow-build", None)

@@ -190,11 +190,15 @@ class Engine:
     # -- models --------------------------------------------------------------------------------
     def load(self, name: str, params: dict[str, Any] | None = None) -> StreamingModule:
         """The model for ``name`` with ``params`` (see ``load_stream_model``), loaded once and then
-        shared by all its sessions."""
+        shared by all its sessions. Safe to call from a worker thread (the service does, so that
+        reading weights never stalls the event loop); ``open_session`` loads through it too."""
         params = {} if params is None else params
         key = (name, _params_key(params))
         if key not in self._models:
-            self._models[key] = load_stream_model(name, params, allow_untrained=self.allow_untrained)
+            model = load_stream_model(name, params, allow_untrained=self.allow_untrained)
+            if name not in self._descriptions:
+                self._descriptions[name] = describe(name)
+            self._models.setdefault(key, model)  # two threads may load at once: the first one wins
         return self._models[key]
 
     def _scheduler(self, name: str, params: dict[str, Any], model: StreamingModule) -> Scheduler:
@@ -220,8 +224,6 @@ class Engine:
         instance = self.load(model, params)
         pipeline = StreamPipeline(instance, sample_rate, channels, self.quality)
         stream = self._scheduler(model, params, instance).add_stream(pipeline, self.queue_chunks)
-        if model not in self._descriptions:
-            self._descriptions[model] = describe(model)
         info = {"session": uuid.uuid4().hex, "model": {**self._descriptions[model], "params": params},
                 "latency_ms": 1000 * pipeline.latency_seconds, "output": pipeline.output_info()}
         session = Session(self, model, params, pipeline, stream, info)

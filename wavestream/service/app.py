@@ -63,7 +63,7 @@ class Service:
     async def start(self) -> None:
         await self.engine.start()
         for name in self.settings.preload:
-            self.engine.load(name)
+            await self.load(name)
         await self.job_runner.start()
         self.started = True
 
@@ -84,6 +84,11 @@ class Service:
         self.started = False
 
     # -- helpers -------------------------------------------------------------------------------
+    async def load(self, name: str, params: dict | None = None) -> None:
+        """Load a model (weights from disk, building it) on a worker thread, never on the event loop;
+        ValueError / UntrainedModelError as ``Engine.load``."""
+        await asyncio.to_thread(self.engine.load, name, params)
+
     def authorized(self, headers, query_params) -> bool:
         keys = self.settings.api_keys
         if not keys:
@@ -229,7 +234,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         format = output_format(model, format)
         model_params = parse_params(params)
         try:
-            service.engine.load(model, model_params)  # bad params fail now, not later in the job
+            await service.load(model, model_params)  # bad params fail now, not later in the job
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         upload = await receive_upload(request)

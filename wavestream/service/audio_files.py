@@ -7,6 +7,7 @@ and written block by block; the response streams the result file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -96,6 +97,7 @@ async def process_file(engine: Engine, model: str, params: dict, source: Path, t
     """
     file_format, subtype, _ = OUTPUT_FORMATS[fmt]
     with sf.SoundFile(str(source)) as src:
+        await asyncio.to_thread(engine.load, model, params)  # weights are read off the event loop
         session = engine.open_session(model, src.samplerate, src.channels, params)
         try:
             kind = session.info["output"]["kind"]
@@ -111,9 +113,9 @@ async def process_file(engine: Engine, model: str, params: dict, source: Path, t
             channels = session.info["output"]["channels"]
             with sf.SoundFile(str(target), "w", samplerate=src.samplerate, channels=channels,
                               format=file_format, subtype=subtype) as dst:
-                for block in _blocks(src):
-                    _write(dst, (await session.process(np.ascontiguousarray(block))).audio)
-                _write(dst, (await session.finish()).audio)
+                async for block in _blocks(src):
+                    await _write(dst, (await session.process(block)).audio)
+                await _write(dst, (await session.finish()).audio)
             return src.frames / src.samplerate
         finally:
             session.close()
@@ -122,22 +124,28 @@ async def process_file(engine: Engine, model: str, params: dict, source: Path, t
 async def _write_events(session, src: sf.SoundFile, target: Path) -> None:
     """The stream's detections as one JSON list ``[{"label", "start", "end", "score"}, ...]``."""
     events = []
-    for block in src.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
-        events += (await session.process(np.ascontiguousarray(block))).events
+    async for block in _blocks(src):
+        events += (await session.process(block)).events
     events += (await session.finish()).events
     target.write_text(json.dumps(events))
 
 
-def _blocks(src: sf.SoundFile):
-    """The file's blocks; a damaged file (truncated, corrupted, a header claiming more frames than
-    there are) is a ValueError with the decoder's reason, as for any other bad input."""
+async def _blocks(src: sf.SoundFile):
+    """The file's blocks, each read on a worker thread (file I/O and decoding stay off the event
+    loop); a damaged file (truncated, corrupted, a header claiming more frames than there are) is a
+    ValueError with the decoder's reason, as for any other bad input."""
+    blocks = src.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True)
     frames = 0
-    try:
-        for block in src.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
-            frames += len(block)
-            yield block
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise ValueError(f"the audio file is damaged after {frames} of {src.frames} frames: {_reason(exc)}") from None
+    while True:
+        try:
+            block = await asyncio.to_thread(next, blocks, None)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise ValueError(f"the audio file is damaged after {frames} of {src.frames} frames: "
+                             f"{_reason(exc)}") from None
+        if block is None:
+            return
+        frames += len(block)
+        yield np.ascontiguousarray(block)
 
 
 def _reason(exc: Exception) -> str:
@@ -145,6 +153,6 @@ def _reason(exc: Exception) -> str:
     return getattr(exc, "error_string", None) or "the decoder failed"
 
 
-def _write(dst: sf.SoundFile, audio: np.ndarray | None) -> None:
+async def _write(dst: sf.SoundFile, audio: np.ndarray | None) -> None:
     if audio is not None and len(audio):
-        dst.write(audio)
+        await asyncio.to_thread(dst.write, audio)

@@ -149,6 +149,7 @@ class StreamHandler:
             raise ProtocolError("unknown_model", f"unknown model {msg.model!r}; available: "
                                                  f"{', '.join(self.service.model_names)}")
         try:
+            await self.service.load(msg.model, msg.params)
             self.session = self.service.engine.open_session(msg.model, msg.sample_rate, msg.channels, msg.params)
         except CapacityError as exc:
             raise ProtocolError("at_capacity", f"{exc}; try again later") from None
