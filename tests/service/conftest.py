@@ -15,8 +15,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.engine.models import registered_test_models
+from tests.engine.models import FilterModel, registered_test_models
 from wavestream.engine import Output, StreamPipeline
+from wavestream.models.registry import _REGISTRY, register
 from wavestream.service.app import Service, WavestreamServer, make_server
 from wavestream.service.settings import ServiceSettings
 
@@ -98,6 +99,31 @@ def test_models() -> Iterator[None]:
     """The engine's small test models (every output kind, a failing one) beside the real ones."""
     with registered_test_models():
         yield
+
+
+class GatedModel(FilterModel):
+    """Steps real input only once ``gate`` is set (the probe step of zeros passes): holds a stream
+    mid-step for as long as a test needs."""
+
+    gate, entered = threading.Event(), threading.Event()
+
+    def step(self, x, state):
+        if x.abs().max() > 0:
+            self.entered.set()
+            self.gate.wait()
+        return super().step(x, state)
+
+
+@pytest.fixture
+def gated_model():
+    register("test-gated", "test")(GatedModel)
+    GatedModel.gate.clear()
+    GatedModel.entered.clear()
+    try:
+        yield
+    finally:
+        GatedModel.gate.set()
+        _REGISTRY.pop("test-gated", None)
 
 
 @pytest.fixture(scope="package")

@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.engine.models import FilterModel
-from tests.service.conftest import run, running_server, signal, start_server
+from tests.service.conftest import GatedModel, run, running_server, signal, start_server
 from tests.service.test_errors import exchange, last_error, start
 from tests.service.test_rest import audio_bytes
 from wavestream.client.stream_client import AsyncStreamClient, StreamError
@@ -176,31 +176,6 @@ def test_graceful_shutdown_ends_a_fast_sender_with_done(tmp_path):
     assert 0 < n <= 320 * sent and len(out) == n == done.stats["samples_out"]
     reference = srv.reference("test-filter", np.concatenate([x] * (n // len(x) + 1))[:n], 16000).audio
     assert np.abs(out - reference).max() <= ATOL
-
-
-class GatedModel(FilterModel):
-    """Steps real input only once ``gate`` is set (the probe step of zeros passes): holds a stream
-    mid-step for as long as a test needs."""
-
-    gate, entered = threading.Event(), threading.Event()
-
-    def step(self, x, state):
-        if x.abs().max() > 0:
-            self.entered.set()
-            self.gate.wait()
-        return super().step(x, state)
-
-
-@pytest.fixture
-def gated_model():
-    register("test-gated", "test")(GatedModel)
-    GatedModel.gate.clear()
-    GatedModel.entered.clear()
-    try:
-        yield
-    finally:
-        GatedModel.gate.set()
-        _REGISTRY.pop("test-gated", None)
 
 
 def test_draining_server_answers_503_and_1013(tmp_path, gated_model):

@@ -10,23 +10,25 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import shutil
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from wavestream.engine import CapacityError, Engine
 from wavestream.models.registry import describe, model_names
 
 from .audio_files import EVENTS_FORMAT, OUTPUT_FORMATS, process_file, spool_upload, validate_upload
-from .jobs import JobRunner, JobStore
+from .jobs import JobBusy, JobRunner, JobStatus, JobStore
 from .metrics import ServiceMetrics
 from .protocol import load_json
 from .settings import ServiceSettings
@@ -40,6 +42,21 @@ AUDIO_BODY = {"requestBody": {"required": True, "description": "the audio file (
 FORMAT_HELP = "wav or flac for audio models (default wav); json for events models (their default)"
 
 
+ERRORS = {400: "Empty request body", 401: "Missing or wrong API key", 404: "No such model or job",
+          409: "The job is not in a state for this", 413: "Upload over the size or duration limit",
+          415: "Not a readable WAV, FLAC or Ogg file", 422: "Invalid parameters or audio",
+          503: "At capacity or shutting down; retry later"}
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI ``responses`` for these error statuses (their body is ``{"detail": "..."}``)."""
+    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in codes}
+
+
 class Service:
     """Everything one app instance owns; reachable from requests as ``app.state.service``."""
 
@@ -51,7 +68,7 @@ class Service:
                              max_sessions=settings.max_sessions, on_batch=self.metrics.observe_batch,
                              allow_untrained=settings.allow_untrained)
         self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
-        self.jobs = JobStore(settings.data_dir)
+        self.jobs = JobStore(settings.data_dir, retention=3600 * settings.job_retention_hours)
         self.job_runner = JobRunner(self.jobs, self.process_job)
         self.model_names = model_names()
         self._descriptions: dict[str, dict] = {}
@@ -61,6 +78,8 @@ class Service:
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
+        # uploads a killed server was spooling belong to no request now
+        shutil.rmtree(self.settings.data_dir / "tmp", ignore_errors=True)
         await self.engine.start()
         for name in self.settings.preload:
             await self.load(name)
@@ -135,6 +154,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY or ?api_key=KEY)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    # a dependency, so that it runs before the query parameters are validated: 401 before 422
+    auth = [Depends(require_key)]
+
     def check_model(name: str) -> None:
         if name not in service.model_names:
             raise HTTPException(404, f"unknown model {name!r}; available: {', '.join(service.model_names)}")
@@ -178,32 +200,34 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses=errors(503))
     async def readyz() -> JSONResponse:
         ready = service.started and not service.draining
         body = {"status": "ready" if ready else "not ready", "active_sessions": service.engine.active_sessions,
                 "max_sessions": settings.max_sessions, "draining": service.draining}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition format"}})
     async def metrics() -> Response:
         for status, count in service.jobs.counts().items():
             service.metrics.jobs.labels(status).set(count)
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- REST ------------------------------------------------------------------------------------
-    @app.get("/v1/models", tags=["models"])
-    async def list_models(request: Request) -> dict:
-        require_key(request)
+    @app.get("/v1/models", tags=["models"], dependencies=auth, responses=errors(401))
+    async def list_models() -> dict:
         return {"models": [service.describe(name) for name in service.model_names]}
 
     @app.post("/v1/process/{model}", tags=["process"], openapi_extra=AUDIO_BODY, response_class=FileResponse,
-              responses={200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/json": {}}}})
+              dependencies=auth, responses={
+                  200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/json": {}}},
+                  **errors(400, 401, 404, 413, 415, 422, 503)})
     async def process(request: Request, model: str, format: str | None = Query(None, description=FORMAT_HELP),
                       params: str | None = Query(None, description="model params as a JSON object")):
         """Process one file and return the result in the same sample rate (and channels for audio);
         events models return the JSON list of their detections."""
-        require_key(request)
         check_model(model)
         format = output_format(model, format)
         model_params = parse_params(params)
@@ -224,15 +248,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return FileResponse(target, media_type=OUTPUT_FORMATS[format][2], filename=f"{model}.{format}",
                             background=BackgroundTask(target.unlink, missing_ok=True))
 
-    @app.post("/v1/jobs", tags=["jobs"], status_code=202, openapi_extra=AUDIO_BODY)
+    @app.post("/v1/jobs", tags=["jobs"], status_code=202, openapi_extra=AUDIO_BODY, dependencies=auth,
+              responses=errors(400, 401, 404, 413, 415, 422, 503))
     async def create_job(request: Request, model: str = Query(..., description="model name"),
                          format: str | None = Query(None, description=FORMAT_HELP),
                          params: str | None = Query(None, description="model params as a JSON object")) -> dict:
         """Queue a file for processing; poll ``GET /v1/jobs/{id}`` and download ``result_url``."""
-        require_key(request)
         check_model(model)
         format = output_format(model, format)
         model_params = parse_params(params)
+        pending = service.jobs.counts()
+        if pending["queued"] + pending["running"] >= settings.max_queued_jobs:
+            raise HTTPException(503, f"the job queue is full ({settings.max_queued_jobs} jobs); try again later",
+                                headers={"Retry-After": "10"})
         try:
             await service.load(model, model_params)  # bad params fail now, not later in the job
         except ValueError as exc:
@@ -248,14 +276,32 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         except KeyError:
             raise HTTPException(404, f"no job {job_id!r}") from None
 
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
-    async def job_status(request: Request, job_id: str) -> dict:
-        require_key(request)
+    @app.get("/v1/jobs", tags=["jobs"], dependencies=auth, responses=errors(401, 422))
+    async def list_jobs(status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
+                        limit: Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")] = 100
+                        ) -> dict:
+        """The jobs on this server, newest first."""
+        return {"jobs": [job.public() for job in service.jobs.jobs(status)[:limit]]}
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=auth, responses=errors(401, 404))
+    async def job_status(job_id: str) -> dict:
         return get_job(job_id).public()
 
-    @app.get("/v1/jobs/{job_id}/result", tags=["jobs"], response_class=FileResponse)
-    async def job_result(request: Request, job_id: str):
-        require_key(request)
+    @app.delete("/v1/jobs/{job_id}", tags=["jobs"], status_code=204, dependencies=auth,
+                responses=errors(401, 404, 409))
+    async def delete_job(job_id: str) -> Response:
+        """Delete a finished or queued job with its files (finished jobs also expire on their own)."""
+        try:
+            service.jobs.delete(job_id)
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id!r}") from None
+        except JobBusy as exc:
+            raise HTTPException(409, str(exc)) from None
+        return Response(status_code=204)
+
+    @app.get("/v1/jobs/{job_id}/result", tags=["jobs"], response_class=FileResponse, dependencies=auth,
+             responses=errors(401, 404, 409))
+    async def job_result(job_id: str):
         job = get_job(job_id)
         if job.status != "done":
             raise HTTPException(409, f"job {job_id} is {job.status}" + (f": {job.error}" if job.error else ""))

@@ -23,6 +23,8 @@ FLAGS = {
     "--max-batch": ("max_batch", int, "most streams in one model step (1 = per-session, no batching)"),
     "--max-wait-ms": ("max_wait_ms", float, "longest a ready chunk waits for a fuller batch (default: hop/4)"),
     "--data-dir": ("data_dir", str, "directory for async jobs (survives restarts)"),
+    "--job-retention-hours": ("job_retention_hours", float, "delete finished jobs this long after (0 = never)"),
+    "--max-queued-jobs": ("max_queued_jobs", int, "most jobs queued or running (503 above)"),
     "--shutdown-timeout": ("shutdown_timeout", float, "seconds streams get to finish on shutdown"),
 }
 

@@ -1,8 +1,10 @@
 """Async jobs for long files, persisted under the data directory so that a restart loses nothing.
 
 Layout: ``DATA_DIR/jobs/<id>/job.json`` (status, written atomically), ``input.<ext>`` (the upload)
-and ``result.<format>``. At start every job that was queued or running when the server stopped is
-queued again; a job is re-run from its input, so an interrupted run costs time but nothing else.
+and ``result.<format>``; the store keeps an index of every job in memory. At start every job that
+was queued or running when the server stopped is queued again; a job is re-run from its input, so
+an interrupted run costs time but nothing else. Finished jobs are deleted after the retention time
+or by ``DELETE /v1/jobs/{id}``; the queue is capped (``max_queued_jobs``).
 """
 
 from __future__ import annotations
@@ -48,10 +50,28 @@ class Job(BaseModel):
         return data
 
 
+class JobBusy(RuntimeError):
+    """The job is running and cannot be deleted now."""
+
+
 class JobStore:
-    def __init__(self, data_dir: Path):
+    """Jobs on disk, with an index in memory (read once at start) so that status queries, listings
+    and ``/metrics`` never read the disk. Finished jobs older than ``retention`` seconds are
+    deleted (at start and whenever a job is created); 0 keeps them forever."""
+
+    def __init__(self, data_dir: Path, retention: float = 0.0):
         self.root = Path(data_dir) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.retention = retention
+        self._jobs: dict[str, Job] = {}
+        for path in self.root.glob("*/job.json"):
+            try:
+                job = Job.model_validate(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                log.error("skipping unreadable job file %s: %s", path, exc)
+                continue
+            self._jobs[job.id] = job
+        self.expire()
 
     def job_dir(self, job_id: str) -> Path:
         if not _ID.match(job_id):
@@ -60,6 +80,7 @@ class JobStore:
 
     def create(self, model: str, params: dict, fmt: str, upload: Path, suffix: str, duration: float) -> Job:
         """Take ownership of the spooled ``upload`` (moved into the job's directory)."""
+        self.expire()
         job = Job(id=uuid.uuid4().hex, model=model, params=params, format=fmt, created=time.time(),
                   input_name=f"input{suffix}", duration=duration)
         directory = self.root / job.id
@@ -73,13 +94,32 @@ class JobStore:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(job.model_dump_json())
         tmp.replace(path)  # atomic: a crash leaves the old or the new status, never half of one
+        self._jobs[job.id] = job.model_copy()
 
     def get(self, job_id: str) -> Job:
-        """The job, or KeyError if there is none with this id."""
-        path = self.job_dir(job_id) / "job.json"
-        if not path.exists():
+        """The job (a copy: change it, then ``save``), or KeyError if there is none with this id."""
+        if job_id not in self._jobs:
             raise KeyError(job_id)
-        return Job.model_validate(json.loads(path.read_text()))
+        return self._jobs[job_id].model_copy()
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job and its files; KeyError if there is none, JobBusy while it runs."""
+        job = self.get(job_id)
+        if job.status == "running":
+            raise JobBusy(f"job {job_id} is running; delete it once it is done")
+        del self._jobs[job_id]
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+
+    def expire(self) -> int:
+        """Delete the finished jobs older than the retention; returns how many went."""
+        if not self.retention:
+            return 0
+        cutoff = time.time() - self.retention
+        old = [job.id for job in self._jobs.values()
+               if job.status in ("done", "failed") and (job.finished or job.created) < cutoff]
+        for job_id in old:
+            self.delete(job_id)
+        return len(old)
 
     def input_path(self, job: Job) -> Path:
         return self.root / job.id / job.input_name
@@ -87,25 +127,20 @@ class JobStore:
     def result_path(self, job: Job) -> Path:
         return self.root / job.id / f"result.{job.format}"
 
+    def jobs(self, status: JobStatus | None = None) -> list[Job]:
+        """Jobs (with ``status`` if given), newest first."""
+        return sorted((job.model_copy() for job in self._jobs.values() if status in (None, job.status)),
+                      key=lambda j: j.created, reverse=True)
+
     def unfinished(self) -> list[Job]:
-        jobs = []
-        for path in self.root.glob("*/job.json"):
-            try:
-                job = Job.model_validate(json.loads(path.read_text()))
-            except (OSError, ValueError) as exc:
-                log.error("skipping unreadable job file %s: %s", path, exc)
-                continue
-            if job.status in ("queued", "running"):
-                jobs.append(job)
-        return sorted(jobs, key=lambda j: j.created)
+        """Queued and running jobs, oldest first (the order to run them in)."""
+        return sorted((job.model_copy() for job in self._jobs.values() if job.status in ("queued", "running")),
+                      key=lambda j: j.created)
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(("queued", "running", "done", "failed"), 0)
-        for path in self.root.glob("*/job.json"):
-            try:
-                counts[json.loads(path.read_text())["status"]] += 1
-            except (OSError, ValueError, KeyError):
-                continue
+        for job in self._jobs.values():
+            counts[job.status] += 1
         return counts
 
 
@@ -152,7 +187,10 @@ class JobRunner:
                 log.exception("job %s could not be run", job_id)
 
     async def _run(self, job_id: str) -> None:
-        job = self.store.get(job_id)
+        try:
+            job = self.store.get(job_id)
+        except KeyError:
+            return  # deleted while queued
         if job.status not in ("queued", "running"):
             return
         job.status, job.started, job.attempts = "running", time.time(), job.attempts + 1
