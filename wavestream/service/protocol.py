@@ -1,4 +1,4 @@
-"""Wire protocol v1 (DESIGN.md §4, docs/protocol.md): the JSON messages, error codes and close codes.
+"""Wire protocol v1 (docs/protocol.md; docs/design.md): the JSON messages, error codes and close codes.
 
 Shared by the server and the client so both sides parse the same schemas. Binary messages carry
 audio (or tokens) and have no schema here; their layouts are described by ``OutputInfo``.

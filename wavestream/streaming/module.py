@@ -1,4 +1,4 @@
-"""The streaming-module contract (DESIGN.md §2).
+"""The streaming-module contract (docs/design.md, "The streaming contract").
 
 A ``StreamingModule`` is explicitly stateful: ``init_state`` builds a flat state dict, ``step``
 maps ``(x, state) -> (y, new_state)`` without mutating its inputs, and ``forward(x)`` is exactly

@@ -1,4 +1,4 @@
-"""The three streaming checks every layer and model must pass (DESIGN.md §2).
+"""The three streaming checks every layer and model must pass (docs/design.md, "The streaming contract").
 
 1. chunked == offline: concatenated ``step`` outputs over any hop-multiple partition equal ``forward``;
 2. causality: changing the input from time t on leaves outputs before t - latency unchanged;
