@@ -1,0 +1,84 @@
+"""Scale-out on Ray Serve: the whole wavestream app (WebSocket streams, REST, metrics, page) as the
+replicas of one Serve deployment behind Ray's HTTP proxy, on one machine or a Ray cluster.
+
+Each replica is one complete service (its own engine batching its own streams), configured by the
+same ``WAVESTREAM_*`` settings as `wavestream serve`; Ray routes each new connection or request to
+a replica. A WebSocket stream is one ongoing request for as long as it lasts, so
+``max_ongoing_requests`` is the replica's stream slots (``max_sessions``) plus a few for REST and
+probes: Ray sends no more than that to a replica, prefers the less busy one, and a replica that is
+full of streams still answers 1013 ``at_capacity`` itself. With ``replicas="auto"`` Serve scales
+on ongoing requests, i.e. open streams.
+
+    serve run docker/ray-serve.yaml                       # config file (see docs/deployment.md)
+    serve run wavestream.service.ray_serve:build replicas=2 max_sessions=64
+
+``build`` is the application builder: its arguments are ``replicas`` (a number or ``auto``),
+``max_replicas`` (with ``auto``), ``num_cpus`` (CPUs Ray reserves per replica) and any setting
+(``max_sessions``, ``preload``, ``api_keys``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+
+from .app import create_app
+from .settings import ServiceSettings
+
+#: requests a replica takes beyond its stream slots: REST calls, probes, /metrics
+EXTRA_REQUESTS = 8
+#: autoscaling keeps this share of each replica's stream slots in use
+TARGET_SHARE = 0.5
+
+
+def replica_app() -> FastAPI:
+    """The app of one replica, built on the replica from its ``WAVESTREAM_*`` environment.
+
+    Each replica keeps its jobs in its own subdirectory of ``data_dir``: job stores must not be
+    shared (each would run the other's queued jobs). Ray routes a job's requests to any replica,
+    so jobs are not spread over replicas yet (docs/deployment.md)."""
+    settings = ServiceSettings()
+    replica = serve.get_replica_context().replica_id.unique_id
+    return create_app(settings.model_copy(update={"data_dir": settings.data_dir / f"replica-{replica}"}))
+
+
+@serve.deployment(name="wavestream")
+@serve.ingress(replica_app)
+class Wavestream:
+    """One replica: a complete wavestream service."""
+
+
+def deployment_options(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Serve deployment options and the replicas' environment for builder ``args`` (see module doc)."""
+    args = dict(args)
+    replicas = str(args.pop("replicas", "1"))
+    max_replicas = int(args.pop("max_replicas", 4))
+    num_cpus = float(args.pop("num_cpus", 1))
+    settings = ServiceSettings(**args)  # validate here, before any replica starts
+    env = {f"WAVESTREAM_{key.upper()}": ",".join(map(str, value)) if isinstance(value, list) else str(value)
+           for key, value in args.items()}
+    # the engine's worker threads follow the CPUs Ray gives the replica, not the machine's core count
+    env.setdefault("WAVESTREAM_WORKERS", str(max(1, int(num_cpus))))
+    options: dict[str, Any] = {
+        "max_ongoing_requests": settings.max_sessions + EXTRA_REQUESTS,
+        "ray_actor_options": {"num_cpus": num_cpus, "runtime_env": {"env_vars": env}},
+        "graceful_shutdown_timeout_s": settings.shutdown_timeout + 5,
+    }
+    if replicas == "auto":
+        options["num_replicas"] = "auto"
+        options["autoscaling_config"] = {
+            "min_replicas": 1, "max_replicas": max_replicas,
+            "target_ongoing_requests": max(1.0, TARGET_SHARE * settings.max_sessions),
+        }
+    else:
+        options["num_replicas"] = int(replicas)
+    return options, env
+
+
+def build(args: dict[str, Any]) -> serve.Application:
+    """Application builder for `serve run` and Serve config files."""
+    options, _ = deployment_options(args)
+    return Wavestream.options(**options).bind()
+
