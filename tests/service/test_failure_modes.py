@@ -42,10 +42,12 @@ def test_a_client_that_stops_reading_is_dropped(tmp_path):
         ws = await connect(url, sock=sock, max_queue=1, max_size=None)  # reads stop once 1 is queued
         await ws.send(json.dumps({"type": "start", "model": "test-delay", "sample_rate": 16000,
                                   "encoding": "pcm_s16le", "output_encoding": "pcm_f32le"}))
-        with contextlib.suppress(ConnectionClosed):
-            for _ in range(400):  # ~50 MB of output: far more than every buffer on the way holds
-                await ws.send(chunk)
-        ws.transport.abort()
+        try:
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(400):  # ~50 MB of output: far more than every buffer on the way holds
+                    await ws.send(chunk)
+        finally:
+            ws.transport.abort()  # also when cancelled: the server must not wait for this socket at stop
 
     with running_server(tmp_path, send_timeout=0.5, max_sessions=2) as srv:
         async def main():
