@@ -39,7 +39,7 @@ class ServiceSettings(BaseSettings):
     max_wait_ms: float | None = Field(None, ge=0)
     #: where async jobs (uploads, results, status) live; survives restarts
     data_dir: Path = Path("wavestream-data")
-    #: finished jobs (and their files) are deleted this many hours after they finished; 0 = keep forever
+    #: finished jobs (and their files) older than this are deleted (at start and on each new job); 0 = never
     job_retention_hours: float = Field(168.0, ge=0)
     #: most jobs queued or running at once; more get 503
     max_queued_jobs: int = Field(1000, ge=1)
