@@ -221,23 +221,31 @@ class SlowBuildModel(FilterModel):
 
 
 def test_model_load_does_not_stall_the_event_loop(tmp_path):
-    """While a stream's model is being built, the server answers other requests."""
+    """While a model is being built (for a stream, or to describe it in ``/v1/models``), the server
+    answers other requests."""
     register("test-slow-build", "test")(SlowBuildModel)
-    SlowBuildModel.gate.clear()
     try:
         with running_server(tmp_path) as srv:
-            async def main():
-                async with AsyncStreamClient(srv.ws) as client:
-                    opening = asyncio.create_task(client.start("test-slow-build", 16000))
-                    await asyncio.to_thread(SlowBuildModel.building.wait)
-                    async with httpx.AsyncClient(base_url=srv.http, timeout=30) as http:
-                        health = await http.get("/healthz")
-                    SlowBuildModel.gate.set()
-                    await opening
-                    return health, (await client.stream(signal(0.2, 16000), 320)).output
+            async def answers_while_building(request):
+                SlowBuildModel.gate.clear()
+                SlowBuildModel.building.clear()
+                waiting = asyncio.create_task(request)
+                await asyncio.to_thread(SlowBuildModel.building.wait)
+                async with httpx.AsyncClient(base_url=srv.http, timeout=30) as http:
+                    health = await http.get("/healthz")
+                SlowBuildModel.gate.set()
+                return health, await waiting
 
-            health, out = run(asyncio.wait_for(main(), 60))
-            assert health.status_code == 200
+            async def main():
+                async with httpx.AsyncClient(base_url=srv.http, timeout=60) as http:
+                    listed = await answers_while_building(http.get("/v1/models"))
+                async with AsyncStreamClient(srv.ws) as client:
+                    started = await answers_while_building(client.start("test-slow-build", 16000))
+                    return listed, started, (await client.stream(signal(0.2, 16000), 320)).output
+
+            (health, models), (health_too, _), out = run(asyncio.wait_for(main(), 60))
+            assert health.status_code == health_too.status_code == 200
+            assert "test-slow-build" in [m["name"] for m in models.json()["models"]]
             assert np.abs(out - srv.reference("test-slow-build", signal(0.2, 16000), 16000).audio).max() <= ATOL
     finally:
         SlowBuildModel.gate.set()

@@ -116,9 +116,10 @@ class Service:
         given = auth[7:].strip() if auth.lower().startswith("bearer ") else query_params.get("api_key", "")
         return any(hmac.compare_digest(given.encode(), key.encode()) for key in keys)
 
-    def describe(self, name: str) -> dict:
+    async def describe(self, name: str) -> dict:
+        """``registry.describe`` (which builds the model) on a worker thread, once per model."""
         if name not in self._descriptions:
-            self._descriptions[name] = describe(name)
+            self._descriptions[name] = await asyncio.to_thread(describe, name)
         return self._descriptions[name]
 
     async def process_job(self, model: str, params: dict, source: Path, target: Path) -> None:
@@ -172,10 +173,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise HTTPException(422, "params must be a JSON object")
         return value
 
-    def output_format(model: str, fmt: str | None) -> str:
+    async def output_format(model: str, fmt: str | None) -> str:
         """The asked format, or the model's default: a JSON list for events models, WAV otherwise."""
         if fmt is None:
-            return EVENTS_FORMAT if service.describe(model)["output"] == "events" else "wav"
+            return EVENTS_FORMAT if (await service.describe(model))["output"] == "events" else "wav"
         if fmt not in OUTPUT_FORMATS:
             raise HTTPException(422, f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
         return fmt
@@ -218,7 +219,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     # -- REST ------------------------------------------------------------------------------------
     @app.get("/v1/models", tags=["models"], dependencies=auth, responses=errors(401))
     async def list_models() -> dict:
-        return {"models": [service.describe(name) for name in service.model_names]}
+        return {"models": [await service.describe(name) for name in service.model_names]}
 
     @app.post("/v1/process/{model}", tags=["process"], openapi_extra=AUDIO_BODY, response_class=FileResponse,
               dependencies=auth, responses={
@@ -229,7 +230,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         """Process one file and return the result in the same sample rate (and channels for audio);
         events models return the JSON list of their detections."""
         check_model(model)
-        format = output_format(model, format)
+        format = await output_format(model, format)
         model_params = parse_params(params)
         upload = await receive_upload(request)
         target = upload.path.with_name(upload.path.name + "-out." + format)
@@ -255,7 +256,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                          params: str | None = Query(None, description="model params as a JSON object")) -> dict:
         """Queue a file for processing; poll ``GET /v1/jobs/{id}`` and download ``result_url``."""
         check_model(model)
-        format = output_format(model, format)
+        format = await output_format(model, format)
         model_params = parse_params(params)
         pending = service.jobs.counts()
         if pending["queued"] + pending["running"] >= settings.max_queued_jobs:
