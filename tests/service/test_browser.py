@@ -2,8 +2,8 @@
 
 Chromium (Debian's `chromium`, installed by `make install-dev`) is driven by Playwright with a fake
 microphone that plays a real speech recording; Playwright's own browser download is never used.
-The page keeps its figures in `window.wavestream`, which these tests read. Screenshots go to
-docs/images/page-*.png. Select these tests with `-k browser`.
+The page keeps its figures in `window.wavestream`, which these tests read. Select these tests with
+`-k browser`; `WAVESTREAM_SCREENSHOTS=docs/images` renews the screenshots in the docs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from wavestream.service.protocol import ERROR_CLOSE_CODES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPEECH = Path(__file__).parents[1] / "models" / "data" / "speech_16k.flac"  # real speech, see its README
-IMAGES = Path(__file__).parents[2] / "docs" / "images"
 STATIC = Path(__file__).parents[2] / "wavestream" / "service" / "static"
 KEY = "browser-key"
 # the untrained kws model fires with a low detector threshold (as in test_kws_events)
@@ -117,12 +116,20 @@ def drop_file(page, selector: str, path: Path) -> None:
     page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
-def screenshot(page, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"page-{name}.png"), full_page=True)
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Where screenshots go: a temporary folder, or WAVESTREAM_SCREENSHOTS=docs/images to renew the docs' ones."""
+    folder = os.environ.get("WAVESTREAM_SCREENSHOTS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
 
 
-def test_browser_microphone_enhance_round_trip(page, site):
+def screenshot(page, images: Path, name: str) -> None:
+    images.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(images / f"page-{name}.png"), full_page=True)
+    assert (images / f"page-{name}.png").stat().st_size > 10_000
+
+
+def test_browser_microphone_enhance_round_trip(page, site, images):
     open_page(page, site)
     page.click("#start")
     wait_for(page, "s.status === 'streaming'")
@@ -140,7 +147,7 @@ def test_browser_microphone_enhance_round_trip(page, site):
     played = figures(page)["played"]
     wait_for(page, f"s.selected === 0 && s.played > {played}")
     assert page.get_attribute("#listen-0", "aria-pressed") == "true"
-    screenshot(page, "enhance")
+    screenshot(page, images, "enhance")
     page.click("#stop")
     wait_for(page, "s.status === 'done'")
     state = figures(page)
@@ -152,7 +159,7 @@ def test_browser_microphone_enhance_round_trip(page, site):
     site.wait_idle()
 
 
-def test_browser_dropped_file_two_sources(page, site, tmp_path):
+def test_browser_dropped_file_two_sources(page, site, tmp_path, images):
     x, rate = noisy_speech(seconds=2.0)
     path = tmp_path / "speech.wav"
     sf.write(path, x, rate, subtype="PCM_16")
@@ -175,30 +182,32 @@ def test_browser_dropped_file_two_sources(page, site, tmp_path):
     page.click("#listen-2")
     assert figures(page)["selected"] == 2
     assert page.locator("#tracks canvas").count() == 3
-    screenshot(page, "sources")
+    screenshot(page, images, "sources")
     site.wait_idle()
 
 
-def test_browser_kws_events_appear_while_streaming(page, site):
+def test_browser_kws_events_appear_while_streaming(page, site, images):
     open_page(page, site, model="kws")
     assert page.input_value("#param-threshold") == "0.6"  # the model's default, from GET /v1/models
     for name, value in FIRING.items():
         page.fill(f"#param-{name}", value)
     page.click("#start")
-    # words are heard while the microphone still runs, not only at the end
-    wait_for(page, "s.status === 'streaming' && s.events.length >= 2")
+    # words are heard while the microphone still runs, not only at the end; the figures work for a
+    # stream with params too (its server metrics are labelled kws{params})
+    wait_for(page, "s.status === 'streaming' && s.events.length >= 2 "
+                   "&& ['latency', 'rtf'].every((id) => document.getElementById(id).textContent !== '–')")
     assert figures(page)["status"] == "streaming"
     labels = page.locator("#events li b").all_text_contents()
     assert len(labels) >= 2 and all(re.fullmatch(r"[a-z]+", label) for label in labels)
     assert re.search(r"\d+\.\d\d–\d+\.\d\d s, score 0\.\d\d", page.text_content("#events li"))
     assert figures(page)["ready"]["model"]["params"] == {k: float(v) for k, v in FIRING.items()}
-    screenshot(page, "kws")
+    screenshot(page, images, "kws")
     page.click("#stop")
     wait_for(page, "s.status === 'done'")
     site.wait_idle()
 
 
-def test_browser_api_key_errors_are_explained(page, site):
+def test_browser_api_key_errors_are_explained(page, site, images):
     # no key: the model list is refused
     open_page(page, site, key=None)
     page.wait_for_selector("#error:not([hidden])")
@@ -214,7 +223,7 @@ def test_browser_api_key_errors_are_explained(page, site):
     assert state["error"]["code"] == "unauthorized" and "API key" in state["error"]["detail"]
     assert state["closeCode"] == 1008
     assert "needs an API key" in page.text_content("#error")
-    screenshot(page, "error")
+    screenshot(page, images, "error")
     site.wait_idle()
 
 

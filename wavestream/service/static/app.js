@@ -480,7 +480,8 @@ function showFigures() {
   state.roundTripMs = median(trips);
   state.audioDelayMs = median(delays);
   $("latency").textContent = ms(state.roundTripMs);
-  $("delay").textContent = ms(state.audioDelayMs);
+  const audioOut = state.ready && ["audio", "sources"].includes(state.ready.output.kind);
+  $("delay").textContent = audioOut || !state.ready ? ms(state.audioDelayMs) : "no audio comes back";
   if (state.rtf !== null) $("rtf").textContent = `${state.rtf.toFixed(3)} (mean batch ${state.meanBatch.toFixed(1)})`;
   const rate = ctx.sampleRate, out = state.ready && state.ready.output;
   $("sent").textContent = seconds(state.sentFrames, rate);
