@@ -1,0 +1,139 @@
+"""EnCodec 24 kHz, rebuilt from our streaming layers so official weights run chunk by chunk.
+
+The architecture of Meta's causal ``encodec_24khz`` (Défossez et al., "High Fidelity Neural Audio
+Compression"): a SEANet encoder (32 filters, ratios 8, 5, 4, 2 -> 320 samples per frame, 75 Hz, a
+2-layer skip LSTM, 128-dim latents), a residual vector quantizer of 32 codebooks x 1024 (10 bits
+each: 750 bit/s per codebook) and the mirror SEANet decoder. Bitrates 1.5, 3, 6, 12 and 24 kbps use
+the first 2, 4, 8, 16 and 32 codebooks.
+
+One module runs one of three ways (``mode``):
+- ``roundtrip``: audio ``[B, 1, n * 320]`` -> audio ``[B, 1, n * 320]`` through the codes;
+- ``encode``: audio -> codes ``[B, 32, n]`` (int64; codebooks past the stream's bitrate are -1);
+- ``decode``: codes ``[B, k, n]`` (k <= 32; -1 = codebook not used) -> audio ``[B, 1, n * 320]``.
+
+The bitrate is per stream, not per model: it is the quantizer's ``n_q`` state entry (``init_state``
+uses ``bitrate``; ``configure_state`` sets it per stream), so streams at different bitrates share
+one model and one batch. Weight norm is folded into plain conv weights by the converter.
+
+Difference from the official model (see docs/models.md): its causal convs pad the stream start by
+*reflecting* the first samples of each layer's input, which makes the first frames depend on up to
+~100 ms of later input. A streaming model cannot see that input yet, so ours starts every conv
+from zeros (the contract's ``init_state``). Everything else is the same computation: with the
+official padding set to zeros, codes are identical and audio agrees to float rounding
+(tests/models/test_encodec.py); with reflect padding the outputs differ only in a short start-up
+transient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+import torch
+
+from wavestream.streaming import AUDIO, TOKENS, State, StreamingModule, prefixed
+from wavestream.streaming.quantize import ResidualVectorQuantizer
+from wavestream.streaming.seanet import SEANetDecoder, SEANetEncoder
+
+from .registry import register
+
+BITRATES = (1.5, 3.0, 6.0, 12.0, 24.0)  # kbps
+MODES = ("roundtrip", "encode", "decode")
+
+
+class EncodecStreaming(StreamingModule):
+    sample_rate = 24000
+    #: what a stream's start params may set: the bitrate (kbps) and which way the model runs
+    stream_params = ("bitrate", "mode")
+    #: the params that live in a stream's state (``configure_state``), not in the model's config
+    state_params = ("bitrate",)
+
+    def __init__(self, mode: str = "roundtrip", bitrate: float = 6.0, channels: int = 1, dimension: int = 128,
+                 n_filters: int = 32, ratios: Sequence[int] = (8, 5, 4, 2), lstm_layers: int = 2, n_q: int = 32,
+                 codebook_size: int = 1024, sample_rate: int = 24000, bitrates: Sequence[float] = BITRATES):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode, self.sample_rate = mode, sample_rate
+        seanet = dict(channels=channels, dimension=dimension, n_filters=n_filters, ratios=ratios,
+                      lstm_layers=lstm_layers)
+        self.encoder = SEANetEncoder(**seanet)
+        self.decoder = SEANetDecoder(**seanet)
+        self.frame_size = self.encoder.hop
+        self.frame_rate = math.ceil(sample_rate / self.frame_size)
+        self.codebooks, self.codebook_size = n_q, codebook_size
+        self.bits_per_codebook = math.log2(codebook_size)
+        self.bitrates = tuple(float(b) for b in bitrates)
+        for b in self.bitrates:
+            self.n_q_for(b)  # every offered bitrate must be a whole number of codebooks
+        self.quantizer = ResidualVectorQuantizer(dimension, n_q, codebook_size, default_n_q=self.n_q_for(bitrate))
+        self.bitrate = float(bitrate)
+        self.input_kind = TOKENS if mode == "decode" else AUDIO
+        self.output_kind = TOKENS if mode == "encode" else AUDIO
+        self.hop = 1 if mode == "decode" else self.frame_size
+        self.out_per_in = {"roundtrip": Fraction(1), "encode": Fraction(1, self.frame_size),
+                           "decode": Fraction(self.frame_size)}[mode]
+        self._parts = {"roundtrip": ("encoder", "quantizer", "decoder"), "encode": ("encoder", "quantizer"),
+                       "decode": ("decoder",)}[mode]
+
+    # -- bitrates -----------------------------------------------------------------------------------
+    def n_q_for(self, bitrate: float) -> int:
+        """Codebooks for ``bitrate`` kbps; ValueError unless it is one of ``bitrates``."""
+        if isinstance(bitrate, bool) or not isinstance(bitrate, int | float) or float(bitrate) not in self.bitrates:
+            offered = ", ".join(f"{b:g}" for b in self.bitrates)
+            raise ValueError(f"bitrate must be one of {offered} (kbps), got {bitrate!r}")
+        n_q = float(bitrate) * 1000 / (self.frame_rate * self.bits_per_codebook)
+        if n_q != int(n_q) or not 1 <= n_q <= self.codebooks:
+            raise ValueError(f"{bitrate:g} kbps is not a whole number of codebooks (1..{self.codebooks})")
+        return int(n_q)
+
+    def configure_state(self, state: State, params: Mapping[str, Any]) -> State:
+        """A copy of ``state`` with its streams set to ``params`` (``bitrate``); ValueError for bad values."""
+        unknown = sorted(set(params) - set(self.state_params))
+        if unknown:
+            raise ValueError(f"not a stream state param: {unknown}")
+        state = dict(state)
+        if "bitrate" in params:
+            n_q = self.n_q_for(params["bitrate"])
+            if "quantizer.n_q" in state:  # a decoder takes whatever codebooks it is sent
+                state["quantizer.n_q"] = torch.full_like(state["quantizer.n_q"], n_q)
+        return state
+
+    # -- streaming ------------------------------------------------------------------------------------
+    def init_state(self, batch: int = 1, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> State:
+        """Only the parts this mode runs carry state; it is floating point even when the input is codes."""
+        if dtype is not None and not dtype.is_floating_point:
+            dtype = None
+        state: State = {}
+        for name in self._parts:
+            state.update(prefixed(getattr(self, name).init_state(batch, device, dtype), name))
+        return state
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        new_state: State = {}
+        if self.mode == "decode":
+            if x.dim() != 3 or x.is_floating_point():
+                raise ValueError(f"decode expects integer codes [batch, codebooks, frames], got {x.dtype} "
+                                 f"{tuple(x.shape)}")
+            codes = x
+        else:
+            if x.dim() != 3 or x.shape[1] != self.encoder.channels:
+                raise ValueError(f"encodec expects audio [batch, {self.encoder.channels}, time], "
+                                 f"got {tuple(x.shape)}")
+            self.check_length(x)
+            latents = self.step_child("encoder", x, state, new_state)
+            codes = self.step_child("quantizer", latents, state, new_state)
+            if self.mode == "encode":
+                return codes, new_state
+        y = self.step_child("decoder", self.quantizer.decode(codes), state, new_state)
+        return y, new_state
+
+
+@register("encodec_24khz", task="codec",
+          description="EnCodec 24 kHz (official architecture, streaming; bring the official weights), "
+                      "1.5-24 kbps, modes roundtrip/encode/decode")
+def build_encodec_24khz(**config) -> EncodecStreaming:
+    return EncodecStreaming(**config)
