@@ -25,6 +25,16 @@ chunk borders and the events do not depend on how the stream was cut. An event i
 dict ``{"label", "start", "end", "score"}`` (seconds of the stream; ``"channel"`` when the
 stream has several rows).
 
+Tokens: a token model (a codec) carries ``codebooks`` codes per frame and marks the codebooks a
+stream does not use with -1 (its bitrate is part of its state, see ``params``). Token output is cut
+to the codebooks in use ([frames, rows, n_q]); token input (a decoder) takes frames ``[n, k]`` of
+integer codes, ``channels = k <= codebooks`` (the rest are sent to the model as -1), one row, and
+returns audio at ``sample_rate`` (the output rate: there is no input audio to resample).
+
+Params: ``params`` are the stream params that live in the model's state (``model.state_params``,
+applied by ``model.configure_state``), e.g. a codec's bitrate, so one model serves streams that
+differ in them, even in one batch.
+
 The step is injected by splitting each call in two halves around it: ``begin(samples)`` returns
 the model input (or None when no whole hop is ready) and ``end(y)`` turns the model output into
 an ``Output``; whoever runs the step between them must also carry ``pipeline.state`` forward.
@@ -125,40 +135,51 @@ def resampler_delay(in_rate: int, out_rate: int, quality: str = "HQ") -> float:
 
 
 class StreamPipeline:
-    def __init__(self, model: StreamingModule, sample_rate: int, channels: int, quality: str = "HQ"):
-        if model.input_kind != AUDIO:
-            raise ValueError(f"{type(model).__name__} takes {model.input_kind} input; a stream needs an audio model")
+    def __init__(self, model: StreamingModule, sample_rate: int, channels: int, quality: str = "HQ",
+                 params: dict[str, Any] | None = None):
+        if model.input_kind not in (AUDIO, TOKENS):
+            raise ValueError(f"{type(model).__name__} takes {model.input_kind} input; a stream takes audio or tokens")
         if model.output_kind not in OUTPUT_KINDS:
             raise ValueError(f"{type(model).__name__} outputs {model.output_kind}; streams carry {OUTPUT_KINDS}")
         if not model.sample_rate:
             raise ValueError(f"{type(model).__name__} declares no sample_rate")
         _check_int(sample_rate, "sample_rate", 1000, 384000)
-        _check_int(channels, "channels", 1, MAX_CHANNELS)
+        self.tokens_in = model.input_kind == TOKENS
+        _check_int(channels, "codebooks" if self.tokens_in else "channels", 1,
+                   int(model.codebooks) if self.tokens_in else MAX_CHANNELS)
         model_channels = int(getattr(model, "audio_channels", 1))
         if model_channels > 1 and channels != model_channels:
             raise ValueError(f"this model takes exactly {model_channels} channels, got {channels}")
         self.model, self.sample_rate, self.channels = model, int(sample_rate), int(channels)
         self.kind = model.output_kind
         self.model_rate, self.hop, self.latency = int(model.sample_rate), int(model.hop), int(model.latency)
-        self.rows = 1 if model_channels > 1 else self.channels
+        self.rows = 1 if model_channels > 1 or self.tokens_in else self.channels
         self._model_channels = model_channels
+        self.params = dict(params or {})
+        if self.params and not hasattr(model, "configure_state"):
+            raise ValueError(f"{type(model).__name__} takes no stream state params, got {sorted(self.params)}")
         # one probe step tells the output layout: values per row (K) and output steps per hop
         with torch.inference_mode():
             probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.channels), np.float32)),
-                                  model.init_state(self.rows))
-        self.per_row = int(probe.shape[1])
+                                  self._fresh_state())
+        self._model_width = int(probe.shape[1])
+        # tokens: only the codebooks this stream uses go out (the model marks the others -1)
+        self.per_row = int((probe[:, :, 0] >= 0).sum(1).max()) if self.kind == TOKENS else self._model_width
         self.out_per_hop = int(probe.shape[-1])
         self._frame_dtype = probe.numpy().dtype
-        if self.kind in AUDIO_LIKE and self.out_per_hop != self.hop:
+        if self.kind in AUDIO_LIKE and not self.tokens_in and self.out_per_hop != self.hop:
             raise ValueError(f"{type(model).__name__} outputs {self.kind} with {self.out_per_hop} samples per "
                              f"hop of {self.hop}; audio outputs must keep the input length")
         self.out_channels = self.rows * self.per_row
-        self.to_model = StreamResampler(self.sample_rate, self.model_rate, self.channels, quality)
+        self.to_model = None if self.tokens_in else StreamResampler(self.sample_rate, self.model_rate, self.channels,
+                                                                    quality)
         self.framer = Framer(self.hop, self.channels)
         self.from_model = StreamResampler(self.model_rate, self.sample_rate, self.out_channels, quality) \
             if self.kind in AUDIO_LIKE else None
-        self.latency_seconds = model.algorithmic_latency / self.model_rate + resampler_delay(
-            self.sample_rate, self.model_rate, quality) + (resampler_delay(
+        # a token step unit (a frame) lasts out_per_hop / hop model samples
+        step_seconds = (self.out_per_hop / self.hop if self.tokens_in else 1) / self.model_rate
+        self.latency_seconds = model.algorithmic_latency * step_seconds + (0.0 if self.tokens_in else resampler_delay(
+            self.sample_rate, self.model_rate, quality)) + (resampler_delay(
                 self.model_rate, self.sample_rate, quality) if self.from_model else 0.0)
         self.reset()
 
@@ -180,19 +201,24 @@ class StreamPipeline:
                 ("codebooks" if self.kind == TOKENS else "classes"): self.per_row}
 
     # -- life cycle ----------------------------------------------------------------------------
+    def _fresh_state(self) -> State:
+        state = self.model.init_state(self.rows)
+        return self.model.configure_state(state, self.params) if self.params else state
+
     def reset(self) -> None:
-        """Back to a fresh stream: zero state, empty buffers, counters at 0."""
-        self.state: State = self.model.init_state(self.rows)
-        self.to_model.reset()
+        """Back to a fresh stream: zero state (with the stream's params), empty buffers, counters at 0."""
+        self.state: State = self._fresh_state()
+        if self.to_model is not None:
+            self.to_model.reset()
         self.framer.reset()
         if self.from_model is not None:
             self.from_model.reset()
-        self.samples_in = 0       # client-rate frames received
+        self.samples_in = 0       # client-rate frames received (token frames for token input)
         self.samples_out = 0      # client-rate frames returned (audio)
         self.model_valid = 0      # model-rate frames of real input (no padding)
         self.frames_out = 0       # model output frames returned (tokens/events)
         self.finished = False
-        self._to_drop = self.latency if self.kind in AUDIO_LIKE else 0
+        self._to_drop = self.latency * self.out_per_hop // self.hop if self.kind in AUDIO_LIKE else 0
         self._model_kept = 0
         self._held = np.zeros((0, self.out_channels), np.float32)
         make_detector = getattr(self.model, "event_detector", None)
@@ -203,6 +229,8 @@ class StreamPipeline:
         """Take client samples; return the model input for the whole hops now ready, or None."""
         if self.finished:
             raise ValueError("stream finished; reset it to start a new one")
+        if self.tokens_in:
+            return self._begin_tokens(samples)
         check_samples(samples, self.channels)
         if not np.isfinite(samples).all():
             raise ValueError("samples contain NaN or Inf")
@@ -211,6 +239,17 @@ class StreamPipeline:
         self.model_valid += len(resampled)
         ready = self.framer.push(resampled)
         return self._to_tensor(ready) if len(ready) else None
+
+    def _begin_tokens(self, frames: np.ndarray) -> torch.Tensor | None:
+        size = int(self.model.codebook_size)
+        if not isinstance(frames, np.ndarray) or not np.issubdtype(frames.dtype, np.integer) or \
+                frames.ndim != 2 or frames.shape[1] != self.channels:
+            raise ValueError(f"tokens must be an integer array [frames, {self.channels}]")
+        if len(frames) and (frames.min() < 0 or frames.max() >= size):
+            raise ValueError(f"token codes must be in [0, {size})")
+        self.samples_in += len(frames)
+        self.model_valid += len(frames) * self.out_per_hop
+        return self._to_tensor(frames) if len(frames) else None
 
     def end(self, y: torch.Tensor | None) -> Output:
         """Model output of the last ``begin`` (None if it returned None) -> client output."""
@@ -221,6 +260,8 @@ class StreamPipeline:
         if self.finished:
             raise ValueError("stream already finished; reset it to start a new one")
         self.finished = True
+        if self.tokens_in:  # a frame is a whole step: nothing is held back; -1 frames push a latency out
+            return self._to_tensor(np.full((self.latency, self.channels), -1)) if self.latency else None
         rest = self.to_model.flush()
         self.model_valid += len(rest)
         if self.framer.frames_out == 0 and self.framer.pending + len(rest) == 0:
@@ -251,16 +292,21 @@ class StreamPipeline:
 
     # -- conversions -------------------------------------------------------------------------------
     def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
+        if self.tokens_in:  # [n, k] -> [1, codebooks, n]; codebooks the stream does not send are -1
+            codes = torch.full((1, int(self.model.codebooks), len(frames)), -1, dtype=torch.long)
+            codes[0, :self.channels] = torch.from_numpy(frames.T.astype(np.int64))
+            return codes
         x = torch.from_numpy(np.ascontiguousarray(frames.T))  # [channels, T]
         return x.unsqueeze(0) if self._model_channels > 1 else x.unsqueeze(1)
 
     def _output(self, y: torch.Tensor | None, final: bool) -> Output:
         if y is not None:
-            expected = (self.rows, self.per_row)
+            expected = (self.rows, self._model_width)
             if tuple(y.shape[:2]) != expected:
-                raise ValueError(f"model output has shape {tuple(y.shape)}, expected [{self.rows}, {self.per_row}, T]")
-            # [rows, K, T] -> [T, rows * K], column r * K + k
-            y = y.detach().cpu().permute(2, 0, 1).reshape(y.shape[-1], -1).numpy()
+                raise ValueError(f"model output has shape {tuple(y.shape)}, "
+                                 f"expected [{self.rows}, {self._model_width}, T]")
+            # [rows, K, T] -> [T, rows * K], column r * K + k (K: the values in use)
+            y = y[:, :self.per_row].detach().cpu().permute(2, 0, 1).reshape(y.shape[-1], -1).numpy()
         if self.kind in AUDIO_LIKE:
             return Output(self.kind, audio=self._audio(y, final))
         frames = y if y is not None else np.zeros((0, self.out_channels), self._frame_dtype)
@@ -283,7 +329,9 @@ class StreamPipeline:
         if final:
             parts.append(self.from_model.flush())
         audio = np.concatenate(parts)
-        due = self.samples_in - self.samples_out  # never return more than was sent
+        # never return more than was sent (for token input: the audio its frames stand for)
+        sent = self.model_valid * self.sample_rate // self.model_rate if self.tokens_in else self.samples_in
+        due = sent - self.samples_out
         if final:
             audio = np.concatenate([audio[:due], np.zeros((max(due - len(audio), 0), self.out_channels), np.float32)])
             self._held = audio[:0]
