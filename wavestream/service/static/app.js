@@ -258,6 +258,11 @@ async function start() {
   setStatus("connecting", `Connecting to ${model.name}…`);
   if (ctx) await ctx.close();
   ctx = new AudioContext({ latencyHint: "interactive" });
+  if (ctx.sampleRate > 48000) {
+    // the protocol takes 8-48 kHz: let the browser resample a faster device
+    await ctx.close();
+    ctx = new AudioContext({ latencyHint: "interactive", sampleRate: 48000 });
+  }
   await ctx.audioWorklet.addModule("/static/worklets.js");
   if (source === "mic") {
     try {
