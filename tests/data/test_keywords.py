@@ -109,3 +109,12 @@ def test_source_weights_pick_the_source_first(root):
     for i in range(20):
         _, label, info = data.synthesize(np.random.default_rng(i), label=i % 20)
         assert info["speaker"] == "tinyvoice0"
+
+
+def test_voiced_span_skips_room_tone():
+    from wavestream.data.keywords import voiced_span
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(16000).astype(np.float32) * 1e-3  # room tone
+    x[4000:9000] += np.sin(np.arange(5000) * 0.3).astype(np.float32) * 0.3  # the word
+    first, end = voiced_span(x, 16000)
+    assert 3840 <= first <= 4000 and 9000 <= end <= 9160

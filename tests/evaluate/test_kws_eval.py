@@ -117,7 +117,7 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     assert main(["train", "kws-spiking", "--out", str(tmp_path / "run"), "--export", "--weights-dir",
                  str(tmp_path / "w"), "--tune-detector"]) == 0
     tuned = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
-    assert len(tuned["detector_tuning"]["trials"]) == 24
+    assert len(tuned["detector_tuning"]["trials"]) == 32
     assert tuned["config"]["threshold"] == tuned["detector_tuning"]["threshold"]
     out = tmp_path / "report"
     assert main(["eval", "kws", "--model", "kws-spiking", "--root", str(root), "--out", str(out), "--weights",

@@ -12,7 +12,8 @@ placed at a random offset (time shift), optionally after a short other word (con
 speed/pitch perturbation (resampling: tape-speed, both change together), band-limiting (8-12 kHz
 sample rate), a room (full impulse response from ``rir`` manifests), background noise / music /
 babble at an SNR, and a random level. ``synthesize`` also returns where the word starts and ends (in
-samples of the output clip), so a recipe can build per-frame targets and an evaluation can measure
+samples of the output clip: its frames within 30 dB of its loudest, ``voiced_span``; ``placed`` is
+the whole recording's span), so a recipe can build per-frame targets and an evaluation can measure
 detection delay. The split (train/dev) selects speakers and noise sources as everywhere else.
 """
 
@@ -39,6 +40,18 @@ UNKNOWN, SILENCE = "_unknown_", "_silence_"
 
 def _letters(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower())
+
+
+def voiced_span(x: np.ndarray, rate: int, floor_db: float = -30.0, frame_ms: float = 10.0) -> tuple[int, int]:
+    """(first, end) sample of the 10 ms frames within ``floor_db`` of the loudest one: where the word is,
+    without the leading/trailing room tone or breath a recording keeps (the word "ends" at ``end``)."""
+    frame = max(1, int(rate * frame_ms / 1000))
+    n = len(x) // frame
+    if n == 0:
+        return 0, len(x)
+    energy = (x[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
+    active = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    return int(active[0] * frame), int((active[-1] + 1) * frame)
 
 
 def source_of(speaker: str) -> str:
@@ -219,7 +232,8 @@ class KeywordClips(_SeededDataset):
                 dry[at:at + len(other)] = other[: start - at] * rng.uniform(0.5, 1.2)
                 info["context"] = True
             dry[start:start + len(word)] += word
-            info.update(start=start, end=start + len(word))
+            on, off = voiced_span(word, self.rate)
+            info.update(start=start + on, end=start + off, placed=[start, start + len(word)])
         if rng.random() < self.bandlimit_prob:
             cutoff_rate = int(rng.choice([8000, 11025, 12000]))
             dry = _lowpass(dry, self.rate, cutoff_rate)
@@ -238,7 +252,7 @@ class KeywordClips(_SeededDataset):
             info["background"] = kind
         else:
             # SNR over the word's own span, so a short word in a long clip is as audible as asked
-            ref = speech[info["start"]:info["end"]]
+            ref = speech[info["placed"][0]:info["placed"][1]]
             snr = float(rng.uniform(30, 50)) if rng.random() < self.quiet_prob else float(rng.uniform(*self.snr_db))
             audio = speech + _scale_to_snr(ref, noise, snr)
             info.update(background=kind, snr_db=round(snr, 2))

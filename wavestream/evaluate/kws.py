@@ -278,8 +278,8 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
 
 
 def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_alarms: float = 1.0,
-                  thresholds: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                  smooth_frames: tuple[int, ...] = (5, 10, 20, 30), log: Callable[[str], None] = print) -> dict:
+                  thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                  smooth_frames: tuple[int, ...] = (3, 5, 10, 20), log: Callable[[str], None] = print) -> dict:
     """Detector settings (smoothing, threshold) with the best real-speech event top-1 among those with at
     most ``max_false_alarms`` per hour on the negative dev set (the fewest false alarms when none qualifies).
 
