@@ -44,6 +44,11 @@ MODES = ("roundtrip", "encode", "decode")
 
 
 class EncodecStreaming(StreamingModule):
+    """A SEANet + RVQ codec; the defaults are EnCodec 24 kHz. Other configurations (rate, ratios, widths,
+    codebooks, bitrates) make other codecs of the same family, e.g. a small 16 kHz speech codec:
+    ``weight_norm=True`` and ``quantizer.quantize`` (EMA codebooks, quantizer dropout over the offered
+    bitrates) are there for training one."""
+
     sample_rate = 24000
     #: what a stream's start params may set: the bitrate (kbps) and which way the model runs
     stream_params = ("bitrate", "mode")
@@ -52,13 +57,14 @@ class EncodecStreaming(StreamingModule):
 
     def __init__(self, mode: str = "roundtrip", bitrate: float = 6.0, channels: int = 1, dimension: int = 128,
                  n_filters: int = 32, ratios: Sequence[int] = (8, 5, 4, 2), lstm_layers: int = 2, n_q: int = 32,
-                 codebook_size: int = 1024, sample_rate: int = 24000, bitrates: Sequence[float] = BITRATES):
+                 codebook_size: int = 1024, sample_rate: int = 24000, bitrates: Sequence[float] = BITRATES,
+                 weight_norm: bool = False):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode, self.sample_rate = mode, sample_rate
         seanet = dict(channels=channels, dimension=dimension, n_filters=n_filters, ratios=ratios,
-                      lstm_layers=lstm_layers)
+                      lstm_layers=lstm_layers, weight_norm=weight_norm)
         self.encoder = SEANetEncoder(**seanet)
         self.decoder = SEANetDecoder(**seanet)
         self.frame_size = self.encoder.hop
@@ -66,9 +72,10 @@ class EncodecStreaming(StreamingModule):
         self.codebooks, self.codebook_size = n_q, codebook_size
         self.bits_per_codebook = math.log2(codebook_size)
         self.bitrates = tuple(float(b) for b in bitrates)
-        for b in self.bitrates:
-            self.n_q_for(b)  # every offered bitrate must be a whole number of codebooks
-        self.quantizer = ResidualVectorQuantizer(dimension, n_q, codebook_size, default_n_q=self.n_q_for(bitrate))
+        # every offered bitrate must be a whole number of codebooks; training drops quantizers to these
+        offered = [self.n_q_for(b) for b in self.bitrates]
+        self.quantizer = ResidualVectorQuantizer(dimension, n_q, codebook_size, default_n_q=self.n_q_for(bitrate),
+                                                 dropout_choices=offered)
         self.bitrate = float(bitrate)
         self.input_kind = TOKENS if mode == "decode" else AUDIO
         self.output_kind = TOKENS if mode == "encode" else AUDIO
