@@ -118,3 +118,4 @@ def test_voiced_span_skips_room_tone():
     x[4000:9000] += np.sin(np.arange(5000) * 0.3).astype(np.float32) * 0.3  # the word
     first, end = voiced_span(x, 16000)
     assert 3840 <= first <= 4000 and 9000 <= end <= 9160
+    assert voiced_span(np.zeros(800, np.float32), 16000) == (0, 800)

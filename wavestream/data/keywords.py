@@ -51,6 +51,8 @@ def voiced_span(x: np.ndarray, rate: int, floor_db: float = -30.0, frame_ms: flo
         return 0, len(x)
     energy = (x[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
     active = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    if len(active) == 0:  # digital silence (a crop of a pause): the whole stretch
+        return 0, len(x)
     return int(active[0] * frame), int((active[-1] + 1) * frame)
 
 

@@ -146,6 +146,20 @@ def dev_clips(config: dict, task: str) -> tuple[torch.Tensor, list[dict]] | None
     return torch.from_numpy(np.stack([a[:n] for a in audio]))[:, None], entries
 
 
+def alarm_frames(model: nn.Module, audio: torch.Tensor, batch: int = 4, threshold: float = 0.5) -> float:
+    """Share of frames of keyword-free audio where some keyword's smoothed posterior reaches ``threshold``
+    (a threshold-light stand-in for false alarms, cheap enough for every dev evaluation)."""
+    from wavestream.evaluate.kws import smooth
+    keywords = len(model.classes) - 2
+    frames = model.detector_config["smooth_frames"]
+    n = audio.shape[-1] // model.hop * model.hop
+    shares = []
+    for i in range(0, len(audio), batch):
+        for p in model(audio[i:i + batch, :, :n]).numpy():
+            shares.append(float((smooth(p.T, frames)[:, :keywords].max(axis=1) >= threshold).mean()))
+    return float(np.mean(shares))
+
+
 def evaluate_on(model: nn.Module, audio: torch.Tensor, entries: list[dict], prefix: str,
                 batch: int = 32) -> dict[str, float]:
     """Top-1 (argmax of the smoothed keyword posteriors) on keyword clips, and the mean peak keyword
@@ -181,6 +195,14 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     train_set = _dataset(data, "train", loop.steps * batch_size, data.get("seed", 0))
     criterion = KeywordLoss(**config["loss"])
     dev = {"real": dev_clips(config, "keywords-real"), "syn": dev_clips(config, "keywords")}
+    metric = config["dev"].get("metric", METRIC)
+    if metric == "dev_score":  # real top-1 minus the share of alarm frames on keyword-free speech/noise
+        negative = dev_clips({**config, "dev": {"limit": config["dev"].get("negative_limit", 12)}},
+                             "keywords-negative")
+        if negative is None:
+            raise ValueError("dev metric dev_score needs the keywords-negative dev set: "
+                             "`wavestream data devset --task keywords-negative`")
+        dev["neg"] = negative
     if dev["real"] is None:
         raise ValueError("no keywords-real dev set: run `wavestream data devset --task keywords-real` "
                          "(after `wavestream data prepare --only keywords`)")
@@ -201,9 +223,12 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         metrics = evaluate_on(model, *dev["real"], "dev_real")
         if dev["syn"] is not None:
             metrics.update(evaluate_on(model, *dev["syn"], "dev_syn"))
+        if "neg" in dev:
+            metrics["dev_neg_alarm_frames"] = alarm_frames(model, dev["neg"][0])
+            metrics["dev_score"] = metrics[METRIC] - metrics["dev_neg_alarm_frames"]
         return metrics
 
-    return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
+    return fit(model, loss_fn, batches, evaluate, loop, Path(out), metric, resume=resume,
                run_info={"config": config, "init": str(init) if init else None}, progress=progress)
 
 
@@ -305,8 +330,11 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "dev_history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()}
                             for h in last.get("history", [])],
         },
-        "dev": {"chosen_on": f"{METRIC}: top-1 on the recorded English keywords of keywords-real (Tux Paint, "
-                             "never trained on)",
+        "dev": {"chosen_on": (f"{METRIC}: top-1 on the recorded English keywords of keywords-real (Tux Paint, never "
+                              "trained on)") if config["dev"].get("metric", METRIC) == METRIC else
+                (f"dev_score = {METRIC} (top-1 on the recorded English keywords of keywords-real, never trained on) "
+                 "minus dev_neg_alarm_frames (share of frames of keyword-free keywords-negative clips where a "
+                 "smoothed keyword posterior reaches 0.5)"),
                 **{k: round(v, 4) for k, v in meta["metrics"].items()}},
     })
     if tuning is not None:
@@ -372,6 +400,7 @@ def run(args) -> int:
         config["train"]["steps"] = args.steps
     started = time.time()
     meta = train(config, args.out, resume=args.resume, progress=not args.quiet, init=args.init)
-    print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {METRIC} {meta['best']:.3f}; "
+    metric = config["dev"].get("metric", METRIC)
+    print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {metric} {meta['best']:.3f}; "
           f"checkpoints in {args.out}")
     return 0
