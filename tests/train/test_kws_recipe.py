@@ -20,7 +20,10 @@ def config_path(tmp_path_factory):
     root = add_tiny_keywords(prepare_tiny(folder))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(devset, "KEYWORD_CLIPS", 22)
-        for task in ("keywords", "keywords-real"):
+        mp.setattr(devset, "NEGATIVE_SPEECH", 2)
+        mp.setattr(devset, "NEGATIVE_BACKGROUND", 1)
+        mp.setattr(devset, "NEGATIVE_SECONDS", 4.0)
+        for task in ("keywords", "keywords-real", "keywords-negative"):
             devset.write_devset(task, root)
     config = {
         "name": "kws",
@@ -106,6 +109,17 @@ def test_spiking_recipe_starts_from_the_ann_weights(config_path, tmp_path):
            recipe="kws-spiking")
     meta = json.loads((tmp_path / "snn" / "last.json").read_text())
     assert meta["run"]["config"]["name"] == "kws-spiking" and meta["run"]["init"].endswith("best.safetensors")
+
+
+def test_dev_score_counts_alarms_on_keyword_free_audio(config_path, tmp_path):
+    config = json.loads(config_path.read_text())
+    config["dev"] = {"limit": 30, "metric": "dev_score", "negative_limit": 3}
+    path = tmp_path / "score.json"
+    path.write_text(json.dumps(config))
+    _train(path, tmp_path / "run", "--steps", "2")
+    best = json.loads((tmp_path / "run" / "best.json").read_text())["metrics"]
+    assert 0 <= best["dev_neg_alarm_frames"] <= 1
+    assert best["dev_score"] == best["dev_real_top1"] - best["dev_neg_alarm_frames"]
 
 
 def test_config_without_a_section_is_rejected(tmp_path):
