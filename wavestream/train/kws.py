@@ -337,11 +337,30 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
                  "smoothed keyword posterior reaches 0.5)"),
                 **{k: round(v, 4) for k, v in meta["metrics"].items()}},
     })
+    card["training"]["previous_phases"] = _phases(meta["run"].get("init"))
     if tuning is not None:
         card["detector_tuning"] = tuning
     card.setdefault("metrics", {})
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card_path
+
+
+def _phases(init: str | None) -> list[dict]:
+    """The runs this one started from (``--init RUN/best.safetensors``), oldest first, as far as their
+    checkpoint folders are still there."""
+    phases: list[dict] = []
+    while init and (Path(init).parent / "last.json").exists():
+        run = Path(init).parent
+        last = json.loads((run / "last.json").read_text())
+        best = json.loads((run / f"{BEST}.json").read_text())
+        config = last["run"]["config"]
+        phases.insert(0, {"run": str(run), "name": config["name"], "loss": config["loss"], "data": config["data"],
+                          "train": config["train"], "dev": config["dev"], "best_step": best["step"],
+                          "steps_run": last["step"], "training_hours": round(last["elapsed_s"] / 3600, 2),
+                          "dev_history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()}
+                                          for h in last.get("history", [])]})
+        init = last["run"].get("init")
+    return phases
 
 
 def record_evaluation(results: str | Path, name: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
