@@ -44,6 +44,25 @@ class FilterModel(_Base):
         return self.gain * self.step_child("outer", h, state, new), new
 
 
+class StateGainModel(FilterModel):
+    """``FilterModel`` whose ``gain`` is a per-stream state param: one instance serves every gain."""
+
+    state_params = ("gain",)
+
+    def init_state(self, batch=1, device=None, dtype=None):
+        return {**super().init_state(batch, device, dtype), "gain": torch.ones(batch, 1, 1)}
+
+    def configure_state(self, state, params):
+        gain = params.get("gain", 1.0)
+        if isinstance(gain, bool) or not isinstance(gain, int | float) or not 0 < gain <= 10:
+            raise ValueError(f"gain must be a number in (0, 10], got {gain!r}")
+        return {**state, "gain": torch.full_like(state["gain"], gain)}
+
+    def step(self, x, state):
+        y, new = super().step(x, {k: v for k, v in state.items() if k != "gain"})
+        return state["gain"] * y, {**new, "gain": state["gain"]}
+
+
 class DelayModel(_Base):
     """Exactly ``x`` delayed by ``latency`` samples: the pipeline must undo the delay."""
 
@@ -109,27 +128,31 @@ class EventsModel(_Base):
     """Per-hop energy score; its detector reports each loud frame as an event."""
 
     output_kind, latency, out_per_in = EVENTS, 0, Fraction(1, HOP)
+    stream_params = detector_params = ("level",)
 
     def step(self, x, state):
         self.check_length(x)
         b, c, t = x.shape
         return x.reshape(b, c, t // HOP, HOP).square().mean(-1), {}
 
-    def event_detector(self, rows: int, frame_rate: float) -> LoudFrames:
-        return LoudFrames(rows, frame_rate)
+    def event_detector(self, rows: int, frame_rate: float, level: float = 0.1) -> LoudFrames:
+        return LoudFrames(rows, frame_rate, level)
 
 
 class LoudFrames:
-    """Per-stream detector of ``EventsModel``: counts frames across calls, one event per loud frame."""
+    """Per-stream detector of ``EventsModel``: counts frames across calls, one event per frame louder
+    than ``level``."""
 
-    def __init__(self, rows: int, frame_rate: float):
-        self.rows, self.frame_rate, self.frame = rows, frame_rate, 0
+    def __init__(self, rows: int, frame_rate: float, level: float = 0.1):
+        if not 0 < level:
+            raise ValueError(f"level must be > 0, got {level!r}")
+        self.rows, self.frame_rate, self.frame, self.level = rows, frame_rate, 0, level
 
     def push(self, frames: np.ndarray) -> list[dict]:
         events = [{"label": "loud", "start": (self.frame + i) / self.frame_rate,
                    "end": (self.frame + i + 1) / self.frame_rate, "score": float(frames[i, r, 0]),
                    **({"channel": int(r)} if self.rows > 1 else {})}
-                  for i, r in zip(*np.nonzero(frames[:, :, 0] > 0.1), strict=True)]
+                  for i, r in zip(*np.nonzero(frames[:, :, 0] > self.level), strict=True)]
         self.frame += len(frames)
         return events
 
@@ -146,9 +169,9 @@ class FragileModel(FilterModel):
         return super().step(x, state)
 
 
-TEST_MODELS = {"test-filter": FilterModel, "test-delay": DelayModel, "test-sources": SourcesModel,
-               "test-stereo": StereoModel, "test-tokens": TokensModel, "test-events": EventsModel,
-               "test-fragile": FragileModel}
+TEST_MODELS = {"test-filter": FilterModel, "test-state-gain": StateGainModel, "test-delay": DelayModel,
+               "test-sources": SourcesModel, "test-stereo": StereoModel, "test-tokens": TokensModel,
+               "test-events": EventsModel, "test-fragile": FragileModel}
 
 
 @contextmanager

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from tests.engine.models import FilterModel, FragileModel, SourcesModel, TokensModel
+from tests.engine.models import EventsModel, FilterModel, FragileModel, SourcesModel, StateGainModel, TokensModel
 from wavestream.engine import CapacityError, Engine, Output, StepError, StreamPipeline, load_stream_model
 from wavestream.models.registry import UntrainedModelError
 
@@ -345,5 +345,111 @@ def test_missing_weights_are_never_silent(tmp_path):
             assert engine.active_sessions == 0
         finally:
             await engine.aclose()
+
+    asyncio.run(main())
+
+
+def test_state_params_share_one_model_and_one_batch():
+    """Streams that differ only in a per-stream (state) param run on one model instance, in one
+    scheduler's batches, and each gets exactly its own offline output, whatever the value."""
+    x = noise(3200, 1, 7)
+    gains = [0.5 + 0.1 * i for i in range(40)]  # 40 distinct values: still one instance
+
+    async def main():
+        engine = await started(workers=2)
+        sessions = [engine.open_session("test-state-gain", 16000, 1, {"gain": g}) for g in gains]
+        outs = await asyncio.gather(*(stream(s, x, [640] * 5) for s in sessions))
+        shared = {id(engine.load("test-state-gain", {"gain": g})) for g in gains}
+        infos, stats = [s.info for s in sessions], engine.stats()
+        await engine.aclose()
+        return outs, shared, infos, stats
+
+    outs, shared, infos, stats = asyncio.run(main())
+    assert len(shared) == 1
+    assert list(stats["models"]) == ["test-state-gain"] and stats["models"]["test-state-gain"]["mean_batch"] > 1
+    plain = offline(FilterModel(), 16000, x).audio
+    for gain, out, info in zip(gains, outs, infos, strict=True):
+        own = StreamPipeline(StateGainModel(), 16000, 1, params={"gain": gain})
+        assert np.abs(out.audio - Output.concat([own.process(x), own.finish()]).audio).max() <= 1e-5
+        assert np.abs(out.audio - gain * plain).max() <= 1e-5
+        assert info["model"]["params"] == {"gain": gain}
+
+
+def test_codec_bitrates_share_one_model_and_batch():
+    """encodec_24khz (random weights) at every bitrate: one instance and one scheduler per mode,
+    each stream's codes equal to its own offline codes, cut to its bitrate's codebooks."""
+    bitrates = [1.5, 3.0, 6.0, 12.0, 24.0]
+    x = noise(24000 // 5, 1, 8, scale=0.3)
+
+    async def main():
+        engine = await started(workers=1)
+        sessions = [engine.open_session("encodec_24khz", 24000, 1, {"mode": "encode", "bitrate": b}) for b in bitrates]
+        outs = await asyncio.gather(*(stream(s, x, [960] * 5) for s in sessions))
+        instances = {id(engine.load("encodec_24khz", {"mode": "encode", "bitrate": b})) for b in bitrates}
+        refs = [offline_pipeline(engine.pipeline("encodec_24khz", 24000, 1, {"mode": "encode", "bitrate": b}), x)
+                for b in bitrates]
+        stats = engine.stats()
+        await engine.aclose()
+        return outs, instances, refs, stats
+
+    outs, instances, refs, stats = asyncio.run(main())
+    assert len(instances) == 1 and list(stats["models"]) == ['encodec_24khz{"mode": "encode"}']
+    assert stats["models"]['encodec_24khz{"mode": "encode"}']["mean_batch"] > 1
+    for bitrate, out, ref in zip(bitrates, outs, refs, strict=True):
+        assert out.frames.shape == (15, 1, int(bitrate * 1000 / 750))  # 75 Hz, 750 bit/s per codebook
+        np.testing.assert_array_equal(out.frames, ref.frames)
+
+
+def offline_pipeline(pipeline: StreamPipeline, x) -> Output:
+    return Output.concat([pipeline.process(x), pipeline.finish()])
+
+
+def test_detector_params_are_per_stream():
+    """An events model's detector params set each stream's detector on one shared instance."""
+    x = noise(1600, 1, 9)
+    levels = [0.05, 0.08, 0.1]
+
+    async def main():
+        engine = await started()
+        sessions = [engine.open_session("test-events", 16000, 1, {"level": v}) for v in levels]
+        outs = await asyncio.gather(*(stream(s, x, [400] * 4) for s in sessions))
+        shared = {id(engine.load("test-events", {"level": v})) for v in levels}
+        await engine.aclose()
+        return outs, shared
+
+    outs, shared = asyncio.run(main())
+    assert len(shared) == 1
+    counts = [len(out.events) for out in outs]
+    assert counts[0] > counts[1] > counts[2]  # a higher level finds fewer loud frames
+    for level, out in zip(levels, outs, strict=True):
+        own = StreamPipeline(EventsModel(), 16000, 1, params={"level": level})
+        assert out.events == offline_pipeline(own, x).events
+
+
+def test_bad_param_values_and_instance_bound():
+    """Invalid per-stream values are refused with a clear ValueError before any session exists;
+    a value at its default needs no instance; construction params past ``max_instances`` are refused."""
+    async def main():
+        engine = await started(max_instances=2)
+        bad = [("encodec_24khz", {"bitrate": 7}, "bitrate must be one of"),
+               ("encodec_24khz", {"bitrate": "6"}, "bitrate must be one of"),
+               ("encodec_24khz", {"mode": "sideways"}, "mode must be one of"),
+               ("test-state-gain", {"gain": 0}, "gain must be"),
+               ("test-events", {"level": -1}, "level must be"),
+               ("test-events", {"level": "loud"}, "bad params"),
+               ("kws", {"threshold": 2}, "threshold"),
+               ("kws", {"smooth_frames": 10 ** 9}, "smooth_frames"),
+               ("test-events", {"gain": 2}, "does not take params")]
+        for name, params, message in bad:
+            with pytest.raises(ValueError, match=message):
+                engine.load(name, params)
+            with pytest.raises(ValueError, match=message):
+                engine.open_session(name, 16000, 1, params)
+        assert engine.active_sessions == 0
+        assert engine.load("test-filter", {"gain": 1.0}) is engine.load("test-filter")  # the default value
+        engine.load("test-filter", {"gain": 2.0})
+        with pytest.raises(ValueError, match="2 configurations"):
+            engine.load("test-filter", {"gain": 3.0})
+        await engine.aclose()
 
     asyncio.run(main())

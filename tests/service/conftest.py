@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.engine.models import FilterModel, registered_test_models
-from wavestream.engine import Output, StreamPipeline
+from wavestream.engine import Output
 from wavestream.models.registry import _REGISTRY, register
 from wavestream.service.app import Service, WavestreamServer, make_server
 from wavestream.service.settings import ServiceSettings
@@ -48,7 +48,7 @@ class RunningServer:
 
     def reference(self, model: str, x: np.ndarray, rate: int, params: dict | None = None) -> Output:
         """What the server's own model instance makes of ``x`` offline (unbatched, one call)."""
-        pipeline = StreamPipeline(self.service.engine.load(model, params or {}), rate, x.shape[1])
+        pipeline = self.service.engine.pipeline(model, rate, x.shape[1], params)
         return Output.concat([pipeline.process(x), pipeline.finish()])
 
     def wait_idle(self, timeout: float = 10.0) -> None:

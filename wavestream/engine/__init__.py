@@ -6,6 +6,7 @@ The API the service uses::
                     queue_chunks=8, max_chunk_hops=32, on_batch=None)
     await engine.start()
     engine.load("enhance")                     # optional preload (also validates params)
+    engine.pipeline("enhance", 48000, 1, {})   # what a session computes, stepped directly
     session = engine.open_session("enhance", sample_rate=48000, channels=1, params={})
         # ValueError: unknown model, bad rate/channels/params; CapacityError: max_sessions reached
     session.info        # {"session": id, "model": {...describe(), "params"}, "latency_ms", "output": {...}}
@@ -27,8 +28,12 @@ The API the service uses::
 - ``on_batch(model, streams, compute_seconds, audio_seconds_per_stream)`` is called after every
   step (it matches ``ServiceMetrics.observe_batch``).
 - Params: a model accepts only the keys named in its ``stream_params`` class attribute (none by
-  default); they are config overrides for ``load_model``, and each distinct set of params gets
-  its own model instance and scheduler.
+  default). Per-stream params (its ``state_params`` and ``detector_params``, e.g. a codec's
+  bitrate, a keyword threshold) are set in each stream's state or detector, so streams that
+  differ in them share one model instance, scheduler and batch; the others are construction
+  params (config overrides for ``load_model``, e.g. a codec's mode): each distinct set, up to
+  ``max_instances`` per model, gets its own instance, scheduler and metrics label.
+- ``Engine(weights={"encodec_24khz": path})`` serves a weights file instead of the shipped one.
 - Multi-channel: each client channel is its own batch row unless the model declares
   ``audio_channels > 1``. ``model.latency`` is read as the output delay in samples.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from wavestream.models.registry import describe, load_model
+from wavestream.models.registry import describe, load_model, model_names
 from wavestream.streaming.module import StreamingModule
 
-from .pipeline import Output, StreamPipeline
+from .pipeline import Output, StreamPipeline, check_stream_params, per_stream_params
 from .scheduler import BatchObserver, Scheduler, Stream
 
 
@@ -37,18 +38,28 @@ def _params_key(params: dict[str, Any]) -> str:
         raise ValueError(f"params must be JSON values: {exc}") from None
 
 
+def _same(a: Any, b: Any) -> bool:
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be an object, got {type(params).__name__}")
+    _params_key(params)
+    return params
+
+
 def load_stream_model(name: str, params: dict[str, Any] | None = None,
                       weights: str | Path | None = None, allow_untrained: bool = True) -> StreamingModule:
     """Load model ``name`` for streaming with client ``params``.
 
     ``params`` may only name what the model lists in its ``stream_params`` attribute; they are
-    passed to ``load_model`` as config overrides. ValueError for an unknown model or bad params;
-    UntrainedModelError (a ValueError) for a model without weights unless ``allow_untrained``.
+    passed to ``load_model`` as config overrides (the engine passes only the construction params,
+    see ``Engine.load``). ValueError for an unknown model or bad params; UntrainedModelError (a
+    ValueError) for a model without weights unless ``allow_untrained``.
     """
-    params = {} if params is None else params
-    if not isinstance(params, dict):
-        raise ValueError(f"params must be an object, got {type(params).__name__}")
-    _params_key(params)
+    params = _check_params(params)
     try:
         model = load_model(name, weights, allow_untrained=allow_untrained)
     except KeyError as exc:
@@ -142,9 +153,11 @@ class Session:
 class Engine:
     def __init__(self, max_batch: int = 32, max_wait: float | None = None, workers: int | None = None,
                  max_sessions: int = 64, queue_chunks: int = 8, max_chunk_hops: int = 32, quality: str = "HQ",
-                 on_batch: BatchObserver | None = None, allow_untrained: bool = True):
+                 on_batch: BatchObserver | None = None, allow_untrained: bool = True,
+                 weights: dict[str, str | Path] | None = None, max_instances: int = 8):
         for name, value in (("max_batch", max_batch), ("max_sessions", max_sessions),
-                            ("queue_chunks", queue_chunks), ("max_chunk_hops", max_chunk_hops)):
+                            ("queue_chunks", queue_chunks), ("max_chunk_hops", max_chunk_hops),
+                            ("max_instances", max_instances)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if max_wait is not None and not max_wait >= 0:
@@ -157,9 +170,19 @@ class Engine:
         self.quality, self.on_batch = quality, on_batch
         #: False: models without trained weights are refused (UntrainedModelError), as the server does
         self.allow_untrained = allow_untrained
+        #: model name -> weights file served instead of the shipped one (e.g. converted official weights)
+        self.weights = {name: Path(path) for name, path in (weights or {}).items()}
+        for name, path in self.weights.items():
+            if name not in model_names():
+                raise ValueError(f"weights given for unknown model {name!r}; available: {', '.join(model_names())}")
+            if not path.is_file():
+                raise ValueError(f"weights file {path} for model {name!r} does not exist")
+        #: most model instances per model name (one per distinct set of construction params)
+        self.max_instances = max_instances
         self.sessions_opened = 0
         self._executor: ThreadPoolExecutor | None = None
         self._models: dict[tuple[str, str], StreamingModule] = {}
+        self._loading = threading.Lock()
         self._descriptions: dict[str, dict] = {}
         self._schedulers: dict[tuple[str, str], Scheduler] = {}
         self._sessions: dict[str, Session] = {}
@@ -189,27 +212,80 @@ class Engine:
 
     # -- models --------------------------------------------------------------------------------
     def load(self, name: str, params: dict[str, Any] | None = None) -> StreamingModule:
-        """The model for ``name`` with ``params`` (see ``load_stream_model``), loaded once and then
-        shared by all its sessions. Safe to call from a worker thread (the service does, so that
-        reading weights never stalls the event loop); ``open_session`` loads through it too."""
-        params = {} if params is None else params
-        key = (name, _params_key(params))
-        if key not in self._models:
-            model = load_stream_model(name, params, allow_untrained=self.allow_untrained)
-            if name not in self._descriptions:
-                self._descriptions[name] = describe(name)
-            self._models.setdefault(key, model)  # two threads may load at once: the first one wins
+        """The model instance that serves ``name`` with ``params``, loaded once and then shared.
+
+        A model instance (and its scheduler and metrics label) is keyed by the *construction*
+        params only; per-stream params (``per_stream_params``: state and detector params, e.g. a
+        codec's bitrate, a keyword threshold) are checked here and set per stream, so any number
+        of distinct values share one instance and one batch. ValueError for an unknown model, an
+        unknown param or a bad value, or more than ``max_instances`` distinct construction params
+        of one model. Safe to call from a worker thread (the service does, so that reading weights
+        never stalls the event loop); ``open_session`` loads through it too."""
+        return self._resolve(name, params)[1]
+
+    def describe(self, name: str) -> dict:
+        """``registry.describe(name)``, with ``trained`` true when this engine serves given weights."""
+        if name not in self._descriptions:
+            info = describe(name)
+            self._descriptions[name] = {**info, "trained": info["trained"] or name in self.weights}
+        return self._descriptions[name]
+
+    def _resolve(self, name: str, params: dict[str, Any] | None) -> tuple[tuple[str, str], StreamingModule,
+                                                                           dict[str, Any]]:
+        """(instance key, shared instance, per-stream params) for a stream of ``name`` with ``params``."""
+        params = _check_params(params)
+        base = self._instance(name, {})
+        allowed = tuple(getattr(base, "stream_params", ()))
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"model {name!r} does not take params {unknown}; it takes: {', '.join(allowed) or 'none'}")
+        per_stream = set(per_stream_params(base))
+        defaults = self.describe(name)["stream_params"]
+        # a param given at its default value needs no instance of its own
+        construction = {k: v for k, v in params.items() if k not in per_stream and not _same(v, defaults.get(k))}
+        stream = {k: v for k, v in params.items() if k in per_stream}
+        key = (name, _params_key(construction))
+        model = self._instance(name, construction)
+        try:
+            check_stream_params(model, stream)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bad params for model {name!r}: {exc}") from None
+        return key, model, stream
+
+    def _instance(self, name: str, construction: dict[str, Any]) -> StreamingModule:
+        key = (name, _params_key(construction))
+        if key in self._models:
+            return self._models[key]
+        with self._loading:  # one loader at a time: the instance count stays exact
+            if key not in self._models:
+                if sum(k[0] == name for k in self._models) >= self.max_instances:
+                    raise ValueError(f"model {name!r} already runs {self.max_instances} configurations; "
+                                     f"params {construction} would need another model instance")
+                self._models[key] = load_stream_model(name, construction, self.weights.get(name),
+                                                      allow_untrained=self.allow_untrained)
+                self.describe(name)
         return self._models[key]
 
-    def _scheduler(self, name: str, params: dict[str, Any], model: StreamingModule) -> Scheduler:
-        key = (name, _params_key(params))
+    def _scheduler(self, key: tuple[str, str], model: StreamingModule) -> Scheduler:
         if key not in self._schedulers:
             max_wait = self.max_wait if self.max_wait is not None else model.hop / model.sample_rate / 4
-            label = name if not params else f"{name}{key[1]}"
+            name, construction = key
+            label = name if construction == "{}" else f"{name}{construction}"
             self._schedulers[key] = Scheduler(label, model, self._executor, max_batch=self.max_batch,
                                               max_wait=max_wait, workers=self.workers,
                                               max_chunk_hops=self.max_chunk_hops, on_batch=self.on_batch)
         return self._schedulers[key]
+
+    def pipeline(self, name: str, sample_rate: int, channels: int = 1,
+                 params: dict[str, Any] | None = None) -> StreamPipeline:
+        """A stream's pipeline on the shared model instance, with its per-stream params, stepped
+        directly (not scheduled): what a session computes, e.g. as an offline reference."""
+        return self._pipeline(name, sample_rate, channels, params)[1]
+
+    def _pipeline(self, name: str, sample_rate: int, channels: int,
+                  params: dict[str, Any] | None) -> tuple[tuple[str, str], StreamPipeline]:
+        key, instance, stream_params = self._resolve(name, params)
+        return key, StreamPipeline(instance, sample_rate, channels, self.quality, params=stream_params)
 
     # -- sessions ------------------------------------------------------------------------------
     def open_session(self, model: str, sample_rate: int, channels: int = 1,
@@ -220,11 +296,10 @@ class Engine:
             raise RuntimeError("call `await engine.start()` before opening sessions")
         if len(self._sessions) >= self.max_sessions:
             raise CapacityError(f"at capacity: {self.max_sessions} sessions are open")
-        params = {} if params is None else params
-        instance = self.load(model, params)
-        pipeline = StreamPipeline(instance, sample_rate, channels, self.quality)
-        stream = self._scheduler(model, params, instance).add_stream(pipeline, self.queue_chunks)
-        info = {"session": uuid.uuid4().hex, "model": {**self._descriptions[model], "params": params},
+        params = _check_params(params)
+        key, pipeline = self._pipeline(model, sample_rate, channels, params)
+        stream = self._scheduler(key, pipeline.model).add_stream(pipeline, self.queue_chunks)
+        info = {"session": uuid.uuid4().hex, "model": {**self.describe(model), "params": params},
                 "latency_ms": 1000 * pipeline.latency_seconds, "output": pipeline.output_info()}
         session = Session(self, model, params, pipeline, stream, info)
         self._sessions[session.id] = session

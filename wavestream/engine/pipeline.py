@@ -17,8 +17,8 @@ at ``finish``, feeds ``latency`` zeros (plus the hop padding) to push the last o
 complete output is time-aligned with the input and has exactly as many frames (a resampling
 round trip can be a frame short or long; the tail is zero-padded or cut to the input's length).
 
-Events: a model with ``output_kind == "events"`` may offer ``event_detector(rows, frame_rate)``,
-which returns a fresh per-stream detector with ``push(frames [n, rows, K]) -> list[dict]`` (events
+Events: a model with ``output_kind == "events"`` may offer ``event_detector(rows, frame_rate,
+**detector_params)``, which returns a fresh per-stream detector with ``push(frames [n, rows, K]) -> list[dict]`` (events
 completed in these frames) and ``flush() -> list[dict]`` (events still open at the end). The
 pipeline makes one in ``reset`` and feeds it every frame in order, so debouncing carries across
 chunk borders and the events do not depend on how the stream was cut. An event is a JSON-able
@@ -31,9 +31,10 @@ to the codebooks in use ([frames, rows, n_q]); token input (a decoder) takes fra
 integer codes, ``channels = k <= codebooks`` (the rest are sent to the model as -1), one row, and
 returns audio at ``sample_rate`` (the output rate: there is no input audio to resample).
 
-Params: ``params`` are the stream params that live in the model's state (``model.state_params``,
-applied by ``model.configure_state``), e.g. a codec's bitrate, so one model serves streams that
-differ in them, even in one batch.
+Params: ``params`` are the model's per-stream params (``per_stream_params``): those that live in
+its state (``model.state_params``, applied by ``model.configure_state``), e.g. a codec's bitrate,
+and those of its event detector (``model.detector_params``, passed to ``event_detector``), e.g. a
+keyword threshold. So one model instance serves streams that differ in them, even in one batch.
 
 The step is injected by splitting each call in two halves around it: ``begin(samples)`` returns
 the model input (or None when no whole hop is ready) and ``end(y)`` turns the model output into
@@ -116,6 +117,45 @@ def direct_step(model: StreamingModule) -> Step:
     return step
 
 
+def per_stream_params(model: StreamingModule) -> tuple[str, ...]:
+    """The params a stream sets for itself on a shared model instance: state and detector params."""
+    return tuple(getattr(model, "state_params", ())) + tuple(getattr(model, "detector_params", ()))
+
+
+def split_stream_params(model: StreamingModule, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` -> (state params, detector params); ValueError for a key that is neither."""
+    state_keys, detector_keys = tuple(getattr(model, "state_params", ())), tuple(getattr(model, "detector_params", ()))
+    unknown = sorted(set(params) - set(state_keys) - set(detector_keys))
+    if unknown:
+        raise ValueError(f"{type(model).__name__} takes no per-stream params {unknown}; "
+                         f"it takes: {', '.join(state_keys + detector_keys) or 'none'}")
+    return ({k: v for k, v in params.items() if k in state_keys},
+            {k: v for k, v in params.items() if k in detector_keys})
+
+
+def check_stream_params(model: StreamingModule, params: dict[str, Any]) -> None:
+    """ValueError unless ``params`` are per-stream params ``model`` accepts, with valid values
+    (without building a whole pipeline: no probe step)."""
+    state_params, detector_params = split_stream_params(model, params)
+    _configured_state(model, 1, state_params)
+    _detector(model, 1, 1.0, detector_params)
+
+
+def _configured_state(model: StreamingModule, rows: int, params: dict[str, Any]) -> State:
+    state = model.init_state(rows)
+    return model.configure_state(state, params) if params else state
+
+
+def _detector(model: StreamingModule, rows: int, frame_rate: float, params: dict[str, Any]):
+    make = getattr(model, "event_detector", None)
+    if make is None:
+        return None
+    try:
+        return make(rows, frame_rate, **params)
+    except TypeError as exc:  # e.g. a string where a number belongs
+        raise ValueError(f"bad detector params {params}: {exc}") from None
+
+
 @functools.lru_cache(maxsize=256)
 def resampler_delay(in_rate: int, out_rate: int, quality: str = "HQ") -> float:
     """Mean seconds of output a soxr stream holds back (0 for equal rates), measured once per pair.
@@ -156,8 +196,10 @@ class StreamPipeline:
         self.rows = 1 if model_channels > 1 or self.tokens_in else self.channels
         self._model_channels = model_channels
         self.params = dict(params or {})
-        if self.params and not hasattr(model, "configure_state"):
-            raise ValueError(f"{type(model).__name__} takes no stream state params, got {sorted(self.params)}")
+        self._state_params, self._detector_params = split_stream_params(model, self.params)
+        if self._detector_params and self.kind != EVENTS:
+            raise ValueError(f"{type(model).__name__} outputs {self.kind}: no event detector to take "
+                             f"{sorted(self._detector_params)}")
         # one probe step tells the output layout: values per row (K) and output steps per hop
         with torch.inference_mode():
             probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.channels), np.float32)),
@@ -202,8 +244,7 @@ class StreamPipeline:
 
     # -- life cycle ----------------------------------------------------------------------------
     def _fresh_state(self) -> State:
-        state = self.model.init_state(self.rows)
-        return self.model.configure_state(state, self.params) if self.params else state
+        return _configured_state(self.model, self.rows, self._state_params)
 
     def reset(self) -> None:
         """Back to a fresh stream: zero state (with the stream's params), empty buffers, counters at 0."""
@@ -221,9 +262,8 @@ class StreamPipeline:
         self._to_drop = self.latency * self.out_per_hop // self.hop if self.kind in AUDIO_LIKE else 0
         self._model_kept = 0
         self._held = np.zeros((0, self.out_channels), np.float32)
-        make_detector = getattr(self.model, "event_detector", None)
-        self.detector = make_detector(self.rows, self.frame_rate) \
-            if self.kind == EVENTS and make_detector is not None else None
+        self.detector = _detector(self.model, self.rows, self.frame_rate, self._detector_params) \
+            if self.kind == EVENTS else None
 
     def begin(self, samples: np.ndarray) -> torch.Tensor | None:
         """Take client samples; return the model input for the whole hops now ready, or None."""

@@ -110,6 +110,8 @@ class LMUFormerKWS(StreamingModule):
     classes = KWS_CLASSES
     #: what a stream's start params may override (the detector's thresholds; weights stay the same)
     stream_params = ("smooth_frames", "threshold", "refractory_frames")
+    #: all of them per stream: a stream's detector takes them, so they never need a model instance of their own
+    detector_params = stream_params
 
     def __init__(self, spiking: bool = False, n_mels: int = 40, dim: int = 128, blocks: int = 2,
                  memory_channels: int = 8, memory_order: int = 32, theta: float = 128.0, mlp_ratio: int = 2,
@@ -169,9 +171,11 @@ class LMUFormerKWS(StreamingModule):
         """Per-frame logits ``[B, K, T // 160]`` of whole clips ``[B, 1, T]`` from a zero state (training)."""
         return self._logits(x, self.init_state(x.shape[0], x.device, x.dtype))[0]
 
-    def event_detector(self, rows: int = 1, frame_rate: float = SAMPLE_RATE / HOP) -> KeywordDetector:
-        """A fresh detector for one stream (``rows`` channels) with this model's thresholds."""
-        return KeywordDetector(KWS_CLASSES, len(KEYWORDS), rows=rows, frame_rate=frame_rate, **self.detector_config)
+    def event_detector(self, rows: int = 1, frame_rate: float = SAMPLE_RATE / HOP, **params) -> KeywordDetector:
+        """A fresh detector for one stream (``rows`` channels) with this model's thresholds, or the
+        stream's own (``params``: any of ``detector_params``)."""
+        return KeywordDetector(KWS_CLASSES, len(KEYWORDS), rows=rows, frame_rate=frame_rate,
+                               **{**self.detector_config, **params})
 
 
 class KeywordDetector:
@@ -196,8 +200,9 @@ class KeywordDetector:
 
     @staticmethod
     def check_config(smooth_frames: int, threshold: float, refractory_frames: int) -> None:
-        if smooth_frames < 1 or not 0 < threshold <= 1 or refractory_frames < 0:
-            raise ValueError(f"need smooth_frames >= 1, 0 < threshold <= 1, refractory_frames >= 0; got "
+        # smooth_frames sizes a per-stream buffer that a client chooses: bounded (10 s of frames)
+        if not 1 <= smooth_frames <= 1000 or not 0 < threshold <= 1 or refractory_frames < 0:
+            raise ValueError(f"need 1 <= smooth_frames <= 1000, 0 < threshold <= 1, refractory_frames >= 0; got "
                              f"{smooth_frames}, {threshold}, {refractory_frames}")
 
     def reset(self) -> None:
