@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import signal as signals
 import subprocess
 import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 from pydantic import ValidationError
+from safetensors.torch import save_file
 
-from tests.service.conftest import free_port, signal
+from tests.engine.models import FilterModel
+from tests.service.conftest import free_port, running_server, signal
 from wavestream.cli import main as cli_main
-from wavestream.client.stream_client import StreamClient
+from wavestream.client.stream_client import StreamClient, StreamError
+from wavestream.engine import Output, StreamPipeline
 from wavestream.service.commands_serve import add_arguments, settings_from_args
 from wavestream.service.settings import ServiceSettings
 
@@ -86,3 +93,65 @@ def test_wavestream_serve_process(tmp_path):
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_weights_flags_and_env(monkeypatch, tmp_path):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for path in (a, b):
+        path.write_bytes(b"")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--weights", f"encodec_24khz={a}", "--weights", f"enhance={b}"])
+    assert settings_from_args(args).weights == {"encodec_24khz": a, "enhance": b}
+    monkeypatch.setenv("WAVESTREAM_WEIGHTS", f"encodec_24khz={a}, enhance={b}")
+    assert ServiceSettings().weights == {"encodec_24khz": a, "enhance": b}
+    for bad, message in ((f"encodec_24khz={tmp_path / 'missing.safetensors'}", "does not exist"),
+                         (str(a), "MODEL=PATH"), (f"enhance={a},enhance={b}", "given twice")):
+        monkeypatch.setenv("WAVESTREAM_WEIGHTS", bad)
+        with pytest.raises(ValidationError, match=message):
+            ServiceSettings()
+
+
+@pytest.mark.parametrize("weights, message", [("encodec_24khz={missing}", "does not exist"),
+                                              ("no-such-model={present}", "unknown model"),
+                                              ("{present}", "MODEL=PATH")])
+def test_bad_weights_stop_the_server_at_startup(tmp_path, capsys, weights, message):
+    present = tmp_path / "w.safetensors"
+    present.write_bytes(b"")
+    flag = weights.format(missing=tmp_path / "missing.safetensors", present=present)
+    assert cli_main(["serve", "--weights", flag, "--port", str(free_port()), "--data-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_served_weights_replace_the_shipped_ones(tmp_path):
+    """A server that refuses untrained models serves one given ``--weights``: its streams and REST
+    answers use those weights, ``/v1/models`` calls it trained, and a bad per-stream param value on
+    it is 1007 over WebSocket and 422 over REST."""
+    weights = tmp_path / "filter.safetensors"
+    given = FilterModel(seed=5)
+    save_file({k: v.contiguous() for k, v in given.state_dict().items()}, str(weights))
+    x = signal(0.3, 16000)
+    pipeline = StreamPipeline(given, 16000, 1)
+    expected = Output.concat([pipeline.process(x), pipeline.finish()]).audio
+    with running_server(tmp_path / "data", preload=[], allow_untrained=False,
+                        weights={"test-filter": weights, "test-state-gain": weights}) as srv:
+        with StreamClient(srv.ws) as client:
+            client.start("test-filter", 16000)
+            out = client.stream(x, 480).output
+        assert np.abs(out - expected).max() <= 1e-4
+        models = {m["name"]: m for m in httpx.get(srv.http + "/v1/models").json()["models"]}
+        assert models["test-filter"]["trained"] and not models["test-delay"]["trained"]
+        with StreamClient(srv.ws) as client, pytest.raises(StreamError) as info:
+            client.start("test-state-gain", 16000, params={"gain": 99})
+        assert (info.value.code, info.value.close_code) == ("invalid_params", 1007)
+        assert "gain must be" in info.value.message
+        with StreamClient(srv.ws) as client, pytest.raises(StreamError) as info:
+            client.start("test-delay", 16000)
+        assert (info.value.code, info.value.close_code) == ("unknown_model", 1007)
+        wav = io.BytesIO()
+        sf.write(wav, x, 16000, format="WAV")
+        for path, query in (("/v1/process/test-state-gain", {}), ("/v1/jobs", {"model": "test-state-gain"})):
+            r = httpx.post(srv.http + path, params={**query, "params": json.dumps({"gain": 0})},
+                           content=wav.getvalue())
+            assert r.status_code == 422 and "gain must be" in r.json()["detail"]
+        srv.wait_idle()

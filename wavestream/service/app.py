@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from wavestream.engine import CapacityError, Engine
-from wavestream.models.registry import describe, model_names
+from wavestream.models.registry import model_names
 
 from .audio_files import EVENTS_FORMAT, OUTPUT_FORMATS, process_file, spool_upload, validate_upload
 from .jobs import JobBusy, JobRunner, JobStatus, JobStore
@@ -66,7 +66,7 @@ class Service:
         self.engine = Engine(max_batch=settings.max_batch, workers=settings.workers,
                              max_wait=None if settings.max_wait_ms is None else settings.max_wait_ms / 1000,
                              max_sessions=settings.max_sessions, on_batch=self.metrics.observe_batch,
-                             allow_untrained=settings.allow_untrained)
+                             allow_untrained=settings.allow_untrained, weights=settings.weights)
         self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
         self.jobs = JobStore(settings.data_dir, retention=3600 * settings.job_retention_hours)
         self.job_runner = JobRunner(self.jobs, self.process_job)
@@ -117,9 +117,9 @@ class Service:
         return any(hmac.compare_digest(given.encode(), key.encode()) for key in keys)
 
     async def describe(self, name: str) -> dict:
-        """``registry.describe`` (which builds the model) on a worker thread, once per model."""
+        """``Engine.describe`` (which builds the model) on a worker thread, once per model."""
         if name not in self._descriptions:
-            self._descriptions[name] = await asyncio.to_thread(describe, name)
+            self._descriptions[name] = await asyncio.to_thread(self.engine.describe, name)
         return self._descriptions[name]
 
     async def process_job(self, model: str, params: dict, source: Path, target: Path) -> None:

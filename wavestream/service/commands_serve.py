@@ -37,11 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-untrained", action="store_true", default=None,
                         help="serve models without trained weights (random init; development only)")
     parser.add_argument("--preload", action="append", default=None, help="model to load at start (repeatable)")
+    parser.add_argument("--weights", action="append", default=None, metavar="MODEL=PATH",
+                        help="serve MODEL with the weights in PATH (safetensors, e.g. converted official "
+                             "weights) instead of the shipped ones (repeatable)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
-    fields = [field for field, _, _ in FLAGS.values()] + ["api_keys", "preload", "allow_untrained"]
+    fields = [field for field, _, _ in FLAGS.values()] + ["api_keys", "preload", "weights", "allow_untrained"]
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     return ServiceSettings(**overrides)
 
@@ -55,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"wavestream serve: bad settings:\n{exc}")
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = make_server(settings, log_level=args.log_level)
+    try:
+        server = make_server(settings, log_level=args.log_level)
+    except ValueError as exc:  # settings the engine refuses, e.g. weights for an unknown model
+        print(f"wavestream serve: bad settings: {exc}")
+        return 2
     try:
         server.run()
     except KeyboardInterrupt:

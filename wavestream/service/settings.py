@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     max_queued_jobs: int = Field(1000, ge=1)
     #: models loaded at start so the first stream does not pay for it (comma-separated)
     preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: model -> weights file served instead of the shipped one (e.g. converted official weights);
+    #: "MODEL=PATH" items (comma-separated in the env var); a missing file stops the server at start
+    weights: Annotated[dict[str, Path], NoDecode] = Field(default_factory=dict)
     #: serve models that have no trained weights (random init): for development and tests only
     allow_untrained: bool = False
     #: seconds a graceful shutdown waits for sessions to send their final audio
@@ -66,6 +69,30 @@ class ServiceSettings(BaseSettings):
             raise ValueError("an API key is empty (an unset variable?); give a non-empty key, "
                              "or no --api-key / WAVESTREAM_API_KEYS at all to run without authentication")
         return [key.strip() for key in keys]
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value):
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, dict):
+            return items
+        weights = {}
+        for item in items:
+            name, sep, path = str(item).partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"weights must be given as MODEL=PATH, got {item!r}")
+            if name.strip() in weights:
+                raise ValueError(f"weights for model {name.strip()!r} given twice")
+            weights[name.strip()] = path.strip()
+        return weights
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, weights: dict[str, Path]):
+        for name, path in weights.items():
+            if not path.is_file():
+                raise ValueError(f"weights file {path} for model {name!r} does not exist")
+        return weights
 
     @field_validator("preload")
     @classmethod
