@@ -388,12 +388,13 @@ def test_codec_bitrates_share_one_model_and_batch():
         instances = {id(engine.load("encodec_24khz", {"mode": "encode", "bitrate": b})) for b in bitrates}
         refs = [offline_pipeline(engine.pipeline("encodec_24khz", 24000, 1, {"mode": "encode", "bitrate": b}), x)
                 for b in bitrates]
-        stats = engine.stats()
+        stats, info = engine.stats(), sessions[0].info["model"]
         await engine.aclose()
-        return outs, instances, refs, stats
+        return outs, instances, refs, stats, info
 
-    outs, instances, refs, stats = asyncio.run(main())
+    outs, instances, refs, stats, info = asyncio.run(main())
     assert len(instances) == 1 and list(stats["models"]) == ['encodec_24khz{"mode": "encode"}']
+    assert (info["input"], info["output"], info["hop"]) == ("audio", "tokens", 320)  # as the stream runs it
     assert stats["models"]['encodec_24khz{"mode": "encode"}']["mean_batch"] > 1
     for bitrate, out, ref in zip(bitrates, outs, refs, strict=True):
         assert out.frames.shape == (15, 1, int(bitrate * 1000 / 750))  # 75 Hz, 750 bit/s per codebook

@@ -299,7 +299,10 @@ class Engine:
         params = _check_params(params)
         key, pipeline = self._pipeline(model, sample_rate, channels, params)
         stream = self._scheduler(key, pipeline.model).add_stream(pipeline, self.queue_chunks)
-        info = {"session": uuid.uuid4().hex, "model": {**self.describe(model), "params": params},
+        instance = pipeline.model  # the description of the model as this stream runs it (e.g. a codec's mode)
+        described = {**self.describe(model), "hop": instance.hop, "input": instance.input_kind,
+                     "output": instance.output_kind, "params": params}
+        info = {"session": uuid.uuid4().hex, "model": described,
                 "latency_ms": 1000 * pipeline.latency_seconds, "output": pipeline.output_info()}
         session = Session(self, model, params, pipeline, stream, info)
         self._sessions[session.id] = session
