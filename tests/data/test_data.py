@@ -72,8 +72,10 @@ def test_cli_prepare_and_devset(tmp_path, capsys):
     # the tiny talkers are tones, not clean speech to DNSMOS: the rule refuses them unless switched off
     with pytest.raises(ValueError, match="clean clips"):
         main(["data", "devset", "--root", str(tmp_path / "d"), "--task", "codec"])
-    assert main(["data", "devset", "--root", str(tmp_path / "d"), "--task", "codec", "--min-bak", "0"]) == 0
-    assert "codec" in capsys.readouterr().out
+    assert main(["data", "devset", "--root", str(tmp_path / "d"), "--task", "codec", "--min-bak", "0",
+                 "--score"]) == 0
+    out = capsys.readouterr().out
+    assert "codec" in out and "references DNSMOS SIG" in out
     with pytest.raises(ValueError, match="unknown corpus or kind"):
         main(["data", "prepare", "--root", str(tmp_path / "d"), "--only", "nonsense", "--no-install"])
 

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--task", default=None, help="comma-separated dev sets to write (default: all)")
     d.add_argument("--rate", type=int, default=16000)
     d.add_argument("--force", action="store_true", help="rewrite even when an intact dev set exists")
+    d.add_argument("--score", action="store_true",
+                   help="also print the mean DNSMOS of each speech dev set's clean references (~0.3 s a clip)")
     for q in (p, d):
         q.add_argument("--min-bak", type=float, default=CLEAN_BAK,
                        help=f"dev-set references: recorded clips need DNSMOS BAK >= this and wide-band "
@@ -44,14 +46,18 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if not args.devsets:
             return 0
-        args.task, args.force = None, False
+        args.task, args.force, args.score = None, False, False
     if args.data_command in ("devset", "prepare"):
-        from .devset import TASKS, load_devset, write_devset
+        from .devset import SPEECH_TASKS, TASKS, load_devset, reference_scores, write_devset
         tasks = [t.strip() for t in args.task.split(",") if t.strip()] if args.task else TASKS
         for task in tasks:
             folder = write_devset(task, root, args.rate, args.force, args.min_bak)
             _, entries = load_devset(task, root, verify=False)
             hours = sum(e.get("duration", 0) for e in entries) / 60
-            print(f"{task:10s} {len(entries):4d} clips, {hours:5.1f} min -> {folder}")
+            scores = ""
+            if args.score and task in SPEECH_TASKS:
+                scores = "  references DNSMOS " + " ".join(f"{k.upper()} {v:.2f}" for k, v in
+                                                            reference_scores(task, root).items())
+            print(f"{task:12s} {len(entries):4d} clips, {hours:5.1f} min -> {folder}{scores}")
         return 0
     raise ValueError(f"unknown data command {args.data_command!r}")

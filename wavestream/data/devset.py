@@ -294,6 +294,15 @@ def write_devset(task: str, root: str | Path | None = None, rate: int = 16000, f
     return folder
 
 
+def reference_scores(task: str, root: str | Path | None = None) -> dict[str, float]:
+    """Mean DNSMOS (SIG, BAK, OVRL) of a speech dev set's clean references (the sources, for separation)."""
+    from .quality import dnsmos_p835
+    folder, entries = load_devset(task, root, verify=False)
+    keys = ("s1", "s2") if task.startswith("separate") else ("clean",)
+    rows = [dnsmos_p835(sf.read(str(folder / e[k]), dtype="float32")[0]) for e in entries for k in keys]
+    return {m: round(float(np.mean([r[m] for r in rows])), 2) for m in ("sig", "bak", "ovrl")}
+
+
 def load_devset(task: str, root: str | Path | None = None, verify: bool = True) -> tuple[Path, list[dict]]:
     """(folder, entries) of a written dev set; with ``verify`` every file's sha256 is checked."""
     folder = devset_dir(root, task)
