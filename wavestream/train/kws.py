@@ -186,6 +186,8 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     loop = LoopConfig.from_dict(config["train"])
     torch.manual_seed(loop.seed)
     model = build_model(config)
+    if init is None and resume and (Path(out) / "last.json").exists():  # a resumed run keeps its starting point
+        init = json.loads((Path(out) / "last.json").read_text())["run"].get("init")
     if init is not None and not (resume and (Path(out) / "last.json").exists()):
         missing, unexpected = model.load_state_dict(load_file(str(init)), strict=False)
         if unexpected:
