@@ -119,3 +119,11 @@ def test_voiced_span_skips_room_tone():
     first, end = voiced_span(x, 16000)
     assert 3840 <= first <= 4000 and 9000 <= end <= 9160
     assert voiced_span(np.zeros(800, np.float32), 16000) == (0, 800)
+
+
+def test_running_speech_mentions_no_keyword(root):
+    from wavestream.data.keywords import mentions_keyword
+    assert mentions_keyword("Room 512 is on the left.", KEYWORDS) and mentions_keyword("Seven-Up", KEYWORDS)
+    assert not mentions_keyword("The old fisherman painted a heavy wooden box.", KEYWORDS)
+    data = KeywordClips(root, "train", seconds=1.0)
+    assert data.running and not any(mentions_keyword(e.get("text", ""), KEYWORDS) for e in data.running)

@@ -56,6 +56,13 @@ def voiced_span(x: np.ndarray, rate: int, floor_db: float = -30.0, frame_ms: flo
     return int(active[0] * frame), int((active[-1] + 1) * frame)
 
 
+def mentions_keyword(text: str, keywords: tuple[str, ...]) -> bool:
+    """A transcript with a keyword (or a digit, which TTS reads as one) among its words: not safe as
+    keyword-free running speech ("Room 512 is on the left")."""
+    words = re.findall(r"[a-z]+", text.lower().replace("-", " "))
+    return any(ch.isdigit() for ch in text) or any(w in keywords for w in words)
+
+
 def source_of(speaker: str) -> str:
     """The voice source of a keyword talker: its name up to the first "-" (espeak-en-us+m3-... -> espeak)."""
     return speaker.split("-", 1)[0]
@@ -135,7 +142,9 @@ class KeywordClips(_SeededDataset):
                                                                                             self.keywords)]
         if not self.other_words:
             raise ValueError(f"no {split} non-keyword words in {self.root}")
-        self.running = [e for e in self.speech if e["duration"] >= 1.0]
+        # running speech is an "unknown": only transcripts without a keyword (TTS sentences read numbers)
+        self.running = [e for e in self.speech if e["duration"] >= 1.0
+                        and not mentions_keyword(e.get("text", ""), self.keywords)]
         self.noise = load_entries(self.root, "noise", split)
         self.music = load_entries(self.root, "music", split) if self.background.get("music", 0) > 0 else []
         if self.background.get("music", 0) > 0 and not self.music:
