@@ -57,3 +57,37 @@ def test_recurrent_rejects_wrong_channels_and_accepts_empty_chunks():
     state = gru.init_state(2)
     y, new = gru.step(torch.zeros(2, 3, 0), state)
     assert y.shape == (2, 4, 0) and torch.equal(new["h"], state["h"])
+
+
+@pytest.mark.parametrize("rows", [(1, 1), (3, 7), (16, 8), (2, 200)])
+def test_lstm_small_calls_equal_torch_lstm(rows):
+    """Calls under ``onednn_min_rows`` run our cells, larger ones torch's kernel: both give torch's
+    result (outputs and states), in training and inference mode."""
+    torch.manual_seed(1)
+    lstm = LSTM(12, 16, num_layers=2)
+    batch, frames = rows
+    x = torch.randn(batch, 12, frames)
+    state = {k: torch.randn_like(v) for k, v in lstm.init_state(batch).items()}
+    for training in (True, False):
+        lstm.train(training)
+        y, new = lstm.step(x, state)
+        ref_y, (ref_h, ref_c) = lstm.rnn(x.transpose(1, 2), (state["h"].transpose(0, 1).contiguous(),
+                                                              state["c"].transpose(0, 1).contiguous()))
+        assert torch.allclose(y, ref_y.transpose(1, 2), atol=1e-6)
+        assert torch.allclose(new["h"], ref_h.transpose(0, 1), atol=1e-6)
+        assert torch.allclose(new["c"], ref_c.transpose(0, 1), atol=1e-6)
+
+
+@settings(max_examples=5, deadline=None)
+@given(data=st.data())
+def test_lstm_streaming_across_both_paths(data):
+    """At inference, offline (one call of 4 x 80 rows: torch's oneDNN kernel) equals small streaming
+    chunks (our cells), with every streaming check of the contract."""
+    torch.manual_seed(2)
+    x = torch.randn(4, 6, 80)
+    assert x.shape[0] * x.shape[-1] >= LSTM.onednn_min_rows
+
+    def make():
+        return LSTM(6, 8, num_layers=2).eval()
+
+    check_all(make, x, data.draw(partitions(80, max_parts=20)), data.draw(st.integers(0, 79)))

@@ -2,11 +2,20 @@
 
 The hidden state is carried as ``h`` (and ``c``) of shape ``[B, num_layers, hidden]`` (batch first,
 unlike torch's ``[num_layers, B, hidden]``) so that streams stack on dim 0 like every other state.
+
+Speed: torch runs a CPU LSTM through oneDNN, which re-lays out the weights on every call: ~10 ms
+for our 2x512 LSTM whatever the input, 20x the arithmetic of one stream's one step. So an LSTM
+call of fewer than ``LSTM.onednn_min_rows`` rows (streams x steps) runs its cells here instead
+(unless training with dropout between layers), the same equations as torch's native kernel;
+bigger calls (offline, large batches) keep oneDNN, which is faster there. The process-wide
+``torch.backends.mkldnn`` flag is never touched: it would switch other threads' convolutions too.
+torch's GRU takes no oneDNN path, so it is left as it is. Figures: ``benchmarks/rnn_step.py``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .module import StreamingModule
@@ -53,10 +62,35 @@ class LSTM(_Recurrent):
     """``[B, input_size, T]`` -> ``[B, hidden_size, T]``; states ``h`` and ``c``."""
 
     state_names = ("h", "c")
+    #: inference calls with fewer rows (batch x time) than this skip oneDNN (see the module docstring);
+    #: 0 = always torch's own path
+    onednn_min_rows = 256
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
         super().__init__(input_size, hidden_size, num_layers)
         self.rnn = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if (self.training and self.rnn.dropout) or not 0 < x.shape[0] * x.shape[-1] < self.onednn_min_rows:
+            return super().step(x, state)
+        self.check_input(x)
+        h, c = state["h"].unbind(1), state["c"].unbind(1)
+        y = x.transpose(1, 2)  # [B, T, C]
+        new_h, new_c = [], []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (getattr(self.rnn, f"{name}_l{layer}")
+                                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            inputs = F.linear(y, w_ih, b_ih)  # every step's input projection at once, as torch's kernel does
+            hl, cl, outs = h[layer], c[layer], []
+            for t in range(inputs.shape[1]):
+                i, f, g, o = (inputs[:, t] + F.linear(hl, w_hh, b_hh)).chunk(4, dim=1)
+                cl = torch.sigmoid(f) * cl + torch.sigmoid(i) * torch.tanh(g)
+                hl = torch.sigmoid(o) * torch.tanh(cl)
+                outs.append(hl)
+            y = torch.stack(outs, dim=1)
+            new_h.append(hl)
+            new_c.append(cl)
+        return y.transpose(1, 2), {"h": torch.stack(new_h, dim=1), "c": torch.stack(new_c, dim=1)}
 
 
 class GroupedGRU(StreamingModule):
