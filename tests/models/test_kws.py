@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from wavestream.data.corpora import KEYWORDS
 from wavestream.engine import Output, StreamPipeline, load_stream_model
 from wavestream.models.kws import KWS_CLASSES, KeywordDetector, LMUFormerKWS
-from wavestream.models.registry import describe, load_model
+from wavestream.models.registry import describe, get_spec, load_model
 from wavestream.streaming.testing import (
     assert_batch_independent,
     assert_causal,
@@ -119,9 +119,16 @@ def test_rejects_bad_input_and_config():
         LMUFormerKWS(threshold=0.0)
 
 
+def untrained(name: str, **config):
+    """Model ``name`` with random weights (trained weights ship now, and load_model would load them)."""
+    model = get_spec(name).build(**config).eval()
+    model.trained = False
+    return model
+
+
 def test_config_round_trips_through_the_constructor():
     model = LMUFormerKWS(spiking=True, dim=32, blocks=1, threshold=0.7)
-    rebuilt = load_model("kws-spiking", **model.config)
+    rebuilt = untrained("kws-spiking", **model.config)
     assert rebuilt.config == model.config and rebuilt.spiking
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
 
@@ -206,7 +213,7 @@ def test_model_events_through_the_pipeline_do_not_depend_on_chunking():
     """The real model (random weights, a low threshold so that it fires) behind the stream pipeline:
     any chunking of a long stream gives the events of one offline pass over the same frames."""
     config = {"smooth_frames": 5, "threshold": 0.09, "refractory_frames": 10}
-    model = load_model("kws", **config)
+    model = untrained("kws", **config)
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((16000 * 6, 1)) * np.repeat(rng.choice([0.0, 0.01, 0.3], 60), 1600)[:, None]
          ).astype(np.float32)
