@@ -19,13 +19,15 @@ import soundfile as sf
 import soxr
 
 from tests.service.conftest import running_server
+from wavestream.models.kws import LMUFormerKWS
+from wavestream.models.registry import get_spec
 from wavestream.service.protocol import ERROR_CLOSE_CODES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPEECH = Path(__file__).parents[1] / "models" / "data" / "speech_16k.flac"  # real speech, see its README
 STATIC = Path(__file__).parents[2] / "wavestream" / "service" / "static"
 KEY = "browser-key"
-# the untrained kws model fires with a low detector threshold (as in test_kws_events)
+# the kws model fires with a low detector threshold (as in test_kws_events)
 FIRING = {"threshold": "0.09", "smooth_frames": "5", "refractory_frames": "10"}
 # Chromium's own network traffic off: only the test server is ever contacted
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -188,7 +190,8 @@ def test_browser_dropped_file_two_sources(page, site, tmp_path, images):
 
 def test_browser_kws_events_appear_while_streaming(page, site, images):
     open_page(page, site, model="kws")
-    assert page.input_value("#param-threshold") == "0.6"  # the model's default, from GET /v1/models
+    default = LMUFormerKWS(**get_spec("kws").card().get("config", {})).detector_config["threshold"]
+    assert float(page.input_value("#param-threshold")) == default  # the model's default, from GET /v1/models
     for name, value in FIRING.items():
         page.fill(f"#param-{name}", value)
     page.click("#start")
