@@ -29,6 +29,7 @@ import yaml
 
 from tests.service.conftest import free_port, running_server
 from tests.service.conftest import signal as speech_like
+from tests.waiting import wait_until
 from wavestream.client import StreamClient
 from wavestream.service.settings import ServiceSettings
 
@@ -174,11 +175,7 @@ def test_docker_proxy_spreads_streams_and_keeps_jobs_together(tmp_path):
                                   "-g", f"daemon off; pid {tmp_path / 'nginx.pid'}; error_log stderr;"],
                                  stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 30
-            while socket.socket().connect_ex(("127.0.0.1", listen)) != 0:
-                assert nginx.poll() is None, nginx.stderr.read()
-                assert time.monotonic() < deadline, "nginx did not listen"
-                time.sleep(0.05)
+            wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", listen)) == 0, "nginx did not listen", nginx)
             url = f"ws://127.0.0.1:{listen}/v1/stream"
             x = speech_like(1.0, 16000)
             expected = a.reference("enhance", x, 16000).audio

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 
 import pytest
 
 from tests.service.conftest import free_port, running_server
 from tests.service.test_browser import KEY, browser, figures, playwright_api, wait_for  # noqa: F401 (fixtures)
 from tests.test_docker import nginx_binary, proxy_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="no nginx (`make install-dev` unpacks Debian's "
                                                                 "into the venv)")
@@ -27,10 +27,7 @@ def proxy(tmp_path_factory):
         nginx = subprocess.Popen([nginx_binary(), "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
                                   "-g", f"daemon off; pid {tmp / 'nginx.pid'}; error_log stderr;"])
         try:
-            deadline = time.monotonic() + 30
-            while socket.socket().connect_ex(("127.0.0.1", listen)) != 0:
-                assert nginx.poll() is None and time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
+            wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", listen)) == 0, "nginx did not start", nginx)
             yield f"http://127.0.0.1:{listen}", tmp / "access.log", (a, b)
         finally:
             nginx.terminate()

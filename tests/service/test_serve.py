@@ -8,7 +8,6 @@ import json
 import signal as signals
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -19,6 +18,7 @@ from safetensors.torch import save_file
 
 from tests.engine.models import FilterModel
 from tests.service.conftest import free_port, running_server, signal
+from tests.waiting import wait_until
 from wavestream.cli import main as cli_main
 from wavestream.client.stream_client import StreamClient, StreamError
 from wavestream.engine import Output, StreamPipeline
@@ -73,15 +73,12 @@ def test_wavestream_serve_process(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
+        def answers() -> bool:
             try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(base + "/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
+                return False
+        wait_until(answers, "server did not come up", process, timeout=90)
         ready = httpx.get(base + "/readyz").json()
         assert ready["max_sessions"] == 3
         assert httpx.get(base + "/v1/models").status_code == 401
