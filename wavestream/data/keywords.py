@@ -24,12 +24,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from .audio import read_segment, resample
+from .audio import resample
 from .manifest import default_root, load_entries
-from .synth import _convolve, _lowpass, _scale_to_snr, _SeededDataset
+from .synth import _convolve, _lowpass, _scale_to_snr, _SeededDataset, clip_segment, read_clip
 
 #: keyword corpora trained on by default: every prepared keyword corpus except the real-speech dev one
 DEV_ONLY_CORPORA = ("tuxpaint-en",)
@@ -161,19 +160,10 @@ class KeywordClips(_SeededDataset):
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, entry: dict) -> np.ndarray:
-        audio, rate = sf.read(entry["path"], dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
-        return resample(audio, rate, self.rate) if rate != self.rate else audio
+        return read_clip(entry, self.rate)
 
     def _crop(self, rng: np.random.Generator, entry: dict, n: int) -> np.ndarray:
-        frames = int(round(entry["duration"] * self.rate))
-        if frames > n:
-            x = read_segment(entry["path"], int(rng.integers(frames - n)), n)
-            if len(x) == n:
-                return x
-        x = self.read(entry)
-        reps = -(-n // max(1, len(x))) + 1
-        return np.roll(np.tile(x, reps), -int(rng.integers(len(x))))[:n]
+        return clip_segment(rng, entry, n, self.rate)
 
     def _background(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, str]:
         kinds = [k for k, w in self.background.items() if w > 0]

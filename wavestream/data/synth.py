@@ -70,9 +70,7 @@ class _Pools:
                                  f"(rooms: `--only rooms`, needs pyroomacoustics; keywords: `--only keywords`)")
 
     def read(self, entry: dict) -> np.ndarray:
-        audio, rate = sf.read(entry["path"], dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
-        return resample(audio, rate, self.rate) if rate != self.rate else audio
+        return read_clip(entry, self.rate)
 
     def require_targets(self, talkers: int = 1) -> None:
         if len(self.speakers) < talkers:
@@ -108,15 +106,7 @@ class _Pools:
 
     def background(self, rng: np.random.Generator, pool: list[dict], n: int) -> np.ndarray:
         """``n`` samples of a noise/music file: a random crop, or the file looped from a random offset."""
-        entry = pool[rng.integers(len(pool))]
-        frames = int(round(entry["duration"] * self.rate))
-        if frames > n:
-            x = read_segment(entry["path"], int(rng.integers(frames - n)), n)
-            if len(x) == n:
-                return x
-        x = self.read(entry)
-        reps = -(-n // max(1, len(x))) + 1
-        return np.roll(np.tile(x, reps), -int(rng.integers(len(x))))[:n]
+        return clip_segment(rng, pool[rng.integers(len(pool))], n, self.rate)
 
     def room(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(full, early) impulse responses, direct path at sample 0, direct-path peak 1."""
@@ -124,6 +114,25 @@ class _Pools:
         direct = int(np.argmax(np.abs(rir)))
         rir = rir[direct:] / (np.abs(rir[direct]) + 1e-9)
         return rir, rir[: int(EARLY_REFLECTIONS_S * self.rate)]
+
+
+def read_clip(entry: dict, rate: int) -> np.ndarray:
+    """A prepared clip as mono float32 at ``rate``."""
+    audio, native = sf.read(entry["path"], dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    return resample(audio, native, rate) if native != rate else audio
+
+
+def clip_segment(rng: np.random.Generator, entry: dict, n: int, rate: int) -> np.ndarray:
+    """``n`` samples of a clip: a random crop (reading only that part), or the clip looped from a random offset."""
+    frames = int(round(entry["duration"] * rate))
+    if frames > n:
+        x = read_segment(entry["path"], int(rng.integers(frames - n)), n)
+        if len(x) == n:
+            return x
+    x = read_clip(entry, rate)
+    reps = -(-n // max(1, len(x))) + 1
+    return np.roll(np.tile(x, reps), -int(rng.integers(len(x))))[:n]
 
 
 def _by_speaker(entries: list[dict]) -> dict[str, list[dict]]:
@@ -323,66 +332,3 @@ class MusicSpeech(_SeededDataset):
         gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(mixture.astype(np.float64) ** 2)) + 1e-9)
         gain = min(gain, 0.99 / (np.abs(mixture).max() + 1e-9), 0.99 / (np.abs(sources).max() + 1e-9))
         return _to_tensor(mixture[None] * gain, sources * gain)
-
-
-class KeywordClips(_SeededDataset):
-    """Keyword spotting clips: (audio [1, T], label). Labels 0..K-1 are ``keywords``, K is "unknown"
-    (a real word or phrase from the packaged speech corpora, or a TTS keyword outside ``keywords``)
-    and K+1 is "silence" (background only).
-
-    The word sits at a random position; ``info["end_s"]`` from ``synthesize`` says where it ends (for
-    streaming detectors that emit events). Background noise is added at ``snr_db``.
-    """
-
-    def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
-                 rate: int = 16000, length: int = 10000, seed: int = 0, keywords: tuple[str, ...] | None = None,
-                 unknown_prob: float = 0.2, silence_prob: float = 0.05, snr_db: tuple[float, float] = (0.0, 30.0),
-                 level_db: tuple[float, float] = (-40.0, -15.0)):
-        from .corpora import KEYWORDS
-        self.keywords = tuple(keywords or KEYWORDS)
-        self.labels = (*self.keywords, "_unknown_", "_silence_")
-        self.pools = _Pools(root, split, rate, ["hedgewars", "ktuberling", "klettres", "fillets"], None, 0,
-                            ("noise", "keywords"))
-        self.by_word: dict[str, list[dict]] = defaultdict(list)
-        for e in self.pools.extra["keywords"]:
-            self.by_word[e["text"]].append(e)
-        missing = [k for k in self.keywords if k not in self.by_word]
-        if missing:
-            raise ValueError(f"no {split} clips for keywords {missing}; available: {sorted(self.by_word)}")
-        # real words that are not keywords (hedgewars/ktuberling texts are file names, so compare loosely)
-        self.unknown = [e for e in self.pools.speech if e["duration"] <= seconds - 0.1
-                        and e.get("text", "").lower().strip() not in self.keywords]
-        self.unknown += [e for w, es in self.by_word.items() if w not in self.keywords for e in es]
-        self._init_sampling(rate, seconds, length, seed)
-        self.unknown_prob, self.silence_prob, self.snr_db, self.level_db = unknown_prob, silence_prob, snr_db, level_db
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        audio, label, _ = self.synthesize(self.rng(index))
-        return _to_tensor(audio)[0], label
-
-    def synthesize(self, rng: np.random.Generator) -> tuple[np.ndarray, int, dict]:
-        n, pools = self.samples, self.pools
-        roll = rng.random()
-        noise = pools.background(rng, pools.noise, n)
-        word = np.zeros(n, np.float32)
-        info: dict = {}
-        if roll < self.silence_prob:
-            label = len(self.keywords) + 1
-            audio = noise
-        else:
-            if roll < self.silence_prob + self.unknown_prob:
-                label = len(self.keywords)
-                entry = self.unknown[rng.integers(len(self.unknown))]
-            else:
-                label = int(rng.integers(len(self.keywords)))
-                takes = self.by_word[self.keywords[label]]
-                entry = takes[rng.integers(len(takes))]
-            x = pools.read(entry)[: n]
-            start = int(rng.integers(n - len(x) + 1))
-            word[start:start + len(x)] = x
-            info = {"start_s": start / self.rate, "end_s": (start + len(x)) / self.rate, "speaker": entry["speaker"]}
-            audio = word + _scale_to_snr(word, noise, rng.uniform(*self.snr_db))
-        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9)
-        gain = min(gain, 0.99 / (np.abs(audio).max() + 1e-9))
-        info["label"] = self.labels[label]
-        return (audio * gain).astype(np.float32), label, info
