@@ -62,12 +62,10 @@ class _Pools:
         self.noise = load_entries(self.root, "noise", split, noise_corpora) if "noise" in need else []
         self.music = load_entries(self.root, "music", split) if "music" in need else []
         self.rooms = load_entries(self.root, "rir", split) if "rir" in need else []
-        self.extra = {kind: load_entries(self.root, kind, split) for kind in need if kind == "keywords"}
-        for kind, pool in (("noise", self.noise), ("music", self.music), ("rir", self.rooms),
-                           ("keywords", self.extra.get("keywords"))):
+        for kind, pool in (("noise", self.noise), ("music", self.music), ("rir", self.rooms)):
             if kind in need and not pool:
                 raise ValueError(f"no {split} {kind} in {self.root}: run `wavestream data prepare` "
-                                 f"(rooms: `--only rooms`, needs pyroomacoustics; keywords: `--only keywords`)")
+                                 f"(rooms: `--only rooms`, needs pyroomacoustics)")
 
     def read(self, entry: dict) -> np.ndarray:
         return read_clip(entry, self.rate)
