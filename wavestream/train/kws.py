@@ -312,8 +312,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "data": {
             "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
             "corpora": _training_data(Path(config["data"].get("root") or data_root or default_root()), config),
-            "never_trained_on": "tuxpaint-en (the real-speech dev set); Debian asterisk-core-sounds-en*/es*, "
-                                "pocketsphinx-testdata, npm supersonic-scsynth-samples (sealed)",
+            "never_trained_on": "tuxpaint-en (the real-speech dev set) and the sources of the held-out test "
+                                "(never used for training, tuning or evaluation)",
         },
         "training": {
             "recipe": _recipe_line(config, meta["run"].get("init")),
