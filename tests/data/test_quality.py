@@ -49,6 +49,12 @@ def test_dnsmos_matches_speechmos_on_one_window():
         quality.dnsmos_p835(np.zeros(RATE, np.float32))
 
 
+def test_a_silent_clip_scores_as_never_clean(tmp_path):
+    sf.write(tmp_path / "silence.flac", np.zeros(RATE, np.float32), RATE)
+    score = quality.score_file(tmp_path / "silence.flac")
+    assert score["dnsmos"]["bak"] == 0.0 and not quality.is_clean_target({"corpus": "x", "kind": "speech", **score})
+
+
 def test_clean_target_rule():
     clean = {"corpus": "fillets", "kind": "speech", "dnsmos": {"sig": 3.4, "bak": 3.9, "ovrl": 3.0},
              "bandwidth_hz": 7600}

@@ -97,6 +97,8 @@ def score_file(path: str | Path) -> dict:
     import soundfile as sf
     audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     audio = audio.mean(axis=1)
+    if not np.abs(audio).max(initial=0.0):  # digital silence: scored as the worst, so it is never a target
+        return {"dnsmos": {"sig": 0.0, "bak": 0.0, "ovrl": 0.0}, "bandwidth_hz": 0}
     return {"dnsmos": dnsmos_p835(audio, rate), "bandwidth_hz": round(effective_bandwidth(audio, rate))}
 
 
