@@ -22,21 +22,13 @@ from wavestream.data import NoisySpeech, default_root, load_entries
 from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
-from .loop import BEST, LoopConfig, fit
+from .loop import BEST, LoopConfig, fit, load_config
 from .losses import MultiResolutionSTFTLoss, si_sdr
 
 NAME = "enhance"
 METRIC = "dev_si_sdr"
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "enhance.json"
 SECTIONS = ("model", "data", "dev", "loss", "train")
-
-
-def load_config(path: str | Path) -> dict:
-    config = json.loads(Path(path).read_text())
-    missing = [s for s in SECTIONS if s not in config]
-    if missing:
-        raise ValueError(f"config {path} lacks section(s) {missing}; it needs {list(SECTIONS)}")
-    return config
 
 
 def crop_to_hop(*signals: torch.Tensor, hop: int) -> tuple[torch.Tensor, ...]:
@@ -239,7 +231,7 @@ def run(args) -> int:
     if args.export:
         print(export(args.out, args.weights_dir))
         return 0
-    config = load_config(args.config)
+    config = load_config(args.config, SECTIONS)
     if args.steps is not None:
         config["train"]["steps"] = args.steps
     started = time.time()

@@ -43,20 +43,12 @@ from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword
 from wavestream.models.registry import WEIGHTS_DIR, get_spec
 
-from .loop import BEST, LoopConfig, fit
+from .loop import BEST, LoopConfig, fit, load_config
 
 METRIC = "dev_real_top1"
 CONFIGS = Path(__file__).parent / "configs"
 SECTIONS = ("name", "model", "data", "dev", "loss", "train")
 IGNORE = -100
-
-
-def load_config(path: str | Path) -> dict:
-    config = json.loads(Path(path).read_text())
-    missing = [s for s in SECTIONS if s not in config]
-    if missing:
-        raise ValueError(f"config {path} lacks section(s) {missing}; it needs {list(SECTIONS)}")
-    return config
 
 
 def build_model(config: dict) -> nn.Module:
@@ -432,7 +424,7 @@ def run(args) -> int:
             detector = {"smooth_frames": tuning["smooth_frames"], "threshold": tuning["threshold"]}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning))
         return 0
-    config = load_config(args.config or CONFIGS / f"{args.recipe}.json")
+    config = load_config(args.config or CONFIGS / f"{args.recipe}.json", SECTIONS)
     if args.steps is not None:
         config["train"]["steps"] = args.steps
     started = time.time()

@@ -32,6 +32,15 @@ from tqdm import tqdm
 LAST, BEST = "last", "best"
 
 
+def load_config(path: str | Path, sections: tuple[str, ...]) -> dict:
+    """A recipe's JSON config; every recipe names the sections it needs, and a missing one is refused."""
+    config = json.loads(Path(path).read_text())
+    missing = [s for s in sections if s not in config]
+    if missing:
+        raise ValueError(f"config {path} lacks section(s) {missing}; it needs {list(sections)}")
+    return config
+
+
 @dataclass
 class LoopConfig:
     steps: int
