@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from tests.data.tiny import prepare_tiny
 from tests.data.tiny_keywords import add_tiny_keywords
+from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
 from wavestream.data import devset
 from wavestream.models.registry import load_model
@@ -71,16 +71,7 @@ def test_losses_are_finite_and_differentiable():
 
 
 def test_interrupted_and_resumed_run_equals_whole_run(config_path, tmp_path):
-    _train(config_path, tmp_path / "whole")
-    _train(config_path, tmp_path / "cut", "--steps", "2")
-    assert json.loads((tmp_path / "cut" / "last.json").read_text())["step"] == 2
-    _train(config_path, tmp_path / "cut", "--resume")
-    last = json.loads((tmp_path / "cut" / "last.json").read_text())
-    assert last["step"] == 4 and [h["step"] for h in last["history"]] == [2, 4]
-    whole = load_file(str(tmp_path / "whole" / "last.safetensors"))
-    resumed = load_file(str(tmp_path / "cut" / "last.safetensors"))
-    for name, value in whole.items():
-        assert torch.equal(value, resumed[name]), f"{name} differs after resume"
+    assert_resume_is_exact(lambda out, *extra: _train(config_path, out, *extra), tmp_path)
     log = (tmp_path / "whole" / "train.log").read_text()
     assert "dev step 4 dev_real_top1=" in log and "dev_syn_top1=" in log
 
