@@ -78,3 +78,17 @@ def add_tiny_keywords(root: Path, voices: int = 6) -> Path:
         write_manifest(path, [e for e in old if e["kind"] != kind or e["corpus"] not in {n["corpus"] for n in new}]
                        + new)
     return root
+
+
+def write_tiny_keyword_devsets(root: Path, negative_speech: int = 2, negative_seconds: float = 4.0) -> None:
+    """The three keyword dev sets of ``root`` at test size (22 synthetic clips, a few short negatives)."""
+    import pytest
+
+    from wavestream.data import devset
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(devset, "KEYWORD_CLIPS", 22)
+        mp.setattr(devset, "NEGATIVE_SPEECH", negative_speech)
+        mp.setattr(devset, "NEGATIVE_BACKGROUND", 1)
+        mp.setattr(devset, "NEGATIVE_SECONDS", negative_seconds)
+        for task in ("keywords", "keywords-real", "keywords-negative"):
+            devset.write_devset(task, root)

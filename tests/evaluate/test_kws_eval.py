@@ -92,20 +92,14 @@ def test_markdown_renders_a_row_per_model():
     assert "| kws | 1 k | 90.0 % / 80.0 % | 70.0 % / 60.0 % |" in text and "a->b: 2" in text
 
 
-def test_eval_kws_end_to_end(tmp_path, monkeypatch):
+def test_eval_kws_end_to_end(tmp_path):
     """Tiny dev sets, a tiny trained-for-two-steps model exported with its card, through the CLI."""
     from tests.data.tiny import prepare_tiny
-    from tests.data.tiny_keywords import add_tiny_keywords
+    from tests.data.tiny_keywords import add_tiny_keywords, write_tiny_keyword_devsets
     from wavestream.cli import main
-    from wavestream.data import devset
 
     root = add_tiny_keywords(prepare_tiny(tmp_path / "d"))
-    monkeypatch.setattr(devset, "KEYWORD_CLIPS", 22)
-    monkeypatch.setattr(devset, "NEGATIVE_SPEECH", 1)
-    monkeypatch.setattr(devset, "NEGATIVE_BACKGROUND", 1)
-    monkeypatch.setattr(devset, "NEGATIVE_SECONDS", 6.0)
-    for task in ("keywords", "keywords-real", "keywords-negative"):
-        devset.write_devset(task, root)
+    write_tiny_keyword_devsets(root, negative_speech=1, negative_seconds=6.0)
     config = {"name": "kws-spiking",
               "model": {"dim": 16, "blocks": 1, "memory_channels": 2, "memory_order": 8, "theta": 32, "mlp_ratio": 1},
               "data": {"root": str(root), "batch_size": 2, "seconds": 1.0, "num_workers": 0, "reverb_prob": 0.0},

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from tests.data.tiny import prepare_tiny
-from tests.data.tiny_keywords import add_tiny_keywords
+from tests.data.tiny_keywords import add_tiny_keywords, write_tiny_keyword_devsets
 from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
-from wavestream.data import devset
 from wavestream.models.registry import load_model
 from wavestream.train.kws import IGNORE, KeywordLoss, frame_targets
 
@@ -18,13 +17,7 @@ from wavestream.train.kws import IGNORE, KeywordLoss, frame_targets
 def config_path(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kws_recipe")
     root = add_tiny_keywords(prepare_tiny(folder))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(devset, "KEYWORD_CLIPS", 22)
-        mp.setattr(devset, "NEGATIVE_SPEECH", 2)
-        mp.setattr(devset, "NEGATIVE_BACKGROUND", 1)
-        mp.setattr(devset, "NEGATIVE_SECONDS", 4.0)
-        for task in ("keywords", "keywords-real", "keywords-negative"):
-            devset.write_devset(task, root)
+    write_tiny_keyword_devsets(root)
     config = {
         "name": "kws",
         "model": {"dim": 16, "blocks": 1, "memory_channels": 2, "memory_order": 8, "theta": 32, "mlp_ratio": 1},
