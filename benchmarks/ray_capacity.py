@@ -23,7 +23,7 @@ import ray
 from ray import serve
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load import free_port, pct, run_level  # noqa: E402  (the load benchmark's stream driver)
+from load import free_port, level_cells, run_level  # noqa: E402  (the load benchmark's stream driver)
 
 from wavestream.service.ray_serve import build  # noqa: E402
 
@@ -60,13 +60,8 @@ def main() -> None:
             for n in [int(v) for v in args.levels.split(",")]:
                 results = asyncio.run(run_level(f"ws://127.0.0.1:{port}/v1/stream", args.model, n, args.seconds,
                                                 args.warmup))
-                server_ms = [v for r in results for v in r.server_ms]
-                client_ms = [v for r in results for v in r.client_ms]
-                tail_ms = [v for r in results for v in r.tail_ms]
-                holds = all(r.ok for r in results) and pct(tail_ms, 50) < args.budget_ms
-                print(f"| {replicas} | {n} | {pct(server_ms, 50):.2f} | {pct(server_ms, 99):.2f} | "
-                      f"{pct(client_ms, 50):.2f} | {pct(client_ms, 99):.2f} | {pct(tail_ms, 50):.2f} | "
-                      f"{'yes' if holds else 'no'} |", flush=True)
+                cells, holds = level_cells(results, args.budget_ms)
+                print(f"| {replicas} | {n} | {cells} | {'yes' if holds else 'no'} |", flush=True)
                 if holds:
                     best[replicas] = n
                 else:
