@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -22,7 +21,7 @@ from wavestream.data import NoisySpeech, default_root, load_entries
 from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
-from .loop import BEST, LoopConfig, fit, load_config
+from .loop import LoopConfig, export_best, fit, load_config
 from .losses import MultiResolutionSTFTLoss, si_sdr
 
 NAME = "enhance"
@@ -136,16 +135,9 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     prose) are kept, so re-exporting after more training does not lose them.
     """
     run, weights_dir = Path(run), Path(weights_dir)
-    meta = json.loads((run / f"{BEST}.json").read_text())
+    model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
     config = meta["run"]["config"]
-    model = build_model(config)
-    model.load_state_dict(load_file(str(run / f"{BEST}.safetensors")))  # checks names and shapes
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.float().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(weights_dir / f"{NAME}.safetensors"))
     card_path = weights_dir / f"{NAME}.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    last = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else meta
     card.update({
         "name": NAME,
         "task": "enhance",

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -43,7 +43,7 @@ from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword
 from wavestream.models.registry import WEIGHTS_DIR, get_spec
 
-from .loop import BEST, LoopConfig, fit, load_config
+from .loop import BEST, LoopConfig, export_best, fit, load_config
 
 METRIC = "dev_real_top1"
 CONFIGS = Path(__file__).parent / "configs"
@@ -270,17 +270,10 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     Card fields training does not produce (``metrics``, ``evaluation``) are kept.
     """
     run, weights_dir = Path(run), Path(weights_dir)
-    meta = json.loads((run / f"{BEST}.json").read_text())
+    model, meta, last, card = export_best(run, weights_dir, build_model)
     config = meta["run"]["config"]
     name = config["name"]
-    model = build_model(config)
-    model.load_state_dict(load_file(str(run / f"{BEST}.safetensors")))
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.float().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(weights_dir / f"{name}.safetensors"))
     card_path = weights_dir / f"{name}.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    last = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else meta
     model_config = {**config["model"], **(detector or {})}
     card.update({
         "name": name,

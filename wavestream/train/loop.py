@@ -41,6 +41,25 @@ def load_config(path: str | Path, sections: tuple[str, ...]) -> dict:
     return config
 
 
+def export_best(run: Path, weights_dir: Path, build_model: Callable[[dict], nn.Module],
+                name: str | None = None) -> tuple[nn.Module, dict, dict, dict]:
+    """Write the best checkpoint of ``run`` as ``{weights_dir}/{name}.safetensors`` (float32; ``name`` defaults
+    to the config's). Returns (model, best checkpoint's meta, last checkpoint's meta, the card already there
+    or ``{}``): a recipe updates the card, keeping fields training does not produce."""
+    meta = json.loads((run / f"{BEST}.json").read_text())
+    config = meta["run"]["config"]
+    name = name or config["name"]
+    model = build_model(config)
+    model.load_state_dict(load_file(str(run / f"{BEST}.safetensors")))  # checks names and shapes
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.float().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(weights_dir / f"{name}.safetensors"))
+    card_path = weights_dir / f"{name}.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    last = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else meta
+    return model, meta, last, card
+
+
 @dataclass
 class LoopConfig:
     steps: int
