@@ -255,12 +255,14 @@ def has_rooms(root: str | Path | None = None, split: str = "train") -> bool:
 
 
 class SpeakerMixtures(_SeededDataset):
-    """Two-speaker mixtures for separation: (mixture [1, T], sources [2, T]) with mixture = sum of sources.
+    """Two-speaker mixtures for separation: (mixture [1, T], sources [2, T]); dry and quiet, mixture = sum of sources.
 
     ``overlap`` (a value or a (low, high) range) is the share of each talker's span that overlaps the
     other: 1.0 means both talk over the whole segment, 0.0 means one after the other. The two talkers
-    are always different speakers; ``sir_db`` sets their level ratio, ``noise_snr_db`` optionally adds
-    noise (kept out of the sources, so separation also denoises).
+    are always different speakers; ``sir_db`` sets their level ratio, ``noise_snr_db`` adds noise to a
+    share ``noise_prob`` of the mixtures (kept out of the sources, so separation also denoises), and
+    ``reverb_prob`` gives each talker a room response of its own (the mixture gets the full responses,
+    the sources their early part, as in NoisySpeech).
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
@@ -268,16 +270,20 @@ class SpeakerMixtures(_SeededDataset):
                  overlap: float | tuple[float, float] = (0.3, 1.0), sir_db: tuple[float, float] = (-5.0, 5.0),
                  noise_snr_db: tuple[float, float] | None = None, level_db: tuple[float, float] = (-35.0, -15.0),
                  speech_corpora: list[str] | None = None, min_native_rate: int = 16000,
-                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
+                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE, noise_prob: float = 1.0,
+                 reverb_prob: float = 0.0):
         low, high = (overlap, overlap) if isinstance(overlap, int | float) else overlap
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"overlap must be within [0, 1], got {overlap}")
+        if not (0.0 <= noise_prob <= 1.0 and 0.0 <= reverb_prob <= 1.0):
+            raise ValueError(f"noise_prob and reverb_prob must be within [0, 1], got {noise_prob}, {reverb_prob}")
         self.overlap = (float(low), float(high))
-        self.pools = _Pools(root, split, rate, speech_corpora, None, min_native_rate,
-                            ("noise",) if noise_snr_db else (), min_bak, tts_share)
+        need = (("noise",) if noise_snr_db and noise_prob > 0 else ()) + (("rir",) if reverb_prob > 0 else ())
+        self.pools = _Pools(root, split, rate, speech_corpora, None, min_native_rate, need, min_bak, tts_share)
         self.pools.require_targets(talkers=2)
         self._init_sampling(rate, seconds, length, seed)
         self.sir_db, self.noise_snr_db, self.level_db = sir_db, noise_snr_db, level_db
+        self.noise_prob, self.reverb_prob = noise_prob, reverb_prob
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         mixture, sources, _ = self.synthesize(self.rng(index))
@@ -296,10 +302,17 @@ class SpeakerMixtures(_SeededDataset):
         sources[1, n - span:] = b
         sir = float(rng.uniform(*self.sir_db))
         sources[1] = _scale_to_snr(sources[0], sources[1], sir)
-        mixture = sources.sum(axis=0)
         info = {"speakers": [a_speaker, b_speaker], "overlap": round(overlap, 3),
                 "sir_db": round(sir, 2)}
-        if self.noise_snr_db:
+        if self.reverb_prob and rng.random() < self.reverb_prob:
+            rooms = [pools.room(rng) for _ in range(2)]
+            heard = np.stack([_convolve(s, full) for s, (full, _) in zip(sources, rooms, strict=True)])
+            sources = np.stack([_convolve(s, early) for s, (_, early) in zip(sources, rooms, strict=True)])
+            mixture = heard.sum(axis=0)
+            info["reverb"] = True
+        else:
+            mixture = sources.sum(axis=0)
+        if self.noise_snr_db and rng.random() < self.noise_prob:
             snr = float(rng.uniform(*self.noise_snr_db))
             mixture = mixture + _scale_to_snr(mixture, pools.background(rng, pools.noise, n), snr)
             info["snr_db"] = round(snr, 2)

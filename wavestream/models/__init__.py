@@ -3,4 +3,5 @@ from . import (
     encodec,  # noqa: F401  (registers "encodec_24khz")
     enhance,  # noqa: F401  (registers "enhance")
     kws,  # noqa: F401  (registers "kws", "kws-spiking")
+    separate,  # noqa: F401  (registers "separate")
 )

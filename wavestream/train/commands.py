@@ -13,6 +13,7 @@ RECIPES = {
     "enhance": "wavestream.train.enhance",
     "kws": "wavestream.train.kws",
     "kws-spiking": "wavestream.train.kws",
+    "separate": "wavestream.train.separate",
 }
 
 

@@ -17,29 +17,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from wavestream.data import NoisySpeech, default_root, load_entries
+from wavestream.data import NoisySpeech, default_root
 from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
+from . import waveform
 from .loop import LoopConfig, export_best, fit, load_config
 from .losses import MultiResolutionSTFTLoss, si_sdr
+from .waveform import aligned, crop_to_hop, training_corpora
 
 NAME = "enhance"
 METRIC = "dev_si_sdr"
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "enhance.json"
 SECTIONS = ("model", "data", "dev", "loss", "train")
-
-
-def crop_to_hop(*signals: torch.Tensor, hop: int) -> tuple[torch.Tensor, ...]:
-    """Drop the tail that does not fill a whole hop (the model steps in hops)."""
-    n = signals[0].shape[-1] // hop * hop
-    return tuple(s[..., :n] for s in signals)
-
-
-def aligned(output: torch.Tensor, clean: torch.Tensor, latency: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output sample t + latency answers input sample t: drop the first ``latency`` outputs."""
-    n = output.shape[-1] - latency
-    return output[..., latency:], clean[..., :n]
 
 
 class EnhanceLoss(nn.Module):
@@ -113,21 +103,6 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
                run_info={"config": config}, progress=progress)
 
 
-def _training_data(root: Path) -> list[dict]:
-    """Corpora and licences of the training split, read from the manifests that were used."""
-    rows: dict[tuple[str, str, str], float] = {}
-    for kind in ("speech", "noise", "music", "rir"):
-        try:
-            entries = load_entries(root, kind, "train")
-        except ValueError:
-            continue
-        for e in entries:
-            key = (kind, e["corpus"], e["licence"])
-            rows[key] = rows.get(key, 0.0) + e["duration"]
-    return [{"kind": k, "corpus": c, "licence": lic, "minutes": round(d / 60, 1)}
-            for (k, c, lic), d in sorted(rows.items())]
-
-
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
     """Write the best checkpoint of ``run`` as ``{weights_dir}/enhance.safetensors`` + ``enhance.json``.
 
@@ -158,7 +133,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
         "data": {
             "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": _training_data(Path(config["data"].get("root") or data_root or default_root())),
+            "corpora": training_corpora(Path(config["data"].get("root") or data_root or default_root())),
         },
         "training": {
             "recipe": "wavestream train enhance --config wavestream/train/configs/enhance.json",
@@ -184,28 +159,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
 
 
 def record_evaluation(results: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
-    """Copy the eval harness's measurements of "enhance" (and the peers beside it) into the card.
-
-    ``results`` is the ``results.json`` written by ``wavestream eval enhance --model enhance``; the
-    card's "metrics" gets our model's mean scores, "evaluation" the whole comparison by system and SNR.
-    """
-    results_data = json.loads(Path(results).read_text())
-    systems = results_data["systems"]
-    if NAME not in systems:
-        raise ValueError(f"{results} has no {NAME!r} results; run `wavestream eval enhance --model {NAME}` first")
-    card_path = Path(weights_dir) / f"{NAME}.json"
-    card = json.loads(card_path.read_text())
-    card["metrics"] = dict(systems[NAME]["mean"])
-    card["evaluation"] = {
-        "devset": results_data["devset"],
-        "date": results_data["date"],
-        "command": results_data["command"],
-        "systems": {name: {"parameters": s["parameters"], "latency_ms": s["latency_ms"], "rtf": s["rtf"], **s["mean"]}
-                    for name, s in systems.items()},
-        "by_snr_db": {name: s["by_group"] for name, s in systems.items()},
-    }
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return card_path
+    """Copy ``wavestream eval enhance --model enhance`` results (ours and the peers', by SNR) into the card."""
+    return waveform.record_evaluation(results, NAME, Path(weights_dir) / f"{NAME}.json", "by_snr_db")
 
 
 def add_arguments(parser) -> None:

@@ -1,0 +1,63 @@
+"""What the recipes of waveform-output models (enhance, separate) share: cropping to whole hops,
+aligning a delayed output with its target, the training corpora and licences for the card, and
+copying the eval harness's measurements into the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from wavestream.data import load_entries
+
+
+def crop_to_hop(*signals: torch.Tensor, hop: int) -> tuple[torch.Tensor, ...]:
+    """Drop the tail that does not fill a whole hop (the model steps in hops)."""
+    n = signals[0].shape[-1] // hop * hop
+    return tuple(s[..., :n] for s in signals)
+
+
+def aligned(output: torch.Tensor, target: torch.Tensor, latency: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output sample t + latency answers input sample t: drop the first ``latency`` outputs."""
+    n = output.shape[-1] - latency
+    return output[..., latency:], target[..., :n]
+
+
+def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "music", "rir")) -> list[dict]:
+    """Corpora and licences of the training split, read from the manifests that were used."""
+    rows: dict[tuple[str, str, str], float] = {}
+    for kind in kinds:
+        try:
+            entries = load_entries(root, kind, "train")
+        except ValueError:
+            continue
+        for e in entries:
+            key = (kind, e["corpus"], e["licence"])
+            rows[key] = rows.get(key, 0.0) + e["duration"]
+    return [{"kind": k, "corpus": c, "licence": lic, "minutes": round(d / 60, 1)}
+            for (k, c, lic), d in sorted(rows.items())]
+
+
+def record_evaluation(results: str | Path, name: str, card_path: Path, group_key: str) -> Path:
+    """Copy the eval harness's measurements of model ``name`` (and the peers beside it) into its card.
+
+    ``results`` is the ``results.json`` written by ``wavestream eval TASK --model NAME``; the card's
+    "metrics" gets our model's mean scores, "evaluation" the whole comparison by system and group.
+    """
+    results_data = json.loads(Path(results).read_text())
+    systems = results_data["systems"]
+    if name not in systems:
+        raise ValueError(f"{results} has no {name!r} results; run `wavestream eval ... --model {name}` first")
+    card = json.loads(card_path.read_text())
+    card["metrics"] = dict(systems[name]["mean"])
+    card["evaluation"] = {
+        "devset": results_data["devset"],
+        "date": results_data["date"],
+        "command": results_data["command"],
+        "systems": {n: {"parameters": s["parameters"], "latency_ms": s["latency_ms"], "rtf": s["rtf"], **s["mean"]}
+                    for n, s in systems.items()},
+        group_key: {n: s["by_group"] for n, s in systems.items()},
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
