@@ -108,7 +108,7 @@ def test_upload_limits_413(tmp_path):
         long = audio_bytes(signal(3.0, 8000), 8000, subtype="PCM_16")  # 48 kB but 3 s > 2 s
         r = http.post("/v1/jobs", params={"model": "enhance"}, content=long)
         assert r.status_code == 413 and "3.0 s of audio" in r.json()["detail"]
-        assert not list((tmp_path / "tmp").iterdir())  # refused uploads leave nothing behind
+        assert not list(srv.service.spool.iterdir())  # refused uploads leave nothing behind
 
 
 def test_rest_at_capacity_is_503(tmp_path):

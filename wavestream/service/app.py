@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import shutil
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -28,7 +27,7 @@ from wavestream.engine import CapacityError, Engine
 from wavestream.models.registry import model_names
 
 from .audio_files import EVENTS_FORMAT, OUTPUT_FORMATS, process_file, spool_upload, validate_upload
-from .jobs import JobBusy, JobRunner, JobStatus, JobStore
+from .jobs import JobBusy, JobRunner, JobStatus, JobStore, spool_dir
 from .metrics import ServiceMetrics
 from .protocol import load_json
 from .settings import ServiceSettings
@@ -70,6 +69,8 @@ class Service:
         self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
         self.jobs = JobStore(settings.data_dir, retention=3600 * settings.job_retention_hours)
         self.job_runner = JobRunner(self.jobs, self.process_job)
+        self.spool: Path | None = None  # this server's upload directory (data_dir/tmp/<random>), from start
+        self._spool_claim = None
         self.model_names = model_names()
         self._descriptions: dict[str, dict] = {}
         self.handlers: set[StreamHandler] = set()
@@ -78,8 +79,9 @@ class Service:
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        # uploads a killed server was spooling belong to no request now
-        shutil.rmtree(self.settings.data_dir / "tmp", ignore_errors=True)
+        # servers sharing data_dir (Ray replicas) each receive uploads into a directory of their own;
+        # what killed servers were receiving belongs to no request now and is removed
+        self.spool, self._spool_claim = await asyncio.to_thread(spool_dir, self.settings.data_dir / "tmp")
         await self.engine.start()
         for name in self.settings.preload:
             await self.load(name)
@@ -100,6 +102,8 @@ class Service:
         await self.drain()
         await self.job_runner.stop()
         await self.engine.aclose()
+        if self._spool_claim is not None:
+            self._spool_claim.release()
         self.started = False
 
     # -- helpers -------------------------------------------------------------------------------
@@ -182,7 +186,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return fmt
 
     async def receive_upload(request: Request):
-        path = await spool_upload(request, settings.data_dir / "tmp", settings.max_upload_bytes)
+        path = await spool_upload(request, service.spool, settings.max_upload_bytes)
         try:
             return validate_upload(path, settings.max_upload_seconds)
         except BaseException:
@@ -212,7 +216,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                               "description": "Prometheus text exposition format"}})
     async def metrics() -> Response:
-        for status, count in service.jobs.counts().items():
+        for status, count in (await asyncio.to_thread(service.jobs.counts)).items():
             service.metrics.jobs.labels(status).set(count)
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -258,7 +262,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         check_model(model)
         format = await output_format(model, format)
         model_params = parse_params(params)
-        pending = service.jobs.counts()
+        pending = await asyncio.to_thread(service.jobs.counts)
         if pending["queued"] + pending["running"] >= settings.max_queued_jobs:
             raise HTTPException(503, f"the job queue is full ({settings.max_queued_jobs} jobs); try again later",
                                 headers={"Retry-After": "10"})
@@ -267,13 +271,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         upload = await receive_upload(request)
-        job = service.jobs.create(model, model_params, format, upload.path, upload.suffix, upload.duration)
+        job = await asyncio.to_thread(service.jobs.create, model, model_params, format, upload.path,
+                                      upload.suffix, upload.duration)
         service.job_runner.submit(job)
         return job.public()
 
-    def get_job(job_id: str):
+    async def get_job(job_id: str):
         try:
-            return service.jobs.get(job_id)
+            return await asyncio.to_thread(service.jobs.get, job_id)
         except KeyError:
             raise HTTPException(404, f"no job {job_id!r}") from None
 
@@ -281,19 +286,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def list_jobs(status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
                         limit: Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")] = 100
                         ) -> dict:
-        """The jobs on this server, newest first."""
-        return {"jobs": [job.public() for job in service.jobs.jobs(status)[:limit]]}
+        """The jobs of this server (of every server sharing its data directory), newest first."""
+        return {"jobs": [job.public() for job in (await asyncio.to_thread(service.jobs.jobs, status))[:limit]]}
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=auth, responses=errors(401, 404))
     async def job_status(job_id: str) -> dict:
-        return get_job(job_id).public()
+        return (await get_job(job_id)).public()
 
     @app.delete("/v1/jobs/{job_id}", tags=["jobs"], status_code=204, dependencies=auth,
                 responses=errors(401, 404, 409))
     async def delete_job(job_id: str) -> Response:
         """Delete a finished or queued job with its files (finished jobs also expire on their own)."""
         try:
-            service.jobs.delete(job_id)
+            await asyncio.to_thread(service.jobs.delete, job_id)
         except KeyError:
             raise HTTPException(404, f"no job {job_id!r}") from None
         except JobBusy as exc:
@@ -303,7 +308,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.get("/v1/jobs/{job_id}/result", tags=["jobs"], response_class=FileResponse, dependencies=auth,
              responses=errors(401, 404, 409))
     async def job_result(job_id: str):
-        job = get_job(job_id)
+        job = await get_job(job_id)
         if job.status != "done":
             raise HTTPException(409, f"job {job_id} is {job.status}" + (f": {job.error}" if job.error else ""))
         return FileResponse(service.jobs.result_path(job), media_type=OUTPUT_FORMATS[job.format][2],

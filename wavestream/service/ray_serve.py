@@ -7,7 +7,8 @@ a replica. A WebSocket stream is one ongoing request for as long as it lasts, so
 ``max_ongoing_requests`` is the replica's stream slots (``max_sessions``) plus a few for REST and
 probes: Ray sends no more than that to a replica, prefers the less busy one, and a replica that is
 full of streams still answers 1013 ``at_capacity`` itself. With ``replicas="auto"`` Serve scales
-on ongoing requests, i.e. open streams.
+on ongoing requests, i.e. open streams. Async jobs live in ``data_dir``, shared by all replicas:
+any replica answers for any job, and the replicas' job runners share the work.
 
     serve run docker/ray-serve.yaml                       # config file (see docs/deployment.md)
     serve run wavestream.service.ray_serve:build replicas=2 max_sessions=64
@@ -36,12 +37,10 @@ TARGET_SHARE = 0.5
 def replica_app() -> FastAPI:
     """The app of one replica, built on the replica from its ``WAVESTREAM_*`` environment.
 
-    Each replica keeps its jobs in its own subdirectory of ``data_dir``: job stores must not be
-    shared (each would run the other's queued jobs). Ray routes a job's requests to any replica,
-    so jobs are not spread over replicas yet (docs/deployment.md)."""
-    settings = ServiceSettings()
-    replica = serve.get_replica_context().replica_id.unique_id
-    return create_app(settings.model_copy(update={"data_dir": settings.data_dir / f"replica-{replica}"}))
+    Every replica uses the same ``data_dir``: Ray sends a job's requests to any replica, so all of
+    them must see every job, and their job runners share the queue (wavestream/service/jobs.py).
+    On a cluster of several machines, ``data_dir`` must be a shared file system with locks."""
+    return create_app(ServiceSettings())
 
 
 @serve.deployment(name="wavestream")
