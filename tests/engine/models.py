@@ -89,6 +89,12 @@ class SourcesModel(DelayModel):
         return torch.cat([y, -0.5 * y], dim=1), new
 
 
+class MixdownModel(SourcesModel):
+    """``SourcesModel`` that takes one mixture: a multichannel client is averaged to one row."""
+
+    mixdown = True
+
+
 class StereoModel(_Base):
     """A two-channel model (one row per stream): delays both channels and swaps them."""
 
@@ -170,8 +176,8 @@ class FragileModel(FilterModel):
 
 
 TEST_MODELS = {"test-filter": FilterModel, "test-state-gain": StateGainModel, "test-delay": DelayModel,
-               "test-sources": SourcesModel, "test-stereo": StereoModel, "test-tokens": TokensModel,
-               "test-events": EventsModel, "test-fragile": FragileModel}
+               "test-sources": SourcesModel, "test-mixdown": MixdownModel, "test-stereo": StereoModel,
+               "test-tokens": TokensModel, "test-events": EventsModel, "test-fragile": FragileModel}
 
 
 @contextmanager

@@ -95,7 +95,8 @@ def test_sources_layout():
     x = noise(1000, 2, 7)
     pipe = StreamPipeline(SourcesModel(), 16000, 2)
     assert pipe.output_info() == {"kind": "sources", "sample_rate": 16000, "channels": 4, "sources": 2,
-                                  "layout": "channel c, source s -> column c * sources + s"}
+                                  "layout": "channel c, source s -> column c * sources + s",
+                                  "order": "source order is fixed for the whole stream"}
     out = run(pipe, x, [333, 667]).audio
     assert out.shape == (1000, 4)
     np.testing.assert_array_equal(out[:, [0, 2]], x)

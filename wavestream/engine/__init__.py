@@ -35,7 +35,8 @@ The API the service uses::
   ``max_instances`` per model, gets its own instance, scheduler and metrics label.
 - ``Engine(weights={"encodec_24khz": path})`` serves a weights file instead of the shipped one.
 - Multi-channel: each client channel is its own batch row unless the model declares
-  ``audio_channels > 1``. ``model.latency`` is read as the output delay in samples.
+  ``audio_channels > 1`` (one row of that many channels) or ``mixdown = True`` (the channels are
+  averaged to one mono row, e.g. ``separate``). ``model.latency`` is read as the output delay in samples.
 
 ``StreamPipeline`` is the same path for one stream without the engine (``wavestream process``).
 """

@@ -9,7 +9,10 @@
 
 Rows: each client channel is its own stream, i.e. one batch row ``[channels, 1, T]``, unless the
 model takes several channels at once (``model.audio_channels > 1``), then the stream is one row
-``[1, channels, T]`` and the client must send exactly that many channels.
+``[1, channels, T]`` and the client must send exactly that many channels, or the model declares
+``mixdown = True`` (a mono model whose output is about the whole scene, e.g. separation: a stereo
+mixture holds the same talkers in both channels, so separating each channel would give every talker
+twice), then the client's channels are averaged to one row ``[1, 1, T]`` before resampling.
 
 Time alignment (audio and sources): ``model.latency`` is the model's output delay in samples,
 ``y[t + latency]`` belongs to ``x[t]``. The pipeline drops the first ``latency`` output samples and,
@@ -69,7 +72,8 @@ class Output:
 
     - ``audio`` / ``sources``: ``audio`` is ``float32 [frames, out_channels]`` at the client rate.
       For sources, ``out_channels = rows * sources`` and column ``row * sources + s`` is source
-      ``s`` of input channel ``row`` (channel-major; a multi-channel model has one row).
+      ``s`` of input channel ``row`` (channel-major; a multi-channel or mixdown model has one row,
+      so its columns are just the sources).
     - ``tokens`` / ``events``: ``frames`` is the model's frame output ``[n_frames, rows, K]``
       (integer codes of K codebooks, or K class scores) and ``first_frame`` the stream index of
       ``frames[0]``; for events, ``events`` holds what the model's ``detect_events`` hook made of
@@ -190,10 +194,15 @@ class StreamPipeline:
         model_channels = int(getattr(model, "audio_channels", 1))
         if model_channels > 1 and channels != model_channels:
             raise ValueError(f"this model takes exactly {model_channels} channels, got {channels}")
+        self.mixdown = bool(getattr(model, "mixdown", False))
+        if self.mixdown and (model_channels > 1 or self.tokens_in):
+            raise ValueError(f"{type(model).__name__} declares mixdown, which needs mono audio input")
         self.model, self.sample_rate, self.channels = model, int(sample_rate), int(channels)
         self.kind = model.output_kind
         self.model_rate, self.hop, self.latency = int(model.sample_rate), int(model.hop), int(model.latency)
-        self.rows = 1 if model_channels > 1 or self.tokens_in else self.channels
+        self.rows = 1 if model_channels > 1 or self.tokens_in or self.mixdown else self.channels
+        #: channels after the mixdown: what is resampled, framed and stepped
+        self.model_in_channels = 1 if self.mixdown else self.channels
         self._model_channels = model_channels
         self.params = dict(params or {})
         self._state_params, self._detector_params = split_stream_params(model, self.params)
@@ -202,7 +211,7 @@ class StreamPipeline:
                              f"{sorted(self._detector_params)}")
         # one probe step tells the output layout: values per row (K) and output steps per hop
         with torch.inference_mode():
-            probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.channels), np.float32)),
+            probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.model_in_channels), np.float32)),
                                   self._fresh_state())
         self._model_width = int(probe.shape[1])
         # tokens: only the codebooks this stream uses go out (the model marks the others -1)
@@ -213,9 +222,9 @@ class StreamPipeline:
             raise ValueError(f"{type(model).__name__} outputs {self.kind} with {self.out_per_hop} samples per "
                              f"hop of {self.hop}; audio outputs must keep the input length")
         self.out_channels = self.rows * self.per_row
-        self.to_model = None if self.tokens_in else StreamResampler(self.sample_rate, self.model_rate, self.channels,
-                                                                    quality)
-        self.framer = Framer(self.hop, self.channels)
+        self.to_model = None if self.tokens_in else StreamResampler(self.sample_rate, self.model_rate,
+                                                                    self.model_in_channels, quality)
+        self.framer = Framer(self.hop, self.model_in_channels)
         self.from_model = StreamResampler(self.model_rate, self.sample_rate, self.out_channels, quality) \
             if self.kind in AUDIO_LIKE else None
         # a token step unit (a frame) lasts out_per_hop / hop model samples
@@ -237,7 +246,10 @@ class StreamPipeline:
             info = {"kind": self.kind, "sample_rate": self.sample_rate, "channels": self.out_channels}
             if self.kind == SOURCES:
                 info["sources"] = self.per_row
-                info["layout"] = "channel c, source s -> column c * sources + s"
+                info["layout"] = ("input channels mixed down to one; source s -> column s" if self.mixdown
+                                  else "channel c, source s -> column c * sources + s")
+                # column s is always the model's output s: nothing re-pairs sources between chunks
+                info["order"] = "source order is fixed for the whole stream"
             return info
         return {"kind": self.kind, "frame_rate": self.frame_rate, "rows": self.rows,
                 ("codebooks" if self.kind == TOKENS else "classes"): self.per_row}
@@ -275,6 +287,8 @@ class StreamPipeline:
         if not np.isfinite(samples).all():
             raise ValueError("samples contain NaN or Inf")
         self.samples_in += len(samples)
+        if self.mixdown:  # the average, so that a mono file copied to both channels passes unchanged
+            samples = samples.mean(axis=1, keepdims=True, dtype=np.float32)
         resampled = self.to_model.process(samples)
         self.model_valid += len(resampled)
         ready = self.framer.push(resampled)
@@ -306,7 +320,7 @@ class StreamPipeline:
         self.model_valid += len(rest)
         if self.framer.frames_out == 0 and self.framer.pending + len(rest) == 0:
             return None  # nothing was ever sent: nothing to flush
-        lead_out = np.zeros((self.latency, self.channels), np.float32)
+        lead_out = np.zeros((self.latency, self.model_in_channels), np.float32)
         ready = self.framer.push(np.concatenate([rest, lead_out]))
         tail, _ = self.framer.flush()
         x = np.concatenate([ready, tail])

@@ -60,6 +60,8 @@ class SeparationBlock(StreamingModule):
 
 class ConvTasNet(StreamingModule):
     input_kind, output_kind = AUDIO, SOURCES
+    #: one mixture in: the stream pipeline averages a multichannel client to one row (2 sources out, not 2 per channel)
+    mixdown = True
 
     def __init__(self, sources: int = 2, sample_rate: int = 16000, filters: int = 256, window: int = 32,
                  bottleneck: int = 128, hidden: int = 256, kernel_size: int = 3, blocks: int = 8,

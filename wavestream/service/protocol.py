@@ -162,7 +162,9 @@ class OutputInfo(BaseModel):
     """What the server's output messages carry; docs/protocol.md describes each binary layout.
 
     audio / sources: PCM frames of ``channels`` interleaved columns at ``sample_rate`` in
-    ``encoding``; for sources, column ``c * sources + s`` is source ``s`` of input channel ``c``.
+    ``encoding``; for sources, column ``c * sources + s`` is source ``s`` of input channel ``c``
+    (``layout`` says it; a mixdown model has one input row, so column ``s`` is source ``s``), and
+    ``order`` says that a column carries the same source for the whole stream.
     tokens: little-endian ``dtype`` integers ``[frames, rows, codebooks]`` at ``frame_rate``.
     events: text ``event`` messages (the model's detections); ``classes`` scores per frame.
     """
@@ -175,6 +177,7 @@ class OutputInfo(BaseModel):
     encoding: str | None = None
     sources: int | None = None
     layout: str | None = None
+    order: str | None = None
     frame_rate: float | None = None
     rows: int | None = None
     codebooks: int | None = None
