@@ -9,7 +9,7 @@ evaluation by SI-SDR and the best checkpoint is kept. ``export`` writes the ship
 from __future__ import annotations
 
 import json
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit, load_config
+from .loop import LoopConfig, export_best, fit
 from .losses import MultiResolutionSTFTLoss, si_sdr
 from .waveform import aligned, crop_to_hop, training_corpora
 
@@ -164,25 +164,8 @@ def record_evaluation(results: str | Path, weights_dir: str | Path = WEIGHTS_DIR
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe config (JSON)")
-    parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
-                        help="do not train: copy `wavestream eval enhance` results into the card in --weights-dir")
-    parser.add_argument("--weights-dir", default=str(WEIGHTS_DIR),
-                        help="with --export: where enhance.safetensors + enhance.json go (the shipped ones)")
+    waveform.add_arguments(parser, NAME, DEFAULT_CONFIG)
 
 
 def run(args) -> int:
-    if args.record_eval:
-        print(record_evaluation(args.record_eval, args.weights_dir))
-        return 0
-    if args.export:
-        print(export(args.out, args.weights_dir))
-        return 0
-    config = load_config(args.config, SECTIONS)
-    if args.steps is not None:
-        config["train"]["steps"] = args.steps
-    started = time.time()
-    meta = train(config, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {METRIC} {meta['best']:.2f} dB; "
-          f"checkpoints in {args.out}")
-    return 0
+    return waveform.run(args, sys.modules[__name__])

@@ -11,7 +11,7 @@ whole corpus no model trains on); the best checkpoint is chosen by their mean SI
 from __future__ import annotations
 
 import json
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +24,15 @@ from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.models.separate import ConvTasNet
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit, load_config
+from .loop import LoopConfig, export_best, fit
 from .losses import si_sdr
 from .waveform import aligned, crop_to_hop, training_corpora
 
 NAME = "separate"
-METRIC = "dev_si_sdri"  # mean of the in-domain and out-of-domain improvements
+METRIC = "dev_si_sdri"  # mean of the improvements on the dev splits (in-domain and out-of-domain)
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "separate.json"
 SECTIONS = ("model", "data", "dev", "train")
+#: dev split -> the name its scores get; the config's ``dev.splits`` picks which are used (both, by default)
 DEV_SPLITS = {"dev": "in_domain", "ood": "out_of_domain"}
 
 
@@ -87,7 +88,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     data = config["data"]
     batch_size, seconds = data["batch_size"], data["seconds"]
     train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
-    dev_sets = {name: dev_examples(config, split) for split, name in DEV_SPLITS.items()}
+    dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
 
     def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # example indices are a function of the step, so a resumed run sees the same batches
@@ -176,25 +177,8 @@ def record_evaluation(results: str | Path, weights_dir: str | Path = WEIGHTS_DIR
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe config (JSON)")
-    parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
-                        help="do not train: copy `wavestream eval separate` results into the card in --weights-dir")
-    parser.add_argument("--weights-dir", default=str(WEIGHTS_DIR),
-                        help="with --export: where separate.safetensors + separate.json go (the shipped ones)")
+    waveform.add_arguments(parser, NAME, DEFAULT_CONFIG)
 
 
 def run(args) -> int:
-    if args.record_eval:
-        print(record_evaluation(args.record_eval, args.weights_dir))
-        return 0
-    if args.export:
-        print(export(args.out, args.weights_dir))
-        return 0
-    config = load_config(args.config, SECTIONS)
-    if args.steps is not None:
-        config["train"]["steps"] = args.steps
-    started = time.time()
-    meta = train(config, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {METRIC} {meta['best']:.2f} dB; "
-          f"checkpoints in {args.out}")
-    return 0
+    return waveform.run(args, sys.modules[__name__])

@@ -1,15 +1,19 @@
 """What the recipes of waveform-output models (enhance, separate) share: cropping to whole hops,
-aligning a delayed output with its target, the training corpora and licences for the card, and
-copying the eval harness's measurements into the card."""
+aligning a delayed output with its target, the training corpora and licences for the card, copying
+the eval harness's measurements into the card, and the command line."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
 
 from wavestream.data import load_entries
+from wavestream.models.registry import WEIGHTS_DIR
+
+from .loop import load_config
 
 
 def crop_to_hop(*signals: torch.Tensor, hop: int) -> tuple[torch.Tensor, ...]:
@@ -61,3 +65,31 @@ def record_evaluation(results: str | Path, name: str, card_path: Path, group_key
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card_path
+
+
+def add_arguments(parser, name: str, default_config: Path) -> None:
+    """The command-line options of a waveform recipe (`wavestream train NAME ...`)."""
+    parser.add_argument("--config", default=str(default_config), help="recipe config (JSON)")
+    parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
+                        help=f"do not train: copy `wavestream eval` results for {name} into the card in --weights-dir")
+    parser.add_argument("--weights-dir", default=str(WEIGHTS_DIR),
+                        help=f"with --export: where {name}.safetensors + {name}.json go (the shipped ones)")
+
+
+def run(args, recipe) -> int:
+    """Train, export or record an evaluation for ``recipe`` (a module with ``train``, ``export``,
+    ``record_evaluation``, ``SECTIONS`` and ``METRIC``), as the options in ``args`` say."""
+    if args.record_eval:
+        print(recipe.record_evaluation(args.record_eval, args.weights_dir))
+        return 0
+    if args.export:
+        print(recipe.export(args.out, args.weights_dir))
+        return 0
+    config = load_config(args.config, recipe.SECTIONS)
+    if args.steps is not None:
+        config["train"]["steps"] = args.steps
+    started = time.time()
+    meta = recipe.train(config, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {recipe.METRIC} {meta['best']:.2f} "
+          f"dB; checkpoints in {args.out}")
+    return 0
