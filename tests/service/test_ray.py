@@ -4,6 +4,10 @@ replicas, real streams through Ray's HTTP proxy. Select with `-k ray`; needs the
 from __future__ import annotations
 
 import io
+import json
+import os
+import signal as signals
+import time
 from pathlib import Path
 
 import httpx
@@ -24,7 +28,13 @@ SLOTS = 3  # max_sessions per replica: small, so that the test can fill both rep
 
 
 @pytest.fixture(scope="module")
-def ray_app(tmp_path_factory):
+def ray_data(tmp_path_factory) -> Path:
+    """The replicas' shared data directory (jobs)."""
+    return tmp_path_factory.mktemp("ray-data")
+
+
+@pytest.fixture(scope="module")
+def ray_app(ray_data):
     from wavestream.service.ray_serve import build
 
     port = free_port()
@@ -32,7 +42,7 @@ def ray_app(tmp_path_factory):
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build({"replicas": 2, "num_cpus": 1, "max_sessions": SLOTS, "preload": "enhance",
-                         "data_dir": str(tmp_path_factory.mktemp("ray-data"))}),
+                         "data_dir": str(ray_data)}),
                   name="wavestream", route_prefix="/")
         yield f"127.0.0.1:{port}"
     finally:
@@ -64,11 +74,9 @@ def test_ray_streams_equal_the_single_process_output(ray_app):
 
 def test_ray_rest_equals_the_single_process_output(ray_app):
     x = signal(1.0, 16000, seed=5)
-    buffer = io.BytesIO()
-    sf.write(buffer, x, 16000, format="WAV", subtype="FLOAT")
     with httpx.Client(base_url=f"http://{ray_app}", timeout=60) as http:
         assert {m["name"] for m in http.get("/v1/models").json()["models"]} >= {"enhance"}
-        r = http.post("/v1/process/enhance", content=buffer.getvalue())
+        r = http.post("/v1/process/enhance", content=wav_bytes(x, 16000))
         assert r.status_code == 200, r.text
         y, rate = sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)
         assert rate == 16000
@@ -104,6 +112,77 @@ def test_ray_full_replicas_answer_1013_and_a_retry_finds_a_free_one(ray_app):
     finally:
         for client in clients:
             client.__exit__(None, None, None)
+
+
+def wav_bytes(x: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, x, rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def job_file(data: Path, job_id: str) -> dict:
+    """What the shared job directory says of a job (``runner`` is host:pid:runner, never sent to clients)."""
+    return json.loads((data / "jobs" / job_id / "job.json").read_text())
+
+
+def runner_pid(job: dict) -> int:
+    return int(job["runner"].split(":")[1])
+
+
+def finished(http: httpx.Client, job_id: str, timeout: float = 300) -> dict:
+    """The finished job, polled through the proxy; a failed request (a replica going away) is polled again."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            r = http.get(f"/v1/jobs/{job_id}")
+        except httpx.HTTPError:
+            r = None
+        if r is not None and r.status_code == 200 and r.json()["status"] in ("done", "failed"):
+            return r.json()
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not finished")
+
+
+def test_ray_jobs_answer_on_every_replica_and_spread_over_them(ray_app, ray_data):
+    x = signal(20.0, 16000, seed=6)  # long enough that the other replica looks for work meanwhile
+    expected = offline("enhance", x, 16000)
+    with httpx.Client(base_url=f"http://{ray_app}", timeout=60) as http:
+        ids = []
+        for _ in range(6):
+            r = http.post("/v1/jobs", params={"model": "enhance"}, content=wav_bytes(x, 16000))
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+        for job_id in ids:
+            assert finished(http, job_id)["status"] == "done"
+        # Ray picks a replica per request: with a store per replica about half of these would be 404
+        for job_id in ids:
+            for _ in range(4):
+                assert http.get(f"/v1/jobs/{job_id}").json()["attempts"] == 1
+            y, rate = sf.read(io.BytesIO(http.get(f"/v1/jobs/{job_id}/result").content), dtype="float32",
+                              always_2d=True)
+            np.testing.assert_allclose(y, expected, atol=1e-5)
+        listed = {job["id"] for job in http.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]}
+        assert set(ids) <= listed
+    # both replicas' runners took jobs
+    assert len({runner_pid(job_file(ray_data, job_id)) for job_id in ids}) == 2
+
+
+def test_ray_a_job_whose_replica_dies_runs_again_on_another(ray_app, ray_data):
+    """Kill the replica process running a job (no clean-up at all): another replica runs it again."""
+    x = signal(60.0, 16000, seed=7)
+    with httpx.Client(base_url=f"http://{ray_app}", timeout=60) as http:
+        job_id = http.post("/v1/jobs", params={"model": "enhance"}, content=wav_bytes(x, 16000)).json()["id"]
+        give_up = time.monotonic() + 120
+        while job_file(ray_data, job_id)["status"] == "queued" and time.monotonic() < give_up:
+            time.sleep(0.01)
+        running = job_file(ray_data, job_id)
+        assert running["status"] == "running", running
+        os.kill(runner_pid(running), signals.SIGKILL)
+        job = finished(http, job_id)
+        assert job["status"] == "done" and job["attempts"] == 2
+        assert runner_pid(job_file(ray_data, job_id)) != runner_pid(running)
+        y, _ = sf.read(io.BytesIO(http.get(f"/v1/jobs/{job_id}/result").content), dtype="float32", always_2d=True)
+        np.testing.assert_allclose(y, offline("enhance", x, 16000), atol=1e-5)
 
 
 def test_ray_builder_ties_requests_to_stream_slots():
