@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 import soxr
 
+from tests.engine.mixtures import two_talkers
 from tests.service.conftest import running_server
 from wavestream.models.kws import LMUFormerKWS
 from wavestream.models.registry import get_spec
@@ -185,6 +186,28 @@ def test_browser_dropped_file_two_sources(page, site, tmp_path, images):
     assert figures(page)["selected"] == 2
     assert page.locator("#tracks canvas").count() == 3
     screenshot(page, images, "sources")
+    site.wait_idle()
+
+
+def test_browser_separate_gives_two_talker_tracks(page, site, tmp_path):
+    """The mono page's stream of a two-talker file comes back as two tracks to see and hear."""
+    mixture, _ = two_talkers(2.0, 16000, seed=8)
+    path = tmp_path / "two-talkers.wav"
+    sf.write(path, mixture, 16000, subtype="PCM_16")
+    open_page(page, site, model="separate")
+    drop_file(page, "#drop", path)
+    page.click("#start")
+    wait_for(page, "s.status === 'done'")
+    state = figures(page)
+    out = state["ready"]["output"]
+    assert state["tracks"] == ["Original", "Source 1", "Source 2"]
+    assert (out["kind"], out["channels"], out["sources"]) == ("sources", 2, 2)
+    assert out["order"] == "source order is fixed for the whole stream"
+    assert state["receivedFrames"] == state["sentFrames"] > 0 and state["error"] is None
+    original, first, second = state["energy"]
+    assert original > 0 and first > 0 and second > 0
+    page.click("#listen-2")
+    assert figures(page)["selected"] == 2 and page.locator("#tracks canvas").count() == 3
     site.wait_idle()
 
 
