@@ -8,7 +8,8 @@
         done = await client.end()
 
 Received binary messages are decoded by the output kind announced in ``ready``: audio ->
-float32 ``[frames, channels]``, sources -> float32 ``[frames, input channels, sources]``, tokens ->
+float32 ``[frames, channels]``, sources -> float32 ``[frames, rows, sources]`` (a row per input
+channel, or one row for a model that mixes its input down, as ``separate`` does), tokens ->
 integers ``[frames, rows, codebooks]``; events arrive as ``EventMessage`` (``label``, ``start``, ``end``,
 ``score``; ``.event`` is the plain dict that REST and `wavestream process` return).
 """
