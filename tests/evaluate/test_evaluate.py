@@ -15,7 +15,7 @@ import torch
 from tests.data.tiny import prepare_tiny, voiced
 from wavestream.data.devset import write_devset
 from wavestream.evaluate import metrics
-from wavestream.evaluate.peers import PEERS, OracleIRM, load_peer, missing_for
+from wavestream.evaluate.peers import PEERS, OracleMask, load_peer, missing_for
 from wavestream.streaming.module import AUDIO, StreamingModule
 
 RATE = 16000
@@ -63,6 +63,23 @@ def test_visqol_prefers_the_clean_signal():
     assert metrics.visqol(x, x) > metrics.visqol(x, noisy) + 0.5
 
 
+@pytest.mark.skipif(not has("mir_eval"), reason="mir_eval is not installed (pip install 'mir_eval<0.9')")
+def test_sdr_allows_a_short_filter_that_si_sdr_counts_as_error():
+    x = speech_like()
+    filtered = np.convolve(x, [1, -0.9])[: len(x)]  # a short high-pass filter: a distortion BSS-eval forgives
+    assert metrics.sdr(x, filtered) > 40 and metrics.si_sdr(x, filtered) < 0
+    noise = np.random.default_rng(4).standard_normal(len(x))
+    noisy = x + noise * np.std(x) / np.std(noise) * 10 ** (-20 / 20)  # 20 dB SNR: the filter cannot undo noise
+    assert metrics.sdr(x, noisy) == pytest.approx(20, abs=0.5)
+    assert np.isnan(metrics.sdr(x, np.zeros_like(x)))
+
+
+def test_pit_order_pairs_each_talker_with_its_output():
+    a, b = speech_like(1.0, 1), voiced(np.random.default_rng(5), RATE, 1.0, 230.0)[: len(speech_like(1.0, 1))]
+    assert metrics.pit_order(np.stack([a, b]), np.stack([b + 0.1 * a, a])) == (1, 0)
+    assert metrics.pit_order(np.stack([a, b]), np.stack([a, b + 0.1 * a])) == (0, 1)
+
+
 def test_available_metrics_names_what_to_install():
     available = metrics.available_metrics()
     assert available["si_sdr"] is None
@@ -70,7 +87,7 @@ def test_available_metrics_names_what_to_install():
         assert note is None or "pip install" in note, name
 
 
-@pytest.mark.parametrize("name", [n for n in PEERS if n != "oracle-irm"])
+@pytest.mark.parametrize("name", [n for n in PEERS if not n.startswith("oracle-")])
 def test_peer_runs_on_one_second(name):
     if (missing := missing_for(name)) is not None:
         pytest.skip(f"peer {name} not installed: {missing}")
@@ -103,17 +120,33 @@ def test_peer_output_is_aligned_with_its_input(name, tmp_path):
     assert abs(lags[int(np.argmax(corr))]) <= 2
 
 
-def test_oracle_ratio_mask_beats_the_mixture():
+@pytest.mark.parametrize("kind", ["irm", "ibm"])
+def test_oracle_masks_beat_the_mixture(kind):
     a, b = speech_like(2.0, 1), 0.8 * voiced(np.random.default_rng(5), RATE, 2.0, 230.0)
     n = min(len(a), len(b))
     sources = np.stack([a[:n], b[:n]])
     mixture = sources.sum(0)
-    estimate = OracleIRM(sources).process(mixture, RATE)
+    oracle = load_peer(f"oracle-{kind}")
+    assert oracle.name == f"oracle-{kind}" and oracle.with_sources(sources).kind == kind
+    estimate = oracle.with_sources(sources).process(mixture, RATE)
     assert estimate.shape == (2, n)
     for s, e in zip(sources, estimate, strict=True):
         assert metrics.si_sdr(s, e) > metrics.si_sdr(s, mixture) + 10
     with pytest.raises(ValueError, match="true sources"):
-        OracleIRM().process(mixture, RATE)
+        oracle.process(mixture, RATE)
+
+
+def test_oracle_binary_mask_gives_each_bin_to_its_loudest_source():
+    noise = np.random.default_rng(6).standard_normal(RATE).astype(np.float32)
+    sources = np.stack([noise, 0.5 * noise])  # the same spectrum, 6 dB apart: the first is louder in every bin
+    mixture = sources.sum(0)
+    ibm = OracleMask("ibm", sources).process(mixture, RATE)
+    irm = OracleMask("irm", sources).process(mixture, RATE)
+    np.testing.assert_allclose(ibm[0], mixture, atol=1e-5)
+    np.testing.assert_allclose(ibm[1], 0, atol=1e-5)
+    np.testing.assert_allclose(irm[1], np.sqrt(0.25 / 1.25) * mixture, atol=1e-4)  # the ratio mask shares it
+    with pytest.raises(ValueError, match="unknown oracle mask"):
+        OracleMask("wiener")
 
 
 class Delay(StreamingModule):
@@ -188,10 +221,40 @@ def test_harness_separation_with_oracle(tiny_root, tmp_path):
     results = evaluate("separate", ["noisy", "oracle-irm"], tiny_root, ["si_sdr"], limit=6, log=lambda _: None)
     mixture, oracle = results["systems"]["noisy"]["mean"]["si_sdr"], results["systems"]["oracle-irm"]["mean"]["si_sdr"]
     assert oracle > mixture + 5
+    assert results["systems"]["noisy"]["mean"]["si_sdri"] == 0.0
+    assert results["systems"]["oracle-irm"]["mean"]["si_sdri"] == pytest.approx(oracle - mixture, abs=1e-3)
     with pytest.raises(ValueError, match="unknown metrics"):
         evaluate("separate", ["noisy"], tiny_root, ["loudness"], log=lambda _: None)
     with pytest.raises(ValueError, match="no codec dev set"):
         evaluate("codec", ["opus-6k"], tmp_path, log=lambda _: None)
+
+
+@pytest.mark.skipif(not has("mir_eval"), reason="mir_eval is not installed (pip install 'mir_eval<0.9')")
+def test_eval_separate_command_end_to_end(tiny_root, tmp_path):
+    """`wavestream eval separate --model separate`: PIT scores per talker, SI-SDRi/SDRi over the mixture,
+    both oracles, batched RTF for the model, grouped tables and plots (the model is untrained here)."""
+    from wavestream.cli import main
+    out = tmp_path / "report"
+    args = ["eval", "separate", "--model", "separate", "--root", str(tiny_root), "--metrics", "si_sdr,sdr,stoi",
+            "--limit", "3", "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    systems = results["systems"]
+    assert list(systems) == ["separate", "noisy", "oracle-irm", "oracle-ibm"]
+    for name in ("noisy", "oracle-irm", "oracle-ibm", "separate"):
+        assert {"si_sdr", "si_sdri", "sdr", "sdri", "stoi"} <= set(systems[name]["mean"]), name
+        assert set(systems[name]["by_group"]) == {"0.25", "0.5", "1.0"}
+    assert systems["noisy"]["mean"]["si_sdri"] == systems["noisy"]["mean"]["sdri"] == 0.0
+    for oracle in ("oracle-irm", "oracle-ibm"):
+        assert systems[oracle]["mean"]["sdri"] > 5 and systems[oracle]["mean"]["si_sdri"] > 5
+    model = systems["separate"]
+    assert model["trained"] is False and model["batch"] == 3 and model["batch_chunk_ms"] == 16.0
+    assert 0 < model["rtf_batched"] and "rtf_batched" not in systems["oracle-irm"]
+    table = (out / "README.md").read_text()
+    assert "| separate (untrained) |" in table and "RTF batched" in table and "SDRi dB by overlap" in table
+    assert "SI-SDRi dB by overlap" in table and "BSS-eval" in table
+    if has("matplotlib"):
+        assert (out / "spectrograms.png").stat().st_size > 0 and (out / "quality_vs_rtf.png").exists()
 
 
 def test_devset_audio_is_readable_by_peers(tiny_root):

@@ -4,7 +4,7 @@
     wavestream eval enhance --model noisy --peers rnnoise,dtln,deepfilternet
     wavestream eval enhance --devset enhance-ood --model enhance   # out-of-domain: docs/results/enhance-ood
     wavestream eval codec --peers opus-6k,opus-12k,codec2-3200,codec2-1600
-    wavestream eval separate --model separate --peers noisy,oracle-irm
+    wavestream eval separate --model separate         # + mixture, oracle IRM and IBM: docs/results/separate
     wavestream eval kws --model kws,kws-spiking            # keyword spotting (see wavestream.evaluate.kws)
 """
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from wavestream.data.devset import load_devset
 
     from .harness import build_system, evaluate, load_previous
-    from .peers import OracleIRM
+    from .peers import OracleMask
     from .report import example_signals, write_report
 
     task, spec = args.eval_task, TASKS[args.eval_task]
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         built = {}
         for name in results["systems"]:  # only systems that ran, so each can be built here
             system = build_system(name, weights.get(name))
-            built[name] = system.with_sources(references) if isinstance(system, OracleIRM) else system
+            built[name] = system.with_sources(references) if isinstance(system, OracleMask) else system
         example = example_signals(built, folder, entry, spec)
     command = "wavestream eval " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index(task):]) \
         if task in sys.argv else f"wavestream eval {task}"

@@ -1,7 +1,10 @@
 """Run systems (our registry models and peers) over a frozen dev set and score every clip.
 
 One code path for all systems: read the dev-set WAV, ``peer.reset()`` (untimed), time
-``peer.process(audio, sr)`` on one thread, score the output against the clean reference. Results
+``peer.process(audio, sr)`` on one thread, score the output against the clean reference. Separation
+is scored per talker on the pairing of outputs and talkers with the best SI-SDR (PIT), with SI-SDRi
+and SDRi over the unprocessed mixture. Our models also get a batched real-time factor: dev clips
+stepped as streams of one batch in 16 ms chunks, as the server runs many streams. Results
 of systems evaluated earlier on the same dev set (same checksum, same metrics) are reused from the
 previous ``results.json`` unless ``fresh`` is set, so evaluating a new model does not re-run peers.
 """
@@ -19,10 +22,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from wavestream.data.audio import resample
 from wavestream.data.devset import load_devset
 
-from .metrics import available_metrics, score, si_sdr
-from .peers import PEERS, OracleIRM, Peer, RegistryModel, load_peer, missing_for
+from .metrics import available_metrics, pit_order, score, si_sdr
+from .peers import PEERS, OracleMask, Peer, RegistryModel, load_peer, missing_for
 
 #: per task: the dev set's input file key, reference keys, and the field that groups clips in tables
 TASKS = {
@@ -31,8 +35,10 @@ TASKS = {
     "codec": {"input": "clean", "references": ["clean"], "group": None,
               "metrics": ["si_sdr", "pesq", "stoi", "dnsmos", "visqol"]},
     "separate": {"input": "mixture", "references": ["s1", "s2"], "group": "overlap",
-                 "metrics": ["si_sdr", "pesq", "stoi"]},
+                 "metrics": ["si_sdr", "sdr", "pesq", "stoi"]},
 }
+#: the batched real-time factor: up to BATCH dev clips as streams of one batch, CHUNK_S seconds per step
+BATCH, CHUNK_S = 16, 0.016
 
 
 def build_system(name: str, weights: str | None = None) -> Peer:
@@ -47,17 +53,40 @@ def _read(folder: Path, rel: str) -> tuple[np.ndarray, int]:
     return audio, rate
 
 
-def _score_separation(references: list[np.ndarray], estimate: np.ndarray, metrics: list[str]) -> dict:
-    """Permutation-invariant scores of two estimated sources: the pairing with the best mean SI-SDR."""
+def _score_separation(references: list[np.ndarray], estimate: np.ndarray, metrics: list[str],
+                      mixture_scores: list[dict]) -> dict:
+    """Permutation-invariant scores of the estimated sources, each talker scored against the output the
+    best-SI-SDR pairing gives it, then averaged over talkers; SI-SDRi and SDRi against ``mixture_scores``
+    (each talker's scores of the unprocessed mixture)."""
     estimates = np.atleast_2d(estimate)
     if estimates.shape[0] == 1:  # a single output (the unprocessed mixture) stands for every source
         estimates = np.repeat(estimates, len(references), axis=0)
     if estimates.shape[0] != len(references):
         raise ValueError(f"expected {len(references)} sources, got {estimates.shape[0]}")
-    orders = [(0, 1), (1, 0)] if len(references) == 2 else [tuple(range(len(references)))]
-    best = max(orders, key=lambda o: sum(si_sdr(r, estimates[i]) for r, i in zip(references, o, strict=True)))
+    best = pit_order(np.stack(references), estimates)
     per_source = [score(r, estimates[i], metrics) for r, i in zip(references, best, strict=True)]
+    for scores, base in zip(per_source, mixture_scores, strict=True):
+        scores.update({f"{k}i": scores[k] - base[k] for k in base})
     return {k: float(np.mean([s[k] for s in per_source])) for k in per_source[0]}
+
+
+def _batched_rtf(system: RegistryModel, inputs: list[np.ndarray], rate: int) -> dict:
+    """Compute time per second of audio (all streams together) when the clips run as the streams of one
+    batch, stepped in CHUNK_S chunks from a zero state on one thread: one ``step`` serves every stream,
+    as the engine's scheduler runs them. The clips are cut to the shortest so the streams keep step."""
+    model = system.model
+    streams = [resample(a, rate, model.sample_rate) for a in inputs[:BATCH]]
+    chunk = max(round(CHUNK_S * model.sample_rate) // model.hop, 1) * model.hop
+    n = min(len(a) for a in streams) // chunk * chunk
+    x = torch.from_numpy(np.stack([a[:n] for a in streams]).astype(np.float32))[:, None]
+    with torch.inference_mode():
+        state = model.init_state(len(streams))
+        started = time.perf_counter()
+        for i in range(0, n, chunk):
+            _, state = model.step(x[..., i:i + chunk], state)
+        seconds = time.perf_counter() - started
+    return {"rtf_batched": round(seconds / (len(streams) * n / model.sample_rate), 4), "batch": len(streams),
+            "batch_chunk_ms": round(1000 * chunk / model.sample_rate, 1)}
 
 
 def evaluate(task: str, systems: list[str], root: str | Path | None = None, metrics: list[str] | None = None,
@@ -82,6 +111,7 @@ def evaluate(task: str, systems: list[str], root: str | Path | None = None, metr
     metrics = [m for m in requested if availability[m] is None]
     notes = [f"{m}: {availability[m]}" for m in requested if availability[m] is not None]
     reusable = {}
+    mixture_scores: dict[str, list[dict]] = {}  # separation: clip id -> each talker's scores of the mixture
     if previous and previous.get("devset", {}).get("checksum") == checksum \
             and previous.get("metrics") == metrics and previous.get("clip_ids") == [e["id"] for e in entries]:
         reusable = previous.get("systems", {})
@@ -101,20 +131,22 @@ def evaluate(task: str, systems: list[str], root: str | Path | None = None, metr
             log(f"{name}: skipped ({missing})")
             continue
         system = build_system(name, (weights or {}).get(name))
-        results["systems"][name] = _run_system(system, folder, entries, spec, metrics, log)
+        results["systems"][name] = _run_system(system, folder, entries, spec, metrics, log, mixture_scores)
     if task == "enhance" and "dnsmos" in metrics:
         results["clean_dnsmos"] = _reference_dnsmos(folder, entries, previous if reusable else None, log)
     return results
 
 
 def _run_system(system: Peer, folder: Path, entries: list[dict], spec: dict, metrics: list[str],
-                log: Callable[[str], None]) -> dict:
-    clips, seconds, audio_seconds = [], 0.0, 0.0
+                log: Callable[[str], None], mixture_scores: dict[str, list[dict]]) -> dict:
+    clips, seconds, audio_seconds, inputs = [], 0.0, 0.0, []
     started = time.perf_counter()
     for k, entry in enumerate(entries):
         audio, rate = _read(folder, entry[spec["input"]])
         references = [_read(folder, entry[r])[0] for r in spec["references"]]
-        if isinstance(system, OracleIRM):
+        if len(inputs) < BATCH:
+            inputs.append(audio)
+        if isinstance(system, OracleMask):
             system = system.with_sources(np.stack(references))
         system.reset()
         t0 = time.perf_counter()
@@ -122,7 +154,10 @@ def _run_system(system: Peer, folder: Path, entries: list[dict], spec: dict, met
         seconds += time.perf_counter() - t0
         audio_seconds += len(audio) / rate
         if len(references) > 1:
-            scores = _score_separation(references, estimate, metrics)
+            if entry["id"] not in mixture_scores:
+                improved = [m for m in metrics if m in ("si_sdr", "sdr")]
+                mixture_scores[entry["id"]] = [score(r, audio, improved) for r in references]
+            scores = _score_separation(references, estimate, metrics, mixture_scores[entry["id"]])
         else:
             scores = score(references[0], estimate, metrics)
             if "si_sdr" in metrics and spec["input"] != spec["references"][0]:  # codecs start from the reference
@@ -134,10 +169,14 @@ def _run_system(system: Peer, folder: Path, entries: list[dict], spec: dict, met
     info = system.info()
     info.update(rtf=round(seconds / audio_seconds, 4), trained=getattr(system, "trained", None),
                 mean=_means(clips), clips=clips)
+    if isinstance(system, RegistryModel):
+        info.update(_batched_rtf(system, inputs, rate))
     if spec["group"]:
         info["by_group"] = {str(g): _means([c for c in clips if c[spec["group"]] == g])
                             for g in sorted({c[spec["group"]] for c in clips})}
-    log(f"{system.name}: RTF {info['rtf']:.3f} in {time.perf_counter() - started:.0f} s; "
+    log(f"{system.name}: RTF {info['rtf']:.3f}"
+        + (f" (batched x{info['batch']}: {info['rtf_batched']:.4f})" if "rtf_batched" in info else "")
+        + f" in {time.perf_counter() - started:.0f} s; "
         + ", ".join(f"{k} {v:.3f}" for k, v in info["mean"].items()))
     return info
 

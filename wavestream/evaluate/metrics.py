@@ -1,4 +1,5 @@
-"""Speech quality metrics: SI-SDR (always), PESQ-WB, STOI, DNSMOS and ViSQOL when their packages are installed.
+"""Speech quality metrics: SI-SDR (always), BSS-eval SDR, PESQ-WB, STOI, DNSMOS and ViSQOL when their packages
+are installed.
 
 Each metric takes mono float arrays at 16 kHz. ``available_metrics()`` says which ones can run and,
 for the others, which package is missing, so reports can say why a column is empty.
@@ -18,13 +19,14 @@ RATE = 16000
 #: metric -> (packages it needs, pip name to install)
 REQUIREMENTS = {
     "si_sdr": ((), ""),
+    "sdr": (("mir_eval",), "'mir_eval<0.9'"),
     "pesq": (("pesq",), "pesq"),
     "stoi": (("pystoi",), "pystoi"),
     "dnsmos": (("speechmos", "librosa", "pandas", "onnxruntime"), "speechmos librosa pandas onnxruntime"),
     "visqol": (("visqol",), "visqol-python[lattice]"),
 }
 #: metrics that need the clean reference (DNSMOS does not)
-INTRUSIVE = ("si_sdr", "pesq", "stoi", "visqol")
+INTRUSIVE = ("si_sdr", "sdr", "pesq", "stoi", "visqol")
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -36,6 +38,22 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     target = scale * reference
     residual = estimate - target
     return float(10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(residual, residual) + 1e-12)))
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """BSS-eval v3 SDR in dB (Vincent et al. 2006) as the separation literature reports it: the estimate may
+    differ from the reference by a 512-tap filter without penalty. mir_eval's ``bss_eval_sources`` with one
+    reference: a source's SDR does not depend on the other references (only SIR does). NaN for a silent
+    estimate, which has no projection on the reference to measure (mir_eval refuses it)."""
+    import warnings
+
+    from mir_eval.separation import bss_eval_sources
+    reference, estimate = _pair(reference, estimate)
+    if not estimate.any():
+        return float("nan")
+    with warnings.catch_warnings():  # mir_eval 0.8 marks its separation module for removal (pyproject pins <0.9)
+        warnings.simplefilter("ignore")
+        return float(bss_eval_sources(reference[None], estimate[None], compute_permutation=False)[0][0])
 
 
 def pesq_wb(reference: np.ndarray, estimate: np.ndarray, rate: int = RATE) -> float:
@@ -84,6 +102,14 @@ def visqol(reference: np.ndarray, estimate: np.ndarray, rate: int = RATE) -> flo
                                                    rate).moslqo)
 
 
+def pit_order(references: np.ndarray, estimates: np.ndarray) -> tuple[int, ...]:
+    """Permutation-invariant pairing: ``order[i]`` is the estimate that goes with ``references[i]``, the
+    pairing with the best mean SI-SDR (every permutation: separation has two or three sources)."""
+    import itertools
+    orders = itertools.permutations(range(len(estimates)), len(references))
+    return max(orders, key=lambda o: sum(si_sdr(r, estimates[i]) for r, i in zip(references, o, strict=True)))
+
+
 def _pair(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     reference = np.asarray(reference, dtype=np.float64).reshape(-1)
     estimate = np.asarray(estimate, dtype=np.float64).reshape(-1)
@@ -105,7 +131,7 @@ def available_metrics() -> dict[str, str | None]:
 
 def score(reference: np.ndarray | None, estimate: np.ndarray, metrics: list[str]) -> dict[str, float]:
     """All requested metrics of one clip at 16 kHz (intrusive ones only when a reference is given)."""
-    functions: dict[str, Callable] = {"si_sdr": si_sdr, "pesq": pesq_wb, "stoi": stoi, "visqol": visqol}
+    functions: dict[str, Callable] = {"si_sdr": si_sdr, "sdr": sdr, "pesq": pesq_wb, "stoi": stoi, "visqol": visqol}
     out: dict[str, float] = {}
     for name in metrics:
         if name == "dnsmos":

