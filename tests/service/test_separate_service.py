@@ -85,17 +85,19 @@ def test_long_stereo_stream_in_random_chunks_keeps_the_source_order(server):
 
 
 def test_flush_and_s16_interleaving(server):
-    """A flush after n samples returns exactly max(16 * floor(n / 16) - 16, 0) frames (hop 16, latency 16
-    at the model rate), as interleaved s16 pairs [source 0, source 1]."""
+    """At the model rate a flush after n samples returns exactly max(hop * floor(n / hop) - latency, 0)
+    frames (16 and 16 for the default 32-sample window: 976 of 1000), as interleaved s16 pairs
+    [source 0, source 1]."""
     rate = 16000
     x = two_talkers(0.5, rate, seed=3)[0]
     sent = decode_pcm(encode_pcm(x, "pcm_s16le"), "pcm_s16le", 1)
     with StreamClient(server.ws) as client:
-        client.start("separate", rate, encoding="pcm_s16le")
+        model = client.start("separate", rate, encoding="pcm_s16le").model
+        hop, latency = model["hop"], model["latency_samples"] - model["hop"]  # the window's overlap
         client.send(x[:1000])
         client.flush()
         early = np.concatenate([np.zeros((0, 1, 2), np.float32), *client.received()])
-        assert early.shape == (16 * (1000 // 16) - 16, 1, 2)
+        assert early.shape == (hop * (1000 // hop) - latency, 1, 2)
         client.send(x[1000:])
         client.end()
         out = np.concatenate([early, *client.received()])
