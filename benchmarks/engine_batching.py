@@ -10,7 +10,9 @@ like a client would, all sessions at once. Printed per mode (``max_batch=32`` an
 
     nice -n 10 python benchmarks/engine_batching.py [--model enhance] [--streams 32] [--seconds 4]
 
-Figures vary with machine load; this prints them, it asserts nothing.
+"speed x" is how many real-time streams the engine keeps up with in that mode (when --streams is at least
+that many, so batches fill as they would). Figures vary with machine load (the
+load average is printed before and after); this prints them, it asserts nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 import numpy as np
 
 from wavestream.engine import Engine
+from wavestream.evaluate.harness import machine_load
 
 RATE, CHUNK = 16000, 256
 
@@ -58,12 +61,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     print(f"model={args.model} streams={args.streams} seconds={args.seconds} workers={args.workers}")
+    print(f"machine: {machine_load()}")
     print(f"{'mode':<12}{'speed x':>9}{'rtf':>9}{'batch':>7}{'steps':>7}{'p50 ms':>9}{'p99 ms':>9}{'wall s':>8}")
     for max_batch in (32, 1):
         r = asyncio.run(run_mode(args.model, args.streams, args.seconds, max_batch, args.workers))
         mode = "batched" if max_batch > 1 else "per-session"
         print(f"{mode:<12}{r['speed']:9.1f}{r['rtf']:9.4f}{r['mean_batch']:7.1f}{r['steps']:7d}"
-              f"{r['p50_ms']:9.1f}{r['p99_ms']:9.1f}{r['wall_s']:8.2f}")
+              f"{r['p50_ms']:9.1f}{r['p99_ms']:9.1f}{r['wall_s']:8.2f}", flush=True)
+    print(f"machine: {machine_load()}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -212,7 +213,15 @@ def _machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__, "threads": 1}
+    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__, "threads": 1,
+            "load": machine_load()}
+
+
+def machine_load() -> str:
+    """The load averages against the core count, printed beside speed figures: figures taken while other
+    work (a training run) holds the cores are slower than an idle machine's, and should say so."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} cores"
 
 
 def load_previous(out: str | Path) -> dict | None:

@@ -45,18 +45,20 @@ def markdown(results: dict, command: str) -> str:
              + f" at `{results['devset']['path']}` ({results['devset']['clips']} clips, manifest sha256 "
              f"`{results['devset']['checksum'][:16]}…`), {results['date']}.", "",
              f"Reproduce: `{command}`", "",
-             f"Machine: {results['machine']['cpu']}; RTF = processing time / audio duration on one thread "
+             f"Machine: {results['machine']['cpu']}"
+             + (f" ({results['machine']['load']} when the run started)" if results["machine"].get("load") else "")
+             + "; RTF = processing time / audio duration on one thread "
              "(lower is faster; under 1 is faster than real time).", ""]
     batched = {s["batch_chunk_ms"] for s in systems.values() if s.get("rtf_batched") is not None}
     if batched:
-        lines[-1:-1] = [f"RTF batched (our models): dev clips as the streams of one batch, stepped in "
-                        f"{'/'.join(f'{c:g}' for c in sorted(batched))} ms chunks from a zero state on the same "
-                        "thread, as the server steps many streams at once; compute time / audio of all streams "
-                        "(the batch size in brackets).", ""]
+        lines += [f"RTF batched (our models): dev clips as the streams of one batch, stepped in "
+                  f"{'/'.join(f'{c:g}' for c in sorted(batched))} ms chunks from a zero state on the same "
+                  "thread, as the server steps many streams at once; compute time / audio of all streams "
+                  "(the batch size in brackets).", ""]
     if results["task"] == "separate":
-        lines[-1:-1] = ["Separation is scored per talker on the pairing of outputs and talkers with the best "
-                        "SI-SDR (PIT), then averaged over the two talkers; SI-SDRi and SDRi are the gains over "
-                        "the unprocessed mixture, SDR is BSS-eval v3 (mir_eval, 512-tap distortion filter).", ""]
+        lines += ["Separation is scored per talker on the pairing of outputs and talkers with the best "
+                  "SI-SDR (PIT), then averaged over the two talkers; SI-SDRi and SDRi are the gains over "
+                  "the unprocessed mixture, SDR is BSS-eval v3 (mir_eval, 512-tap distortion filter).", ""]
     with_bitrate = any(s.get("bitrate_kbps") for s in systems.values())
     header = ["system", "params", "latency ms", "RTF"] + (["RTF batched"] if batched else []) \
         + (["kbps"] if with_bitrate else []) + [h for _, h, _ in present]
