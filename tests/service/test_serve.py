@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import signal as signals
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from tests.waiting import wait_until
 from wavestream.cli import main as cli_main
 from wavestream.client.stream_client import StreamClient, StreamError
 from wavestream.engine import Output, StreamPipeline
+from wavestream.engine.engine import load_stream_model
 from wavestream.service.commands_serve import add_arguments, settings_from_args
 from wavestream.service.settings import ServiceSettings
 
@@ -90,6 +92,51 @@ def test_wavestream_serve_process(tmp_path):
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_wavestream_serve_ray_process(tmp_path):
+    """`wavestream serve --ray`: two replicas on a Ray instance of its own behind Ray's proxy on the
+    given port; the flags reach the replicas, streams equal the model's output, SIGTERM (an
+    orchestrator's stop; Ctrl+C is Python's own) removes it."""
+    pytest.importorskip("ray", reason="the `ray` extra is not installed (pip install -e '.[ray]')")
+    port = free_port()
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # never the cluster of another test or user
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wavestream.cli", "serve", "--ray", "--replicas", "2", "--num-cpus", "1",
+         "--port", str(port), "--api-key", "k", "--max-sessions", "3", "--preload", "enhance",
+         "--data-dir", "data", "--log-level", "warning"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return httpx.get(base + "/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, "the Ray app did not come up", process, timeout=240)
+        assert httpx.get(base + "/readyz").json()["max_sessions"] == 3
+        assert httpx.get(base + "/v1/models").status_code == 401
+        assert (tmp_path / "data" / "jobs").is_dir()  # the relative --data-dir, from this directory
+        x = signal(1.0, 16000, seed=3)
+        pipeline = StreamPipeline(load_stream_model("enhance"), 16000, 1)
+        expected = Output.concat([pipeline.process(x), pipeline.finish()]).audio
+        for _ in range(2):
+            with StreamClient(f"ws://127.0.0.1:{port}/v1/stream", api_key="k") as client:
+                client.start("enhance", 16000, encoding="pcm_f32le")
+                np.testing.assert_allclose(client.stream(x, 320).output, expected, atol=1e-5)
+    finally:
+        process.send_signal(signals.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(base + "/healthz", timeout=2)  # the proxy went with it
+
+
+def test_ray_flags_need_ray(capsys):
+    assert cli_main(["serve", "--replicas", "2", "--port", str(free_port())]) == 2
+    assert "--replicas only with --ray" in capsys.readouterr().out
 
 
 def test_weights_flags_and_env(monkeypatch, tmp_path):

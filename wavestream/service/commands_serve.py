@@ -29,6 +29,21 @@ FLAGS = {
 }
 
 
+
+def replicas(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise argparse.ArgumentTypeError(f"a number of replicas or auto, not {value!r}")
+    return value
+
+
+# Ray-only flag -> (dest, type, help); left out, wavestream.service.ray_serve.build's default holds
+RAY_FLAGS = {
+    "--replicas": ("replicas", replicas, "replicas, or `auto` to scale on open streams (default 1)"),
+    "--max-replicas": ("max_replicas", int, "most replicas with --replicas auto (default 4)"),
+    "--num-cpus": ("num_cpus", float, "CPUs Ray reserves for each replica; its engine worker threads (default 1)"),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (field, kind, help_text) in FLAGS.items():
         parser.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
@@ -41,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve MODEL with the weights in PATH (safetensors, e.g. converted official "
                              "weights) instead of the shipped ones (repeatable)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    ray = parser.add_argument_group("Ray Serve (the `ray` extra; docs/deployment.md)")
+    ray.add_argument("--ray", action="store_true",
+                     help="run as replicas on Ray Serve behind Ray's proxy on --host/--port: on the cluster this "
+                          "machine joined with `ray start`, else on a Ray instance of its own")
+    for flag, (dest, kind, help_text) in RAY_FLAGS.items():
+        ray.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
 
 
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
@@ -57,7 +78,14 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"wavestream serve: bad settings:\n{exc}")
         return 2
+    ray_args = {dest: getattr(args, dest) for dest, _, _ in RAY_FLAGS.values() if getattr(args, dest, None) is not None}
+    if ray_args and not args.ray:
+        flags = [flag for flag, (dest, _, _) in RAY_FLAGS.items() if dest in ray_args]
+        print(f"wavestream serve: {', '.join(flags)} only with --ray")
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.ray:
+        return run_ray(settings, ray_args)
     try:
         server = make_server(settings, log_level=args.log_level)
     except ValueError as exc:  # settings the engine refuses, e.g. weights for an unknown model
@@ -67,4 +95,20 @@ def run(args: argparse.Namespace) -> int:
         server.run()
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl+C it handled (after the graceful shutdown): not an error
+    return 0
+
+
+def run_ray(settings: ServiceSettings, ray_args: dict) -> int:
+    try:
+        from .ray_serve import run_in_foreground
+    except ModuleNotFoundError as exc:
+        print(f"wavestream serve --ray: {exc.name} is missing; install the `ray` extra (pip install -e '.[ray]')")
+        return 2
+    try:
+        run_in_foreground(settings, ray_args)
+    except ValueError as exc:  # settings the builder refuses
+        print(f"wavestream serve --ray: bad settings: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        pass  # Ctrl+C or SIGTERM: the app was removed
     return 0

@@ -10,18 +10,22 @@ full of streams still answers 1013 ``at_capacity`` itself. With ``replicas="auto
 on ongoing requests, i.e. open streams. Async jobs live in ``data_dir``, shared by all replicas:
 any replica answers for any job, and the replicas' job runners share the work.
 
-    serve run docker/ray-serve.yaml                       # config file (see docs/deployment.md)
-    serve run wavestream.service.ray_serve:build replicas=2 max_sessions=64
+    wavestream serve --ray --replicas 2 --max-sessions 64     # in the foreground, like `serve`
+    serve deploy docker/ray-serve.yaml                        # a lasting deployment on a cluster
 
-``build`` is the application builder: its arguments are ``replicas`` (a number or ``auto``),
-``max_replicas`` (with ``auto``), ``num_cpus`` (CPUs Ray reserves per replica) and any setting
-(``max_sessions``, ``preload``, ``api_keys``, ...).
+``build`` is the application builder (of the config file): its arguments are ``replicas`` (a
+number or ``auto``), ``max_replicas`` (with ``auto``), ``num_cpus`` (CPUs Ray reserves per
+replica) and any setting (``max_sessions``, ``preload``, ``api_keys``, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
 from typing import Any
 
+import ray
 from fastapi import FastAPI
 from ray import serve
 
@@ -56,8 +60,7 @@ def deployment_options(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     max_replicas = int(args.pop("max_replicas", 4))
     num_cpus = float(args.pop("num_cpus", 1))
     settings = ServiceSettings(**args)  # validate here, before any replica starts
-    env = {f"WAVESTREAM_{key.upper()}": ",".join(map(str, value)) if isinstance(value, list) else str(value)
-           for key, value in args.items()}
+    env = {f"WAVESTREAM_{key.upper()}": env_value(value) for key, value in args.items()}
     # the engine's worker threads follow the CPUs Ray gives the replica, not the machine's core count
     env.setdefault("WAVESTREAM_WORKERS", str(max(1, int(num_cpus))))
     options: dict[str, Any] = {
@@ -76,8 +79,47 @@ def deployment_options(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return options, env
 
 
+def env_value(value: Any) -> str:
+    """A setting as its ``WAVESTREAM_*`` variable writes it: lists comma-separated, weights MODEL=PATH."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    return str(value)
+
+
 def build(args: dict[str, Any]) -> serve.Application:
     """Application builder for `serve run` and Serve config files."""
     options, _ = deployment_options(args)
     return Wavestream.options(**options).bind()
+
+
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # the orchestrator's stop ends the app like Ctrl+C
+
+
+def run_in_foreground(settings: ServiceSettings, ray_args: dict[str, Any]) -> None:
+    """`wavestream serve --ray`: deploy the app on Ray Serve with Ray's HTTP proxy on ``settings.host``
+    and ``port``, and remove it again on Ctrl+C or SIGTERM. Ray is the cluster this machine joined
+    with `ray start` (or ``RAY_ADDRESS``); without one, a Ray instance of its own on this machine."""
+    # the replicas get every setting given (flag or variable), since on a cluster they do not
+    # inherit this process's environment; host and port are the proxy's, not theirs. Paths are
+    # made absolute: a replica's working directory is Ray's, not ours
+    given = settings.model_dump(mode="json", include=settings.model_fields_set - {"host", "port"})
+    given["data_dir"] = str(settings.data_dir.resolve())
+    if "weights" in given:
+        given["weights"] = {name: str(path.resolve()) for name, path in settings.weights.items()}
+    app = build({**given, **ray_args})  # ray_args: replicas, max_replicas, num_cpus (as build's)
+    ray.init()
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # after ray.init, which sets its own handler
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(app, name="wavestream", route_prefix="/")
+        while True:
+            time.sleep(1)
+    finally:
+        # only this app: on a shared cluster, Serve and other applications stay
+        with contextlib.suppress(Exception):  # nothing to delete when the start failed
+            serve.delete("wavestream")
+        ray.shutdown()
 
