@@ -24,6 +24,7 @@ ray = pytest.importorskip("ray", reason="the `ray` extra is not installed (pip i
 serve = pytest.importorskip("ray.serve")
 
 CONFIG = Path(__file__).parents[2] / "docker" / "ray-serve.yaml"
+KUBERAY = Path(__file__).parents[2] / "docker" / "ray-service.yaml"
 SLOTS = 3  # max_sessions per replica: small, so that the test can fill both replicas
 
 
@@ -210,3 +211,36 @@ def test_ray_config_file_is_a_valid_serve_config():
     assert app.import_path == "wavestream.service.ray_serve:build" and app.route_prefix == "/"
     options, env = deployment_options(app.args)
     assert options["num_replicas"] == "auto" and env["WAVESTREAM_DATA_DIR"] == "/data"
+
+
+def test_ray_kuberay_manifest_runs_the_config_file_on_a_shared_volume():
+    """docker/ray-service.yaml cannot run here (no Kubernetes): check what a cluster would rely on."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from wavestream.service.ray_serve import deployment_options
+
+    claim, service = yaml.safe_load_all(KUBERAY.read_text())
+    assert claim["kind"] == "PersistentVolumeClaim" and claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert (service["apiVersion"], service["kind"]) == ("ray.io/v1", "RayService")
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert serve_config["applications"] == yaml.safe_load(CONFIG.read_text())["applications"]
+    ServeDeploySchema.model_validate(serve_config)
+    args = serve_config["applications"][0]["args"]
+    options, _ = deployment_options(args)
+    cluster = service["spec"]["rayClusterConfig"]
+    (workers,) = cluster["workerGroupSpecs"]
+    for group in (cluster["headGroupSpec"], workers):
+        pod = group["template"]["spec"]
+        (container,) = pod["containers"]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        mounted = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        # every replica's data_dir is the one shared claim
+        assert volumes[mounted[args["data_dir"]]]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        # KubeRay starts Ray with its own command, so the image's entrypoint (root -> uid 10001) never runs
+        assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == 10001
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # replicas only on workers
+    worker_pod = workers["template"]["spec"]
+    assert float(worker_pod["containers"][0]["resources"]["limits"]["cpu"]) >= args["num_cpus"]
+    assert workers["maxReplicas"] >= args["max_replicas"] and options["num_replicas"] == "auto"
+    assert worker_pod["terminationGracePeriodSeconds"] > options["graceful_shutdown_timeout_s"]
