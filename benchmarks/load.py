@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import heapq
 import json
 import os
 import random
@@ -38,7 +41,11 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
-from websockets.asyncio.client import connect
+
+try:  # websockets' C masking helper, as websockets itself picks it
+    from websockets.speedups import apply_mask
+except ImportError:
+    from websockets.utils import apply_mask
 
 RATE, CHUNK = 16000, 256  # 16 ms chunks at 16 kHz
 
@@ -101,64 +108,187 @@ def speech_like(seconds: float, seed: int) -> bytes:
     return (x + 0.02 * rng.standard_normal(len(t))).astype("<f4").tobytes()
 
 
-async def one_stream(url: str, model: str, audio: bytes, warmup_chunks: int, phase: float) -> StreamResult:
-    chunk_bytes = CHUNK * 4
-    chunks = [audio[i:i + chunk_bytes] for i in range(0, len(audio) - chunk_bytes + 1, chunk_bytes)]
-    sent_at: list[float] = []
-    client_ms: list[float] = []
-    await asyncio.sleep(phase)
-    async with connect(url, max_size=None, compression=None) as ws:
-        await ws.send(json.dumps({"type": "start", "model": model, "sample_rate": RATE, "encoding": "pcm_f32le",
-                                  "debug": True}))
-        ready = json.loads(await ws.recv())
-        if ready["type"] != "ready":
-            return StreamResult([], [], False)
-        hold = ready["model"]["latency_samples"]  # output the model holds back (its lookahead)
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9
 
-        async def send():
-            t0 = time.monotonic()
-            for k, chunk in enumerate(chunks):
-                await asyncio.sleep(max(0.0, t0 + k * CHUNK / RATE - time.monotonic()))
-                sent_at.append(time.monotonic())
-                await ws.send(chunk)
-            await ws.send('{"type": "end"}')
 
-        sender = asyncio.create_task(send())
-        received, covered, done = 0, 0, None
-        async for message in ws:
-            now = time.monotonic()
-            if isinstance(message, bytes):
-                received += len(message) // 4
-                # chunk k is fully answered once (k + 1) * CHUNK - hold output samples are out
-                while covered < len(sent_at) and (covered + 1) * CHUNK - hold <= received:
-                    if covered >= warmup_chunks:
-                        client_ms.append(1000 * (now - sent_at[covered]))
-                    covered += 1
-            else:
-                msg = json.loads(message)
-                if msg["type"] == "done":
-                    done = msg
-                elif msg["type"] == "error":
+class _Client(asyncio.Protocol):
+    """One stream's WebSocket connection, framed here by hand (RFC 6455) and driven by callbacks.
+
+    The load generator shares the machine with the server, so it must cost little per message:
+    a general WebSocket client spends about as much CPU per message as the server's whole protocol
+    stack, which would halve what the benchmark can show. So: one write per message, frames
+    parsed from one buffer, no task, queue or timer per stream or per message (one pacing loop
+    drives all streams). The handshake and every frame are still real; the server cannot tell."""
+
+    def __init__(self, host: str, path: str, warmup_chunks: int):
+        self.host, self.path = host, path
+        self.key = base64.b64encode(os.urandom(16))
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.connected = loop.create_future()  # the handshake's outcome
+        self.opened = loop.create_future()     # the `ready` message
+        self.finished = loop.create_future()   # `done`, an error or a lost connection
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.warmup_chunks = warmup_chunks
+        self.hold = 0
+        self.sent_at: list[float] = []
+        self.client_ms: list[float] = []
+        self.received = self.covered = 0
+        self.done: dict | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                        % (self.path.encode(), self.host.encode(), self.key))
+
+    def connection_lost(self, exc) -> None:
+        for future in (self.connected, self.opened, self.finished):
+            if not future.done():
+                future.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            accept = base64.b64encode(hashlib.sha1(self.key + WS_GUID).digest())
+            head = bytes(buf[:end]).lower()
+            self.upgraded = head.startswith(b"http/1.1 101") and b"sec-websocket-accept: " + accept.lower() in head
+            del buf[:end + 4]
+            self.connected.set_result(self.upgraded)
+            if not self.upgraded:
+                return
+        pos = 0
+        while len(buf) - pos >= 2:  # server frames: unmasked, never fragmented by uvicorn
+            opcode, size, start = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
+            if size == 126:
+                if len(buf) - pos < 4:
                     break
-        await sender
-    if done is None:
-        return StreamResult([], client_ms, False)
-    # the server lists latencies of messages that produced output; the first ones are warm-up
-    server_ms = done["stats"]["chunk_latency_ms"][warmup_chunks:]
-    return StreamResult(server_ms, client_ms, True, client_ms[-RATE // CHUNK:])
+                size, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+            elif size == 127:
+                if len(buf) - pos < 10:
+                    break
+                size, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+            if len(buf) - start < size:
+                break
+            pos = start + size
+            if opcode == BINARY:
+                self._audio(size // 4)
+            elif opcode == TEXT:
+                self._text(json.loads(buf[start:pos]))
+            elif opcode == PING:
+                self._frame(0xA, bytes(buf[start:pos]))
+            elif opcode == CLOSE:
+                self.transport.close()
+        del buf[:pos]
+
+    def _audio(self, samples: int) -> None:
+        now = time.monotonic()
+        self.received += samples
+        # chunk k is fully answered once (k + 1) * CHUNK - hold output samples are out
+        while self.covered < len(self.sent_at) and (self.covered + 1) * CHUNK - self.hold <= self.received:
+            if self.covered >= self.warmup_chunks:
+                self.client_ms.append(1000 * (now - self.sent_at[self.covered]))
+            self.covered += 1
+
+    def _text(self, msg: dict) -> None:
+        if msg["type"] == "ready":
+            self.hold = msg["model"]["latency_samples"]  # output the model holds back (its lookahead)
+            self.opened.set_result(msg)
+        elif msg["type"] in ("done", "error"):
+            self.done = msg if msg["type"] == "done" else None
+            for future in (self.opened, self.finished):
+                if not future.done():
+                    future.set_result(None)
+            self.transport.close()
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            self._frame(TEXT, data.encode())
+        else:
+            self.sent_at.append(time.monotonic())
+            self._frame(BINARY, data)
+
+    def _frame(self, opcode: int, payload: bytes) -> None:
+        """One final frame, masked with a fresh key as a client must."""
+        n = len(payload)
+        head = bytes((0x80 | opcode, 0x80 | n)) if n < 126 else \
+            bytes((0x80 | opcode, 0xFE)) + n.to_bytes(2, "big") if n < 65536 else \
+            bytes((0x80 | opcode, 0xFF)) + n.to_bytes(8, "big")
+        key = os.urandom(4)
+        if not self.transport.is_closing():
+            self.transport.write(head + key + apply_mask(payload, key))
+
+
+async def one_stream(url: str, model: str, warmup_chunks: int) -> _Client | None:
+    """Connect and start a stream; None if the server refused it."""
+    netloc, path = url.split("//", 1)[1].split("/", 1)
+    host, port = netloc.rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(lambda: _Client(netloc, "/" + path, warmup_chunks), host, int(port))
+    if await client.connected:
+        client.send(json.dumps({"type": "start", "model": model, "sample_rate": RATE, "encoding": "pcm_f32le",
+                                "debug": True}))
+        if await client.opened:
+            return client
+    client.transport.close()
+    return None
+
+
+async def pace(clients: list[_Client], audio: list[list[bytes]], phases: list[float]) -> None:
+    """Send every stream's chunks on the wall clock (chunk k of stream i at its phase + k hops), then `end`.
+
+    One loop for all streams: each wake sends every chunk that is due, so the generator's timer
+    costs do not grow with the number of streams."""
+    period = CHUNK / RATE
+    t0 = time.monotonic() + 0.05
+    due = [(t0 + phase, i, 0) for i, phase in enumerate(phases)]
+    heapq.heapify(due)
+    while due:
+        wait = due[0][0] - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        # event loop timers have millisecond resolution: what falls due within one goes now, or the
+        # loop would spin on sub-millisecond sleeps
+        now = time.monotonic() + 0.001
+        while due and due[0][0] <= now:
+            at, i, k = heapq.heappop(due)
+            chunks = audio[i % len(audio)]
+            if k < len(chunks):
+                clients[i].send(chunks[k])
+                heapq.heappush(due, (at + period, i, k + 1))
+            else:
+                clients[i].send('{"type": "end"}')
 
 
 async def run_level(url: str, model: str, n: int, seconds: float, warmup: float) -> list[StreamResult]:
+    chunk_bytes = CHUNK * 4
     audio = [speech_like(seconds, seed) for seed in range(min(n, 8))]
+    audio = [[a[i:i + chunk_bytes] for i in range(0, len(a) - chunk_bytes + 1, chunk_bytes)] for a in audio]
     warmup_chunks = int(warmup * RATE / CHUNK)
+    opened = await asyncio.gather(*(one_stream(url, model, warmup_chunks) for _ in range(n)), return_exceptions=True)
+    clients = [c for c in opened if isinstance(c, _Client)]
     period = CHUNK / RATE
-    tasks = [asyncio.create_task(one_stream(url, model, audio[i % len(audio)], warmup_chunks,
-                                            random.uniform(0, period))) for i in range(n)]
-    await asyncio.wait(tasks, timeout=3 * seconds + 30)  # a stalled level fails instead of hanging
-    for task in tasks:
-        task.cancel()
-    return [t.result() if t.done() and not t.cancelled() and t.exception() is None else StreamResult([], [], False)
-            for t in tasks]
+    if len(clients) == n:  # random phases, like independent clients
+        sender = asyncio.create_task(pace(clients, audio, [random.uniform(0, period) for _ in range(n)]))
+        # a stalled level fails instead of hanging
+        await asyncio.wait([sender, *(c.finished for c in clients)], timeout=3 * seconds + 30)
+        sender.cancel()
+    results = []
+    for c in clients:
+        c.transport.close()
+        if c.done is None:
+            results.append(StreamResult([], c.client_ms, False))
+        else:
+            # the server lists latencies of messages that produced output; the first ones are warm-up
+            server_ms = c.done["stats"]["chunk_latency_ms"][warmup_chunks:]
+            results.append(StreamResult(server_ms, c.client_ms, True, c.client_ms[-RATE // CHUNK:]))
+    return results + [StreamResult([], [], False)] * (n - len(clients))
 
 
 def pct(values: list[float], q: float) -> float:

@@ -8,6 +8,10 @@ Rules:
 - A batch runs when ``max_batch`` streams are ready or the oldest ready chunk has waited
   ``max_wait`` seconds, and only while fewer than ``workers`` batches are in flight (so that under
   load the ready set grows into bigger batches instead of queueing small ones).
+- Scheduling is event-driven: a stream that becomes ready joins a FIFO of ready streams, and the
+  dispatch decision runs right there, when a batch ends, or when the oldest chunk's wait is up (one
+  timer). Nothing scans all streams or wakes a task per chunk: the cost per chunk does not grow
+  with the number of streams.
 - Chunk lengths: a client that sends a large message gets several hops per chunk (at most
   ``max_chunk_hops``). A batch steps the *common* number of hops: the fewest hops any of its chunks
   has left; longer chunks keep their remainder at the head of their queue for the next batch. So
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: ``on_batch(model, streams, compute_seconds, audio_seconds_per_stream)`` after every step
 BatchObserver = Callable[[str, int, float, float], None]
+#: a batch whose wait is up within this many seconds goes now: loop timers fire up to ~1 ms early
+TIMER_SLACK = 0.001
 
 
 class StepError(RuntimeError):
@@ -66,6 +73,7 @@ class Stream:
         self._slots = asyncio.Semaphore(queue_chunks)
         self.busy = False
         self.ready_since = 0.0
+        self.queued = False  # in the scheduler's ready FIFO
         self.error: BaseException | None = None
         self.closed = False
         self.max_queue_depth = 0
@@ -79,21 +87,23 @@ class Stream:
         hop = self.pipeline.hop
         size = self.scheduler.max_chunk_hops * hop
         futures: list[asyncio.Future] = []
+        loop = asyncio.get_running_loop()
         try:
             for start in range(0, x.shape[-1], size):
                 await self._slots.acquire()  # back-pressure: wait while the queue is full
                 if self.error is not None or self.closed:
                     self._slots.release()
                     break
-                chunk = _Chunk(x[..., start:start + size], asyncio.get_running_loop().create_future(),
+                chunk = _Chunk(x[..., start:start + size] if x.shape[-1] > size else x, loop.create_future(),
                                time.perf_counter())
                 self.chunks.append(chunk)
                 futures.append(chunk.future)
                 self.max_queue_depth = max(self.max_queue_depth, len(self.chunks))
                 if len(self.chunks) == 1 and not self.busy:
-                    self.ready_since = chunk.queued_at
-                self.scheduler.wake()
+                    self.scheduler.make_ready(self, chunk.queued_at)
             self.check()
+            if len(futures) == 1:  # the usual case: one chunk, no copy
+                return await futures[0]
             return torch.cat([await f for f in futures], dim=-1)
         except asyncio.CancelledError:
             # the caller gave up halfway: the state no longer matches what the client saw
@@ -125,6 +135,7 @@ class Stream:
         self._drop_chunks(RuntimeError("session is closed"))
 
     def _drop_chunks(self, error: BaseException) -> None:
+        self.scheduler.unready(self)
         while self.chunks:
             chunk = self.chunks.popleft()
             if not chunk.future.done():
@@ -175,9 +186,10 @@ class Scheduler:
         self.on_batch = on_batch
         self.streams: list[Stream] = []
         self.stats = SchedulerStats()
-        self._wake = asyncio.Event()
+        self._ready: deque[Stream] = deque()  # ready streams, oldest first
         self._in_flight: set[asyncio.Task] = set()
-        self._loop_task = asyncio.get_running_loop().create_task(self._loop(), name=f"scheduler:{name}")
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
 
     def add_stream(self, pipeline: StreamPipeline, queue_chunks: int) -> Stream:
         stream = Stream(self, pipeline, queue_chunks)
@@ -189,45 +201,66 @@ class Scheduler:
         if stream in self.streams:
             self.streams.remove(stream)
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def aclose(self) -> None:
         for stream in list(self.streams):
             self.remove_stream(stream)
-        self._loop_task.cancel()
-        await asyncio.gather(self._loop_task, *self._in_flight, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
 
-    # -- the loop ------------------------------------------------------------------------------
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self._schedule()
-            except Exception as exc:
-                # a bug here must not leave sessions waiting forever on futures nobody resolves:
-                # fail the streams it was serving (their chunks are dropped, so none stays ready)
-                # and schedule again for the others and for new sessions
-                log.exception("scheduler for %r failed; failing its %d streams", self.name, len(self.streams))
-                for stream in self.streams:
-                    stream.fail(StepError(f"scheduler for {self.name!r} failed: {exc!r}"))
+    # -- scheduling ------------------------------------------------------------------------------
+    def make_ready(self, stream: Stream, since: float) -> None:
+        """``stream`` has a chunk to step and no step running: queue it and dispatch what is due."""
+        self._requeue(stream, since)
+        self._poke()
 
-    async def _schedule(self) -> None:
-        while True:
-            self._wake.clear()
-            timeout = None
-            ready = [s for s in self.streams if s.ready]
-            if ready and len(self._in_flight) < self.workers:
-                ready.sort(key=lambda s: s.ready_since)
-                due = ready[0].ready_since + self.max_wait
-                now = time.perf_counter()
-                if len(ready) >= self.max_batch or now >= due:
-                    self._dispatch(ready[:self.max_batch])
-                    continue
-                timeout = due - now
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+    def _requeue(self, stream: Stream, since: float) -> None:
+        stream.ready_since = since
+        if not stream.queued:
+            stream.queued = True
+            self._ready.append(stream)
+
+    def unready(self, stream: Stream) -> None:
+        """``stream`` dropped its chunks (failed, closed): out of the ready FIFO."""
+        if stream.queued:
+            stream.queued = False
+            self._ready.remove(stream)
+
+    def _poke(self) -> None:
+        try:
+            self._dispatch_due()
+        except Exception as exc:
+            # a bug here must not leave sessions waiting forever on futures nobody resolves: fail
+            # the streams it was serving (their chunks are dropped, so none stays ready); the
+            # scheduler itself carries on for the others and for new sessions
+            log.exception("scheduler for %r failed; failing its %d streams", self.name, len(self.streams))
+            for stream in self.streams:
+                stream.fail(StepError(f"scheduler for {self.name!r} failed: {exc!r}"))
+
+    def _dispatch_due(self) -> None:
+        while self._ready and len(self._in_flight) < self.workers:
+            due = self._ready[0].ready_since + self.max_wait
+            if len(self._ready) < self.max_batch and time.perf_counter() < due - TIMER_SLACK:
+                self._wake_at(due)
+                return
+            batch = [self._ready.popleft() for _ in range(min(self.max_batch, len(self._ready)))]
+            for stream in batch:
+                stream.queued = False
+            self._dispatch(batch)
+
+    def _wake_at(self, due: float) -> None:
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        self._timer_due = due
+        # event loop timers have millisecond resolution (uvloop truncates): round up, never spin
+        delay = math.ceil(max(due - time.perf_counter(), 0.0) * 1000) / 1000
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._poke()
 
     def _dispatch(self, batch: list[Stream]) -> None:
         hop = self.model.hop
@@ -248,9 +281,9 @@ class Scheduler:
                 stream.busy = False
                 stream.fail(StepError(f"scheduler for {self.name!r} failed: {exc!r}"))
         finally:
-            # leave the in-flight set before waking the loop, so that it sees the free worker
+            # leave the in-flight set first, so that the dispatch sees the free worker
             self._in_flight.discard(asyncio.current_task())
-            self.wake()
+            self._poke()
 
     async def _execute_batch(self, items: list, hops: int) -> None:
         loop = asyncio.get_running_loop()
@@ -293,7 +326,7 @@ class Scheduler:
                 if not chunk.future.done():
                     chunk.future.set_result(torch.cat(chunk.outputs, dim=-1))
             if stream.chunks:
-                stream.ready_since = now
+                self._requeue(stream, now)
 
     # -- on a worker thread ----------------------------------------------------------------------
     def _step_batch(self, xs: list[torch.Tensor], states: list[State]) -> tuple[list, float]:
