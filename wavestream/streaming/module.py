@@ -16,7 +16,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from .state import State, prefixed, sub_state
+from .state import State, prefixed
 
 AUDIO, SOURCES, TOKENS, EVENTS, FEATURES = "audio", "sources", "tokens", "events", "features"
 
@@ -72,10 +72,23 @@ class StreamingModule(nn.Module):
 
     def step_child(self, name: str, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
         """Step the child at dotted path ``name`` with its slice of ``state``; record its new state."""
-        child = self.get_submodule(name)
-        y, s = child.step(x, sub_state(state, name))
-        new_state.update(prefixed(s, name))
+        # per step, a model calls this once per layer: walk the module dicts directly and take the child's
+        # keys from a table made on first use, rather than get_submodule and a scan of every state key
+        child = self
+        for part in name.split("."):
+            child = child._modules[part]
+        keys = self._child_keys(name, child)
+        y, s = child.step(x, {k: state[full] for k, full in keys.items()})
+        new_state.update({keys.get(k) or f"{name}.{k}": v for k, v in s.items()})
         return y
+
+    def _child_keys(self, name: str, child: StreamingModule) -> dict[str, str]:
+        """The child's state keys -> the keys in this module's state (kept while ``name`` is that child)."""
+        table = self.__dict__.setdefault("_child_state_keys", {})
+        entry = table.get(name)
+        if entry is None or entry[0] is not child:
+            entry = table[name] = (child, {k: f"{name}.{k}" for k in child.init_state(1)})
+        return entry[1]
 
     def check_length(self, x: torch.Tensor) -> None:
         if x.shape[-1] % self.hop:

@@ -40,29 +40,36 @@ class CumulativeLayerNorm(StreamingModule):
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         _check_channels(self, x)
-        if not x.shape[-1]:
+        frames, channels = x.shape[-1], self.channels
+        if not frames:
             return x.clone(), dict(state)
-        # each frame's own mean and centred sum of squares over the channels (float32: centred, so
-        # no cancellation), then merged frame by frame in float64 with Chan's formula, on deviations
-        # from the stored mean: only [B, T] tensors are float64, the [B, C, T] work stays float32
-        frame_mean = x.mean(1)  # [B, T]
-        frame_m2 = (x - frame_mean[:, None]).square().sum(1).double()
-        mean0 = state["mean"].double()[:, None]  # [B, 1]
-        deviation = frame_mean.double() - mean0
-        s1 = (deviation * self.channels).cumsum(-1)  # [B, T]
-        s2 = (deviation.square() * self.channels + frame_m2).cumsum(-1)
-        frames = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=torch.float64)
-        counts = state["count"].double()[:, None] + frames * self.channels
-        mean = mean0 + s1 / counts
-        m2 = (state["var"].double() * state["count"].double())[:, None] + s2 - s1.square() / counts
-        var = (m2 / counts).clamp_min(0)
-        scale = (var + self.eps).rsqrt()
-        y = (x - mean.to(x.dtype)[:, None]) * scale.to(x.dtype)[:, None]
+        # each frame's own mean and centred sum of squares over the channels (float32: centred, so no
+        # cancellation), then merged frame by frame in float64 with Chan's formula, on deviations from the
+        # stored mean: only [B, 1, T] tensors are float64, the [B, C, T] work stays float32. A streaming
+        # step is many small ops on [B, 1, T] (~1-2 us each), so they are kept few: statistics keep the
+        # channel axis (no unsqueezes), fused ops (addcmul, addcdiv) and in-place ops on fresh temporaries
+        frame_mean = x.mean(1, keepdim=True)  # [B, 1, T]
+        frame_m2 = (x - frame_mean).square_().sum(1, keepdim=True)
+        mean0 = state["mean"].double().view(-1, 1, 1)
+        count0 = state["count"].view(-1, 1, 1)
+        deviation = frame_mean.double().sub_(mean0)
+        s1 = deviation.cumsum(-1)  # per channel value: the channel count C multiplies it below
+        s2 = torch.addcmul(frame_m2.double(), deviation, deviation, value=channels).cumsum_(-1)
+        # values seen up to each frame: n0 + C * [1, 2, .., T]
+        counts = torch.arange(channels, (frames + 1) * channels, channels, device=x.device,
+                              dtype=torch.float64) + count0
+        mean = torch.addcdiv(mean0, s1, counts, value=channels)
+        # m2 = var0 * n0 + S2 - S1^2 / n with S1 = C * s1
+        m2 = torch.addcdiv(s2.add_(state["var"].double().view(-1, 1, 1) * count0), s1.square(), counts,
+                           value=-channels * channels)
+        var = m2.div_(counts).clamp_min_(0)
+        scale = (var + self.eps).rsqrt_()
+        y = (x - mean.to(x.dtype)).mul_(scale.to(x.dtype))
         if self.weight is not None:
-            y = y * self.weight[:, None] + self.bias[:, None]
+            y = y.mul_(self.weight[:, None]).add_(self.bias[:, None])
         dtype = state["mean"].dtype
-        return y, {"mean": mean[:, -1].to(dtype), "var": var[:, -1].to(dtype),
-                   "count": state["count"] + x.shape[-1] * self.channels}
+        return y, {"mean": mean[:, 0, -1].to(dtype), "var": var[:, 0, -1].to(dtype),
+                   "count": state["count"] + frames * channels}
 
 
 class ChannelLayerNorm(StreamingModule):
