@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -82,36 +83,56 @@ class JobBusy(RuntimeError):
 class Claim:
     """An exclusive lock on a file, held until ``release`` or until this process ends."""
 
-    def __init__(self, fd: int):
+    #: (device, inode) of the files this process holds claims on. On a network file system flock
+    #: becomes a POSIX lock, which never conflicts within one process and is dropped when the
+    #: process closes *any* descriptor of the file; so claims of one process are kept apart here,
+    #: and a held file is never opened a second time
+    _held: set[tuple[int, int]] = set()
+    _guard = threading.Lock()
+
+    def __init__(self, fd: int, key: tuple[int, int]):
         self._fd: int | None = fd
+        self._key = key
 
     @classmethod
     def take(cls, path: Path) -> Claim | None:
         """The claim on ``path`` (created if missing), or None if another holder has it or the
         directory is gone. Never waits."""
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # the file may have been deleted (and made anew) between open and lock: a lock on a
-            # file no longer at ``path`` guards nothing
-            here, held = os.stat(path), os.fstat(fd)
-            if (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
-                raise FileNotFoundError(path)
-        except (BlockingIOError, FileNotFoundError):
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(fd)
+        with cls._guard:
+            try:
+                known = os.stat(path)
+                if (known.st_dev, known.st_ino) in cls._held:
+                    return None
+            except FileNotFoundError:
+                pass
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                return None
+            try:
+                opened = os.fstat(fd)
+                key = (opened.st_dev, opened.st_ino)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # the file may have been deleted (and made anew) between open and lock: a lock on
+                # a file no longer at ``path`` guards nothing
+                here = os.stat(path)
+                if (here.st_dev, here.st_ino) != key:
+                    raise FileNotFoundError(path)
+            except (BlockingIOError, FileNotFoundError):
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            cls._held.add(key)
+            return cls(fd, key)
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the only descriptor drops the lock
-            self._fd = None
+        with self._guard:
+            if self._fd is not None:
+                os.close(self._fd)  # closing the only descriptor drops the lock
+                self._held.discard(self._key)
+                self._fd = None
 
 
 def remove(path: Path) -> None:
