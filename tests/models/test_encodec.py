@@ -228,7 +228,7 @@ def test_pipeline_encode_decode_and_roundtrip_sessions(modes, converted):
     stream takes them back (any chunking), a round trip keeps the input's rate and length."""
     x = np.random.default_rng(0).standard_normal((4 * FRAME + 100, 1)).astype(np.float32) * 0.1
     enc = StreamPipeline(modes["encode"], 24000, 1, params={"bitrate": 1.5})
-    assert enc.output_info() == {"kind": "tokens", "frame_rate": 75.0, "rows": 1, "codebooks": 2}
+    assert enc.output_info() == {"kind": "tokens", "frame_rate": 75.0, "rows": 1, "codebooks": 2, "codebook_size": 1024}
     first, rest = enc.process(x[:500]), enc.process(x[500:])
     tokens = Output.concat([first, rest, enc.finish()]).frames  # [frames, rows, codebooks]
     assert tokens.shape == (5, 1, 2) and tokens.dtype == np.int64  # the tail is padded to a whole frame
@@ -238,16 +238,20 @@ def test_pipeline_encode_decode_and_roundtrip_sessions(modes, converted):
     assert np.array_equal(tokens[:, 0].T, codes[0, :2].numpy())
     assert StreamPipeline(modes["encode"], 24000, 1).per_row == 4  # the model's own default: 3 kbps
 
-    dec = StreamPipeline(modes["decode"], 24000, 2)
+    dec = StreamPipeline(modes["decode"], 24000, 1, params={"bitrate": 1.5})  # the encoder's bitrate: 2 codebooks
     assert dec.output_info() == {"kind": "audio", "sample_rate": 24000, "channels": 1}
+    assert dec.input_info() == {"kind": "tokens", "frame_rate": 75.0, "rows": 1, "codebooks": 2, "codebook_size": 1024}
     audio = Output.concat([dec.process(tokens[:2, 0]), dec.process(tokens[2:, 0]), dec.finish()]).audio
     with torch.no_grad():
         expected = modes["decode"](torch.from_numpy(tokens[:, 0].T[None]))
     assert audio.shape == (5 * FRAME, 1) and np.abs(audio[:, 0] - expected[0, 0].numpy()).max() <= 1e-5
     for bad in (tokens[:, 0].astype(np.float32), np.full((1, 2), 1024), np.zeros((1, 3), np.int64)):
         with pytest.raises(ValueError, match="token"):
-            StreamPipeline(modes["decode"], 24000, 2).process(bad)
-    assert StreamPipeline(modes["decode"], 16000, 2).process(tokens[:3, 0]).audio.shape[0] <= 3 * FRAME * 2 // 3
+            StreamPipeline(modes["decode"], 24000, 1, params={"bitrate": 1.5}).process(bad)
+    with pytest.raises(ValueError, match="channels"):  # a decoder's output is mono; its frames' width is the bitrate's
+        StreamPipeline(modes["decode"], 24000, 2)
+    assert StreamPipeline(modes["decode"], 16000, 1, params={"bitrate": 1.5}).process(tokens[:3, 0]).audio.shape[0] \
+        <= 3 * FRAME * 2 // 3
 
     rt = StreamPipeline(modes["roundtrip"], 48000, 1, params={"bitrate": 24.0})
     y = Output.concat([rt.process(np.repeat(x, 2, axis=0)), rt.finish()]).audio

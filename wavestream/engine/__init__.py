@@ -9,7 +9,8 @@ The API the service uses::
     engine.pipeline("enhance", 48000, 1, {})   # what a session computes, stepped directly
     session = engine.open_session("enhance", sample_rate=48000, channels=1, params={})
         # ValueError: unknown model, bad rate/channels/params; CapacityError: max_sessions reached
-    session.info        # {"session": id, "model": {...describe(), "params"}, "latency_ms", "output": {...}}
+    session.info        # {"session": id, "model": {...describe(), "params"}, "latency_ms", "output": {...},
+                        #  "input": {...} for a token-input (decode) model}
     out = await session.process(samples)       # float32 [n, channels] -> Output of the whole hops ready
     out = await session.finish()               # end of input: the tail (then reset() to reuse)
     session.reset()                            # new stream, same session (not while a call runs)

@@ -114,14 +114,16 @@ class Session:
         return self._stream.max_queue_depth
 
     async def process(self, samples: np.ndarray) -> Output:
-        """``float32 [n, channels]`` at the session's rate -> the output of every whole hop now ready.
+        """``float32 [n, channels]`` at the session's rate (for a token-input model: integer codes
+        ``[n, codebooks]``, see ``info["input"]``) -> the output of every whole hop now ready.
 
         ValueError for bad samples (the session stays usable); StepError if the model failed on
         this stream (the session stays failed until ``reset``); RuntimeError once closed.
         """
         async with self._lock:
             self._stream.check()
-            _check_range(samples)
+            if not self.pipeline.tokens_in:  # codes are checked against the codebook by the pipeline
+                _check_range(samples)
             x = self.pipeline.begin(samples)
             y = await self._stream.run(x) if x is not None else None
             return self.pipeline.end(y)
@@ -304,6 +306,8 @@ class Engine:
                      "output": instance.output_kind, "params": params}
         info = {"session": uuid.uuid4().hex, "model": described,
                 "latency_ms": 1000 * pipeline.latency_seconds, "output": pipeline.output_info()}
+        if pipeline.tokens_in:
+            info["input"] = pipeline.input_info()
         session = Session(self, model, params, pipeline, stream, info)
         self._sessions[session.id] = session
         self.sessions_opened += 1

@@ -28,11 +28,13 @@ chunk borders and the events do not depend on how the stream was cut. An event i
 dict ``{"label", "start", "end", "score"}`` (seconds of the stream; ``"channel"`` when the
 stream has several rows).
 
-Tokens: a token model (a codec) carries ``codebooks`` codes per frame and marks the codebooks a
-stream does not use with -1 (its bitrate is part of its state, see ``params``). Token output is cut
-to the codebooks in use ([frames, rows, n_q]); token input (a decoder) takes frames ``[n, k]`` of
-integer codes, ``channels = k <= codebooks`` (the rest are sent to the model as -1), one row, and
-returns audio at ``sample_rate`` (the output rate: there is no input audio to resample).
+Tokens: a token model (a codec) carries ``codebooks`` codes per frame, each in
+``[0, codebook_size)``, and marks the codebooks a stream does not use with -1 (its bitrate is part of
+its state, see ``params``). Token output is cut to the codebooks in use ([frames, rows, n_q]). Token
+input (a decoder) takes frames ``[n, k]`` of integer codes, ``k = model.stream_codebooks(params)``
+(e.g. the codebooks of the stream's bitrate; the rest are sent to the model as -1), as one row, and
+returns mono audio (``channels`` must be 1) at ``sample_rate`` (the output rate: there is no input
+audio to resample). ``output_info``/``input_info`` describe both layouts.
 
 Params: ``params`` are the model's per-stream params (``per_stream_params``): those that live in
 its state (``model.state_params``, applied by ``model.configure_state``), e.g. a codec's bitrate,
@@ -189,8 +191,10 @@ class StreamPipeline:
             raise ValueError(f"{type(model).__name__} declares no sample_rate")
         _check_int(sample_rate, "sample_rate", 1000, 384000)
         self.tokens_in = model.input_kind == TOKENS
-        _check_int(channels, "codebooks" if self.tokens_in else "channels", 1,
-                   int(model.codebooks) if self.tokens_in else MAX_CHANNELS)
+        _check_int(channels, "channels", 1, MAX_CHANNELS)
+        if self.tokens_in and channels != 1:
+            raise ValueError(f"{type(model).__name__} takes tokens and outputs mono audio: channels must be 1, "
+                             f"got {channels} (the codebooks per frame follow the stream's params)")
         model_channels = int(getattr(model, "audio_channels", 1))
         if model_channels > 1 and channels != model_channels:
             raise ValueError(f"this model takes exactly {model_channels} channels, got {channels}")
@@ -206,12 +210,14 @@ class StreamPipeline:
         self._model_channels = model_channels
         self.params = dict(params or {})
         self._state_params, self._detector_params = split_stream_params(model, self.params)
+        #: values per input frame: codes per token frame, else the channels stepped
+        self.in_width = int(model.stream_codebooks(self._state_params)) if self.tokens_in else self.model_in_channels
         if self._detector_params and self.kind != EVENTS:
             raise ValueError(f"{type(model).__name__} outputs {self.kind}: no event detector to take "
                              f"{sorted(self._detector_params)}")
         # one probe step tells the output layout: values per row (K) and output steps per hop
         with torch.inference_mode():
-            probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.model_in_channels), np.float32)),
+            probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.in_width), np.float32)),
                                   self._fresh_state())
         self._model_width = int(probe.shape[1])
         # tokens: only the codebooks this stream uses go out (the model marks the others -1)
@@ -251,8 +257,21 @@ class StreamPipeline:
                 # column s is always the model's output s: nothing re-pairs sources between chunks
                 info["order"] = "source order is fixed for the whole stream"
             return info
-        return {"kind": self.kind, "frame_rate": self.frame_rate, "rows": self.rows,
-                ("codebooks" if self.kind == TOKENS else "classes"): self.per_row}
+        if self.kind == EVENTS:
+            return {"kind": self.kind, "frame_rate": self.frame_rate, "rows": self.rows, "classes": self.per_row}
+        return {"kind": self.kind, "frame_rate": self.frame_rate, "rows": self.rows, "codebooks": self.per_row,
+                **self._codebook_size()}
+
+    def input_info(self) -> dict[str, Any] | None:
+        """The layout of token input (None for audio input): frames of ``codebooks`` codes, one row."""
+        if not self.tokens_in:
+            return None
+        return {"kind": TOKENS, "frame_rate": self.model_rate * self.hop / self.out_per_hop, "rows": 1,
+                "codebooks": self.in_width, **self._codebook_size()}
+
+    def _codebook_size(self) -> dict[str, int]:
+        size = getattr(self.model, "codebook_size", None)
+        return {} if size is None else {"codebook_size": int(size)}
 
     # -- life cycle ----------------------------------------------------------------------------
     def _fresh_state(self) -> State:
@@ -297,8 +316,8 @@ class StreamPipeline:
     def _begin_tokens(self, frames: np.ndarray) -> torch.Tensor | None:
         size = int(self.model.codebook_size)
         if not isinstance(frames, np.ndarray) or not np.issubdtype(frames.dtype, np.integer) or \
-                frames.ndim != 2 or frames.shape[1] != self.channels:
-            raise ValueError(f"tokens must be an integer array [frames, {self.channels}]")
+                frames.ndim != 2 or frames.shape[1] != self.in_width:
+            raise ValueError(f"tokens must be an integer array [frames, {self.in_width}]")
         if len(frames) and (frames.min() < 0 or frames.max() >= size):
             raise ValueError(f"token codes must be in [0, {size})")
         self.samples_in += len(frames)
@@ -315,7 +334,7 @@ class StreamPipeline:
             raise ValueError("stream already finished; reset it to start a new one")
         self.finished = True
         if self.tokens_in:  # a frame is a whole step: nothing is held back; -1 frames push a latency out
-            return self._to_tensor(np.full((self.latency, self.channels), -1)) if self.latency else None
+            return self._to_tensor(np.full((self.latency, self.in_width), -1)) if self.latency else None
         rest = self.to_model.flush()
         self.model_valid += len(rest)
         if self.framer.frames_out == 0 and self.framer.pending + len(rest) == 0:
@@ -348,7 +367,7 @@ class StreamPipeline:
     def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
         if self.tokens_in:  # [n, k] -> [1, codebooks, n]; codebooks the stream does not send are -1
             codes = torch.full((1, int(self.model.codebooks), len(frames)), -1, dtype=torch.long)
-            codes[0, :self.channels] = torch.from_numpy(frames.T.astype(np.int64))
+            codes[0, :self.in_width] = torch.from_numpy(frames.T.astype(np.int64))
             return codes
         x = torch.from_numpy(np.ascontiguousarray(frames.T))  # [channels, T]
         return x.unsqueeze(0) if self._model_channels > 1 else x.unsqueeze(1)

@@ -45,9 +45,9 @@ MODES = ("roundtrip", "encode", "decode")
 
 class EncodecStreaming(StreamingModule):
     """A SEANet + RVQ codec; the defaults are EnCodec 24 kHz. Other configurations (rate, ratios, widths,
-    codebooks, bitrates) make other codecs of the same family, e.g. a small 16 kHz speech codec:
-    ``weight_norm=True`` and ``quantizer.quantize`` (EMA codebooks, quantizer dropout over the offered
-    bitrates) are there for training one."""
+    codebooks, bitrates) make other codecs of the same family, e.g. our 16 kHz speech codec ``codec``
+    (models/codec.py): ``weight_norm=True``, ``dead_code_threshold`` and ``quantizer.quantize`` (EMA
+    codebooks, quantizer dropout over the offered bitrates) are there for training one."""
 
     sample_rate = 24000
     #: what a stream's start params may set: the bitrate (kbps) and which way the model runs
@@ -58,15 +58,17 @@ class EncodecStreaming(StreamingModule):
     def __init__(self, mode: str = "roundtrip", bitrate: float = 6.0, channels: int = 1, dimension: int = 128,
                  n_filters: int = 32, ratios: Sequence[int] = (8, 5, 4, 2), lstm_layers: int = 2, n_q: int = 32,
                  codebook_size: int = 1024, sample_rate: int = 24000, bitrates: Sequence[float] = BITRATES,
-                 weight_norm: bool = False):
+                 weight_norm: bool = False, dead_code_threshold: float = 2.0, encoder_lstm_layers: int | None = None):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode, self.sample_rate = mode, sample_rate
         seanet = dict(channels=channels, dimension=dimension, n_filters=n_filters, ratios=ratios,
-                      lstm_layers=lstm_layers, weight_norm=weight_norm)
-        self.encoder = SEANetEncoder(**seanet)
-        self.decoder = SEANetDecoder(**seanet)
+                      weight_norm=weight_norm)
+        # an encoder without LSTM computes the same latents bit for bit however a stream is cut (models/codec.py)
+        encoder_lstm = lstm_layers if encoder_lstm_layers is None else encoder_lstm_layers
+        self.encoder = SEANetEncoder(**seanet, lstm_layers=encoder_lstm)
+        self.decoder = SEANetDecoder(**seanet, lstm_layers=lstm_layers)
         self.frame_size = self.encoder.hop
         self.frame_rate = math.ceil(sample_rate / self.frame_size)
         self.codebooks, self.codebook_size = n_q, codebook_size
@@ -75,7 +77,7 @@ class EncodecStreaming(StreamingModule):
         # every offered bitrate must be a whole number of codebooks; training drops quantizers to these
         offered = [self.n_q_for(b) for b in self.bitrates]
         self.quantizer = ResidualVectorQuantizer(dimension, n_q, codebook_size, default_n_q=self.n_q_for(bitrate),
-                                                 dropout_choices=offered)
+                                                 dropout_choices=offered, dead_code_threshold=dead_code_threshold)
         self.bitrate = float(bitrate)
         self.input_kind = TOKENS if mode == "decode" else AUDIO
         self.output_kind = TOKENS if mode == "encode" else AUDIO
@@ -95,6 +97,15 @@ class EncodecStreaming(StreamingModule):
         if n_q != int(n_q) or not 1 <= n_q <= self.codebooks:
             raise ValueError(f"{bitrate:g} kbps is not a whole number of codebooks (1..{self.codebooks})")
         return int(n_q)
+
+    def bitrate_of(self, n_q: int) -> float:
+        """Nominal kbps of ``n_q`` codebooks (what a token file's header gives back as a bitrate)."""
+        return n_q * self.frame_rate * self.bits_per_codebook / 1000
+
+    def stream_codebooks(self, params: Mapping[str, Any]) -> int:
+        """Codebooks per frame of a stream with ``params``: what an encode stream sends and a decode
+        stream takes (its ``bitrate``, else the model's)."""
+        return self.n_q_for(params.get("bitrate", self.bitrate))
 
     def configure_state(self, state: State, params: Mapping[str, Any]) -> State:
         """A copy of ``state`` with its streams set to ``params`` (``bitrate``); ValueError for bad values."""

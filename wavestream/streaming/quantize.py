@@ -13,6 +13,12 @@ Training (``quantize``): nearest-codebook assignment with a straight-through gra
 loss, codebooks learned by exponential moving averages (no gradient) with Laplace smoothing,
 codebooks initialized from the first batch's vectors, dead codes (EMA count below a threshold)
 restarted on random vectors of the batch, and quantizer dropout (each example draws its ``n_q``).
+A fresh code (initialized or restarted) starts at exactly the threshold count, so a code that the
+next batches do not use is restarted at once, whatever the threshold (a small batch needs a small one).
+
+Inference needs only ``embed``: weights written by ``inference_state_dict`` leave out the EMA
+statistics (half the quantizer's bytes), and loading such weights restarts them as a fresh
+codebook initialization would (every code at the threshold count).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from .module import StreamingModule
 from .state import State
 
 UNUSED = -1
+#: buffers only training reads (the EMA statistics)
+TRAINING_BUFFERS = ("embed_avg", "cluster_size")
 
 
 @dataclass
@@ -63,6 +71,16 @@ class ResidualVectorQuantizer(StreamingModule):
         self.register_buffer("cluster_size", torch.ones(n_q, codebook_size))
         self.register_buffer("initialized", torch.tensor(False))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # inference weights carry no EMA statistics: restart them as _init_codebooks does
+        # (load_state_dict hands every module its own copy of the dict, so the caller's is untouched)
+        if prefix + "embed" in state_dict and not any(prefix + b in state_dict for b in TRAINING_BUFFERS):
+            embed = state_dict[prefix + "embed"]
+            state_dict[prefix + "embed_avg"] = embed * self.dead_code_threshold
+            state_dict[prefix + "cluster_size"] = torch.full(embed.shape[:2], self.dead_code_threshold,
+                                                             dtype=embed.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def check_n_q(self, n_q: int) -> int:
         if isinstance(n_q, bool) or not isinstance(n_q, int) or not 1 <= n_q <= self.n_q:
             raise ValueError(f"n_q must be an integer between 1 and {self.n_q}, got {n_q!r}")
@@ -80,10 +98,11 @@ class ResidualVectorQuantizer(StreamingModule):
     # -- inference --------------------------------------------------------------------------------------
     def _nearest(self, q: int, residual: torch.Tensor) -> torch.Tensor:
         """Index of the nearest vector of codebook ``q`` for each frame of ``residual [B, dim, T]`` -> ``[B, T]``."""
-        flat = residual.transpose(1, 2).reshape(-1, self.dim)
-        embed = self.embed[q]
-        # the full squared distance (not just -2 x.e + |e|^2), so rounding, and so near ties, come out
-        # as in EnCodec's own implementation
+        # in float64: a float32 matrix product rounds a row differently depending on how many rows it
+        # multiplies, which would let near ties fall differently in a chunk, a whole signal or a batch;
+        # in float64 that rounding is ~1e-16, far below any real gap, so equal latents give equal codes
+        flat = residual.transpose(1, 2).reshape(-1, self.dim).double()
+        embed = self.embed[q].double()
         dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed.t() + embed.pow(2).sum(1)[None]
         return dist.argmin(dim=-1).view(residual.shape[0], residual.shape[2])
 
@@ -159,8 +178,8 @@ class ResidualVectorQuantizer(StreamingModule):
         residual = x
         for q in range(self.n_q):
             self.embed[q] = self._sample(residual.transpose(1, 2).reshape(-1, self.dim), self.codebook_size)
-            self.embed_avg[q] = self.embed[q]
-            self.cluster_size[q] = 1.0
+            self.embed_avg[q] = self.embed[q] * self.dead_code_threshold
+            self.cluster_size[q] = self.dead_code_threshold
             residual = residual - F.embedding(self._nearest(q, residual), self.embed[q]).transpose(1, 2)
         self.initialized.fill_(True)
 
@@ -193,3 +212,10 @@ class ResidualVectorQuantizer(StreamingModule):
             self.embed[q][dead] = fresh
             self.embed_avg[q][dead] = fresh * self.dead_code_threshold
             self.cluster_size[q][dead] = self.dead_code_threshold
+
+
+def inference_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` without its quantizers' EMA statistics: what shipped weights need."""
+    drop = {f"{name}.{b}" if name else b for name, m in model.named_modules()
+            if isinstance(m, ResidualVectorQuantizer) for b in TRAINING_BUFFERS}
+    return {k: v for k, v in model.state_dict().items() if k not in drop}

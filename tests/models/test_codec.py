@@ -1,0 +1,213 @@
+"""The 16 kHz speech codec ``codec`` with random weights: streaming checks on every part, bitrates, sizes."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wavestream.engine.pipeline import Output, StreamPipeline
+from wavestream.models.codec import SpeechCodec
+from wavestream.models.registry import describe
+from wavestream.streaming.quantize import UNUSED, inference_state_dict
+from wavestream.streaming.state import stack_states
+from wavestream.streaming.testing import (
+    assert_batch_independent,
+    assert_causal,
+    assert_chunked_equals_offline,
+    assert_step_is_pure,
+    max_abs_diff,
+    partitions,
+    run_chunked,
+)
+
+FRAME, RATE = 320, 16000
+CODES = 0  # codes are compared exactly (the states beside them are floats, checked within 1e-5)
+
+
+def audio(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
+    """Speech-band noise bursts at a speech level (a random codec's latents then spread over its codes)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 1, frames * FRAME, generator=gen) * 0.1
+    return x * (torch.rand(batch, 1, frames, generator=gen).repeat_interleave(FRAME, -1) > 0.3)
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict:
+    """Random weights whose codebooks are initialized from the encoder's latents, as training starts them
+    (random codebooks far from the latents would map every frame to one code and make the code checks empty)."""
+    torch.manual_seed(0)
+    model = SpeechCodec().train()
+    with torch.no_grad():  # the first batch initializes the codebooks, the next ones restart the codes left unused
+        for seed in range(3):
+            model.quantizer.quantize(model.encoder(audio(16, 100, seed=99 + seed)), n_q=12)
+    return model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def modes(weights) -> dict[str, SpeechCodec]:
+    out = {}
+    for mode in ("roundtrip", "encode", "decode"):
+        out[mode] = SpeechCodec(mode=mode).eval()
+        out[mode].load_state_dict(weights)
+    return out
+
+
+def test_declared_attributes_bitrates_and_size():
+    for mode, hop, ratio, kinds in (("roundtrip", FRAME, 1, ("audio", "audio")),
+                                    ("encode", FRAME, Fraction(1, FRAME), ("audio", "tokens")),
+                                    ("decode", 1, FRAME, ("tokens", "audio"))):
+        model = SpeechCodec(mode=mode)
+        assert (model.sample_rate, model.hop, model.out_per_in, model.latency) == (RATE, hop, ratio, 0)
+        assert (model.input_kind, model.output_kind) == kinds
+        assert (model.frame_rate, model.codebooks, model.codebook_size) == (50, 12, 1024)
+    model = SpeechCodec()
+    assert 1000 * model.algorithmic_latency / RATE == 20.0  # one frame, no look-ahead (the target: <= 40 ms)
+    # 10 bits x 50 frames/s = 500 bit/s per codebook
+    assert [model.n_q_for(b) for b in (1.5, 3, 6.0)] == [3, 6, 12]
+    assert [model.bitrate_of(k) for k in (3, 6, 12)] == [1.5, 3.0, 6.0]
+    assert model.init_state(1)["quantizer.n_q"].tolist() == [6]  # 3 kbps unless a stream asks otherwise
+    assert model.quantizer.dropout_choices == (3, 6, 12)  # training drops to exactly the offered bitrates
+    for bad in (12, 2, 1.0, "3", True, None):
+        with pytest.raises(ValueError, match="bitrate must be one of 1.5, 3, 6"):
+            model.n_q_for(bad)
+        with pytest.raises(ValueError, match="bitrate"):
+            model.configure_state(model.init_state(1), {"bitrate": bad})
+    # sized for two CPU cores, and shipped weights (without the EMA statistics) under 10 MB
+    parameters = sum(p.numel() for p in model.parameters())
+    assert 1_000_000 <= parameters <= 3_000_000
+    assert sum(v.numel() * v.element_size() for v in inference_state_dict(model).values()) < 10_000_000
+    info = describe("codec")
+    assert (info["task"], info["sample_rate"], info["hop"], info["latency_ms"]) == ("codec", RATE, FRAME, 20.0)
+    assert info["stream_params"] == {"bitrate": 3.0, "mode": "roundtrip"}
+
+
+def test_random_codes_are_not_trivial(modes):
+    with torch.no_grad():
+        codes = modes["encode"](audio(2, 20))
+    assert codes.shape == (2, 12, 20) and (codes[:, 6:] == UNUSED).all()
+    assert len(codes[:, 0].unique()) > 10 and len(codes[:, 5].unique()) > 10
+
+
+@settings(max_examples=4, deadline=None)
+@given(units=st.integers(3, 8), data=st.data())
+def test_encoder_streaming(modes, units, data):
+    encoder, x = modes["roundtrip"].encoder, audio(3, units, seed=units)
+    assert_step_is_pure(encoder, x)
+    assert_chunked_equals_offline(encoder, x, data.draw(partitions(units)))
+    assert_causal(encoder, x, data.draw(st.integers(0, units * FRAME - 1)))
+    assert_batch_independent(encoder, [x[i:i + 1] for i in range(3)], [0, 1, 2], units // 2)
+
+
+@settings(max_examples=4, deadline=None)
+@given(frames=st.integers(3, 12), data=st.data())
+def test_quantizer_streaming_codes_identical(modes, frames, data):
+    model = modes["roundtrip"]
+    with torch.no_grad():
+        latents = model.encoder(audio(3, frames, seed=frames))
+    quantizer = model.quantizer
+    assert_step_is_pure(quantizer, latents)
+    assert_chunked_equals_offline(quantizer, latents, data.draw(partitions(frames)), atol=CODES)
+    assert_causal(quantizer, latents, data.draw(st.integers(0, frames - 1)), atol=CODES)
+    assert_batch_independent(quantizer, [latents[i:i + 1] for i in range(3)], [0, 1, 2], frames // 2)
+
+
+@settings(max_examples=4, deadline=None)
+@given(frames=st.integers(3, 8), data=st.data())
+def test_decoder_streaming(modes, frames, data):
+    model = modes["roundtrip"]
+    with torch.no_grad():
+        latents = model.quantizer.decode(model.quantizer.encode(model.encoder(audio(3, frames, seed=frames)), 12))
+    decoder = model.decoder
+    assert_step_is_pure(decoder, latents)
+    assert_chunked_equals_offline(decoder, latents, data.draw(partitions(frames)))
+    assert_causal(decoder, latents, data.draw(st.integers(0, frames - 1)))
+    assert_batch_independent(decoder, [latents[i:i + 1] for i in range(3)], [0, 1, 2], frames // 2)
+
+
+@pytest.mark.parametrize("mode", ["encode", "roundtrip"])
+@settings(max_examples=4, deadline=None)
+@given(units=st.integers(3, 8), data=st.data())
+def test_encode_and_roundtrip_streaming(modes, mode, units, data):
+    """Whole models: encode's codes identical (error 0) in any chunking, the round trip within 1e-5."""
+    model, x = modes[mode], audio(3, units, seed=units)
+    atol = CODES if mode == "encode" else 1e-5
+    assert_step_is_pure(model, x)
+    assert_chunked_equals_offline(model, x, data.draw(partitions(units)), atol=atol)
+    assert_causal(model, x, data.draw(st.integers(0, units * FRAME - 1)), atol=atol)
+    assert_batch_independent(model, [x[i:i + 1] for i in range(3)], [0, 1, 2], units // 2)  # codes: 1e-5 = equal
+
+
+@settings(max_examples=4, deadline=None)
+@given(frames=st.integers(3, 8), data=st.data())
+def test_decode_streaming(modes, frames, data):
+    model = modes["decode"]
+    gen = torch.Generator().manual_seed(frames)
+    codes = torch.randint(0, 1024, (3, 6, frames), generator=gen)
+    assert_step_is_pure(model, codes)
+    assert_chunked_equals_offline(model, codes, data.draw(partitions(frames)))
+    t = data.draw(st.integers(0, frames - 1))  # causality with codes (the generic check perturbs with floats)
+    changed = codes.clone()
+    changed[..., t:] = torch.randint(0, 1024, changed[..., t:].shape, generator=gen)
+    with torch.no_grad():
+        assert max_abs_diff(model(codes)[..., :t * FRAME], model(changed)[..., :t * FRAME]) == 0
+    assert_batch_independent(model, [codes[i:i + 1] for i in range(3)], [0, 1, 2], frames // 2)
+
+
+def test_round_trip_is_encode_then_decode(modes):
+    x = audio(2, 9)
+    with torch.no_grad():
+        codes = modes["encode"](x)
+        assert max_abs_diff(modes["roundtrip"](x), modes["decode"](codes[:, :6])) <= 1e-5
+        assert max_abs_diff(run_chunked(modes["decode"], codes, [2, 5, 2]), modes["roundtrip"](x)) <= 1e-5
+
+
+def test_streams_at_each_bitrate_share_one_batch(modes):
+    """Three streams at 1.5, 3 and 6 kbps in one step: each gets the codes (a prefix of the 6 kbps
+    codes) and the audio it gets alone."""
+    encode, roundtrip, x = modes["encode"], modes["roundtrip"], audio(3, 6, seed=5)
+    for model in (encode, roundtrip):
+        states = [model.configure_state(model.init_state(1), {"bitrate": b}) for b in (1.5, 3, 6)]
+        with torch.no_grad():
+            batch, _ = model.step(x, stack_states(states))
+            alone = [model.step(x[i:i + 1], s)[0] for i, s in enumerate(states)]
+        for i in range(3):
+            assert max_abs_diff(batch[i:i + 1], alone[i]) <= (CODES if model is encode else 1e-5)
+    with torch.no_grad():
+        full = encode.quantizer.encode(encode.encoder(x), 12)
+        for i, (bitrate, n_q) in enumerate(((1.5, 3), (3, 6), (6, 12))):
+            codes, _ = encode.step(x[i:i + 1], encode.configure_state(encode.init_state(1), {"bitrate": bitrate}))
+            assert torch.equal(codes[0, :n_q], full[i, :n_q]) and (codes[0, n_q:] == UNUSED).all()
+
+
+def test_pipeline_keeps_rate_and_length_at_every_bitrate(modes):
+    x = np.random.default_rng(0).standard_normal((44100 // 3 + 17, 1)).astype(np.float32) * 0.1
+    for bitrate in (1.5, 3, 6):
+        pipe = StreamPipeline(modes["roundtrip"], 44100, 1, params={"bitrate": bitrate})
+        y = Output.concat([pipe.process(x[:999]), pipe.process(x[999:]), pipe.finish()]).audio
+        assert y.shape == x.shape and np.isfinite(y).all()
+    enc = StreamPipeline(modes["encode"], RATE, 1, params={"bitrate": 6})
+    assert enc.output_info() == {"kind": "tokens", "frame_rate": 50.0, "rows": 1, "codebooks": 12,
+                                 "codebook_size": 1024}
+    dec = StreamPipeline(modes["decode"], RATE, 1, params={"bitrate": 6})
+    assert dec.input_info() == {"kind": "tokens", "frame_rate": 50.0, "rows": 1, "codebooks": 12,
+                                "codebook_size": 1024}
+    with pytest.raises(ValueError, match="bitrate must be one of"):
+        StreamPipeline(modes["roundtrip"], RATE, 1, params={"bitrate": 12})
+
+
+def test_shipped_weights_leave_out_the_ema_statistics(modes, weights):
+    """What an export writes loads into a fresh model and computes the same codes and audio."""
+    slim = inference_state_dict(modes["roundtrip"])
+    assert set(weights) - set(slim) == {"quantizer.embed_avg", "quantizer.cluster_size"}
+    loaded = SpeechCodec().eval()
+    loaded.load_state_dict(slim)
+    x = audio(2, 5)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), modes["roundtrip"](x))
+    # as after a fresh initialization: every code just alive
+    assert torch.equal(loaded.quantizer.embed_avg, loaded.quantizer.embed * 0.25)
+    assert (loaded.quantizer.cluster_size == 0.25).all()
+    assert "quantizer.embed_avg" not in slim  # loading did not fill in the caller's dict
