@@ -14,6 +14,8 @@ COMMANDS = {
     "serve": ("wavestream.service.commands_serve", "run the HTTP/WebSocket server"),
     "stream": ("wavestream.client.commands_stream", "stream a file to a server and save the output"),
     "process": ("wavestream.engine.commands_process", "process an audio file offline with a model"),
+    "encode": ("wavestream.engine.commands_encode", "encode an audio file into a codec token file (.wsc)"),
+    "decode": ("wavestream.engine.commands_decode", "decode a codec token file (.wsc) into audio"),
     "models": ("wavestream.models.commands_models", "list the available models"),
     "data": ("wavestream.data.commands", "prepare corpora, manifests and frozen dev sets"),
     "train": ("wavestream.train.commands", "train a model family with its recipe"),

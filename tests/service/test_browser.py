@@ -281,8 +281,12 @@ def test_browser_token_output_shows_its_bitrate(page, site):
     wait_for(page, "s.status === 'done'")
     state = figures(page)
     out = state["ready"]["output"]
-    assert out["kind"] == "tokens" and state["tokenBytes"] == 4 * state["receivedFrames"] * out["codebooks"]
+    assert out["kind"] == "tokens" and out["dtype"] == "uint16"
+    assert state["tokenBytes"] == 2 * state["receivedFrames"] * out["codebooks"]
     # one token frame per 10 ms hop of the audio sent (the last partial hop included)
     assert abs(state["receivedFrames"] - state["sentFrames"] / state["sampleRate"] * out["frame_rate"]) <= 1
-    assert re.match(r"\d+\.\d\d kbit/s \(2 codebooks × 100 frames/s × 32 bits", page.text_content("#bitrate"))
+    # the model names no codebook size: a code counts its 16 wire bits, so both figures agree
+    shown = re.fullmatch(r"(\d+\.\d\d) kbit/s \(2 codebooks × 100 frames/s × 16 bits\); (\d+\.\d\d) kbit/s on the wire",
+                         page.text_content("#bitrate"))
+    assert shown and shown[1] == shown[2]
     site.wait_idle()

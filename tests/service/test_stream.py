@@ -166,7 +166,7 @@ def test_twenty_concurrent_sessions_each_equal_offline(server):
 
 
 def test_sources_tokens_and_events_cross_the_wire(server):
-    """Every output kind: sources (interleaved channels), tokens (int32 frames), events (JSON)."""
+    """Every output kind: sources (interleaved channels), tokens (uint16 frames), events (JSON)."""
     rate = 16000
     x = signal(0.4, rate, channels=2, seed=11)
     x[3000:3400] *= 8  # loud enough for test-events' detector
@@ -181,10 +181,11 @@ def test_sources_tokens_and_events_cross_the_wire(server):
 
     with StreamClient(server.ws) as client:
         ready = client.start("test-tokens", rate, channels=2)
-        assert ready.output.kind == "tokens" and ready.output.dtype == "int32" and ready.output.codebooks == 2
+        assert ready.output.kind == "tokens" and ready.output.dtype == "uint16" and ready.output.codebooks == 2
         tokens = client.stream(x, 555).output
+        assert client.bytes_received == 2 * tokens.size  # two bytes per code, nothing else
     ref = server.reference("test-tokens", x, rate).frames
-    assert tokens.dtype == np.int32 and tokens.shape == ref.shape
+    assert tokens.dtype == np.int64 and tokens.shape == ref.shape
     assert np.array_equal(tokens, ref)
 
     with StreamClient(server.ws) as client:

@@ -10,8 +10,13 @@
 Received binary messages are decoded by the output kind announced in ``ready``: audio ->
 float32 ``[frames, channels]``, sources -> float32 ``[frames, rows, sources]`` (a row per input
 channel, or one row for a model that mixes its input down, as ``separate`` does), tokens ->
-integers ``[frames, rows, codebooks]``; events arrive as ``EventMessage`` (``label``, ``start``, ``end``,
+int64 codes ``[frames, rows, codebooks]``; events arrive as ``EventMessage`` (``label``, ``start``, ``end``,
 ``score``; ``.event`` is the plain dict that REST and `wavestream process` return).
+
+Tokens both ways: an encode session (``params={"mode": "encode", "bitrate": 3}``) returns code
+frames; a decode session (``{"mode": "decode", "bitrate": 3}``) takes them: ``send`` then takes integer
+codes ``[frames, codebooks]`` (``ready.input`` gives the layout) and the session returns audio.
+``bytes_sent`` / ``bytes_received`` count the binary payload bytes, e.g. for the bitrate on the wire.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from wavestream.service.protocol import (
     parse_server_message,
 )
 from wavestream.streaming.pcm import decode_pcm, encode_pcm
+from wavestream.streaming.tokens import decode_tokens, encode_tokens
 
 Item = np.ndarray | EventMessage
 
@@ -69,11 +75,10 @@ def decode_output(data: bytes, info: OutputInfo) -> np.ndarray:
         frames = decode_pcm(data, info.encoding, info.channels)
         return frames.reshape(len(frames), info.channels // info.sources, info.sources)
     if info.kind == "tokens":
-        dtype = np.dtype(info.dtype).newbyteorder("<")
-        frame_bytes = dtype.itemsize * info.rows * info.codebooks
-        if len(data) % frame_bytes:
-            raise StreamError("invalid_message", f"token message of {len(data)} bytes is not whole frames")
-        return np.frombuffer(data, dtype).reshape(-1, info.rows, info.codebooks).astype(dtype.newbyteorder("="))
+        try:
+            return decode_tokens(data, info.rows * info.codebooks).reshape(-1, info.rows, info.codebooks)
+        except ValueError as exc:
+            raise StreamError("invalid_message", str(exc)) from None
     raise StreamError("invalid_message", f"binary message for output kind {info.kind!r}")
 
 
@@ -82,7 +87,7 @@ def empty_output(info: OutputInfo) -> np.ndarray:
         return np.zeros((0, info.channels), np.float32)
     if info.kind == "sources":
         return np.zeros((0, info.channels // info.sources, info.sources), np.float32)
-    return np.zeros((0, info.rows, info.codebooks), np.dtype(info.dtype))
+    return np.zeros((0, info.rows, info.codebooks), np.int64)
 
 
 class AsyncStreamClient:
@@ -105,6 +110,7 @@ class AsyncStreamClient:
         self._error: StreamError | None = None
         self._encoding = "pcm_f32le"
         self._sample_rate = 0
+        self.bytes_sent = self.bytes_received = 0  # binary payloads (audio or tokens)
 
     async def __aenter__(self) -> AsyncStreamClient:
         return self
@@ -150,12 +156,12 @@ class AsyncStreamClient:
         return msg
 
     async def send(self, samples: np.ndarray | bytes) -> None:
-        """Send audio: float samples ``[frames]`` / ``[frames, channels]``, or raw bytes already encoded."""
+        """Send audio: float samples ``[frames]`` / ``[frames, channels]``, or raw bytes already encoded.
+        A decode session takes integer codes ``[frames, codebooks]`` instead (``ready.input``)."""
         self._check_open()
         if not isinstance(samples, bytes | bytearray | memoryview):
-            x = np.asarray(samples, dtype=np.float32)
-            x = x[:, None] if x.ndim == 1 else x
-            samples = encode_pcm(x, self._encoding)
+            samples = self._encode(samples)
+        self.bytes_sent += len(samples)
         try:
             await self._ws.send(bytes(samples))
         except ConnectionClosed as exc:
@@ -211,7 +217,7 @@ class AsyncStreamClient:
     async def stream(self, samples: np.ndarray, chunk_frames: int, realtime: bool = False) -> StreamResult:
         """Send ``samples`` in chunks (paced at real time if asked), end, and collect everything."""
         self._check_open()
-        x = np.asarray(samples, dtype=np.float32)
+        x = np.asarray(samples) if self.ready.input is not None else np.asarray(samples, dtype=np.float32)
         x = x[:, None] if x.ndim == 1 else x
         collected: list[Item] = []
 
@@ -220,11 +226,12 @@ class AsyncStreamClient:
                 collected.append(item)
 
         collector = asyncio.create_task(collect())
+        rate = self.ready.input.frame_rate if self.ready.input is not None else self._sample_rate
         try:
             t0 = time.monotonic()
             for i, pos in enumerate(range(0, len(x), chunk_frames)):
                 if realtime:
-                    await asyncio.sleep(max(0.0, t0 + i * chunk_frames / self._sample_rate - time.monotonic()))
+                    await asyncio.sleep(max(0.0, t0 + i * chunk_frames / rate - time.monotonic()))
                 await self.send(x[pos:pos + chunk_frames])
             done = await self.end()
             await collector
@@ -244,6 +251,17 @@ class AsyncStreamClient:
                 await self._receiver
 
     # -- internals ---------------------------------------------------------------------------------
+    def _encode(self, samples: np.ndarray) -> bytes:
+        layout = self.ready.input
+        if layout is None:
+            x = np.asarray(samples, dtype=np.float32)
+            return encode_pcm(x[:, None] if x.ndim == 1 else x, self._encoding)
+        codes = np.asarray(samples)
+        if codes.ndim != 2 or codes.shape[1] != layout.codebooks or not np.issubdtype(codes.dtype, np.integer):
+            raise ValueError(f"this decode session takes integer codes [frames, {layout.codebooks}], "
+                             f"got {codes.dtype} {codes.shape}")
+        return encode_tokens(codes)
+
     def _check_open(self) -> None:
         if self.ready is None:
             raise RuntimeError("call start() first")
@@ -274,6 +292,7 @@ class AsyncStreamClient:
         try:
             async for message in self._ws:
                 if isinstance(message, bytes):
+                    self.bytes_received += len(message)
                     self._items.put_nowait(decode_output(message, info))
                     continue
                 msg = parse_server_message(message)
@@ -332,6 +351,14 @@ class StreamClient:
     @property
     def ready(self) -> ReadyMessage | None:
         return self._client.ready
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._client.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self._client.bytes_received
 
     def start(self, model: str, sample_rate: int, **kwargs) -> ReadyMessage:
         return self._run(self._client.start(model, sample_rate, **kwargs))

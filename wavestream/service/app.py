@@ -26,7 +26,16 @@ from starlette.background import BackgroundTask
 from wavestream.engine import CapacityError, Engine
 from wavestream.models.registry import model_names
 
-from .audio_files import EVENTS_FORMAT, OUTPUT_FORMATS, process_file, spool_upload, validate_upload
+from .audio_files import (
+    EVENTS_FORMAT,
+    OUTPUT_FORMATS,
+    decode_file,
+    encode_file,
+    process_file,
+    spool_upload,
+    validate_token_upload,
+    validate_upload,
+)
 from .jobs import JobBusy, JobRunner, JobStatus, JobStore, spool_dir
 from .metrics import ServiceMetrics
 from .protocol import load_json
@@ -39,6 +48,7 @@ AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg", "application/octet-stream
 AUDIO_BODY = {"requestBody": {"required": True, "description": "the audio file (WAV, FLAC or Ogg) as the raw body",
                               "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}}}
 FORMAT_HELP = "wav or flac for audio models (default wav); json for events models (their default)"
+TOKEN_FILE_TYPE = "application/octet-stream"  # a .wsc token file
 
 
 ERRORS = {400: "Empty request body", 401: "Missing or wrong API key", 404: "No such model or job",
@@ -252,6 +262,67 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         service.metrics.audio_seconds.labels(model, "process").inc(upload.duration)
         return FileResponse(target, media_type=OUTPUT_FORMATS[format][2], filename=f"{model}.{format}",
                             background=BackgroundTask(target.unlink, missing_ok=True))
+
+    async def respond(work, upload_path: Path, target: Path, media_type: str, filename: str) -> FileResponse:
+        """Run ``work`` (which writes ``target``) and answer with the file: 503 at capacity, 422 for bad input."""
+        try:
+            await work
+        except BaseException as exc:
+            target.unlink(missing_ok=True)
+            if isinstance(exc, CapacityError):
+                raise HTTPException(503, f"{exc}; try again later", headers={"Retry-After": "1"}) from None
+            if isinstance(exc, ValueError):
+                raise HTTPException(422, str(exc)) from None
+            raise
+        finally:
+            upload_path.unlink(missing_ok=True)
+        return FileResponse(target, media_type=media_type, filename=filename,
+                            background=BackgroundTask(target.unlink, missing_ok=True))
+
+    @app.post("/v1/encode/{model}", tags=["codec"], openapi_extra=AUDIO_BODY, response_class=FileResponse,
+              dependencies=auth, responses={200: {"content": {TOKEN_FILE_TYPE: {}}},
+                                            **errors(400, 401, 404, 413, 415, 422, 503)})
+    async def encode(request: Request, model: str,
+                     params: str | None = Query(None, description='codec params, e.g. {"bitrate": 3}')):
+        """Encode an audio file into a codec token file (.wsc: a small header and the packed codes, see
+        docs/protocol.md); ``POST /v1/decode`` turns it back into audio."""
+        check_model(model)
+        model_params = parse_params(params)
+        try:
+            if "mode" in model_params:
+                raise ValueError("/v1/encode sets the mode itself (encode); a round trip is /v1/process")
+            await service.load(model, {**model_params, "mode": "encode"})  # bad params fail before the upload
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        upload = await receive_upload(request)
+        target = upload.path.with_name(upload.path.name + "-out.wsc")
+        response = await respond(encode_file(service.engine, model, model_params, upload.path, target),
+                                 upload.path, target, TOKEN_FILE_TYPE, f"{model}.wsc")
+        service.metrics.audio_seconds.labels(model, "encode").inc(upload.duration)
+        return response
+
+    @app.post("/v1/decode", tags=["codec"], response_class=FileResponse, dependencies=auth,
+              openapi_extra={"requestBody": {"required": True, "description": "a token file (.wsc) as the raw body",
+                                             "content": {TOKEN_FILE_TYPE: {"schema": {"type": "string",
+                                                                                      "format": "binary"}}}}},
+              responses={200: {"content": {"audio/wav": {}, "audio/flac": {}}},
+                         **errors(400, 401, 413, 422, 503)})
+    async def decode(request: Request, format: str = Query("wav", description="wav or flac")):
+        """Decode a token file with the model its header names, into audio at the rate and length of
+        the file that was encoded."""
+        if format not in ("wav", "flac"):
+            raise HTTPException(422, f"format must be wav or flac, got {format!r}")
+        path = await spool_upload(request, service.spool, settings.max_upload_bytes)
+        try:
+            header = validate_token_upload(path, settings.max_upload_seconds, service.model_names)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        target = path.with_name(path.name + "-out." + format)
+        response = await respond(decode_file(service.engine, path, target, format), path, target,
+                                 OUTPUT_FORMATS[format][2], f"{header.model}.{format}")
+        service.metrics.audio_seconds.labels(header.model, "decode").inc(header.seconds)
+        return response
 
     @app.post("/v1/jobs", tags=["jobs"], status_code=202, openapi_extra=AUDIO_BODY, dependencies=auth,
               responses=errors(400, 401, 404, 413, 415, 422, 503))

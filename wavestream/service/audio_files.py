@@ -19,6 +19,8 @@ import soundfile as sf
 from fastapi import HTTPException, Request
 
 from wavestream.engine import Engine
+from wavestream.engine.codec_files import DECODE_BLOCK_FRAMES, check_layout, decode_params, header_for, write_columns
+from wavestream.streaming.tokens import TokenFileHeader, read_token_file, read_token_header, write_token_file
 
 from .protocol import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
@@ -109,7 +111,7 @@ async def process_file(engine: Engine, model: str, params: dict, source: Path, t
                 return src.frames / src.samplerate
             if kind not in ("audio", "sources"):
                 raise ValueError(f"model {model!r} outputs {kind}; files can carry audio, sources or events only "
-                                 "(stream it over /v1/stream instead)")
+                                 "(encode token files with /v1/encode, or stream over /v1/stream)")
             channels = session.info["output"]["channels"]
             with sf.SoundFile(str(target), "w", samplerate=src.samplerate, channels=channels,
                               format=file_format, subtype=subtype) as dst:
@@ -156,3 +158,71 @@ def _reason(exc: Exception) -> str:
 async def _write(dst: sf.SoundFile, audio: np.ndarray | None) -> None:
     if audio is not None and len(audio):
         await asyncio.to_thread(dst.write, audio)
+
+
+# -- codec token files (.wsc) -------------------------------------------------------------------------
+
+async def encode_file(engine: Engine, model: str, params: dict, source: Path, target: Path) -> TokenFileHeader:
+    """Stream an audio file through an encode session of codec ``model`` into a token file."""
+    params = {**params, "mode": "encode"}
+    with sf.SoundFile(str(source)) as src:
+        await asyncio.to_thread(engine.load, model, params)
+        session = engine.open_session(model, src.samplerate, src.channels, params)
+        try:
+            frames = [(await session.process(block)).frames async for block in _blocks(src)]
+            frames.append((await session.finish()).frames)
+            codes = np.concatenate(frames)
+            header = header_for(model, session.info["output"], src.samplerate, src.frames, codes)
+        finally:
+            session.close()
+    await asyncio.to_thread(write_token_file, target, header, codes)
+    return header
+
+
+def validate_token_upload(path: Path, max_seconds: float, models: list[str]) -> TokenFileHeader:
+    """Check a token file's header before any work (422 with the reason; 413 over the duration limit)."""
+    try:
+        header = read_token_header(path)
+    except ValueError as exc:
+        raise HTTPException(422, f"not a usable token file: {exc}") from None
+    if header.model not in models:
+        raise HTTPException(422, f"the token file was written by model {header.model!r}, which this server does not "
+                                 f"have; available: {', '.join(models)}")
+    if not MIN_SAMPLE_RATE <= header.sample_rate <= MAX_SAMPLE_RATE:
+        raise HTTPException(422, f"the token file's sample rate {header.sample_rate} Hz is outside "
+                                 f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if header.channels > MAX_CHANNELS:
+        raise HTTPException(422, f"the token file has {header.channels} channels; at most {MAX_CHANNELS} are supported")
+    if header.seconds > max_seconds:
+        raise HTTPException(413, f"{header.seconds:.1f} s of audio is over the limit of {max_seconds:g} s")
+    return header
+
+
+async def decode_file(engine: Engine, source: Path, target: Path, fmt: str) -> TokenFileHeader:
+    """Decode a (validated) token file through decode sessions, one per channel, into an audio file at
+    the header's rate and length."""
+    header, codes = await asyncio.to_thread(read_token_file, source)
+    model = header.model
+    base = {"mode": "decode"}
+    decoder = await asyncio.to_thread(engine.load, model, base)
+    params = {**base, **decode_params(header, decoder)}
+    sessions = []
+    try:
+        for _ in range(header.channels):
+            sessions.append(engine.open_session(model, header.sample_rate, 1, params))
+        check_layout(header, sessions[0].info["input"])
+        file_format, subtype, _ = OUTPUT_FORMATS[fmt]
+        with sf.SoundFile(str(target), "w", samplerate=header.sample_rate, channels=header.channels,
+                          format=file_format, subtype=subtype) as dst:
+            written = 0
+            for pos in range(0, header.frames, DECODE_BLOCK_FRAMES):
+                block = codes[pos:pos + DECODE_BLOCK_FRAMES]
+                columns = [(await s.process(block[:, c])).audio for c, s in enumerate(sessions)]
+                written += await asyncio.to_thread(write_columns, dst, columns, header.samples - written)
+            columns = [(await s.finish()).audio for s in sessions]
+            written += await asyncio.to_thread(write_columns, dst, columns, header.samples - written)
+            await _write(dst, np.zeros((header.samples - written, header.channels), np.float32))
+    finally:
+        for session in sessions:
+            session.close()
+    return header

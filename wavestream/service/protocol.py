@@ -37,6 +37,7 @@ ERROR_CLOSE_CODES = {
     "invalid_json": CLOSE_INVALID,
     "invalid_message": CLOSE_INVALID,         # right type, wrong fields
     "invalid_audio": CLOSE_INVALID,           # partial frames, NaN/Inf samples
+    "invalid_tokens": CLOSE_INVALID,          # a decode stream's codes: partial frames, codes past the codebook
     "unknown_model": CLOSE_INVALID,
     "invalid_params": CLOSE_INVALID,
     "unauthorized": CLOSE_POLICY,
@@ -165,7 +166,8 @@ class OutputInfo(BaseModel):
     ``encoding``; for sources, column ``c * sources + s`` is source ``s`` of input channel ``c``
     (``layout`` says it; a mixdown model has one input row, so column ``s`` is source ``s``), and
     ``order`` says that a column carries the same source for the whole stream.
-    tokens: little-endian ``dtype`` integers ``[frames, rows, codebooks]`` at ``frame_rate``.
+    tokens: little-endian ``dtype`` (uint16) codes ``[frames, rows, codebooks]`` at ``frame_rate``, each
+    below ``codebook_size``; ``codebooks`` is the stream's n_q (its bitrate's codebooks).
     events: text ``event`` messages (the model's detections); ``classes`` scores per frame.
     """
 
@@ -181,6 +183,7 @@ class OutputInfo(BaseModel):
     frame_rate: float | None = None
     rows: int | None = None
     codebooks: int | None = None
+    codebook_size: int | None = None
     classes: int | None = None
     dtype: str | None = None
 
@@ -192,6 +195,8 @@ class ReadyMessage(_Message):
     model: dict[str, Any]
     latency_ms: float
     output: OutputInfo
+    #: only for a stream that takes tokens (a codec's decode mode): the layout to send them in
+    input: OutputInfo | None = None
 
 
 class FlushedMessage(_Message):

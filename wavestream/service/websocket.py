@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from wavestream.engine import CapacityError, Output, Session, StepError
 from wavestream.models.registry import UntrainedModelError
 from wavestream.streaming.pcm import decode_pcm, encode_pcm
+from wavestream.streaming.tokens import decode_tokens, encode_tokens
 
 from .protocol import (
     CLOSE_GOING_AWAY,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from .app import Service
 
 log = logging.getLogger(__name__)
-TOKEN_DTYPE = np.dtype("<i4")
 LATENCY_WINDOW = 10_000  # messages kept for the per-stream latency summary in `done`
 
 
@@ -164,9 +164,10 @@ class StreamHandler:
         if output.kind in ("audio", "sources"):
             output.encoding = self.output_encoding
         elif output.kind == "tokens":
-            output.dtype = "int32"
+            output.dtype = "uint16"
+        token_input = OutputInfo(**info["input"], dtype="uint16") if "input" in info else None
         ready = ReadyMessage(session=info["session"], model=info["model"], latency_ms=info["latency_ms"],
-                             output=output)
+                             output=output, input=token_input)
         await self._put(self.ws.send_text(ready.model_dump_json(exclude_none=True)))
 
     async def _audio(self, data: bytes) -> None:
@@ -174,20 +175,25 @@ class StreamHandler:
         if self.session is None:
             raise ProtocolError("not_started", "binary audio before start; send a start message first")
         msg = self.start_message
+        pipeline = self.session.pipeline
+        # a decode stream takes codes, everything else audio
+        error = "invalid_tokens" if pipeline.tokens_in else "invalid_audio"
         try:
-            samples = decode_pcm(data, msg.encoding, msg.channels)
-        except ValueError as exc:
-            raise ProtocolError("invalid_audio", str(exc)) from None
-        try:
+            if pipeline.tokens_in:
+                samples = decode_tokens(data, pipeline.in_width)
+                seconds = len(samples) / self.session.info["input"]["frame_rate"]
+            else:
+                samples = decode_pcm(data, msg.encoding, msg.channels)
+                seconds = len(samples) / msg.sample_rate
             output = await self.session.process(samples)
-        except ValueError as exc:  # samples the engine refuses (e.g. far beyond full scale)
-            raise ProtocolError("invalid_audio", str(exc)) from None
+        except ValueError as exc:  # a bad payload, or values the engine refuses (beyond +-64, past the codebook)
+            raise ProtocolError(error, str(exc)) from None
         if await self._send(output):
             latency = time.perf_counter() - received
             self.latencies.append(latency)
             self.messages += 1
             self.service.metrics.chunk_latency.labels(self.model_label).observe(latency)
-        self.service.metrics.audio_seconds.labels(self.model_label, "stream").inc(len(samples) / msg.sample_rate)
+        self.service.metrics.audio_seconds.labels(self.model_label, "stream").inc(seconds)
 
     async def _send(self, output: Output) -> bool:
         """Send one engine output in the layout of its kind; True if anything was sent."""
@@ -198,7 +204,7 @@ class StreamHandler:
                 sent = True
         elif output.kind == "tokens":
             if output.frames is not None and len(output.frames):
-                await self._put(self.ws.send_bytes(np.ascontiguousarray(output.frames, TOKEN_DTYPE).tobytes()))
+                await self._put(self.ws.send_bytes(encode_tokens(output.frames)))
                 sent = True
         for event in output.events:
             await self._put(self.ws.send_text(EventMessage(**_plain(event)).model_dump_json(exclude_none=True)))

@@ -20,6 +20,7 @@ const ERRORS = {
   invalid_message: "The server refused the start message (for example an unsupported sample rate).",
   invalid_json: "The server could not read a message of this page (not JSON).",
   invalid_audio: "The server refused the audio (a partial frame, or NaN/Inf samples).",
+  invalid_tokens: "The server refused codec tokens (partial frames, or codes past the codebook).",
   unsupported_encoding: "The server does not support the audio encoding this page sent.",
   unsupported_message: "The server does not know a message this page sent (a newer page on an older server?).",
   not_started: "Audio was sent before the stream had started.",
@@ -411,7 +412,7 @@ function onOutput(data) {
   state.outputMessages++;
   if (out.kind === "tokens") {
     state.tokenBytes += data.byteLength;
-    state.receivedFrames += data.byteLength / 4 / (out.rows * out.codebooks);
+    state.receivedFrames += data.byteLength / 2 / (out.rows * out.codebooks); // uint16 codes
     return;
   }
   const x = new Float32Array(data); // we asked for pcm_f32le
@@ -493,12 +494,13 @@ function showFigures() {
   if (out && out.kind === "tokens") {
     const audioSeconds = state.sentFrames / rate;
     $("received").textContent = `${state.receivedFrames} token frames`;
-    // counted, not nominal: tokens received per second of audio sent, at log2(codebook size) bits
-    // each when the server says the size, else as sent (int32)
-    const bits = out.codebook_size ? Math.log2(out.codebook_size) : 32;
+    // counted per second of audio sent: the codes at log2(codebook size) bits each (as a codec's
+    // bitrate is quoted; 16 when the server does not say the size), and the bytes on the wire (uint16)
+    const bits = out.codebook_size ? Math.log2(out.codebook_size) : 16;
     const kbps = (state.receivedFrames * out.rows * out.codebooks * bits) / audioSeconds / 1000;
+    const wire = (8 * state.tokenBytes) / audioSeconds / 1000;
     $("bitrate").textContent = audioSeconds ? `${kbps.toFixed(2)} kbit/s (${out.codebooks} codebooks × `
-      + `${out.frame_rate} frames/s × ${bits} bits${out.codebook_size ? "" : ", int32 as sent"})` : "–";
+      + `${out.frame_rate} frames/s × ${bits} bits); ${wire.toFixed(2)} kbit/s on the wire` : "–";
   } else if (out && out.kind === "events") {
     $("received").textContent = `${state.events.length} events`;
   } else {
