@@ -127,7 +127,7 @@ def _quality_vs_rtf(results: dict, path: Path) -> Path:
                 continue
             if not s.get("rtf"):  # the unprocessed input costs nothing: a reference line, not a point
                 ax.axhline(s["mean"][key], ls="--", color="gray", lw=1, label=f"{name} (input)")
-                ax.legend(fontsize=8, loc="lower right")
+                ax.legend(fontsize=8, loc="best")
                 continue
             ax.scatter(s["rtf"], s["mean"][key])
             ax.annotate(name, (s["rtf"], s["mean"][key]), textcoords="offset points", xytext=(4, 4), fontsize=8)
