@@ -20,14 +20,15 @@ reproducible per (seed, index)::
     loader = torch.utils.data.DataLoader(train, batch_size=16, shuffle=True, num_workers=1)
 
 Also ``SpeakerMixtures`` (mixture [1, T], sources [2, T]; chosen overlap), ``MusicSpeech`` (speech
-over music, sources = speech, music) and ``KeywordClips`` (``keywords.py``: audio [1, T], label,
-word span; needs ``--only keywords``). See ``synth.py`` for the choices (target under reverberation =
-direct path + early reflections, band-limiting applies to input and target, clipping to the input only).
+over music, sources = speech, music), ``CleanSpeech`` (clean speech alone [1, T], for codecs) and
+``KeywordClips`` (``keywords.py``: audio [1, T], label, word span; needs ``--only keywords``). See
+``synth.py`` for the choices (target under reverberation = direct path + early reflections,
+band-limiting applies to input and target, clipping to the input only).
 """
 
 from .keywords import KeywordClips
 from .manifest import default_root, load_entries, read_manifest, split_of
-from .synth import MusicSpeech, NoisySpeech, SpeakerMixtures
+from .synth import CleanSpeech, MusicSpeech, NoisySpeech, SpeakerMixtures
 
-__all__ = ["KeywordClips", "MusicSpeech", "NoisySpeech", "SpeakerMixtures", "default_root", "load_entries",
-           "read_manifest", "split_of"]
+__all__ = ["CleanSpeech", "KeywordClips", "MusicSpeech", "NoisySpeech", "SpeakerMixtures", "default_root",
+           "load_entries", "read_manifest", "split_of"]

@@ -321,6 +321,32 @@ class SpeakerMixtures(_SeededDataset):
         return (mixture * gain).astype(np.float32), (sources * gain).astype(np.float32), info
 
 
+class CleanSpeech(_SeededDataset):
+    """Clean speech alone, ``[1, T]`` float32 at a random level: what a codec learns to reproduce.
+
+    One target talker's clean clips (crops, or utterances joined by short pauses; TTS as a
+    ``tts_share`` minority), scaled to ``level_db`` dBFS RMS and kept below full scale.
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.0,
+                 rate: int = 16000, length: int = 10000, seed: int = 0,
+                 level_db: tuple[float, float] = (-35.0, -15.0), speech_corpora: list[str] | None = None,
+                 min_native_rate: int = 16000, min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
+        if seconds <= 0 or length <= 0 or level_db[0] > level_db[1]:
+            raise ValueError("seconds and length must be positive and level_db (low, high) ordered")
+        self.pools = _Pools(root, split, rate, speech_corpora, None, min_native_rate, (), min_bak, tts_share)
+        self.pools.require_targets()
+        self._init_sampling(rate, seconds, length, seed)
+        self.level_db = level_db
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = self.rng(index)
+        speech, _ = self.pools.speech_segment(rng, self.samples)
+        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(speech.astype(np.float64) ** 2)) + 1e-9)
+        gain = min(gain, 0.99 / (np.abs(speech).max() + 1e-9))
+        return _to_tensor(speech * gain)[0]
+
+
 class MusicSpeech(_SeededDataset):
     """Speech over music: (mixture [1, T], sources [2, T] = speech, music) at a speech-to-music ratio."""
 

@@ -96,13 +96,16 @@ class ResidualVectorQuantizer(StreamingModule):
         return F.pad(codes, (0, 0, 0, self.n_q - codes.shape[1]), value=UNUSED), {"n_q": state["n_q"]}
 
     # -- inference --------------------------------------------------------------------------------------
-    def _nearest(self, q: int, residual: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest vector of codebook ``q`` for each frame of ``residual [B, dim, T]`` -> ``[B, T]``."""
-        # in float64: a float32 matrix product rounds a row differently depending on how many rows it
-        # multiplies, which would let near ties fall differently in a chunk, a whole signal or a batch;
-        # in float64 that rounding is ~1e-16, far below any real gap, so equal latents give equal codes
-        flat = residual.transpose(1, 2).reshape(-1, self.dim).double()
-        embed = self.embed[q].double()
+    def _nearest(self, q: int, residual: torch.Tensor, exact: bool = True) -> torch.Tensor:
+        """Index of the nearest vector of codebook ``q`` for each frame of ``residual [B, dim, T]`` -> ``[B, T]``.
+
+        ``exact`` (inference) compares in float64: a float32 matrix product rounds a row differently
+        depending on how many rows it multiplies, which would let near ties fall differently in a chunk,
+        a whole signal or a batch; in float64 that rounding is ~1e-16, far below any real gap, so equal
+        latents give equal codes. Training (``exact=False``) takes float32, several times faster."""
+        dtype = torch.float64 if exact else residual.dtype
+        flat = residual.transpose(1, 2).reshape(-1, self.dim).to(dtype)
+        embed = self.embed[q].to(dtype)
         dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed.t() + embed.pow(2).sum(1)[None]
         return dist.argmin(dim=-1).view(residual.shape[0], residual.shape[2])
 
@@ -159,7 +162,7 @@ class ResidualVectorQuantizer(StreamingModule):
             self._init_codebooks(x.detach())
         residual, quantized, codes = x.detach(), torch.zeros_like(x), []
         for q in range(int(per_example.max())):
-            idx = self._nearest(q, residual)
+            idx = self._nearest(q, residual, exact=not self.training)
             used = per_example > q
             idx = idx.masked_fill(~used[:, None], UNUSED)
             if self.training:
@@ -180,7 +183,7 @@ class ResidualVectorQuantizer(StreamingModule):
             self.embed[q] = self._sample(residual.transpose(1, 2).reshape(-1, self.dim), self.codebook_size)
             self.embed_avg[q] = self.embed[q] * self.dead_code_threshold
             self.cluster_size[q] = self.dead_code_threshold
-            residual = residual - F.embedding(self._nearest(q, residual), self.embed[q]).transpose(1, 2)
+            residual = residual - F.embedding(self._nearest(q, residual, exact=False), self.embed[q]).transpose(1, 2)
         self.initialized.fill_(True)
 
     @staticmethod

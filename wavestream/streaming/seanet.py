@@ -38,6 +38,15 @@ def _weight_norm(conv: CausalConv1d | CausalConvTranspose1d, enabled: bool):
     return conv
 
 
+def fold_weight_norm(module: nn.Module) -> nn.Module:
+    """Replace every weight-norm parametrization under ``module`` by the plain weight it computes
+    (the same outputs, no recomputation per call, and the state dict of ``weight_norm=False``)."""
+    for m in module.modules():
+        if nn.utils.parametrize.is_parametrized(m, "weight"):
+            nn.utils.parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return module
+
+
 class ResidualUnit(StreamingModule):
     """``x + f(x)`` (or ``shortcut(x) + f(x)``) with ``f = ELU -> conv k, dilation d (dim -> dim // compress)
     -> ELU -> conv 1 (-> dim)``."""

@@ -10,6 +10,7 @@ import argparse
 import importlib
 
 RECIPES = {
+    "codec": "wavestream.train.codec",
     "enhance": "wavestream.train.enhance",
     "kws": "wavestream.train.kws",
     "kws-spiking": "wavestream.train.kws",

@@ -1,4 +1,4 @@
-"""What the recipes of waveform-output models (enhance, separate) share: cropping to whole hops,
+"""What the recipes of waveform-output models (enhance, separate, codec) share: cropping to whole hops,
 aligning a delayed output with its target, the training corpora and licences for the card, copying
 the eval harness's measurements into the card, and the command line."""
 
@@ -43,11 +43,12 @@ def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "m
             for (k, c, lic), d in sorted(rows.items())]
 
 
-def record_evaluation(results: str | Path, name: str, card_path: Path, group_key: str) -> Path:
+def record_evaluation(results: str | Path, name: str, card_path: Path, group_key: str | None) -> Path:
     """Copy the eval harness's measurements of model ``name`` (and the peers beside it) into its card.
 
     ``results`` is the ``results.json`` written by ``wavestream eval TASK --model NAME``; the card's
-    "metrics" gets our model's mean scores, "evaluation" the whole comparison by system and group.
+    "metrics" gets our model's mean scores, "evaluation" the whole comparison by system (and by group
+    under ``group_key``, for tasks whose clips are grouped).
     """
     results_data = json.loads(Path(results).read_text())
     systems = results_data["systems"]
@@ -61,8 +62,9 @@ def record_evaluation(results: str | Path, name: str, card_path: Path, group_key
         "command": results_data["command"],
         "systems": {n: {"parameters": s["parameters"], "latency_ms": s["latency_ms"], "rtf": s["rtf"], **s["mean"]}
                     for n, s in systems.items()},
-        group_key: {n: s["by_group"] for n, s in systems.items()},
     }
+    if group_key is not None:
+        card["evaluation"][group_key] = {n: s["by_group"] for n, s in systems.items()}
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card_path
 

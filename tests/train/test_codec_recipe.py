@@ -1,0 +1,110 @@
+"""`wavestream train codec` end to end on a tiny generated corpus: train, interrupt, resume, export."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.data.tiny import prepare_tiny
+from tests.train.resume import assert_resume_is_exact
+from wavestream.cli import main
+from wavestream.data import CleanSpeech
+from wavestream.data.manifest import manifest_path, read_manifest, write_manifest
+from wavestream.models.registry import load_model
+
+# a tiny codec of the real layout: 16 kHz, 320-sample frames, 12 x 1024 codebooks, the three bitrates
+MODEL = {"n_filters": 4, "dimension": 8, "lstm_layers": 1, "encoder_lstm_layers": 0, "dead_code_threshold": 0.1,
+         "weight_norm": True}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = prepare_tiny(tmp_path_factory.mktemp("codec_recipe"))
+    # an out-of-domain split: some talkers' clips listed as a corpus of their own (the tiny corpus has none)
+    train = read_manifest(manifest_path(root, "speech", "train"))
+    held = {e["speaker"] for e in train[:9]}
+    write_manifest(manifest_path(root, "speech", "ood"), [{**e, "split": "ood"} for e in train
+                                                         if e["speaker"] in held])
+    return root
+
+
+def write_config(folder, root, steps=4, **train):
+    config = {
+        "model": MODEL,
+        "data": {"root": str(root), "batch_size": 2, "seconds": 0.5, "num_workers": 0, "seed": 0},
+        "dev": {"items": 2, "seconds": 0.6, "seed": 5, "splits": ["dev", "ood"]},
+        "loss": {"mel_windows": [64, 256, 1024], "stft_resolutions": [[256, 64], [512, 128]]},
+        # constant LR, so a run cut short with --steps follows the same schedule as the whole run
+        "train": {"steps": steps, "lr": 0.003, "warmup_steps": 0, "min_lr_ratio": 1.0, "log_every": 1,
+                  "eval_every": 2, "checkpoint_every": 2, "threads": 1, **train},
+    }
+    path = folder / "codec.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _train(config_path, out, *extra):
+    assert main(["train", "codec", "--config", str(config_path), "--out", str(out), "--quiet", *extra]) == 0
+
+
+def test_clean_speech_items_are_reproducible_and_at_a_level(root):
+    data = CleanSpeech(root, "train", seconds=0.5, length=10, seed=3, level_db=(-30, -20))
+    x = data[4]
+    assert x.shape == (1, 8000) and torch.equal(x, data[4])
+    rms_db = 20 * torch.log10(x.pow(2).mean().sqrt())
+    assert -30.5 < rms_db < -19.5 or x.abs().max() >= 0.98  # at the asked level unless its peak was capped
+    assert not torch.equal(x, data[5])
+    assert CleanSpeech(root, "ood", seconds=0.5, length=1)[0].shape == (1, 8000)
+
+
+def test_interrupted_and_resumed_run_equals_whole_run(root, tmp_path):
+    config = write_config(tmp_path, root)
+    assert_resume_is_exact(lambda out, *extra: _train(config, out, *extra), tmp_path)
+    assert "resumed at step 2" in (tmp_path / "cut" / "train.log").read_text()
+    log = (tmp_path / "whole" / "train.log").read_text()
+    assert "step 4 lr" in log and "mel=" in log and "commitment=" in log
+    for name in ("in_domain", "out_of_domain"):  # both dev sets, at every bitrate
+        assert all(f"{name}_mel_db_{b}k=" in log for b in ("1.5", "3", "6"))
+    assert "dev_score=" in log
+    # the codebooks are learned by EMA, so they are part of what resumes exactly
+    whole = load_file(str(tmp_path / "whole" / "last.safetensors"))
+    assert {"quantizer.embed", "quantizer.embed_avg", "quantizer.cluster_size"} <= set(whole)
+
+
+def test_training_lowers_the_loss(root, tmp_path):
+    _train(write_config(tmp_path, root, steps=40, log_every=10, eval_every=40, checkpoint_every=40), tmp_path / "r")
+    lines = [line for line in (tmp_path / "r" / "train.log").read_text().splitlines() if " lr " in line]
+    losses = [float(line.split("loss=")[1].split()[0]) for line in lines]
+    assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_export_writes_loadable_weights_and_card(root, tmp_path):
+    config = write_config(tmp_path, root)
+    _train(config, tmp_path / "run")
+    assert main(["train", "codec", "--out", str(tmp_path / "run"), "--export",
+                 "--weights-dir", str(tmp_path / "weights")]) == 0
+    card = json.loads((tmp_path / "weights" / "codec.json").read_text())
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert card["training"]["best_step"] == best["step"] and card["dev"]["dev_score"] == round(best["best"], 3)
+    assert card["config"] == {**MODEL, "weight_norm": False}  # folded into the weights
+    assert card["architecture"]["bitrates_kbps"] == {"1.5": 3, "3": 6, "6": 12}
+    assert [c["kind"] for c in card["data"]["corpora"]] == ["speech"] and all(c["licence"] for c in
+                                                                               card["data"]["corpora"])
+    weights = load_file(str(tmp_path / "weights" / "codec.safetensors"))
+    assert "quantizer.embed_avg" not in weights and not any("parametrizations" in k for k in weights)
+    model = load_model("codec", weights=tmp_path / "weights" / "codec.safetensors", **card["config"])
+    assert model.trained and sum(p.numel() for p in model.parameters()) == card["architecture"]["parameters"]
+    # the exported model computes what the best checkpoint computes
+    trained = load_model("codec", weights=tmp_path / "run" / "best.safetensors", **MODEL)
+    x = torch.randn(1, 1, 3200) * 0.1
+    with torch.no_grad():
+        assert torch.equal(model.quantizer.encode(model.encoder(x)), trained.quantizer.encode(trained.encoder(x)))
+        assert (model(x) - trained(x)).abs().max() <= 1e-5
+
+
+def test_config_without_a_section_is_rejected(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"model": {}, "data": {}, "dev": {}, "train": {}}))
+    with pytest.raises(ValueError, match="lacks section"):
+        main(["train", "codec", "--config", str(path), "--out", str(tmp_path / "x"), "--quiet"])

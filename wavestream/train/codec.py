@@ -1,0 +1,208 @@
+"""Training recipe for the "codec" model: clean speech -> codes -> the same speech, at 1.5, 3 and 6 kbps.
+
+Loss (on the decoder's output against its input): multi-scale mel (log and linear mel magnitudes at
+windows of 64-2048 samples), multi-resolution STFT (spectral convergence + log magnitude), waveform
+L1, and the quantizer's commitment loss; quantizer dropout gives every example one of the offered
+bitrates, so one model learns all three. Codebooks learn by EMA (no gradient), with dead codes
+restarted on the batch. No adversarial loss (see docs/models.md).
+Data: ``wavestream.data.CleanSpeech`` (clean clips only, seeded per index). Dev: fixed clean clips from
+the dev split (held-out talkers) and from the out-of-domain split (a corpus never trained on), coded at
+each bitrate; the best checkpoint has the lowest mean log-mel distance (``dev_score`` is minus it, in
+dB). ``export`` writes the shipped weights (weight norm folded, no EMA statistics) + card.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from wavestream.data import CleanSpeech, default_root
+from wavestream.models.codec import SpeechCodec
+from wavestream.models.registry import WEIGHTS_DIR
+from wavestream.streaming.quantize import inference_state_dict
+from wavestream.streaming.seanet import fold_weight_norm
+
+from . import waveform
+from .loop import LoopConfig, export_best, fit
+from .losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, si_sdr
+from .waveform import aligned, crop_to_hop, training_corpora
+
+NAME = "codec"
+METRIC = "dev_score"  # minus the mean log-mel distance (dB) over the dev splits and the bitrates
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "codec.json"
+SECTIONS = ("model", "data", "dev", "loss", "train")
+#: dev split -> the name its scores get; the config's ``dev.splits`` picks which are used (both, by default)
+DEV_SPLITS = {"dev": "in_domain", "ood": "out_of_domain"}
+
+
+class CodecLoss(nn.Module):
+    def __init__(self, sample_rate: int, mel_weight: float = 1.0, stft_weight: float = 1.0, l1_weight: float = 0.1,
+                 commitment_weight: float = 1.0, mel_windows: list[int] = (64, 128, 256, 512, 1024, 2048),
+                 stft_resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64))):
+        super().__init__()
+        self.weights = {"mel": mel_weight, "stft": stft_weight, "l1": l1_weight, "commitment": commitment_weight}
+        self.mel = MultiScaleMelLoss(sample_rate, tuple(mel_windows))
+        self.stft = MultiResolutionSTFTLoss([tuple(r) for r in stft_resolutions])
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor,
+                commitment: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        terms = {"mel": self.mel(output, target), "stft": self.stft(output, target),
+                 "l1": (output - target).abs().mean(), "commitment": commitment}
+        loss = sum(self.weights[k] * v for k, v in terms.items())
+        return loss, {k: v.item() for k, v in terms.items()}
+
+
+def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> CleanSpeech:
+    options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed", "seconds")}
+    if isinstance(options.get("level_db"), list):
+        options["level_db"] = tuple(options["level_db"])
+    return CleanSpeech(split=split, seconds=seconds, length=length, seed=seed, **options)
+
+
+def dev_examples(config: dict, split: str) -> torch.Tensor:
+    """The fixed clean dev clips of ``split``, ``[N, 1, T]``: the same every run."""
+    dev = config["dev"]
+    data = {k: v for k, v in config["data"].items() if k in ("level_db", "root")}
+    ds = _dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
+    return torch.stack([ds[i] for i in range(dev["items"])])
+
+
+def evaluate_on(model: SpeechCodec, clean: torch.Tensor, prefix: str, mel: MultiScaleMelLoss,
+                batch: int = 8) -> dict[str, float]:
+    """Mel distance (dB) and SI-SDR of the decoded clips at each of the model's bitrates."""
+    (clean,) = crop_to_hop(clean, hop=model.hop)
+    latents = torch.cat([model.encoder(clean[i:i + batch]) for i in range(0, len(clean), batch)])
+    metrics = {}
+    for bitrate in model.bitrates:
+        codes = model.quantizer.encode(latents, model.n_q_for(bitrate))
+        decoded = torch.cat([model.decoder(model.quantizer.decode(codes[i:i + batch]))
+                             for i in range(0, len(codes), batch)])
+        out, ref = aligned(decoded, clean, model.latency)
+        metrics[f"{prefix}_mel_db_{bitrate:g}k"] = mel.distance_db(out, ref).mean().item()
+        metrics[f"{prefix}_si_sdr_{bitrate:g}k"] = si_sdr(out, ref).mean().item()
+    return metrics
+
+
+def build_model(config: dict) -> SpeechCodec:
+    return SpeechCodec(**config["model"])
+
+
+def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    loop = LoopConfig.from_dict(config["train"])
+    torch.manual_seed(loop.seed)  # the same initial weights for the same seed
+    model = build_model(config)
+    data = config["data"]
+    batch_size, seconds = data["batch_size"], data["seconds"]
+    train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
+    dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
+    criterion = CodecLoss(model.sample_rate, **config["loss"])
+
+    def batches(start: int) -> Iterator[torch.Tensor]:
+        # example indices are a function of the step, so a resumed run sees the same batches; the loader's
+        # own generator keeps its worker seeding off the global RNG that quantizer dropout and restarts draw from
+        indices = range(start * batch_size, loop.steps * batch_size)
+        return iter(DataLoader(train_set, batch_size=batch_size, sampler=indices, drop_last=True,
+                               num_workers=data.get("num_workers", 0), generator=torch.Generator()))
+
+    def loss_fn(model: SpeechCodec, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        (clean,) = crop_to_hop(batch, hop=model.hop)
+        quantized = model.quantizer.quantize(model.encoder(clean))  # each example at one of the bitrates
+        output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
+        return criterion(output, target, quantized.commitment)
+
+    def evaluate(model: SpeechCodec) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name, clean in dev_sets.items():
+            metrics.update(evaluate_on(model, clean, name, criterion.mel))
+        distances = [v for k, v in metrics.items() if "_mel_db_" in k]
+        metrics[METRIC] = -sum(distances) / len(distances)
+        return metrics
+
+    return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
+               run_info={"config": config}, progress=progress)
+
+
+def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
+    """Write the best checkpoint of ``run`` as ``{weights_dir}/codec.safetensors`` + ``codec.json``: weight
+    norm folded into plain weights and the quantizer's EMA statistics left out (inference needs neither),
+    keeping the fields of an existing card that training does not produce (evaluation, prose)."""
+    run, weights_dir = Path(run), Path(weights_dir)
+    model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
+    fold_weight_norm(model)
+    save_file({k: v.float().contiguous() for k, v in inference_state_dict(model).items()},
+              str(weights_dir / f"{NAME}.safetensors"))
+    config = meta["run"]["config"]
+    size = (weights_dir / f"{NAME}.safetensors").stat().st_size
+    card.update({
+        "name": NAME,
+        "task": "codec",
+        "description": "Streaming speech codec at 16 kHz: 1.5, 3 or 6 kbps per stream from one model, "
+                       f"{1000 * model.algorithmic_latency / model.sample_rate:g} ms algorithmic latency.",
+        "architecture": {
+            "class": "wavestream.models.codec.SpeechCodec",
+            "family": "SoundStream / EnCodec: causal SEANet encoder and decoder, residual vector quantizer with "
+                      "quantizer dropout",
+            "summary": "causal conv encoder (strides 2, 4, 5, 8: 320 samples a frame) -> RVQ of "
+                       f"{model.codebooks} x {model.codebook_size} codebooks (EMA, dead-code restarts) -> mirror "
+                       "decoder (transposed convs, skip LSTM)",
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "sample_rate": model.sample_rate,
+            "frame_rate": model.frame_rate,
+            "codebooks": model.codebooks,
+            "codebook_size": model.codebook_size,
+            "bitrates_kbps": {f"{b:g}": model.n_q_for(b) for b in model.bitrates},
+            "latency_samples": model.algorithmic_latency,
+            "latency_ms": 1000 * model.algorithmic_latency / model.sample_rate,
+        },
+        "config": {**config["model"], "weight_norm": False},  # folded: the shipped weights are plain
+        "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors", "bytes": size,
+                    "note": "no EMA codebook statistics (inference does not read them)"},
+        "data": {
+            "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
+            "corpora": training_corpora(Path(config["data"].get("root") or data_root or default_root()), ("speech",)),
+        },
+        "training": {
+            "recipe": "wavestream train codec --config wavestream/train/configs/codec.json",
+            "loss": config["loss"],
+            "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip")
+                          if k in config["train"]} | {"name": "Adam", "schedule": "warmup + cosine"},
+            "batch_size": config["data"]["batch_size"],
+            "segment_seconds": config["data"]["seconds"],
+            "best_step": meta["step"],
+            "steps_run": last["step"],
+            "planned_steps": config["train"]["steps"],
+            "training_hours": round(last["elapsed_s"] / 3600, 2),
+            "hardware": f"2 shared CPU cores, torch.set_num_threads({config['train'].get('threads', 2)})",
+            "dev_history": [{k: round(v, 3) for k, v in h.items() if k == "step" or "mel_db" in k or k == METRIC}
+                            for h in last.get("history", [])],
+        },
+        "dev": {"set": f"{config['dev']['items']} clean CleanSpeech clips x {config['dev']['seconds']} s from each "
+                       f"of the splits {list(config['dev'].get('splits', DEV_SPLITS))} (dev: held-out talkers; ood: a "
+                       f"corpus never trained on), seed {config['dev']['seed']}, coded at every bitrate; checkpoint "
+                       f"chosen by {METRIC} = minus the mean log-mel distance in dB",
+                **{k: round(v, 3) for k, v in meta["metrics"].items()}},
+    })
+    card.setdefault("metrics", {})
+    card_path = weights_dir / f"{NAME}.json"
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
+def record_evaluation(results: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
+    """Copy `wavestream eval codec --model codec` results (ours and the peers') into the card."""
+    return waveform.record_evaluation(results, NAME, Path(weights_dir) / f"{NAME}.json", None)
+
+
+def add_arguments(parser) -> None:
+    waveform.add_arguments(parser, NAME, DEFAULT_CONFIG)
+
+
+def run(args) -> int:
+    return waveform.run(args, sys.modules[__name__])
