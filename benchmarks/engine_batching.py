@@ -8,7 +8,7 @@ like a client would, all sessions at once. Printed per mode (``max_batch=32`` an
 - rtf: model compute seconds / seconds of audio (summed over streams), lower is better;
 - mean batch, steps, and the engine's chunk latency (queueing + step) p50/p99.
 
-    nice -n 10 python benchmarks/engine_batching.py [--model enhance] [--streams 32] [--seconds 4]
+    nice -n 10 python benchmarks/engine_batching.py [--model enhance] [--streams 32] [--seconds 4] [--max-wait-ms 4]
 
 "speed x" is how many real-time streams the engine keeps up with in that mode (when --streams is at least
 that many, so batches fill as they would). Figures vary with machine load (the
@@ -30,8 +30,9 @@ from wavestream.evaluate.harness import machine_load
 RATE, CHUNK = 16000, 256
 
 
-async def run_mode(model: str, streams: int, seconds: float, max_batch: int, workers: int) -> dict:
-    engine = Engine(max_batch=max_batch, workers=workers, max_sessions=streams)
+async def run_mode(model: str, streams: int, seconds: float, max_batch: int, workers: int,
+                   max_wait: float | None = None) -> dict:
+    engine = Engine(max_batch=max_batch, max_wait=max_wait, workers=workers, max_sessions=streams)
     await engine.start()
     engine.load(model)
     audio = np.random.default_rng(0).uniform(-0.3, 0.3, (int(RATE * seconds), 1)).astype(np.float32)
@@ -59,12 +60,16 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--max-wait-ms", type=float, default=None,
+                        help="longest wait for a fuller batch (default: the engine's, a quarter of the model's hop)")
     args = parser.parse_args()
-    print(f"model={args.model} streams={args.streams} seconds={args.seconds} workers={args.workers}")
+    max_wait = None if args.max_wait_ms is None else args.max_wait_ms / 1000
+    print(f"model={args.model} streams={args.streams} seconds={args.seconds} workers={args.workers} "
+          f"max_wait_ms={args.max_wait_ms if max_wait is not None else 'default'}")
     print(f"machine: {machine_load()}")
     print(f"{'mode':<12}{'speed x':>9}{'rtf':>9}{'batch':>7}{'steps':>7}{'p50 ms':>9}{'p99 ms':>9}{'wall s':>8}")
     for max_batch in (32, 1):
-        r = asyncio.run(run_mode(args.model, args.streams, args.seconds, max_batch, args.workers))
+        r = asyncio.run(run_mode(args.model, args.streams, args.seconds, max_batch, args.workers, max_wait))
         mode = "batched" if max_batch > 1 else "per-session"
         print(f"{mode:<12}{r['speed']:9.1f}{r['rtf']:9.4f}{r['mean_batch']:7.1f}{r['steps']:7d}"
               f"{r['p50_ms']:9.1f}{r['p99_ms']:9.1f}{r['wall_s']:8.2f}", flush=True)

@@ -111,8 +111,9 @@ def batched(model, chunk: int, batches: list[int], seconds: float, rounds: int) 
     keep up with real time on this one thread, by the wall clock and by the thread's CPU time."""
     chunk_s = chunk / model.sample_rate
     calls = max(int(seconds / chunk_s), 10)
-    largest = {"wall": 0, "cpu": 0}
+    largest, tried = {"wall": 0, "cpu": 0}, []
     for b in batches:
+        tried.append(b)
         x = torch.randn(b, 1, calls * chunk, generator=torch.Generator().manual_seed(b)) * 0.1
         wall, cpu = rounds_of(model.step, lambda b=b: model.init_state(b), x, chunk, rounds)
         holds = {"wall": statistics.median(wall) < chunk_s, "cpu": statistics.median(cpu) < chunk_s}
@@ -123,7 +124,7 @@ def batched(model, chunk: int, batches: list[int], seconds: float, rounds: int) 
             break
     cores = os.cpu_count() or 1
     print(f"\nlargest batch holding real time on one thread at {1000 * chunk_s:g} ms chunks (tried "
-          f"{', '.join(map(str, batches))}): {largest['wall']} streams by the wall clock, {largest['cpu']} by "
+          f"{', '.join(map(str, tried))}): {largest['wall']} streams by the wall clock, {largest['cpu']} by "
           f"CPU time; one worker per core on {cores} cores: about {cores * largest['wall']} "
           f"({cores * largest['cpu']} by CPU time) real-time streams, when the cores are free for it")
 
