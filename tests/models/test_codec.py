@@ -208,6 +208,23 @@ def test_shipped_weights_leave_out_the_ema_statistics(modes, weights):
     with torch.no_grad():
         assert torch.equal(loaded(x), modes["roundtrip"](x))
     # as after a fresh initialization: every code just alive
-    assert torch.equal(loaded.quantizer.embed_avg, loaded.quantizer.embed * 0.25)
-    assert (loaded.quantizer.cluster_size == 0.25).all()
+    assert torch.equal(loaded.quantizer.embed_avg, loaded.quantizer.embed * 0.1)
+    assert (loaded.quantizer.cluster_size == 0.1).all()
     assert "quantizer.embed_avg" not in slim  # loading did not fill in the caller's dict
+
+
+def test_inference_search_follows_every_codebook_change(weights):
+    """The float64 codebooks are cached per version of ``embed``: an EMA step or a load must refresh them."""
+    model = SpeechCodec().eval()
+    model.load_state_dict(weights)
+    latents = model.encoder(audio(2, 10, seed=7)).detach()
+    before = model.quantizer.encode(latents, 12)
+    model.train()
+    model.quantizer.quantize(latents * 3, n_q=12)  # EMA step (and restarts) on other vectors
+    model.eval()
+    fresh = SpeechCodec().eval()
+    fresh.load_state_dict(model.state_dict())
+    after = model.quantizer.encode(latents, 12)
+    assert torch.equal(after, fresh.quantizer.encode(latents, 12)) and not torch.equal(after, before)
+    model.load_state_dict(weights)
+    assert torch.equal(model.quantizer.encode(latents, 12), before)

@@ -20,9 +20,9 @@ streams at different bitrates share one instance and one batch; another value is
 (``roundtrip``, ``encode``, ``decode``) are ``EncodecStreaming``'s. Algorithmic latency: one frame
 (20 ms); nothing looks ahead.
 
-``dead_code_threshold`` is lower than EnCodec's 2.0 because our batches are small: a 16 x 1 s batch
-has 800 frames for 1024 codes, so a code is used ~0.8 times per step on average, and a threshold
-above that would restart most of a codebook at every step.
+``dead_code_threshold`` is far below EnCodec's 2.0 because our batches are small: an 8 x 1 s batch has
+400 frames for 1024 codes, so a code is used ~0.4 times per step on average, and a threshold near
+that would restart most of a codebook at every step.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class SpeechCodec(EncodecStreaming):
     def __init__(self, mode: str = "roundtrip", bitrate: float = 3.0, channels: int = 1, dimension: int = 64,
                  n_filters: int = 12, ratios: Sequence[int] = (8, 5, 4, 2), lstm_layers: int = 1, n_q: int = 12,
                  codebook_size: int = 1024, sample_rate: int = 16000, bitrates: Sequence[float] = BITRATES,
-                 weight_norm: bool = False, dead_code_threshold: float = 0.25, encoder_lstm_layers: int = 0):
+                 weight_norm: bool = False, dead_code_threshold: float = 0.1, encoder_lstm_layers: int = 0):
         super().__init__(mode=mode, bitrate=bitrate, channels=channels, dimension=dimension, n_filters=n_filters,
                          ratios=ratios, lstm_layers=lstm_layers, n_q=n_q, codebook_size=codebook_size,
                          sample_rate=sample_rate, bitrates=bitrates, weight_norm=weight_norm,

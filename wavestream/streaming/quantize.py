@@ -70,6 +70,7 @@ class ResidualVectorQuantizer(StreamingModule):
         self.register_buffer("embed_avg", self.embed.clone())
         self.register_buffer("cluster_size", torch.ones(n_q, codebook_size))
         self.register_buffer("initialized", torch.tensor(False))
+        self._exact: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # see _exact_codebooks
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # inference weights carry no EMA statistics: restart them as _init_codebooks does
@@ -103,11 +104,27 @@ class ResidualVectorQuantizer(StreamingModule):
         depending on how many rows it multiplies, which would let near ties fall differently in a chunk,
         a whole signal or a batch; in float64 that rounding is ~1e-16, far below any real gap, so equal
         latents give equal codes. Training (``exact=False``) takes float32, several times faster."""
-        dtype = torch.float64 if exact else residual.dtype
-        flat = residual.transpose(1, 2).reshape(-1, self.dim).to(dtype)
-        embed = self.embed[q].to(dtype)
-        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed.t() + embed.pow(2).sum(1)[None]
+        if exact:
+            embeds, norms = self._exact_codebooks()
+            embed, norm = embeds[q], norms[q]
+        else:
+            embed = self.embed[q]
+            norm = embed.pow(2).sum(1)
+        flat = residual.transpose(1, 2).reshape(-1, self.dim).to(embed.dtype)
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed.t() + norm[None]
         return dist.argmin(dim=-1).view(residual.shape[0], residual.shape[2])
+
+    def _exact_codebooks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codebooks in float64 and their squared norms, made once per version of ``embed`` (every
+        in-place change, an EMA step or a load, bumps the version): converting them per frame would
+        cost a stream more than the search itself."""
+        key = (self.embed._version, self.embed.data_ptr(), self.embed.device)
+        cached = self._exact
+        if cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable outside inference mode
+                embed = self.embed.detach().double()
+                cached = self._exact = (key, embed, embed.pow(2).sum(-1))
+        return cached[1], cached[2]
 
     def _lookup(self, q: int, codes: torch.Tensor) -> torch.Tensor:
         """Vectors of codebook ``q`` for ``codes [B, T]`` -> ``[B, dim, T]``; UNUSED codes give zeros."""
