@@ -274,6 +274,13 @@ def test_harness_codec_reports_bitrates(tiny_root, tmp_path):
     assert "kbps" in markdown(results, "wavestream eval codec")
 
 
+def test_harness_runs_our_codec_at_its_bitrate(tiny_root):
+    from wavestream.evaluate.harness import evaluate
+    results = evaluate("codec", ["codec"], tiny_root, ["si_sdr"], limit=2, log=lambda _: None)
+    ours = results["systems"]["codec"]
+    assert ours["bitrate_kbps"] == 3.0 and ours["latency_ms"] == 20.0 and ours["trained"] is False
+
+
 def test_out_of_domain_devset_uses_only_held_out_corpora(tiny_root, tmp_path):
     """Held-out talkers and noises (the "ood" split) alone make the -ood dev set; reports name set and version."""
     import shutil

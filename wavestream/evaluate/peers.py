@@ -266,6 +266,8 @@ class RegistryModel(Peer):
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.trained = bool(getattr(self.model, "trained", False))
         self.description = get_spec(name).description + ("" if self.trained else " (UNTRAINED: random weights)")
+        if self.task == "codec":  # the bitrate its round trip runs at (the model's default)
+            self.bitrate_kbps = float(self.model.bitrate)
 
     @torch.inference_mode()
     def _run(self, x: np.ndarray) -> np.ndarray:
