@@ -1,16 +1,19 @@
 """Load benchmark: N concurrent real-time streams against a real server, batched vs per-session.
 
 For each mode the benchmark starts `wavestream serve` in a subprocess on a loopback port (batched:
-``--max-batch 32``; per-session: ``--max-batch 1``), then runs levels of N streams at once. Every
-stream sends 16 ms chunks of 16 kHz audio paced by the wall clock (random phase, like independent
-clients) for ``--seconds`` and reads the output as it comes.
+the server's ``--max-batch``; per-session: ``--max-batch 1``; ``--processes N`` server processes),
+then runs levels of N streams at once. Every stream sends 16 ms chunks of 16 kHz audio paced by the
+wall clock (random phase, like independent clients) for ``--seconds`` and reads the output as it
+comes. ``--repeat R`` runs the whole sweep R times, each on a fresh server, and reports the median
+of the largest N per run; every row prints the machine's load average (1 min).
 
 Reported per level:
 - server latency per chunk (receive -> output sent), from the per-message list the server puts in
   ``done.stats.chunk_latency_ms`` when a stream starts with ``"debug": true``;
 - client lag per chunk: from sending a chunk to receiving the output that covers it (the network,
   queueing in front of the server and the server itself; not the model's algorithmic latency);
-- CPU cores used by the server process and by this load generator (they share the machine).
+- CPU cores used by the server (all its processes) and by this load generator (they share the
+  machine: the generator frames its WebSockets itself to cost little, see ``_Client``).
 
 A level *holds real time* when every stream finished and kept up: the median client lag over the
 last second of the streams is below ``--budget-ms``. A server that cannot keep pace builds a
@@ -19,6 +22,7 @@ p99 shows those) does not. The first ``--warmup`` seconds of each stream are lef
 figures.
 
     nice -n 10 python benchmarks/load.py [--levels 1,10,20,30,40,50,60,80] [--seconds 5] [--model enhance]
+                                         [--processes 2] [--modes batched] [--repeat 3]
 
 Figures vary with machine load; this prints them, it asserts nothing.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import heapq
 import json
@@ -39,7 +44,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import httpx
 import numpy as np
 
 try:  # websockets' C masking helper, as websockets itself picks it
@@ -57,39 +61,62 @@ def free_port() -> int:
 
 
 class Server:
-    """`wavestream serve` in a subprocess; stopped with SIGINT (graceful)."""
+    """`wavestream serve` in a subprocess (``processes`` of them on one port); stopped with SIGINT (graceful)."""
 
-    def __init__(self, model: str, max_batch: int, workers: int | None):
+    def __init__(self, model: str, max_batch: int | None, workers: int | None, processes: int = 1):
         self.port = free_port()
         cmd = [sys.executable, "-m", "wavestream.cli", "serve", "--port", str(self.port), "--preload", model,
-               "--max-batch", str(max_batch), "--max-sessions", "1000", "--idle-timeout", "0",
-               "--max-message-bytes", "1048576", "--log-level", "warning", "--data-dir", f"/tmp/ws-load-{self.port}"]
+               "--max-sessions", "1000", "--idle-timeout", "0", "--max-message-bytes", "1048576",
+               "--log-level", "warning", "--data-dir", f"/tmp/ws-load-{self.port}", "--processes", str(processes)]
+        if max_batch:
+            cmd += ["--max-batch", str(max_batch)]
         if workers:
             cmd += ["--workers", str(workers)]
         self.process = subprocess.Popen(cmd)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+        deadline = time.monotonic() + 180
+        while listening(self.port) < processes:  # every server process accepts connections
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
         self.url = f"ws://127.0.0.1:{self.port}/v1/stream"
 
     def cpu_seconds(self) -> float:
-        """CPU time the server process has used so far (all its threads)."""
-        fields = open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the server has used so far (all threads of all its processes)."""
+        return sum(_cpu_seconds(pid) for pid in _process_tree(self.process.pid))
 
     def stop(self) -> None:
         self.process.send_signal(2)
         try:
-            self.process.wait(30)
+            self.process.wait(60)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on ``port`` (Linux: /proc/net/tcp*), e.g. the processes of one server."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return count
+
+
+def _process_tree(pid: int) -> list[int]:
+    pids = [pid]
+    with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{pid}/children") as f:
+        for child in f.read().split():
+            pids += _process_tree(int(child))
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -306,6 +333,40 @@ def level_cells(results: list, budget_ms: float) -> tuple[str, bool]:
     return cells, all(r.ok for r in results) and pct(tail_ms, 50) < budget_ms
 
 
+def run_client(level) -> list[StreamResult]:
+    """One level on this process's event loop (uvloop when installed: less CPU per message)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(level)
+    return uvloop.run(level)
+
+
+def sweep(args, mode: str, max_batch: int | None, run: int) -> int:
+    """One ascending sweep of the levels on a fresh server; the largest N that held real time."""
+    server = Server(args.model, max_batch, args.workers, args.processes)
+    best, misses = 0, 0
+    try:
+        for n in [int(v) for v in args.levels.split(",")]:
+            wall, server_cpu, own = time.monotonic(), server.cpu_seconds(), os.times()
+            results = run_client(run_level(server.url, args.model, n, args.seconds, args.warmup))
+            wall = time.monotonic() - wall
+            server_cpu = (server.cpu_seconds() - server_cpu) / wall
+            client_cpu = (os.times().user + os.times().system - own.user - own.system) / wall
+            cells, holds = level_cells(results, args.budget_ms)
+            print(f"| {mode} | {run} | {n} | {cells} | {server_cpu:.2f} | {client_cpu:.2f} | "
+                  f"{os.getloadavg()[0]:.2f} | {'yes' if holds else 'no'} |", flush=True)
+            if holds:
+                best = n
+            else:
+                misses += 1
+                if misses == 2:  # past the knee: higher levels only take longer to fail
+                    break
+    finally:
+        server.stop()
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,10,20,30,40,50,60,80", help="stream counts to try, ascending")
@@ -314,45 +375,32 @@ def main() -> None:
     parser.add_argument("--budget-ms", type=float, default=100.0,
                         help="median client lag over the last second that still counts as keeping up")
     parser.add_argument("--model", default="enhance")
-    parser.add_argument("--workers", type=int, default=None, help="server engine workers (default: one per core)")
+    parser.add_argument("--processes", type=int, default=1, help="server processes sharing the port")
+    parser.add_argument("--workers", type=int, default=None, help="engine threads per server process "
+                                                                  "(default: the cores divided among the processes)")
+    parser.add_argument("--max-batch", type=int, default=None, help="batched mode's max batch (default: the server's)")
     parser.add_argument("--modes", default="batched,per-session")
+    parser.add_argument("--repeat", type=int, default=1, help="sweeps per mode, each on a fresh server; the "
+                                                              "median of their largest N is reported")
     args = parser.parse_args()
-    levels = [int(v) for v in args.levels.split(",")]
-    modes = {"batched": 32, "per-session": 1}
+    modes = {"batched": args.max_batch, "per-session": 1}
 
     print(f"# load: {args.model}, 16 ms chunks at 16 kHz, {args.seconds:g} s per stream, real time = "
-          f"median client lag over the last second < {args.budget_ms:g} ms; {os.cpu_count()} CPUs\n")
-    print("| mode | streams | server p50 ms | server p99 ms | client p50 ms | client p99 ms | last-second p50 ms "
-          "| server CPU | client CPU | real time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    best: dict[str, int] = {}
+          f"median client lag over the last second < {args.budget_ms:g} ms; {os.cpu_count()} CPUs, "
+          f"{args.processes} server process(es); load average at start {os.getloadavg()[0]:.2f}\n")
+    print("| mode | run | streams | server p50 ms | server p99 ms | client p50 ms | client p99 ms | last-second p50 ms "
+          "| server CPU | client CPU | load | real time |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    best: dict[str, list[int]] = {}
     for mode in args.modes.split(","):
-        server = Server(args.model, modes[mode], args.workers)
-        best[mode] = 0
-        misses = 0
-        try:
-            for n in levels:
-                wall, server_cpu, own = time.monotonic(), server.cpu_seconds(), os.times()
-                results = asyncio.run(run_level(server.url, args.model, n, args.seconds, args.warmup))
-                wall = time.monotonic() - wall
-                server_cpu = (server.cpu_seconds() - server_cpu) / wall
-                client_cpu = (os.times().user + os.times().system - own.user - own.system) / wall
-                cells, holds = level_cells(results, args.budget_ms)
-                print(f"| {mode} | {n} | {cells} | {server_cpu:.2f} | {client_cpu:.2f} | "
-                      f"{'yes' if holds else 'no'} |", flush=True)
-                if holds:
-                    best[mode] = n
-                else:
-                    misses += 1
-                    if misses == 2:  # past the knee: higher levels only take longer to fail
-                        break
-        finally:
-            server.stop()
+        best[mode] = [sweep(args, mode, modes[mode], run) for run in range(1, args.repeat + 1)]
     print()
-    for mode, n in best.items():
-        print(f"largest N holding real time, {mode}: {n}")
-    if best.get("per-session"):
-        print(f"batching / per-session streams: {best.get('batched', 0) / best['per-session']:.1f}x")
+    median = {mode: sorted(runs)[len(runs) // 2] for mode, runs in best.items()}
+    for mode, runs in best.items():
+        print(f"largest N holding real time, {mode}: {median[mode]} (runs: {', '.join(map(str, runs))})")
+    if median.get("per-session"):
+        print(f"batching / per-session streams: {median.get('batched', 0) / median['per-session']:.1f}x")
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import logging
 
 from pydantic import ValidationError
 
+from .processes import serve, serve_processes
 from .settings import ServiceSettings
 
 # flag -> settings field; a flag left out keeps the env var / default
@@ -19,7 +20,8 @@ FLAGS = {
     "--max-upload-seconds": ("max_upload_seconds", float, "longest REST upload in seconds of audio (413 above)"),
     "--idle-timeout": ("idle_timeout", float, "close a WebSocket silent this many seconds (0 = never)"),
     "--send-timeout": ("send_timeout", float, "drop a WebSocket client that reads nothing this many seconds"),
-    "--workers": ("workers", int, "engine worker threads (default: one per core)"),
+    "--processes": ("processes", int, "server processes sharing the port, each with its own engine (default 1)"),
+    "--workers": ("workers", int, "engine worker threads per process (default: one per core)"),
     "--max-batch": ("max_batch", int, "most streams in one model step (1 = per-session, no batching)"),
     "--max-wait-ms": ("max_wait_ms", float, "longest a ready chunk waits for a fuller batch (default: hop/4)"),
     "--data-dir": ("data_dir", str, "directory for async jobs (survives restarts)"),
@@ -71,8 +73,6 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .app import make_server  # FastAPI and torch load only when serving
-
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
@@ -85,16 +85,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.ray:
+        if settings.processes > 1:
+            print("wavestream serve: --processes is for one machine without Ray; with --ray use --replicas")
+            return 2
         return run_ray(settings, ray_args)
+    if settings.processes > 1:
+        return serve_processes(settings, settings.processes, args.log_level)
     try:
-        server = make_server(settings, log_level=args.log_level)
+        serve(settings, args.log_level)
     except ValueError as exc:  # settings the engine refuses, e.g. weights for an unknown model
         print(f"wavestream serve: bad settings: {exc}")
         return 2
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl+C it handled (after the graceful shutdown): not an error
     return 0
 
 

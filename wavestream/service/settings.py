@@ -31,7 +31,10 @@ class ServiceSettings(BaseSettings):
     idle_timeout: float = Field(60.0, ge=0)
     #: a WebSocket whose output cannot be sent for this many seconds (the client stopped reading) is dropped
     send_timeout: float = Field(20.0, gt=0)
+    #: server processes sharing the port (SO_REUSEPORT), each with its own engine; 1 = one process
+    processes: int = Field(1, ge=1)
     #: engine worker threads, each running torch with one intra-op thread; None = one per core
+    #: (with several processes: the cores divided among them)
     workers: int | None = Field(None, ge=1)
     #: most streams stacked into one model step; 1 = per-session processing (no batching)
     max_batch: int = Field(32, ge=1)

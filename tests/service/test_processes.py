@@ -1,0 +1,226 @@
+"""`wavestream serve --processes N`: N complete servers on one port (SO_REUSEPORT), one supervisor.
+
+Real processes on loopback. Which server holds a connection is read from Linux's socket tables
+(/proc), so the tests see the kernel's spreading as it is, without the servers having to say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.service.conftest import free_port
+from tests.waiting import wait_until
+from wavestream.client import AsyncStreamClient
+from wavestream.engine import Output, StreamPipeline, load_stream_model
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc socket tables")
+
+RATE = 16000
+
+
+def children(pid: int) -> list[int]:
+    """The server processes a supervisor started (not multiprocessing's resource tracker)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        pids = [int(p) for p in f.read().split()]
+    servers = []
+    for child in pids:
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"spawn_main" in f.read():
+                servers.append(child)
+    return servers
+
+
+def sockets(pid: int, port: int, state: str) -> int:
+    """Sockets of process ``pid`` on local ``port`` in TCP ``state`` ("0A" listen, "01" established)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                found += int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == state and cols[9] in inodes
+    return found
+
+
+class Group:
+    """`wavestream serve --processes 2` in a subprocess."""
+
+    def __init__(self, tmp_path: Path, processes: int = 2):
+        self.port = free_port()
+        self.processes = processes
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wavestream.cli", "serve", "--processes", str(processes), "--port", str(self.port),
+             "--preload", "enhance", "--max-sessions", "40", "--shutdown-timeout", "20", "--data-dir", str(tmp_path),
+             "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.url = f"ws://127.0.0.1:{self.port}/v1/stream"
+        self.wait_serving()
+
+    def servers(self) -> list[int]:
+        return children(self.process.pid)
+
+    def wait_serving(self) -> None:
+        """Until every server process listens on the port."""
+        def serving() -> bool:
+            servers = self.servers()
+            return len(servers) == self.processes and all(sockets(p, self.port, "0A") == 1 for p in servers)
+
+        wait_until(serving, "the server processes did not all come up", self.process, timeout=180)
+
+    def holder(self) -> dict[int, int]:
+        """Server pid -> its established connections on the port."""
+        return {pid: sockets(pid, self.port, "01") for pid in self.servers()}
+
+    def stop(self, sig=signal.SIGINT) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        output, _ = self.process.communicate(timeout=120)
+        return output
+
+
+def speech(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal((int(seconds * RATE), 1))).astype(np.float32)
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    pipeline = StreamPipeline(load_stream_model("enhance"), RATE, 1)
+    return Output.concat([pipeline.process(x), pipeline.finish()]).audio
+
+
+async def open_on_every_server(group: Group, most: int = 40) -> list[AsyncStreamClient]:
+    """Open streams until every server process holds at least one (the kernel spreads them by hash)."""
+    clients = []
+    while len(clients) < most:
+        client = AsyncStreamClient(group.url)
+        await client.start("enhance", RATE, encoding="pcm_f32le")
+        clients.append(client)
+        if all(group.holder().values()):
+            return clients
+    raise AssertionError(f"{most} streams, and still a server process without one: {group.holder()}")
+
+
+def test_processes_share_one_port_and_every_stream_equals_the_model(tmp_path):
+    group = Group(tmp_path)
+    try:
+        assert len(set(group.servers())) == 2
+
+        async def main():
+            clients = await open_on_every_server(group)
+            inputs = [speech(1.0, seed) for seed in range(len(clients))]
+            results = await asyncio.gather(*(c.stream(x, 320) for c, x in zip(clients, inputs, strict=True)))
+            for client in clients:
+                await client.close()
+            return inputs, results
+
+        inputs, results = asyncio.run(main())
+        for x, result in zip(inputs, results, strict=True):
+            assert result.done.reason == "end"
+            np.testing.assert_allclose(result.output, expected(x), atol=1e-5)
+    finally:
+        output = group.stop()
+    assert group.process.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_a_dead_server_process_is_replaced_and_the_others_keep_streaming(tmp_path):
+    group = Group(tmp_path)
+    try:
+        x = speech(1.0, 7)
+
+        async def main():
+            client = AsyncStreamClient(group.url)
+            await client.start("enhance", RATE, encoding="pcm_f32le")
+            holders = group.holder()
+            survivor = next(pid for pid, n in holders.items() if n)
+            victim = next(pid for pid in holders if pid != survivor)
+            received = []
+
+            async def collect():
+                while (item := await client.receive()) is not None:
+                    received.append(item)
+
+            collector = asyncio.create_task(collect())
+            half = len(x) // 2
+            for pos in range(0, half, 320):
+                await client.send(x[pos:min(pos + 320, half)])
+            os.kill(victim, signal.SIGKILL)  # the other server process dies mid-stream
+            for pos in range(half, len(x), 320):
+                await client.send(x[pos:pos + 320])
+            await client.end()
+            await collector
+            await client.close()
+            return survivor, victim, np.concatenate(received)
+
+        survivor, victim, output = asyncio.run(main())
+        np.testing.assert_allclose(output, expected(x), atol=1e-5)  # the stream on the survivor went on
+        group.wait_serving()  # the supervisor started a new server in place of the dead one
+        assert survivor in group.servers() and victim not in group.servers()
+
+        async def again():
+            clients = await open_on_every_server(group)  # the new server takes streams too
+            results = await asyncio.gather(*(c.stream(x, 320) for c in clients))
+            for client in clients:
+                await client.close()
+            return results
+
+        for result in asyncio.run(again()):
+            np.testing.assert_allclose(result.output, expected(x), atol=1e-5)
+    finally:
+        output = group.stop()
+    assert group.process.returncode == 0, output
+
+
+def test_sigterm_drains_every_server_process(tmp_path):
+    """An orchestrator's stop reaches every server: each stream gets its output, ``done`` (shutdown)
+    and close 1001, and the group exits 0."""
+    group = Group(tmp_path)
+    x = speech(0.5, 3)
+
+    async def main():
+        clients = await open_on_every_server(group)
+        for client in clients:
+            await client.send(x)
+            await client.flush()  # its audio is in: the count below is exact
+        group.process.send_signal(signal.SIGTERM)
+        for client in clients:
+            while await client.receive(timeout=60) is not None:
+                pass
+        return clients
+
+    try:
+        clients = asyncio.run(main())
+    finally:
+        output = group.stop(signal.SIGTERM)
+    for client in clients:
+        assert client.done is not None and client.done.reason == "shutdown" and client.close_code == 1001
+        assert client.done.stats["samples_in"] == len(x)
+    assert group.process.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_a_server_that_cannot_start_stops_the_group(tmp_path):
+    """Starting again a server that failed before it ever served would only fail again: the
+    supervisor stops with the failure instead of looping."""
+    port = free_port()
+    process = subprocess.run(
+        [sys.executable, "-m", "wavestream.cli", "serve", "--processes", "2", "--port", str(port),
+         "--preload", "no-such-model", "--data-dir", str(tmp_path), "--log-level", "warning"],
+        capture_output=True, text=True, timeout=240)
+    assert process.returncode != 0
+    assert "before it was ready" in process.stdout + process.stderr
