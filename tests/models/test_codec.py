@@ -228,3 +228,7 @@ def test_inference_search_follows_every_codebook_change(weights):
     assert torch.equal(after, fresh.quantizer.encode(latents, 12)) and not torch.equal(after, before)
     model.load_state_dict(weights)
     assert torch.equal(model.quantizer.encode(latents, 12), before)
+    with torch.inference_mode():  # a model made under inference mode has no version counter to cache on
+        made_here = SpeechCodec().eval()
+        made_here.load_state_dict(weights)
+        assert torch.equal(made_here.quantizer.encode(latents, 12), before)

@@ -20,9 +20,9 @@ streams at different bitrates share one instance and one batch; another value is
 (``roundtrip``, ``encode``, ``decode``) are ``EncodecStreaming``'s. Algorithmic latency: one frame
 (20 ms); nothing looks ahead.
 
-``dead_code_threshold`` is far below EnCodec's 2.0 because our batches are small: an 8 x 1 s batch has
-400 frames for 1024 codes, so a code is used ~0.4 times per step on average, and a threshold near
-that would restart most of a codebook at every step.
+``dead_code_threshold`` is far below EnCodec's 2.0 because our batches are small: a 16 x 1 s batch
+has 800 frames for 1024 codes, so a code is used ~0.8 times per step on average, and a threshold
+near that would restart most of a codebook at every step.
 """
 
 from __future__ import annotations

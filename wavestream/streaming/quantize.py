@@ -118,6 +118,9 @@ class ResidualVectorQuantizer(StreamingModule):
         """The codebooks in float64 and their squared norms, made once per version of ``embed`` (every
         in-place change, an EMA step or a load, bumps the version): converting them per frame would
         cost a stream more than the search itself."""
+        if self.embed.is_inference():  # made under inference mode: no version counter to key a cache on
+            embed = self.embed.double()
+            return embed, embed.pow(2).sum(-1)
         key = (self.embed._version, self.embed.data_ptr(), self.embed.device)
         cached = self._exact
         if cached is None or cached[0] != key:
