@@ -46,7 +46,7 @@ def test_sequential_latency_in_model_samples():
 def test_sequential_state_keys_are_prefixed_paths():
     chain = StreamingSequential(CausalConv1d(3, 4, 3), CumulativeLayerNorm(4), GRU(4, 5))
     state = chain.init_state(2)
-    assert set(state) == {"layers.0.prev", "layers.1.mean", "layers.1.m2", "layers.1.count", "layers.2.h"}
+    assert set(state) == {"layers.0.prev", "layers.1.mean", "layers.1.var", "layers.1.count", "layers.2.h"}
     x = torch.randn(2, 3, 12)
     check_all(lambda: chain, x, [3, 4, 5], 6)
 

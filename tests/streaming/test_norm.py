@@ -41,8 +41,8 @@ def test_cumulative_layer_norm_state_counts_values():
     cln = CumulativeLayerNorm(3)
     _, state = cln.step(torch.ones(2, 3, 5), cln.init_state(2))
     assert state["count"].tolist() == [15, 15] and state["count"].dtype == torch.long
-    assert state["mean"].dtype == state["m2"].dtype == torch.float64
-    assert state["mean"].tolist() == [1.0, 1.0] and state["m2"].tolist() == [0.0, 0.0]
+    assert state["mean"].dtype == state["var"].dtype == torch.float64
+    assert state["mean"].tolist() == [1.0, 1.0] and state["var"].tolist() == [0.0, 0.0]
     y, same = cln.step(torch.ones(2, 3, 0), state)
     assert y.shape == (2, 3, 0) and all(torch.equal(same[k], state[k]) for k in state)
 
