@@ -60,7 +60,9 @@ def record_evaluation(results: str | Path, name: str, card_path: Path, group_key
         "devset": results_data["devset"],
         "date": results_data["date"],
         "command": results_data["command"],
-        "systems": {n: {"parameters": s["parameters"], "latency_ms": s["latency_ms"], "rtf": s["rtf"], **s["mean"]}
+        "systems": {n: {"parameters": s["parameters"], "latency_ms": s["latency_ms"], "rtf": s["rtf"],
+                        **{k: s[k] for k in ("rtf_batched", "batch", "batch_chunk_ms") if s.get(k) is not None},
+                        **s["mean"]}
                     for n, s in systems.items()},
     }
     if group_key is not None:
