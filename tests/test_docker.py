@@ -146,7 +146,9 @@ def test_docker_compose_structure():
     assert (DOCKER / source).resolve() == DOCKER / "nginx.conf" and target == "/etc/nginx/nginx.conf"
     assert proxy["depends_on"]["wavestream"]["condition"] == "service_healthy"
     nginx = (DOCKER / "nginx.conf").read_text()
-    assert "listen 8080;" in nginx and nginx.count("server wavestream:8000;") == 2
+    assert "listen 8080;" in nginx and nginx.count("server wavestream:8000;") == 1
+    # the replicas share one data volume, so any of them answers for any job
+    assert app["volumes"] == ["data:/data"] and "data" in compose["volumes"]
 
 
 def nginx_binary() -> str | None:
@@ -167,8 +169,9 @@ def proxy_config(ports: list[int], listen: int, tmp: Path) -> str:
 
 @pytest.mark.skipif(nginx_binary() is None, reason="no nginx (`make install-dev` unpacks Debian's into the venv); "
                                                    "the compose structure test still checks its config")
-def test_docker_proxy_spreads_streams_and_keeps_jobs_together(tmp_path):
-    with running_server(tmp_path / "a", max_sessions=8) as a, running_server(tmp_path / "b", max_sessions=8) as b:
+def test_docker_proxy_spreads_streams_and_jobs(tmp_path):
+    # the two replicas share one data directory, as compose's replicas share one volume
+    with running_server(tmp_path / "data", max_sessions=8) as a, running_server(tmp_path / "data", max_sessions=8) as b:
         listen = free_port()
         (tmp_path / "nginx.conf").write_text(proxy_config([a.settings.port, b.settings.port], listen, tmp_path))
         nginx = subprocess.Popen([nginx_binary(), "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
@@ -188,17 +191,18 @@ def test_docker_proxy_spreads_streams_and_keeps_jobs_together(tmp_path):
             for client in clients:
                 np.testing.assert_allclose(client.stream(x, 1600).output, expected, atol=1e-5)
                 client.__exit__(None, None, None)
-            # a job is created, polled and fetched through the proxy: all on the replica that took it
+            # jobs are created, polled and fetched through the proxy, whichever replica each request reaches
             with httpx.Client(base_url=f"http://127.0.0.1:{listen}", timeout=60) as http:
                 wav = io_wav(x, 16000)
-                job = http.post("/v1/jobs", params={"model": "enhance"}, content=wav).json()
-                for _ in range(600):
-                    status = http.get(f"/v1/jobs/{job['id']}").json()
-                    if status["status"] in ("done", "failed"):
-                        break
-                    time.sleep(0.1)
-                assert status["status"] == "done", status
-                assert http.get(status["result_url"]).status_code == 200
+                jobs = [http.post("/v1/jobs", params={"model": "enhance"}, content=wav).json() for _ in range(2)]
+                for job in jobs:
+                    for _ in range(600):
+                        status = http.get(f"/v1/jobs/{job['id']}").json()
+                        if status["status"] in ("done", "failed"):
+                            break
+                        time.sleep(0.1)
+                    assert status["status"] == "done", status
+                    assert http.get(status["result_url"]).status_code == 200
                 # as a browser sends its key: in the query string, which the access log must not keep
                 assert http.get("/v1/models", params={"api_key": "key-in-the-url"}).status_code == 200
         finally:
