@@ -108,3 +108,21 @@ def test_config_without_a_section_is_rejected(tmp_path):
     path.write_text(json.dumps({"model": {}, "data": {}, "dev": {}, "train": {}}))
     with pytest.raises(ValueError, match="lacks section"):
         main(["train", "codec", "--config", str(path), "--out", str(tmp_path / "x"), "--quiet"])
+
+
+def test_record_eval_copies_harness_results_into_the_card(root, tmp_path):
+    """The model through the real eval harness (tiny codec dev set, SI-SDR only), recorded in a card."""
+    from wavestream.data.devset import write_devset
+
+    write_devset("codec", root)
+    out = tmp_path / "eval"
+    assert main(["eval", "codec", "--model", "codec", "--peers", "", "--root", str(root), "--metrics", "si_sdr",
+                 "--limit", "2", "--out", str(out), "--no-plots"]) == 0
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "codec.json").write_text(json.dumps({"name": "codec", "metrics": {}}))
+    assert main(["train", "codec", "--record-eval", str(out / "results.json"), "--weights-dir", str(weights)]) == 0
+    card = json.loads((weights / "codec.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert card["metrics"] == results["systems"]["codec"]["mean"]
+    assert set(card["evaluation"]) == {"devset", "date", "command", "systems"}  # codec clips have no groups
