@@ -129,3 +129,14 @@ def test_stft_loss_zero_for_identical_and_grows_with_noise():
     x = torch.randn(2, 4000)
     assert loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
     assert loss(x + 0.1 * torch.randn_like(x), x) < loss(x + torch.randn_like(x), x)
+
+
+def test_step_batches_follow_the_step_and_leave_the_global_rng_alone():
+    from wavestream.train.loop import step_batches
+
+    data = torch.arange(20.0)[:, None]
+    before = torch.get_rng_state()
+    batches = list(step_batches(data, 2, start=3, steps=6, num_workers=1))
+    # making a loader with workers must not draw from the RNG a resumed run restores from its checkpoint
+    assert torch.equal(torch.get_rng_state(), before)
+    assert [b[:, 0].tolist() for b in batches] == [[6.0, 7.0], [8.0, 9.0], [10.0, 11.0]]

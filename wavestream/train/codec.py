@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader
 
 from wavestream.data import CleanSpeech, default_root
 from wavestream.models.codec import SpeechCodec
@@ -30,7 +29,7 @@ from wavestream.streaming.quantize import inference_state_dict
 from wavestream.streaming.seanet import fold_weight_norm
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit
+from .loop import LoopConfig, export_best, fit, step_batches
 from .losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, si_sdr
 from .waveform import aligned, crop_to_hop, training_corpora
 
@@ -105,11 +104,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     criterion = CodecLoss(model.sample_rate, **config["loss"])
 
     def batches(start: int) -> Iterator[torch.Tensor]:
-        # example indices are a function of the step, so a resumed run sees the same batches; the loader's
-        # own generator keeps its worker seeding off the global RNG that quantizer dropout and restarts draw from
-        indices = range(start * batch_size, loop.steps * batch_size)
-        return iter(DataLoader(train_set, batch_size=batch_size, sampler=indices, drop_last=True,
-                               num_workers=data.get("num_workers", 0), generator=torch.Generator()))
+        return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
 
     def loss_fn(model: SpeechCodec, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         (clean,) = crop_to_hop(batch, hop=model.hop)

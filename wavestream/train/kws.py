@@ -36,14 +36,13 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from torch.utils.data import DataLoader
 
 from wavestream.data import default_root, load_entries
 from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword
 from wavestream.models.registry import WEIGHTS_DIR, get_spec
 
-from .loop import BEST, LoopConfig, export_best, fit, load_config
+from .loop import BEST, LoopConfig, export_best, fit, load_config, step_batches
 
 METRIC = "dev_real_top1"
 CONFIGS = Path(__file__).parent / "configs"
@@ -202,10 +201,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
                          "(after `wavestream data prepare --only keywords`)")
 
     def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        indices = range(start * batch_size, loop.steps * batch_size)
-        loader = DataLoader(train_set, batch_size=batch_size, sampler=indices, num_workers=data.get("num_workers", 0),
-                            drop_last=True)
-        return iter(loader)
+        return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
 
     def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
         audio, labels, spans = batch

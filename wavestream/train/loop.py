@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 LAST, BEST = "last", "best"
@@ -94,6 +95,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def step_batches(dataset, batch_size: int, start: int, steps: int, num_workers: int = 0) -> Iterator[Any]:
+    """The batches of steps ``start, start + 1, ..., steps - 1`` of a dataset seeded by index.
+
+    Example indices are a function of the step, so a resumed run sees the same batches. The loader
+    gets a generator of its own: otherwise making it draws its worker seed from the global RNG,
+    which a resumed run restores from the checkpoint and dropout and quantizers draw from."""
+    indices = range(start * batch_size, steps * batch_size)
+    return iter(DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=num_workers, drop_last=True,
+                           generator=torch.Generator()))
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from wavestream.data import SpeakerMixtures, default_root
 from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.models.separate import ConvTasNet
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit
+from .loop import LoopConfig, export_best, fit, step_batches
 from .losses import si_sdr
 from .waveform import aligned, crop_to_hop, training_corpora
 
@@ -91,10 +90,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
 
     def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # example indices are a function of the step, so a resumed run sees the same batches
-        indices = range(start * batch_size, loop.steps * batch_size)
-        return iter(DataLoader(train_set, batch_size=batch_size, sampler=indices,
-                               num_workers=data.get("num_workers", 0), drop_last=True))
+        return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
 
     def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         mixture, sources = crop_to_hop(*batch, hop=model.hop)
