@@ -5,6 +5,10 @@ and its output sent before the next message is read. That makes ``flush`` a true
 and back-pressure is natural: a client that sends faster than the engine steps waits on TCP.
 Every send is bounded by ``send_timeout``: a client that stops reading (its TCP window and our
 write buffer full) is dropped instead of pinning its session forever.
+
+Waits are bounded by a timer that cancels the handler's own task (``_interrupt``), armed only
+around the wait it guards: a loop timer costs about a microsecond, a task or timeout scope per
+message several, and this path runs for every message of every stream.
 """
 
 from __future__ import annotations
@@ -56,15 +60,34 @@ class StreamHandler:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.messages = 0
         self.model_label = "none"
-        self._stop: asyncio.Future | None = None
+        self._observe_latency = self._count_seconds = None  # this stream's metrics (label lookups once)
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._receiving = False
+        self._interrupted: str | None = None  # why _interrupt cancelled the task
 
     def stop(self) -> None:
         """Ask the handler to wind down (server shutdown): final output, ``done``, close 1001."""
-        if self._stop is not None and not self._stop.done():
-            self._stop.set_result(None)
+        self._stopping = True
+        if self._receiving:  # waiting for the client: wake up now (a handler at work sees the flag)
+            self._interrupt("stop")
+
+    def _interrupt(self, reason: str) -> None:
+        """End the wait the task is in: it gets CancelledError there and ``_interrupted`` says why."""
+        if self._interrupted is None and self._task is not None:
+            self._interrupted = reason
+            self._task.cancel()
+
+    def _take_interrupt(self) -> str | None:
+        """In ``except CancelledError``: why ``_interrupt`` cancelled the task (the cancellation is
+        then over), or None for a cancellation from elsewhere, which must go on."""
+        reason, self._interrupted = self._interrupted, None
+        if reason is not None:
+            self._task.uncancel()
+        return reason
 
     async def run(self) -> None:
-        self._stop = asyncio.get_running_loop().create_future()
+        self._task = asyncio.current_task()
         await self.ws.accept()
         metrics = self.service.metrics
         metrics.connections.inc()
@@ -128,15 +151,24 @@ class StreamHandler:
 
         A stop wins over a message that is already waiting: a client sending faster than real time
         always has one, and would otherwise keep its stream alive through the whole drain."""
-        receive = asyncio.ensure_future(self.ws.receive())
-        timeout = self.service.settings.idle_timeout or None
-        await asyncio.wait({receive, self._stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if self._stop.done() or not receive.done():
-            receive.cancel()
-            if self._stop.done():
+        if self._stopping:
+            return None
+        timeout = self.service.settings.idle_timeout
+        timer = asyncio.get_running_loop().call_later(timeout, self._interrupt, "idle") if timeout else None
+        self._receiving = True
+        try:
+            message = await self.ws.receive()
+        except asyncio.CancelledError:
+            reason = self._take_interrupt()
+            if reason is None:
+                raise
+            if reason == "stop":
                 return None
-            raise ProtocolError("idle_timeout", f"no message for {timeout:g} s")
-        message = receive.result()
+            raise ProtocolError("idle_timeout", f"no message for {timeout:g} s") from None
+        finally:
+            self._receiving = False
+            if timer is not None:
+                timer.cancel()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         return message
@@ -158,6 +190,9 @@ class StreamHandler:
         except ValueError as exc:
             raise ProtocolError("invalid_params", str(exc)) from None
         self.start_message, self.model_label = msg, msg.model
+        metrics = self.service.metrics
+        self._observe_latency = metrics.chunk_latency.labels(msg.model).observe
+        self._count_seconds = metrics.audio_seconds.labels(msg.model, "stream").inc
         self.output_encoding = msg.output_encoding or msg.encoding
         info = self.session.info
         output = OutputInfo(**info["output"])
@@ -192,8 +227,8 @@ class StreamHandler:
             latency = time.perf_counter() - received
             self.latencies.append(latency)
             self.messages += 1
-            self.service.metrics.chunk_latency.labels(self.model_label).observe(latency)
-        self.service.metrics.audio_seconds.labels(self.model_label, "stream").inc(seconds)
+            self._observe_latency(latency)
+        self._count_seconds(seconds)
 
     async def _send(self, output: Output) -> bool:
         """Send one engine output in the layout of its kind; True if anything was sent."""
@@ -238,11 +273,15 @@ class StreamHandler:
         """Await one send (or close) of the socket; ProtocolError("send_timeout") if it cannot go out
         within ``send_timeout`` seconds because the client stopped reading."""
         timeout = self.service.settings.send_timeout
+        timer = asyncio.get_running_loop().call_later(timeout, self._interrupt, "send")
         try:
-            async with asyncio.timeout(timeout):  # inline, unlike wait_for: no task per message
-                await send
-        except TimeoutError:
+            await send
+        except asyncio.CancelledError:
+            if self._take_interrupt() is None:
+                raise
             raise ProtocolError("send_timeout", f"the client read nothing for {timeout:g} s") from None
+        finally:
+            timer.cancel()
 
 
 def _plain(value):
