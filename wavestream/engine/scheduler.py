@@ -18,6 +18,10 @@ Rules:
   streams with different chunk sizes still share steps, and every step has one shape.
 - A step that raises is retried stream by stream, so the exception reaches only the stream(s)
   whose input makes it fail; they are marked failed, the others go on.
+- States live in a ``StateBank``: the rows of a few preallocated tensors, gathered for a step and
+  written back after it with one tensor op per state entry, whatever the batch size (stacking and
+  splitting per-stream tensors cost a few ops per stream and entry, which at a batch of 32 is a
+  sixth of the model's own time). ``pipeline.state`` of a scheduled stream views its rows.
 - A bug in the scheduler itself fails the streams it was serving (their callers get StepError, the
   service closes them with 1011) and the scheduler goes on serving the others and new ones; a
   batch observer that raises is logged and changes nothing.
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 import torch
 
 from wavestream.streaming.module import StreamingModule
-from wavestream.streaming.state import State, split_state, stack_states
+from wavestream.streaming.state import State
 
 from .pipeline import StreamPipeline
 
@@ -62,9 +66,82 @@ class _Chunk:
     outputs: list[torch.Tensor] = field(default_factory=list)
 
 
+class StateBank:
+    """The states of one scheduler's streams, as rows of preallocated tensors (batch on dim 0).
+
+    A stream owns ``pipeline.rows`` consecutive rows, and its ``pipeline.state`` is a dict of views
+    on them: it always reads what the stream carries now. Rows of closed streams are reused; the
+    tensors grow (doubling) and never shrink, like the streams' own tensors would at their peak."""
+
+    def __init__(self):
+        self.tensors: State = {}
+        self._layout: dict[str, tuple] | None = None  # key -> (shape after the batch dim, dtype)
+        self._capacity = self._top = 0
+        self._free: dict[int, list[int]] = {}  # row count -> starts of released ranges
+        self._rows: dict[Stream, range] = {}
+
+    def add(self, stream: Stream) -> None:
+        """Give ``stream`` rows holding its ``pipeline.state``; ValueError if that state does not
+        have the layout of the others (a model instance gives every stream the same one)."""
+        state, n = stream.pipeline.state, stream.pipeline.rows
+        layout = {k: (tuple(v.shape[1:]), v.dtype) for k, v in state.items()}
+        if self._layout is None:
+            self._layout = layout
+        elif layout != self._layout:
+            raise ValueError(f"this stream's state layout {layout} differs from its model's {self._layout}")
+        free = self._free.get(n)
+        if free:
+            start = free.pop()
+        else:
+            if self._top + n > self._capacity:
+                self._grow(max(16, 2 * self._capacity, self._top + n))
+            start, self._top = self._top, self._top + n
+        self._rows[stream] = range(start, start + n)
+        self.write(stream)
+
+    def write(self, stream: Stream) -> None:
+        """Store ``stream.pipeline.state`` (e.g. a fresh one after a reset) in its rows."""
+        rows, state = self._rows[stream], stream.pipeline.state
+        for key, tensor in self.tensors.items():
+            tensor[rows.start:rows.stop] = state[key]
+        self._point(stream)
+
+    def release(self, stream: Stream) -> None:
+        rows = self._rows.pop(stream, None)
+        if rows is not None:
+            self._free.setdefault(len(rows), []).append(rows.start)
+
+    def rows(self, stream: Stream) -> range:
+        return self._rows[stream]
+
+    def scatter(self, index: torch.Tensor, state: State) -> None:
+        """Write a step's new state (row i of ``state`` to bank row ``index[i]``)."""
+        for key, tensor in self.tensors.items():
+            tensor.index_copy_(0, index, state[key])
+
+    def _point(self, stream: Stream) -> None:
+        rows = self._rows[stream]
+        stream.pipeline.state = {key: tensor[rows.start:rows.stop] for key, tensor in self.tensors.items()}
+
+    def _grow(self, capacity: int) -> None:
+        # steps in flight gathered from the old tensors (still valid for their rows) and write back
+        # into the new ones, on the event loop: nothing is lost
+        grown = {key: torch.zeros((capacity, *shape), dtype=dtype) for key, (shape, dtype) in self._layout.items()}
+        for key, tensor in self.tensors.items():
+            grown[key][:self._top] = tensor[:self._top]
+        self.tensors, self._capacity = grown, capacity
+        for stream in self._rows:
+            self._point(stream)
+
+
+def gather(tensors: State, index: torch.Tensor) -> State:
+    """The rows ``index`` of a bank's tensors: a step's input state (a copy: the step cannot touch the bank)."""
+    return {key: tensor.index_select(0, index) for key, tensor in tensors.items()}
+
+
 class Stream:
-    """The scheduler's side of one session: its pipeline (whose ``state`` it carries forward) and
-    its bounded queue of chunks."""
+    """The scheduler's side of one session: its pipeline (whose state lives in the scheduler's
+    bank) and its bounded queue of chunks."""
 
     def __init__(self, scheduler: Scheduler, pipeline: StreamPipeline, queue_chunks: int):
         self.scheduler, self.pipeline = scheduler, pipeline
@@ -127,8 +204,9 @@ class Stream:
         self._drop_chunks(error)
 
     def clear(self) -> None:
-        """Forget a failure (the session was reset)."""
+        """The session was reset: forget a failure, carry the pipeline's fresh state from here."""
         self.error = None
+        self.scheduler.bank.write(self)
 
     def close(self) -> None:
         self.closed = True
@@ -186,6 +264,7 @@ class Scheduler:
         self.on_batch = on_batch
         self.streams: list[Stream] = []
         self.stats = SchedulerStats()
+        self.bank = StateBank()
         self._ready: deque[Stream] = deque()  # ready streams, oldest first
         self._in_flight: set[asyncio.Task] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -193,6 +272,7 @@ class Scheduler:
 
     def add_stream(self, pipeline: StreamPipeline, queue_chunks: int) -> Stream:
         stream = Stream(self, pipeline, queue_chunks)
+        self.bank.add(stream)
         self.streams.append(stream)
         return stream
 
@@ -200,6 +280,7 @@ class Scheduler:
         stream.close()
         if stream in self.streams:
             self.streams.remove(stream)
+            self.bank.release(stream)
 
     async def aclose(self) -> None:
         for stream in list(self.streams):
@@ -265,16 +346,16 @@ class Scheduler:
     def _dispatch(self, batch: list[Stream]) -> None:
         hop = self.model.hop
         hops = min((s.chunks[0].x.shape[-1] - s.chunks[0].done) // hop for s in batch)
-        items = [(s, s.chunks[0], s.chunks[0].x[..., s.chunks[0].done:s.chunks[0].done + hops * hop], s.pipeline.state)
-                 for s in batch]
-        task = asyncio.get_running_loop().create_task(self._execute(items, hops))
+        items = [(s, s.chunks[0], s.chunks[0].x[..., s.chunks[0].done:s.chunks[0].done + hops * hop]) for s in batch]
+        rows = [self.bank.rows(s) for s in batch]
+        task = asyncio.get_running_loop().create_task(self._execute(items, rows, hops))
         self._in_flight.add(task)
         for stream in batch:  # only now: a stream is busy exactly while a task will clear it
             stream.busy = True
 
-    async def _execute(self, items: list, hops: int) -> None:
+    async def _execute(self, items: list, rows: list[range], hops: int) -> None:
         try:
-            await self._execute_batch(items, hops)
+            await self._execute_batch(items, rows, hops)
         except Exception as exc:  # a bug in the bookkeeping: fail this batch's streams, never leave them busy
             log.exception("batch of %r failed", self.name)
             for stream, *_ in items:
@@ -285,37 +366,40 @@ class Scheduler:
             self._in_flight.discard(asyncio.current_task())
             self._poke()
 
-    async def _execute_batch(self, items: list, hops: int) -> None:
+    async def _execute_batch(self, items: list, rows: list[range], hops: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results, seconds = await loop.run_in_executor(
-                self.executor, self._step_batch, [x for _, _, x, _ in items], [s for _, _, _, s in items])
+            outputs, writes, seconds = await loop.run_in_executor(
+                self.executor, self._step_batch, [x for _, _, x in items], rows, self.bank.tensors)
         except BaseException as exc:  # the executor itself failed (e.g. shut down): fail the batch
-            results, seconds = [exc] * len(items), 0.0
+            outputs, writes, seconds = [exc] * len(items), [], 0.0
         stream_seconds = hops * self.model.hop / self.model.sample_rate
         self.stats.steps += 1
         self.stats.stream_steps += len(items)
         self.stats.batch_sizes[len(items)] += 1
         self.stats.compute_seconds += seconds
-        self.stats.audio_seconds += stream_seconds * sum(x.shape[0] for _, _, x, _ in items)
+        self.stats.audio_seconds += stream_seconds * sum(x.shape[0] for _, _, x in items)
         if self.on_batch is not None:
             try:
                 self.on_batch(self.name, len(items), seconds, stream_seconds)
             except Exception:  # an observer (metrics) bug must not cost the streams their output
                 log.exception("batch observer of %r failed", self.name)
+        # closed, failed or reset while stepping: the result belongs to no one
+        kept = [not (s.closed or s.error is not None or not s.chunks or s.chunks[0] is not chunk)
+                and not isinstance(y, BaseException) for (s, chunk, _), y in zip(items, outputs, strict=True)]
+        for members, index, state in writes:
+            self._write_back(members, index, state, rows, kept)
         now = time.perf_counter()
-        for (stream, chunk, x, _), result in zip(items, results, strict=True):
+        for (stream, chunk, x), y, keep in zip(items, outputs, kept, strict=True):
             stream.busy = False
-            if stream.closed or stream.error is not None or not stream.chunks or stream.chunks[0] is not chunk:
-                continue  # closed, failed or reset while stepping: the result belongs to no one
-            if isinstance(result, BaseException):
-                self.stats.failures += 1
-                error = StepError(f"model {self.name!r} failed: {result}")
-                error.__cause__ = result
-                stream.fail(error)
+            if not keep:
+                if isinstance(y, BaseException) and stream.chunks and stream.chunks[0] is chunk and not stream.closed \
+                        and stream.error is None:
+                    self.stats.failures += 1
+                    error = StepError(f"model {self.name!r} failed: {y}")
+                    error.__cause__ = y
+                    stream.fail(error)
                 continue
-            y, state = result
-            stream.pipeline.state = state
             chunk.outputs.append(y)
             chunk.done += x.shape[-1]
             if chunk.done == chunk.x.shape[-1]:
@@ -324,34 +408,50 @@ class Scheduler:
                 self.stats.chunks += 1
                 self.stats.chunk_latencies.append(now - chunk.queued_at)
                 if not chunk.future.done():
-                    chunk.future.set_result(torch.cat(chunk.outputs, dim=-1))
+                    chunk.future.set_result(chunk.outputs[0] if len(chunk.outputs) == 1 else
+                                            torch.cat(chunk.outputs, dim=-1))
             if stream.chunks:
                 self._requeue(stream, now)
 
+    def _write_back(self, members: list[int], index: torch.Tensor, state: State, rows: list[range],
+                    kept: list[bool]) -> None:
+        """Store a step's new state for the ``members`` (positions in the batch) whose result is kept."""
+        if all(kept[i] for i in members):
+            self.bank.scatter(index, state)
+            return
+        positions, offset = [], 0
+        for i in members:
+            if kept[i]:
+                positions.extend(range(offset, offset + len(rows[i])))
+            offset += len(rows[i])
+        if positions:
+            select = torch.tensor(positions)
+            self.bank.scatter(index[select], {key: value[select] for key, value in state.items()})
+
     # -- on a worker thread ----------------------------------------------------------------------
-    def _step_batch(self, xs: list[torch.Tensor], states: list[State]) -> tuple[list, float]:
+    def _step_batch(self, xs: list[torch.Tensor], rows: list[range], tensors: State) -> tuple[list, list, float]:
+        """(output or exception per stream, the new states to write back, compute seconds)."""
         start = time.perf_counter()
         with torch.inference_mode():
             try:
-                results = self._step(xs, states)
+                outputs, writes = self._step(xs, rows, tensors, list(range(len(xs))))
             except Exception as exc:
                 if len(xs) == 1:
-                    results = [exc]
+                    outputs, writes = [exc], []
                 else:  # find out whose input fails: step each stream alone
-                    results = []
-                    for x, state in zip(xs, states, strict=True):
+                    outputs, writes = [], []
+                    for i, (x, stream_rows) in enumerate(zip(xs, rows, strict=True)):
                         try:
-                            results.extend(self._step([x], [state]))
+                            output, write = self._step([x], [stream_rows], tensors, [i])
                         except Exception as single:
-                            results.append(single)
-        return results, time.perf_counter() - start
+                            output, write = [single], []
+                        outputs += output
+                        writes += write
+        return outputs, writes, time.perf_counter() - start
 
-    def _step(self, xs: list[torch.Tensor], states: list[State]) -> list[tuple[torch.Tensor, State]]:
-        rows = [x.shape[0] for x in xs]
-        if len(xs) == 1:
-            y, state = self.model.step(xs[0], states[0])
-            return [(y, state)]
-        y, state = self.model.step(torch.cat(xs), stack_states(states))
-        # clone: a stream's state must not keep the whole batch's tensors alive
-        parts = [{k: v.clone() for k, v in s.items()} for s in split_state(state, rows)]
-        return list(zip(torch.split(y, rows), parts, strict=True))
+    def _step(self, xs: list[torch.Tensor], rows: list[range], tensors: State,
+              members: list[int]) -> tuple[list[torch.Tensor], list]:
+        index = torch.tensor([row for stream_rows in rows for row in stream_rows], dtype=torch.long)
+        y, state = self.model.step(xs[0] if len(xs) == 1 else torch.cat(xs), gather(tensors, index))
+        outputs = [y] if len(xs) == 1 else list(torch.split(y, [len(r) for r in rows]))
+        return outputs, [(members, index, state)]
