@@ -250,3 +250,44 @@ def test_model_load_does_not_stall_the_event_loop(tmp_path):
     finally:
         SlowBuildModel.gate.set()
         _REGISTRY.pop("test-slow-build", None)
+
+
+class SlowStepModel(FilterModel):
+    """Its step (as a large model's would) waits for ``gate``; ``calls`` counts the steps."""
+
+    gate, stepping = threading.Event(), threading.Event()
+    calls = 0
+
+    def step(self, x, state):
+        type(self).calls += 1
+        self.stepping.set()
+        self.gate.wait()
+        return super().step(x, state)
+
+
+def test_a_session_start_steps_no_model_on_the_event_loop(tmp_path):
+    """A new stream's pipeline learns the model's output layout from one probe step: it runs on a
+    worker thread (the server answers meanwhile), once, and the session opened on the event loop
+    reuses what it found."""
+    register("test-slow-step", "test")(SlowStepModel)
+    try:
+        with running_server(tmp_path) as srv:
+            async def main():
+                SlowStepModel.gate.clear()
+                async with AsyncStreamClient(srv.ws) as client:
+                    starting = asyncio.create_task(client.start("test-slow-step", 16000))
+                    await asyncio.to_thread(SlowStepModel.stepping.wait)
+                    async with httpx.AsyncClient(base_url=srv.http, timeout=30) as http:
+                        health = await http.get("/healthz")
+                    SlowStepModel.gate.set()
+                    await starting
+                    probes = SlowStepModel.calls
+                    return health, probes, (await client.stream(signal(0.2, 16000), 320)).output
+
+            health, probes, out = run(asyncio.wait_for(main(), 60))
+            assert health.status_code == 200
+            assert probes == 1
+            assert np.abs(out - srv.reference("test-slow-step", signal(0.2, 16000), 16000).audio).max() <= ATOL
+    finally:
+        SlowStepModel.gate.set()
+        _REGISTRY.pop("test-slow-step", None)

@@ -50,6 +50,9 @@ an ``Output``; whoever runs the step between them must also carry ``pipeline.sta
 from __future__ import annotations
 
 import functools
+import json
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +69,12 @@ Step = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]
 AUDIO_LIKE = (AUDIO, SOURCES)
 OUTPUT_KINDS = (AUDIO, SOURCES, TOKENS, EVENTS)
 MAX_CHANNELS = 64
+
+#: per model instance: the output layout its probe step found, by input shape and state params.
+#: A session's pipeline is built on the event loop, and a probe is a whole model step (milliseconds
+#: for the larger models): it runs once per layout, e.g. on a worker thread ahead of the session
+_LAYOUTS: weakref.WeakKeyDictionary[StreamingModule, dict] = weakref.WeakKeyDictionary()
+_LAYOUTS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -215,15 +224,7 @@ class StreamPipeline:
         if self._detector_params and self.kind != EVENTS:
             raise ValueError(f"{type(model).__name__} outputs {self.kind}: no event detector to take "
                              f"{sorted(self._detector_params)}")
-        # one probe step tells the output layout: values per row (K) and output steps per hop
-        with torch.inference_mode():
-            probe, _ = model.step(self._to_tensor(np.zeros((self.hop, self.in_width), np.float32)),
-                                  self._fresh_state())
-        self._model_width = int(probe.shape[1])
-        # tokens: only the codebooks this stream uses go out (the model marks the others -1)
-        self.per_row = int((probe[:, :, 0] >= 0).sum(1).max()) if self.kind == TOKENS else self._model_width
-        self.out_per_hop = int(probe.shape[-1])
-        self._frame_dtype = probe.numpy().dtype
+        self._model_width, self.per_row, self.out_per_hop, self._frame_dtype = self._layout()
         if self.kind in AUDIO_LIKE and not self.tokens_in and self.out_per_hop != self.hop:
             raise ValueError(f"{type(model).__name__} outputs {self.kind} with {self.out_per_hop} samples per "
                              f"hop of {self.hop}; audio outputs must keep the input length")
@@ -272,6 +273,24 @@ class StreamPipeline:
     def _codebook_size(self) -> dict[str, int]:
         size = getattr(self.model, "codebook_size", None)
         return {} if size is None else {"codebook_size": int(size)}
+
+    def _layout(self) -> tuple[int, int, int, np.dtype]:
+        """(values per row K, values in use per row, output steps per hop, frame dtype), from one probe
+        step per model instance, input shape and state params (cached, see ``_LAYOUTS``)."""
+        x = self._to_tensor(np.zeros((self.hop, self.in_width), np.float32))
+        key = (tuple(x.shape), str(x.dtype), json.dumps(self._state_params, sort_keys=True, default=repr))
+        with _LAYOUTS_LOCK:
+            layout = _LAYOUTS.setdefault(self.model, {}).get(key)
+        if layout is None:
+            with torch.inference_mode():
+                probe, _ = self.model.step(x, self._fresh_state())
+            width = int(probe.shape[1])
+            # tokens: only the codebooks this stream uses go out (the model marks the others -1)
+            in_use = int((probe[:, :, 0] >= 0).sum(1).max()) if self.kind == TOKENS else width
+            layout = (width, in_use, int(probe.shape[-1]), probe.numpy().dtype)
+            with _LAYOUTS_LOCK:
+                _LAYOUTS[self.model][key] = layout
+        return layout
 
     # -- life cycle ----------------------------------------------------------------------------
     def _fresh_state(self) -> State:

@@ -181,7 +181,9 @@ class StreamHandler:
             raise ProtocolError("unknown_model", f"unknown model {msg.model!r}; available: "
                                                  f"{', '.join(self.service.model_names)}")
         try:
-            await self.service.load(msg.model, msg.params)
+            # on a worker thread: loading the model and the probe step of the session's pipeline
+            # (which open_session, on the event loop, then finds done)
+            await asyncio.to_thread(self.service.engine.pipeline, msg.model, msg.sample_rate, msg.channels, msg.params)
             self.session = self.service.engine.open_session(msg.model, msg.sample_rate, msg.channels, msg.params)
         except CapacityError as exc:
             raise ProtocolError("at_capacity", f"{exc}; try again later") from None
