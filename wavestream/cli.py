@@ -1,7 +1,8 @@
 """`wavestream` command line: one dispatcher; each command lives beside the code it drives.
 
-Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. They are imported
-lazily so that `wavestream models` does not pay for FastAPI or the training stack.
+Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Only the module of
+the command given is imported (for its arguments, then to run it), so that `wavestream models` does
+not pay for FastAPI, the server or the training stack.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of ``command`` only (every command is listed)."""
     parser = argparse.ArgumentParser(prog="wavestream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_path, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(_module=module_path)
+        if name != command:
+            continue
         try:
             module = importlib.import_module(module_path)
         except ModuleNotFoundError as exc:
@@ -42,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)  # no options come before it
+    args = build_parser(command).parse_args(argv)
     if getattr(args, "_missing", None):
         print(args._missing, file=sys.stderr)
         return 2
