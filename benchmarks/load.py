@@ -398,8 +398,8 @@ def main() -> None:
     median = {mode: sorted(runs)[len(runs) // 2] for mode, runs in best.items()}
     for mode, runs in best.items():
         print(f"largest N holding real time, {mode}: {median[mode]} (runs: {', '.join(map(str, runs))})")
-    if median.get("per-session"):
-        print(f"batching / per-session streams: {median.get('batched', 0) / median['per-session']:.1f}x")
+    if median.get("per-session") and "batched" in median:
+        print(f"batching / per-session streams: {median['batched'] / median['per-session']:.1f}x")
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
