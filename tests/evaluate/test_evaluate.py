@@ -232,7 +232,7 @@ def test_harness_separation_with_oracle(tiny_root, tmp_path):
 @pytest.mark.skipif(not has("mir_eval"), reason="mir_eval is not installed (pip install 'mir_eval<0.9')")
 def test_eval_separate_command_end_to_end(tiny_root, tmp_path):
     """`wavestream eval separate --model separate`: PIT scores per talker, SI-SDRi/SDRi over the mixture,
-    both oracles, batched RTF for the model, grouped tables and plots (the model is untrained here)."""
+    both oracles, batched RTF for the model, grouped tables and plots."""
     from wavestream.cli import main
     out = tmp_path / "report"
     args = ["eval", "separate", "--model", "separate", "--root", str(tiny_root), "--metrics", "si_sdr,sdr,stoi",
@@ -248,10 +248,10 @@ def test_eval_separate_command_end_to_end(tiny_root, tmp_path):
     for oracle in ("oracle-irm", "oracle-ibm"):
         assert systems[oracle]["mean"]["sdri"] > 5 and systems[oracle]["mean"]["si_sdri"] > 5
     model = systems["separate"]
-    assert model["trained"] is False and model["batch"] == 3 and model["batch_chunk_ms"] == 16.0
+    assert model["trained"] is True and model["batch"] == 3 and model["batch_chunk_ms"] == 16.0  # the shipped weights
     assert 0 < model["rtf_batched"] and "rtf_batched" not in systems["oracle-irm"]
     table = (out / "README.md").read_text()
-    assert "| separate (untrained) |" in table and "RTF batched" in table and "SDRi dB by overlap" in table
+    assert "| separate |" in table and "RTF batched" in table and "SDRi dB by overlap" in table
     assert "SI-SDRi dB by overlap" in table and "BSS-eval" in table
     if has("matplotlib"):
         assert (out / "spectrograms.png").stat().st_size > 0 and (out / "quality_vs_rtf.png").exists()
