@@ -244,7 +244,8 @@ def test_browser_api_key_errors_are_explained(page, site, images):
     open_page(page, site)
     page.evaluate("document.getElementById('key').value = 'wrong-key'")
     page.click("#start")
-    wait_for(page, "s.status === 'error'")
+    # the error message comes first, the close frame after it: wait for both
+    wait_for(page, "s.status === 'error' && s.closeCode !== null")
     state = figures(page)
     assert state["error"]["code"] == "unauthorized" and state["closeCode"] == 1008
     assert state["error"]["detail"]  # the server's own words are shown beside ours
@@ -257,7 +258,7 @@ def test_browser_bad_params_are_explained(page, site):
     open_page(page, site, model="kws")
     page.fill("#param-threshold", "5")
     page.click("#start")
-    wait_for(page, "s.status === 'error'")
+    wait_for(page, "s.status === 'error' && s.closeCode !== null")  # the error message, then the close frame
     state = figures(page)
     assert state["error"]["code"] == "invalid_params" and state["closeCode"] == 1007
     assert "refused these parameters" in page.text_content("#error")
