@@ -224,3 +224,18 @@ def test_a_server_that_cannot_start_stops_the_group(tmp_path):
         capture_output=True, text=True, timeout=240)
     assert process.returncode != 0
     assert "before it was ready" in process.stdout + process.stderr
+
+
+def test_a_port_in_use_is_refused(tmp_path):
+    """SO_REUSEPORT would let a second group share a port that is in use, even with another server
+    group: the supervisor refuses a taken port, as a single server does."""
+    group = Group(tmp_path)
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "wavestream.cli", "serve", "--processes", "2", "--port", str(group.port),
+             "--data-dir", str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
+        assert process.returncode == 1
+        assert "Address already in use" in process.stdout
+        assert len(group.servers()) == 2  # the running group is untouched
+    finally:
+        group.stop()

@@ -79,18 +79,27 @@ def serve(settings: ServiceSettings, log_level: str, sock: socket.socket | None 
         pass  # uvicorn re-raises the Ctrl+C it handled (after the graceful shutdown): not an error
 
 
+def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def shared_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``: every server of the group binds its
     own, and the kernel hands each new connection to one of those that listen. A server listens
     only once its app has started (uvicorn does it), so no connection waits on a server that is
     still loading its models."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    return sock
+    return _bound(host, port, reuse_port=True)
 
 
 def _die_with_parent() -> None:
@@ -162,7 +171,13 @@ class Supervisor:
     def run(self) -> int:
         # this socket only holds the port (it never listens, so it gets no connections): port 0
         # picks one free port for the whole group, and no other program can take it meanwhile
-        holder = shared_socket(self.settings.host, self.settings.port)
+        try:
+            if self.settings.port:  # in use, even by another group with SO_REUSEPORT: refuse, as one server would
+                _bound(self.settings.host, self.settings.port, reuse_port=False).close()
+            holder = shared_socket(self.settings.host, self.settings.port)
+        except OSError as exc:
+            print(f"wavestream serve: cannot bind {self.settings.host}:{self.settings.port}: {exc}")
+            return 1
         port = holder.getsockname()[1]
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGTERM, self.stop)
