@@ -164,17 +164,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "corpora": training_corpora(Path(config["data"].get("root") or data_root or default_root()), ("speech",)),
         },
         "training": {
-            "recipe": "wavestream train codec --config wavestream/train/configs/codec.json",
-            "loss": config["loss"],
-            "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip")
-                          if k in config["train"]} | {"name": "Adam", "schedule": "warmup + cosine"},
-            "batch_size": config["data"]["batch_size"],
-            "segment_seconds": config["data"]["seconds"],
-            "best_step": meta["step"],
-            "steps_run": last["step"],
-            "planned_steps": config["train"]["steps"],
-            "training_hours": round(last["elapsed_s"] / 3600, 2),
-            "hardware": f"2 shared CPU cores, torch.set_num_threads({config['train'].get('threads', 2)})",
+            **waveform.training_section(NAME, config, meta, last, config["loss"]),
             "dev_history": [{k: round(v, 3) for k, v in h.items() if k == "step" or "mel_db" in k or k == METRIC}
                             for h in last.get("history", [])],
         },

@@ -142,17 +142,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
                                         ("speech", "noise", "rir")),
         },
         "training": {
-            "recipe": "wavestream train separate --config wavestream/train/configs/separate.json",
-            "loss": "utterance-level PIT, negative SI-SDR (mean over the two sources)",
-            "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip")
-                          if k in config["train"]} | {"name": "Adam", "schedule": "warmup + cosine"},
-            "batch_size": config["data"]["batch_size"],
-            "segment_seconds": config["data"]["seconds"],
-            "best_step": meta["step"],
-            "steps_run": last["step"],
-            "planned_steps": config["train"]["steps"],
-            "training_hours": round(last["elapsed_s"] / 3600, 2),
-            "hardware": f"2 shared CPU cores, torch.set_num_threads({config['train'].get('threads', 2)})",
+            **waveform.training_section(NAME, config, meta, last,
+                                        "utterance-level PIT, negative SI-SDR (mean over the two sources)"),
             "dev_history": [{k: round(v, 3) for k, v in h.items() if k == "step" or k.endswith("si_sdri")}
                             for h in last.get("history", [])],
         },

@@ -43,6 +43,24 @@ def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "m
             for (k, c, lic), d in sorted(rows.items())]
 
 
+def training_section(name: str, config: dict, meta: dict, last: dict, loss) -> dict:
+    """The card's "training" entry: recipe, loss, optimizer, batches, steps and time (the recipe adds its
+    dev history); ``meta`` is the best checkpoint's, ``last`` the last one's."""
+    return {
+        "recipe": f"wavestream train {name} --config wavestream/train/configs/{name}.json",
+        "loss": loss,
+        "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip")
+                      if k in config["train"]} | {"name": "Adam", "schedule": "warmup + cosine"},
+        "batch_size": config["data"]["batch_size"],
+        "segment_seconds": config["data"]["seconds"],
+        "best_step": meta["step"],
+        "steps_run": last["step"],
+        "planned_steps": config["train"]["steps"],
+        "training_hours": round(last["elapsed_s"] / 3600, 2),
+        "hardware": f"2 shared CPU cores, torch.set_num_threads({config['train'].get('threads', 2)})",
+    }
+
+
 def record_evaluation(results: str | Path, name: str, card_path: Path, group_key: str | None) -> Path:
     """Copy the eval harness's measurements of model ``name`` (and the peers beside it) into its card.
 
