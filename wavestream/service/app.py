@@ -235,34 +235,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def list_models() -> dict:
         return {"models": [await service.describe(name) for name in service.model_names]}
 
-    @app.post("/v1/process/{model}", tags=["process"], openapi_extra=AUDIO_BODY, response_class=FileResponse,
-              dependencies=auth, responses={
-                  200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/json": {}}},
-                  **errors(400, 401, 404, 413, 415, 422, 503)})
-    async def process(request: Request, model: str, format: str | None = Query(None, description=FORMAT_HELP),
-                      params: str | None = Query(None, description="model params as a JSON object")):
-        """Process one file and return the result in the same sample rate (and channels for audio);
-        events models return the JSON list of their detections."""
-        check_model(model)
-        format = await output_format(model, format)
-        model_params = parse_params(params)
-        upload = await receive_upload(request)
-        target = upload.path.with_name(upload.path.name + "-out." + format)
-        try:
-            await process_file(service.engine, model, model_params, upload.path, target, format)
-        except BaseException as exc:
-            target.unlink(missing_ok=True)
-            if isinstance(exc, CapacityError):
-                raise HTTPException(503, f"{exc}; try again later", headers={"Retry-After": "1"}) from None
-            if isinstance(exc, ValueError):
-                raise HTTPException(422, str(exc)) from None
-            raise
-        finally:
-            upload.path.unlink(missing_ok=True)
-        service.metrics.audio_seconds.labels(model, "process").inc(upload.duration)
-        return FileResponse(target, media_type=OUTPUT_FORMATS[format][2], filename=f"{model}.{format}",
-                            background=BackgroundTask(target.unlink, missing_ok=True))
-
     async def respond(work, upload_path: Path, target: Path, media_type: str, filename: str) -> FileResponse:
         """Run ``work`` (which writes ``target``) and answer with the file: 503 at capacity, 422 for bad input."""
         try:
@@ -278,6 +250,24 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             upload_path.unlink(missing_ok=True)
         return FileResponse(target, media_type=media_type, filename=filename,
                             background=BackgroundTask(target.unlink, missing_ok=True))
+
+    @app.post("/v1/process/{model}", tags=["process"], openapi_extra=AUDIO_BODY, response_class=FileResponse,
+              dependencies=auth, responses={
+                  200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/json": {}}},
+                  **errors(400, 401, 404, 413, 415, 422, 503)})
+    async def process(request: Request, model: str, format: str | None = Query(None, description=FORMAT_HELP),
+                      params: str | None = Query(None, description="model params as a JSON object")):
+        """Process one file and return the result in the same sample rate (and channels for audio);
+        events models return the JSON list of their detections."""
+        check_model(model)
+        format = await output_format(model, format)
+        model_params = parse_params(params)
+        upload = await receive_upload(request)
+        target = upload.path.with_name(upload.path.name + "-out." + format)
+        response = await respond(process_file(service.engine, model, model_params, upload.path, target, format),
+                                 upload.path, target, OUTPUT_FORMATS[format][2], f"{model}.{format}")
+        service.metrics.audio_seconds.labels(model, "process").inc(upload.duration)
+        return response
 
     @app.post("/v1/encode/{model}", tags=["codec"], openapi_extra=AUDIO_BODY, response_class=FileResponse,
               dependencies=auth, responses={200: {"content": {TOKEN_FILE_TYPE: {}}},
