@@ -20,3 +20,13 @@ def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen |
         if time.monotonic() > give_up:
             raise TimeoutError(f"{what} within {timeout:.0f} s")
         time.sleep(0.05)
+
+
+def answers_ready(base: str) -> bool:
+    """Whether the server at ``base`` (``http://host:port``) answers ``/readyz`` with 200 yet."""
+    import httpx  # only the tests that start servers need it
+
+    try:
+        return httpx.get(base + "/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from tests.engine.models import FilterModel
 from tests.service.conftest import free_port, running_server, signal
-from tests.waiting import wait_until
+from tests.waiting import answers_ready, wait_until
 from wavestream.cli import main as cli_main
 from wavestream.client.stream_client import StreamClient, StreamError
 from wavestream.engine import Output, StreamPipeline
@@ -75,12 +75,7 @@ def test_wavestream_serve_process(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        def answers() -> bool:
-            try:
-                return httpx.get(base + "/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_until(answers, "server did not come up", process, timeout=90)
+        wait_until(lambda: answers_ready(base), "server did not come up", process, timeout=90)
         ready = httpx.get(base + "/readyz").json()
         assert ready["max_sessions"] == 3
         assert httpx.get(base + "/v1/models").status_code == 401
@@ -108,14 +103,7 @@ def test_wavestream_serve_ray_process(tmp_path):
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-
-        def answers() -> bool:
-            try:
-                return httpx.get(base + "/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(answers, "the Ray app did not come up", process, timeout=240)
+        wait_until(lambda: answers_ready(base), "the Ray app did not come up", process, timeout=240)
         assert httpx.get(base + "/readyz").json()["max_sessions"] == 3
         assert httpx.get(base + "/v1/models").status_code == 401
         assert (tmp_path / "data" / "jobs").is_dir()  # the relative --data-dir, from this directory
