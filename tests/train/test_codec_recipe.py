@@ -14,8 +14,7 @@ from wavestream.data.manifest import manifest_path, read_manifest, write_manifes
 from wavestream.models.registry import load_model
 
 # a tiny codec of the real layout: 16 kHz, 320-sample frames, 12 x 1024 codebooks, the three bitrates
-MODEL = {"n_filters": 4, "dimension": 8, "lstm_layers": 1, "encoder_lstm_layers": 0, "dead_code_threshold": 0.1,
-         "weight_norm": True}
+MODEL = {"hidden": 32, "dimension": 8, "encoder_blocks": 1, "decoder_blocks": 1, "dead_code_threshold": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +72,12 @@ def test_interrupted_and_resumed_run_equals_whole_run(root, tmp_path):
 
 
 def test_training_lowers_the_loss(root, tmp_path):
-    _train(write_config(tmp_path, root, steps=40, log_every=10, eval_every=40, checkpoint_every=40), tmp_path / "r")
+    _train(write_config(tmp_path, root, steps=100, log_every=1, eval_every=100, checkpoint_every=100),
+           tmp_path / "r")
     lines = [line for line in (tmp_path / "r" / "train.log").read_text().splitlines() if " lr " in line]
     losses = [float(line.split("loss=")[1].split()[0]) for line in lines]
-    assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+    # one step's loss is noisy on a batch of two: compare the first five steps with the last five
+    assert len(losses) == 100 and sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
 
 
 def test_export_writes_loadable_weights_and_card(root, tmp_path):
@@ -87,12 +88,12 @@ def test_export_writes_loadable_weights_and_card(root, tmp_path):
     card = json.loads((tmp_path / "weights" / "codec.json").read_text())
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     assert card["training"]["best_step"] == best["step"] and card["dev"]["dev_score"] == round(best["best"], 3)
-    assert card["config"] == {**MODEL, "weight_norm": False}  # folded into the weights
+    assert card["config"] == MODEL
     assert card["architecture"]["bitrates_kbps"] == {"1.5": 3, "3": 6, "6": 12}
     assert [c["kind"] for c in card["data"]["corpora"]] == ["speech"] and all(c["licence"] for c in
                                                                                card["data"]["corpora"])
     weights = load_file(str(tmp_path / "weights" / "codec.safetensors"))
-    assert "quantizer.embed_avg" not in weights and not any("parametrizations" in k for k in weights)
+    assert "quantizer.embed_avg" not in weights and "quantizer.cluster_size" not in weights
     model = load_model("codec", weights=tmp_path / "weights" / "codec.safetensors", **card["config"])
     assert model.trained and sum(p.numel() for p in model.parameters()) == card["architecture"]["parameters"]
     # the exported model computes what the best checkpoint computes

@@ -43,33 +43,28 @@ BITRATES = (1.5, 3.0, 6.0, 12.0, 24.0)  # kbps
 MODES = ("roundtrip", "encode", "decode")
 
 
-class EncodecStreaming(StreamingModule):
-    """A SEANet + RVQ codec; the defaults are EnCodec 24 kHz. Other configurations (rate, ratios, widths,
-    codebooks, bitrates) make other codecs of the same family, e.g. our 16 kHz speech codec ``codec``
-    (models/codec.py): ``weight_norm=True``, ``dead_code_threshold`` and ``quantizer.quantize`` (EMA
-    codebooks, quantizer dropout over the offered bitrates) are there for training one."""
+class RVQCodec(StreamingModule):
+    """An encoder -> residual vector quantizer -> decoder codec run one of three ways (``mode``), with a
+    per-stream bitrate. Subclasses build the halves: ``encoder`` maps audio ``[B, channels, n * frame]``
+    to latents ``[B, dimension, n]`` (its ``hop`` is the frame), ``decoder`` maps latents back to audio
+    and may lag it by ``decoder_delay`` samples (a whole number of frames, e.g. an inverse STFT's overlap)."""
 
-    sample_rate = 24000
     #: what a stream's start params may set: the bitrate (kbps) and which way the model runs
     stream_params = ("bitrate", "mode")
     #: the params that live in a stream's state (``configure_state``), not in the model's config
     state_params = ("bitrate",)
 
-    def __init__(self, mode: str = "roundtrip", bitrate: float = 6.0, channels: int = 1, dimension: int = 128,
-                 n_filters: int = 32, ratios: Sequence[int] = (8, 5, 4, 2), lstm_layers: int = 2, n_q: int = 32,
-                 codebook_size: int = 1024, sample_rate: int = 24000, bitrates: Sequence[float] = BITRATES,
-                 weight_norm: bool = False, dead_code_threshold: float = 2.0, encoder_lstm_layers: int | None = None):
+    def __init__(self, encoder: StreamingModule, decoder: StreamingModule, mode: str, bitrate: float,
+                 dimension: int, n_q: int, codebook_size: int, sample_rate: int, bitrates: Sequence[float],
+                 dead_code_threshold: float, decoder_delay: int = 0):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode, self.sample_rate = mode, sample_rate
-        seanet = dict(channels=channels, dimension=dimension, n_filters=n_filters, ratios=ratios,
-                      weight_norm=weight_norm)
-        # an encoder without LSTM computes the same latents bit for bit however a stream is cut (models/codec.py)
-        encoder_lstm = lstm_layers if encoder_lstm_layers is None else encoder_lstm_layers
-        self.encoder = SEANetEncoder(**seanet, lstm_layers=encoder_lstm)
-        self.decoder = SEANetDecoder(**seanet, lstm_layers=lstm_layers)
+        self.encoder, self.decoder = encoder, decoder
         self.frame_size = self.encoder.hop
+        if decoder_delay % self.frame_size:
+            raise ValueError(f"decoder_delay must be whole frames of {self.frame_size}, got {decoder_delay}")
         self.frame_rate = math.ceil(sample_rate / self.frame_size)
         self.codebooks, self.codebook_size = n_q, codebook_size
         self.bits_per_codebook = math.log2(codebook_size)
@@ -84,6 +79,8 @@ class EncodecStreaming(StreamingModule):
         self.hop = 1 if mode == "decode" else self.frame_size
         self.out_per_in = {"roundtrip": Fraction(1), "encode": Fraction(1, self.frame_size),
                            "decode": Fraction(self.frame_size)}[mode]
+        # output delay in input steps: samples (roundtrip), token frames (decode), none for codes
+        self.latency = {"roundtrip": decoder_delay, "encode": 0, "decode": decoder_delay // self.frame_size}[mode]
         self._parts = {"roundtrip": ("encoder", "quantizer", "decoder"), "encode": ("encoder", "quantizer"),
                        "decode": ("decoder",)}[mode]
 
@@ -139,7 +136,7 @@ class EncodecStreaming(StreamingModule):
             codes = x
         else:
             if x.dim() != 3 or x.shape[1] != self.encoder.channels:
-                raise ValueError(f"encodec expects audio [batch, {self.encoder.channels}, time], "
+                raise ValueError(f"{type(self).__name__} expects audio [batch, {self.encoder.channels}, time], "
                                  f"got {tuple(x.shape)}")
             self.check_length(x)
             latents = self.step_child("encoder", x, state, new_state)
@@ -148,6 +145,28 @@ class EncodecStreaming(StreamingModule):
                 return codes, new_state
         y = self.step_child("decoder", self.quantizer.decode(codes), state, new_state)
         return y, new_state
+
+
+class EncodecStreaming(RVQCodec):
+    """A SEANet + RVQ codec; the defaults are EnCodec 24 kHz. Other configurations (rate, ratios, widths,
+    codebooks, bitrates) make other codecs of the same family. ``weight_norm=True``,
+    ``dead_code_threshold`` and ``quantizer.quantize`` (EMA codebooks, quantizer dropout over the
+    offered bitrates) are there for training one."""
+
+    sample_rate = 24000
+
+    def __init__(self, mode: str = "roundtrip", bitrate: float = 6.0, channels: int = 1, dimension: int = 128,
+                 n_filters: int = 32, ratios: Sequence[int] = (8, 5, 4, 2), lstm_layers: int = 2, n_q: int = 32,
+                 codebook_size: int = 1024, sample_rate: int = 24000, bitrates: Sequence[float] = BITRATES,
+                 weight_norm: bool = False, dead_code_threshold: float = 2.0, encoder_lstm_layers: int | None = None):
+        seanet = dict(channels=channels, dimension=dimension, n_filters=n_filters, ratios=ratios,
+                      weight_norm=weight_norm)
+        # an encoder without LSTM computes the same latents bit for bit however a stream is cut
+        encoder_lstm = lstm_layers if encoder_lstm_layers is None else encoder_lstm_layers
+        super().__init__(SEANetEncoder(**seanet, lstm_layers=encoder_lstm),
+                         SEANetDecoder(**seanet, lstm_layers=lstm_layers), mode=mode, bitrate=bitrate,
+                         dimension=dimension, n_q=n_q, codebook_size=codebook_size, sample_rate=sample_rate,
+                         bitrates=bitrates, dead_code_threshold=dead_code_threshold)
 
 
 @register("encodec_24khz", task="codec",

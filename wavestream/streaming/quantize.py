@@ -13,8 +13,11 @@ Training (``quantize``): nearest-codebook assignment with a straight-through gra
 loss, codebooks learned by exponential moving averages (no gradient) with Laplace smoothing,
 codebooks initialized from the first batch's vectors, dead codes (EMA count below a threshold)
 restarted on random vectors of the batch, and quantizer dropout (each example draws its ``n_q``).
-A fresh code (initialized or restarted) starts at exactly the threshold count, so a code that the
-next batches do not use is restarted at once, whatever the threshold (a small batch needs a small one).
+A fresh code (initialized or restarted) starts at the count of an average code (the vectors per
+batch over the codebook size, never below the threshold), so it has the time an average code has to
+be used before it counts as dead. Starting it at the threshold restarted a code at the very next
+batch that did not pick it: with fewer vectors per batch than codes, nearly every code of a
+codebook every step, so the codebooks never settled (a first codec run used 61 of 1024 codes).
 
 Inference needs only ``embed``: weights written by ``inference_state_dict`` leave out the EMA
 statistics (half the quantizer's bytes), and loading such weights restarts them as a fresh
@@ -199,10 +202,11 @@ class ResidualVectorQuantizer(StreamingModule):
     def _init_codebooks(self, x: torch.Tensor) -> None:
         """Every codebook starts as random vectors of the first batch (residuals of the earlier ones)."""
         residual = x
+        fresh = max(self.dead_code_threshold, x.shape[0] * x.shape[2] / self.codebook_size)
         for q in range(self.n_q):
             self.embed[q] = self._sample(residual.transpose(1, 2).reshape(-1, self.dim), self.codebook_size)
-            self.embed_avg[q] = self.embed[q] * self.dead_code_threshold
-            self.cluster_size[q] = self.dead_code_threshold
+            self.embed_avg[q] = self.embed[q] * fresh
+            self.cluster_size[q] = fresh
             residual = residual - F.embedding(self._nearest(q, residual, exact=False), self.embed[q]).transpose(1, 2)
         self.initialized.fill_(True)
 
@@ -231,10 +235,11 @@ class ResidualVectorQuantizer(StreamingModule):
         self.embed[q] = self.embed_avg[q] / smoothed[:, None]
         dead = self.cluster_size[q] < self.dead_code_threshold
         if dead.any():  # restart dead codes on vectors this codebook is actually asked to quantize
-            fresh = self._sample(flat, int(dead.sum()))
-            self.embed[q][dead] = fresh
-            self.embed_avg[q][dead] = fresh * self.dead_code_threshold
-            self.cluster_size[q][dead] = self.dead_code_threshold
+            vectors = self._sample(flat, int(dead.sum()))
+            count = max(self.dead_code_threshold, float(total) / self.codebook_size)
+            self.embed[q][dead] = vectors
+            self.embed_avg[q][dead] = vectors * count
+            self.cluster_size[q][dead] = count
 
 
 def inference_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ restarted on the batch. No adversarial loss (see docs/models.md).
 Data: ``wavestream.data.CleanSpeech`` (clean clips only, seeded per index). Dev: fixed clean clips from
 the dev split (held-out talkers) and from the out-of-domain split (a corpus never trained on), coded at
 each bitrate; the best checkpoint has the lowest mean log-mel distance (``dev_score`` is minus it, in
-dB). ``export`` writes the shipped weights (weight norm folded, no EMA statistics) + card.
+dB). ``export`` writes the shipped weights (no EMA statistics) + card.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from wavestream.data import CleanSpeech, default_root
-from wavestream.models.codec import SpeechCodec
+from wavestream.models.codec import SpectralCodec
 from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.streaming.quantize import inference_state_dict
-from wavestream.streaming.seanet import fold_weight_norm
 
 from . import waveform
 from .loop import LoopConfig, export_best, fit, step_batches
@@ -73,7 +72,7 @@ def dev_examples(config: dict, split: str) -> torch.Tensor:
     return torch.stack([ds[i] for i in range(dev["items"])])
 
 
-def evaluate_on(model: SpeechCodec, clean: torch.Tensor, prefix: str, mel: MultiScaleMelLoss,
+def evaluate_on(model: SpectralCodec, clean: torch.Tensor, prefix: str, mel: MultiScaleMelLoss,
                 batch: int = 8) -> dict[str, float]:
     """Mel distance (dB) and SI-SDR of the decoded clips at each of the model's bitrates."""
     (clean,) = crop_to_hop(clean, hop=model.hop)
@@ -89,8 +88,8 @@ def evaluate_on(model: SpeechCodec, clean: torch.Tensor, prefix: str, mel: Multi
     return metrics
 
 
-def build_model(config: dict) -> SpeechCodec:
-    return SpeechCodec(**config["model"])
+def build_model(config: dict) -> SpectralCodec:
+    return SpectralCodec(**config["model"])
 
 
 def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -106,13 +105,13 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     def batches(start: int) -> Iterator[torch.Tensor]:
         return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
 
-    def loss_fn(model: SpeechCodec, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(model: SpectralCodec, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         (clean,) = crop_to_hop(batch, hop=model.hop)
         quantized = model.quantizer.quantize(model.encoder(clean))  # each example at one of the bitrates
         output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
         return criterion(output, target, quantized.commitment)
 
-    def evaluate(model: SpeechCodec) -> dict[str, float]:
+    def evaluate(model: SpectralCodec) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for name, clean in dev_sets.items():
             metrics.update(evaluate_on(model, clean, name, criterion.mel))
@@ -125,12 +124,11 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
-    """Write the best checkpoint of ``run`` as ``{weights_dir}/codec.safetensors`` + ``codec.json``: weight
-    norm folded into plain weights and the quantizer's EMA statistics left out (inference needs neither),
+    """Write the best checkpoint of ``run`` as ``{weights_dir}/codec.safetensors`` + ``codec.json``: the
+    quantizer's EMA statistics left out (inference does not read them),
     keeping the fields of an existing card that training does not produce (evaluation, prose)."""
     run, weights_dir = Path(run), Path(weights_dir)
     model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
-    fold_weight_norm(model)
     save_file({k: v.float().contiguous() for k, v in inference_state_dict(model).items()},
               str(weights_dir / f"{NAME}.safetensors"))
     config = meta["run"]["config"]
@@ -141,12 +139,13 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "description": "Streaming speech codec at 16 kHz: 1.5, 3 or 6 kbps per stream from one model, "
                        f"{1000 * model.algorithmic_latency / model.sample_rate:g} ms algorithmic latency.",
         "architecture": {
-            "class": "wavestream.models.codec.SpeechCodec",
-            "family": "SoundStream / EnCodec: causal SEANet encoder and decoder, residual vector quantizer with "
-                      "quantizer dropout",
-            "summary": "causal conv encoder (strides 2, 4, 5, 8: 320 samples a frame) -> RVQ of "
-                       f"{model.codebooks} x {model.codebook_size} codebooks (EMA, dead-code restarts) -> mirror "
-                       "decoder (transposed convs, skip LSTM)",
+            "class": "wavestream.models.codec.SpectralCodec",
+            "family": "FreqCodec (FunCodec): STFT in, causal conv encoder, residual vector quantizer with quantizer "
+                      "dropout (SoundStream / EnCodec), conv + GRU decoder, inverse STFT out",
+            "summary": f"causal STFT ({model.encoder.stft.n_fft}-sample window, {model.frame_size}-sample hop) -> "
+                       "compressed complex spectrum -> causal convs -> RVQ of "
+                       f"{model.codebooks} x {model.codebook_size} codebooks (EMA, dead-code restarts) -> causal "
+                       "convs + skip GRU -> log magnitude and phase per bin -> inverse STFT",
             "parameters": sum(p.numel() for p in model.parameters()),
             "sample_rate": model.sample_rate,
             "frame_rate": model.frame_rate,
@@ -156,7 +155,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "latency_samples": model.algorithmic_latency,
             "latency_ms": 1000 * model.algorithmic_latency / model.sample_rate,
         },
-        "config": {**config["model"], "weight_norm": False},  # folded: the shipped weights are plain
+        "config": config["model"],
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors", "bytes": size,
                     "note": "no EMA codebook statistics (inference does not read them)"},
         "data": {
