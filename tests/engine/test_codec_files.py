@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from wavestream.cli import main
 from wavestream.engine import Output, StreamPipeline
-from wavestream.models.codec import SpeechCodec
+from wavestream.models.codec import SpectralCodec
 from wavestream.streaming.tokens import read_token_file, write_token_file
 
 
@@ -17,7 +17,7 @@ def weights(tmp_path_factory):
     """One set of random weights for every command (each command builds its own model instance)."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("codec") / "codec.safetensors"
-    save_file({k: v.contiguous() for k, v in SpeechCodec().state_dict().items()}, str(path))
+    save_file({k: v.contiguous() for k, v in SpectralCodec().state_dict().items()}, str(path))
     return path
 
 
@@ -30,8 +30,8 @@ def write_input(path, rate, channels, seconds, seed=0):
     return x
 
 
-def model(weights, **config) -> SpeechCodec:
-    m = SpeechCodec(**config).eval()
+def model(weights, **config) -> SpectralCodec:
+    m = SpectralCodec(**config).eval()
     m.load_state_dict(load_file(str(weights)))
     return m
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wavestream.engine.pipeline import Output, StreamPipeline
-from wavestream.models.codec import SpeechCodec
+from wavestream.models.codec import SpectralCodec
 from wavestream.models.registry import describe
 from wavestream.streaming.quantize import UNUSED, inference_state_dict
 from wavestream.streaming.state import stack_states
@@ -28,10 +28,11 @@ CODES = 0  # codes are compared exactly (the states beside them are floats, chec
 
 
 def audio(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
-    """Speech-band noise bursts at a speech level (a random codec's latents then spread over its codes)."""
+    """Noise whose level jumps per frame over 40 dB, no frame silent (a random codec's latents then spread
+    over its codes; exactly silent frames would give identical latents, which collapse the later codebooks)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 1, frames * FRAME, generator=gen) * 0.1
-    return x * (torch.rand(batch, 1, frames, generator=gen).repeat_interleave(FRAME, -1) > 0.3)
+    return x * 10 ** (-2 * torch.rand(batch, 1, frames, generator=gen).repeat_interleave(FRAME, -1))
 
 
 @pytest.fixture(scope="module")
@@ -39,32 +40,33 @@ def weights() -> dict:
     """Random weights whose codebooks are initialized from the encoder's latents, as training starts them
     (random codebooks far from the latents would map every frame to one code and make the code checks empty)."""
     torch.manual_seed(0)
-    model = SpeechCodec().train()
-    with torch.no_grad():  # the first batch initializes the codebooks, the next ones restart the codes left unused
+    model = SpectralCodec().train()
+    with torch.no_grad():  # the first batch initializes the codebooks, the next ones move them by EMA
         for seed in range(3):
             model.quantizer.quantize(model.encoder(audio(16, 100, seed=99 + seed)), n_q=12)
     return model.state_dict()
 
 
 @pytest.fixture(scope="module")
-def modes(weights) -> dict[str, SpeechCodec]:
+def modes(weights) -> dict[str, SpectralCodec]:
     out = {}
     for mode in ("roundtrip", "encode", "decode"):
-        out[mode] = SpeechCodec(mode=mode).eval()
+        out[mode] = SpectralCodec(mode=mode).eval()
         out[mode].load_state_dict(weights)
     return out
 
 
 def test_declared_attributes_bitrates_and_size():
-    for mode, hop, ratio, kinds in (("roundtrip", FRAME, 1, ("audio", "audio")),
-                                    ("encode", FRAME, Fraction(1, FRAME), ("audio", "tokens")),
-                                    ("decode", 1, FRAME, ("tokens", "audio"))):
-        model = SpeechCodec(mode=mode)
-        assert (model.sample_rate, model.hop, model.out_per_in, model.latency) == (RATE, hop, ratio, 0)
+    # the output lags by the inverse STFT's overlap: one frame of samples (roundtrip), one token frame (decode)
+    for mode, hop, ratio, lag, kinds in (("roundtrip", FRAME, 1, FRAME, ("audio", "audio")),
+                                         ("encode", FRAME, Fraction(1, FRAME), 0, ("audio", "tokens")),
+                                         ("decode", 1, FRAME, 1, ("tokens", "audio"))):
+        model = SpectralCodec(mode=mode)
+        assert (model.sample_rate, model.hop, model.out_per_in, model.latency) == (RATE, hop, ratio, lag)
         assert (model.input_kind, model.output_kind) == kinds
         assert (model.frame_rate, model.codebooks, model.codebook_size) == (50, 12, 1024)
-    model = SpeechCodec()
-    assert 1000 * model.algorithmic_latency / RATE == 20.0  # one frame, no look-ahead (the target: <= 40 ms)
+    model = SpectralCodec()
+    assert 1000 * model.algorithmic_latency / RATE == 40.0  # a frame plus the overlap, no look-ahead (<= 40 ms)
     # 10 bits x 50 frames/s = 500 bit/s per codebook
     assert [model.n_q_for(b) for b in (1.5, 3, 6.0)] == [3, 6, 12]
     assert [model.bitrate_of(k) for k in (3, 6, 12)] == [1.5, 3.0, 6.0]
@@ -80,7 +82,7 @@ def test_declared_attributes_bitrates_and_size():
     assert 1_000_000 <= parameters <= 3_000_000
     assert sum(v.numel() * v.element_size() for v in inference_state_dict(model).values()) < 10_000_000
     info = describe("codec")
-    assert (info["task"], info["sample_rate"], info["hop"], info["latency_ms"]) == ("codec", RATE, FRAME, 20.0)
+    assert (info["task"], info["sample_rate"], info["hop"], info["latency_ms"]) == ("codec", RATE, FRAME, 40.0)
     assert info["stream_params"] == {"bitrate": 3.0, "mode": "roundtrip"}
 
 
@@ -202,7 +204,7 @@ def test_shipped_weights_leave_out_the_ema_statistics(modes, weights):
     """What an export writes loads into a fresh model and computes the same codes and audio."""
     slim = inference_state_dict(modes["roundtrip"])
     assert set(weights) - set(slim) == {"quantizer.embed_avg", "quantizer.cluster_size"}
-    loaded = SpeechCodec().eval()
+    loaded = SpectralCodec().eval()
     loaded.load_state_dict(slim)
     x = audio(2, 5)
     with torch.no_grad():
@@ -215,20 +217,20 @@ def test_shipped_weights_leave_out_the_ema_statistics(modes, weights):
 
 def test_inference_search_follows_every_codebook_change(weights):
     """The float64 codebooks are cached per version of ``embed``: an EMA step or a load must refresh them."""
-    model = SpeechCodec().eval()
+    model = SpectralCodec().eval()
     model.load_state_dict(weights)
     latents = model.encoder(audio(2, 10, seed=7)).detach()
     before = model.quantizer.encode(latents, 12)
     model.train()
     model.quantizer.quantize(latents * 3, n_q=12)  # EMA step (and restarts) on other vectors
     model.eval()
-    fresh = SpeechCodec().eval()
+    fresh = SpectralCodec().eval()
     fresh.load_state_dict(model.state_dict())
     after = model.quantizer.encode(latents, 12)
     assert torch.equal(after, fresh.quantizer.encode(latents, 12)) and not torch.equal(after, before)
     model.load_state_dict(weights)
     assert torch.equal(model.quantizer.encode(latents, 12), before)
     with torch.inference_mode():  # a model made under inference mode has no version counter to cache on
-        made_here = SpeechCodec().eval()
+        made_here = SpectralCodec().eval()
         made_here.load_state_dict(weights)
         assert torch.equal(made_here.quantizer.encode(latents, 12), before)

@@ -205,8 +205,12 @@ class ResidualVectorQuantizer(StreamingModule):
         fresh = max(self.dead_code_threshold, x.shape[0] * x.shape[2] / self.codebook_size)
         for q in range(self.n_q):
             self.embed[q] = self._sample(residual.transpose(1, 2).reshape(-1, self.dim), self.codebook_size)
-            self.embed_avg[q] = self.embed[q] * fresh
+            # a vector picked as a code leaves a residual of exactly zero, so later codebooks draw many equal
+            # vectors; only the first of equal codes is ever chosen: the rest start dead, to be restarted
+            # on the next batch
             self.cluster_size[q] = fresh
+            self.cluster_size[q][_repeats(self.embed[q])] = self.dead_code_threshold
+            self.embed_avg[q] = self.embed[q] * self.cluster_size[q][:, None]
             residual = residual - F.embedding(self._nearest(q, residual, exact=False), self.embed[q]).transpose(1, 2)
         self.initialized.fill_(True)
 
@@ -240,6 +244,14 @@ class ResidualVectorQuantizer(StreamingModule):
             self.embed[q][dead] = vectors
             self.embed_avg[q][dead] = vectors * count
             self.cluster_size[q][dead] = count
+
+
+def _repeats(vectors: torch.Tensor) -> torch.Tensor:
+    """Mask of the rows of ``vectors [K, dim]`` equal to an earlier row."""
+    _, group = torch.unique(vectors, dim=0, return_inverse=True)
+    index = torch.arange(len(vectors), device=vectors.device)
+    first = torch.full_like(index, len(vectors)).scatter_reduce_(0, group, index, "amin")
+    return first[group] != index
 
 
 def inference_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
