@@ -57,9 +57,10 @@ def modes(weights) -> dict[str, SpectralCodec]:
 
 
 def test_declared_attributes_bitrates_and_size():
-    # the output lags by the inverse STFT's overlap: one frame of samples (roundtrip), one token frame (decode)
+    # the output lags by the inverse STFT's overlap: one frame of samples (roundtrip; encode, whose last
+    # input samples need the next frame's codes), one token frame (decode)
     for mode, hop, ratio, lag, kinds in (("roundtrip", FRAME, 1, FRAME, ("audio", "audio")),
-                                         ("encode", FRAME, Fraction(1, FRAME), 0, ("audio", "tokens")),
+                                         ("encode", FRAME, Fraction(1, FRAME), FRAME, ("audio", "tokens")),
                                          ("decode", 1, FRAME, 1, ("tokens", "audio"))):
         model = SpectralCodec(mode=mode)
         assert (model.sample_rate, model.hop, model.out_per_in, model.latency) == (RATE, hop, ratio, lag)

@@ -41,12 +41,13 @@ def test_tokens_both_ways_over_the_wire(server):
         out = ready.output
         assert (out.kind, out.frame_rate, out.rows, out.codebooks, out.codebook_size, out.dtype) == \
             ("tokens", 50.0, 1, 6, 1024, "uint16")
-        assert ready.latency_ms == 20.0 and ready.input is None
+        assert ready.latency_ms == 40.0 and ready.input is None  # a frame, plus the next frame that completes it
         tokens = client.stream(x, 3 * FRAME + 17).output  # messages that are not whole frames
         wire_kbps = 8 * client.bytes_received / (len(x) / RATE) / 1000
     ref = reference(server, x, RATE, params).frames
-    assert tokens.shape == (50, 1, 6) and np.array_equal(tokens, ref)
-    assert wire_kbps == 4.8  # 6 codes x 16 bits x 50 frames/s: the nominal 3 kbps counts 10 bits a code
+    # 1 s is 50 frames, and one more: its codes complete the last samples (the decoder's overlap)
+    assert tokens.shape == (51, 1, 6) and np.array_equal(tokens, ref)
+    assert wire_kbps == 4.896  # 6 codes x 16 bits x 51 frames in 1 s: the nominal 3 kbps counts 10 bits a code
 
     for rate in (RATE, 48000):  # the output rate is the one asked for in start
         decode = {"mode": "decode", "bitrate": 3}
@@ -59,7 +60,7 @@ def test_tokens_both_ways_over_the_wire(server):
             audio = client.stream(tokens[:, 0], 7).output
             assert client.bytes_sent == 2 * tokens.size
         expected = reference(server, tokens[:, 0], rate, decode).audio
-        assert audio.shape == (50 * FRAME * rate // RATE, 1) and np.abs(audio - expected).max() <= ATOL
+        assert audio.shape == (51 * FRAME * rate // RATE, 1) and np.abs(audio - expected).max() <= ATOL
     server.wait_idle()
 
 
@@ -143,8 +144,9 @@ def test_rest_encode_and_decode_token_files(server, http):
     assert data[:4] == MAGIC and r.headers["content-type"] == "application/octet-stream"
     header = TokenFileHeader.unpack(data)
     assert (header.model, header.sample_rate, header.channels, header.samples) == ("codec", 22050, 2, len(x))
-    assert (header.frame_rate, header.n_q, header.codebook_size, header.frames) == (50.0, 3, 1024, 65)
-    assert len(data) == header.file_bytes == header.header_bytes + -(-65 * 2 * 3 * 10 // 8)
+    # 1.3 s: 65 frames, and the one whose codes complete them
+    assert (header.frame_rate, header.n_q, header.codebook_size, header.frames) == (50.0, 3, 1024, 66)
+    assert len(data) == header.file_bytes == header.header_bytes + -(-66 * 2 * 3 * 10 // 8)
     codes = reference(server, x, 22050, {"mode": "encode", "bitrate": 1.5}, channels=2).frames
     assert np.array_equal(unpack_codes(data[header.header_bytes:], codes.size, 10).reshape(codes.shape), codes)
 

@@ -79,8 +79,11 @@ class RVQCodec(StreamingModule):
         self.hop = 1 if mode == "decode" else self.frame_size
         self.out_per_in = {"roundtrip": Fraction(1), "encode": Fraction(1, self.frame_size),
                            "decode": Fraction(self.frame_size)}[mode]
-        # output delay in input steps: samples (roundtrip), token frames (decode), none for codes
-        self.latency = {"roundtrip": decoder_delay, "encode": 0, "decode": decoder_delay // self.frame_size}[mode]
+        # output delay in input steps: samples (roundtrip and encode), token frames (decode). Encode too: the
+        # audio up to sample t needs the codes of the frame holding t + decoder_delay, so a stream's end
+        # pushes that much more audio through (a token file then holds every frame its audio needs)
+        self.latency = {"roundtrip": decoder_delay, "encode": decoder_delay,
+                        "decode": decoder_delay // self.frame_size}[mode]
         self._parts = {"roundtrip": ("encoder", "quantizer", "decoder"), "encode": ("encoder", "quantizer"),
                        "decode": ("decoder",)}[mode]
 
