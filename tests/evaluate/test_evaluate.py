@@ -276,9 +276,17 @@ def test_harness_codec_reports_bitrates(tiny_root, tmp_path):
 
 def test_harness_runs_our_codec_at_its_bitrate(tiny_root):
     from wavestream.evaluate.harness import evaluate
-    results = evaluate("codec", ["codec"], tiny_root, ["si_sdr"], limit=2, log=lambda _: None)
+    results = evaluate("codec", ["codec", "codec@6", "codec@1.5"], tiny_root, ["si_sdr"], limit=2,
+                       log=lambda _: None)
     ours = results["systems"]["codec"]
     assert ours["bitrate_kbps"] == 3.0 and ours["latency_ms"] == 40.0 and ours["trained"] is False
+    # MODEL@KBPS: the same model at another bitrate, its own row
+    assert results["systems"]["codec@6"]["bitrate_kbps"] == 6.0
+    assert results["systems"]["codec@1.5"]["bitrate_kbps"] == 1.5
+    with pytest.raises(ValueError, match="bitrate must be one of"):
+        evaluate("codec", ["codec@12"], tiny_root, ["si_sdr"], limit=1, log=lambda _: None)
+    with pytest.raises(ValueError, match="must be a number of kbps"):
+        evaluate("codec", ["codec@fast"], tiny_root, ["si_sdr"], limit=1, log=lambda _: None)
 
 
 def test_out_of_domain_devset_uses_only_held_out_corpora(tiny_root, tmp_path):

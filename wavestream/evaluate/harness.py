@@ -43,10 +43,18 @@ BATCH, CHUNK_S = 16, 0.016
 
 
 def build_system(name: str, weights: str | None = None) -> Peer:
-    """A peer by name, else a model from the registry."""
+    """A peer by name, else a model from the registry; ``MODEL@KBPS`` is a codec at that bitrate
+    (``codec@6``), so one report compares every bitrate of a model. ``weights`` are the model's."""
     if name in PEERS:
         return load_peer(name)
-    return RegistryModel(name, weights)
+    model, at, bitrate = name.partition("@")
+    if not at:
+        return RegistryModel(name, weights)
+    try:
+        kbps = float(bitrate)
+    except ValueError:
+        raise ValueError(f"{name!r}: the bitrate after '@' must be a number of kbps") from None
+    return RegistryModel(model, weights, name_as=name, bitrate=kbps)
 
 
 def _read(folder: Path, rel: str) -> tuple[np.ndarray, int]:
@@ -131,7 +139,7 @@ def evaluate(task: str, systems: list[str], root: str | Path | None = None, metr
             results["notes"].append(f"peer {name} skipped: {missing}")
             log(f"{name}: skipped ({missing})")
             continue
-        system = build_system(name, (weights or {}).get(name))
+        system = build_system(name, (weights or {}).get(name.partition("@")[0]))
         results["systems"][name] = _run_system(system, folder, entries, spec, metrics, log, mixture_scores)
     if task == "enhance" and "dnsmos" in metrics:
         results["clean_dnsmos"] = _reference_dnsmos(folder, entries, previous if reusable else None, log)

@@ -256,10 +256,11 @@ class Codec2(Peer):
 class RegistryModel(Peer):
     """One of our models from the registry, run offline through the streaming contract on one thread."""
 
-    def __init__(self, name: str, weights: str | Path | None = None):
+    def __init__(self, name: str, weights: str | Path | None = None, *, name_as: str | None = None, **config):
+        """``config`` overrides the model's (e.g. a codec's ``bitrate``); ``name_as`` names the system then."""
         from wavestream.models.registry import get_spec, load_model
-        self.model = load_model(name, weights)
-        self.name = name
+        self.model = load_model(name, weights, **config)
+        self.name = name_as or name
         self.task = get_spec(name).task
         self.rate = self.model.sample_rate
         self.latency_ms = 1000.0 * self.model.algorithmic_latency / self.rate
