@@ -13,9 +13,9 @@ import torch
 from wavestream.data.audio import read_audio, trim_silence
 from wavestream.data.devset import load_devset, write_devset
 from wavestream.data.manifest import load_entries, split_of
-from wavestream.data.noise import NOISE_TYPES, generate_noise
+from wavestream.data.noise import NOISE_TYPES, SYNTHETIC_KINDS, generate_noise, synthetic_noise
 from wavestream.data.sentences import sentences
-from wavestream.data.synth import NoisySpeech, SpeakerMixtures
+from wavestream.data.synth import NoisySpeech, SpeakerMixtures, biquad, equalize, random_eq
 
 from .tiny import SPEAKERS, make_tiny_corpus, prepare_tiny
 
@@ -103,9 +103,83 @@ def test_noisy_speech_hits_the_requested_snr(root):
         assert np.abs(noisy).max() < 1.0
 
 
+def test_synthetic_noise_is_tonal_or_hiss_and_reproducible():
+    rate, n = 16000, 32000
+    freqs = np.fft.rfftfreq(n, 1 / rate)
+    seen = set()
+    for seed in range(30):
+        x, kind = synthetic_noise(np.random.default_rng(seed), n, rate)
+        y, again = synthetic_noise(np.random.default_rng(seed), n, rate)
+        assert np.array_equal(x, y) and kind == again and x.dtype == np.float32
+        assert abs(np.sqrt(np.mean(x.astype(np.float64) ** 2)) - 1) < 1e-3
+        power = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+        blocks = power[:16000].reshape(80, 200)  # 100 Hz blocks
+        lines = blocks > 10 * np.median(blocks, axis=1, keepdims=True)
+        tonal = blocks[lines].sum() / blocks.sum()  # share of the power in spectral lines
+        seen.add(kind)
+        if kind == "hiss":
+            assert tonal < 0.2, tonal
+        else:  # harmonics of one fundamental, nothing near Nyquist (no aliased partials)
+            assert tonal > 0.9, (kind, tonal)
+            top = power[freqs > 0.92 * rate / 2]  # harmonics end at 0.9 x Nyquist: only the hiss floor up there
+            assert top.max() < 30 * np.median(top)
+    assert seen == set(SYNTHETIC_KINDS)
+
+
+def test_channel_eq_biquads_match_the_cookbook_and_filter_exactly():
+    rate = 16000
+    signal = pytest.importorskip("scipy.signal")
+
+    def gain_db(b, a, hz):
+        return 20 * np.log10(np.abs(signal.freqz(b, a, worN=[hz], fs=rate)[1][0]))
+
+    assert gain_db(*biquad("peak", 1000, 6.0, 1.0, rate), 1000) == pytest.approx(6.0, abs=1e-6)
+    assert gain_db(*biquad("peak", 1000, 6.0, 1.0, rate), 7000) == pytest.approx(0.0, abs=0.1)
+    assert gain_db(*biquad("low", 200, -8.0, 1.0, rate), 1e-3) == pytest.approx(-8.0, abs=1e-3)
+    assert gain_db(*biquad("low", 200, -8.0, 1.0, rate), 7999) == pytest.approx(0.0, abs=0.01)
+    assert gain_db(*biquad("high", 3000, 5.0, 1.0, rate), 1e-3) == pytest.approx(0.0, abs=1e-3)
+    assert gain_db(*biquad("high", 3000, 5.0, 1.0, rate), 7999) == pytest.approx(5.0, abs=0.05)
+    x = np.random.default_rng(0).standard_normal(20000)
+    for seed in range(5):
+        filters = random_eq(np.random.default_rng(seed), rate)
+        expected = x
+        for b, a in filters:
+            expected = signal.lfilter(b, a, expected)
+        assert 1 <= len(filters) <= 3 and np.abs(equalize(x, filters) - expected).max() < 1e-9
+
+
+def test_noisy_speech_synthetic_noise_and_one_channel_for_input_and_target(root):
+    """The channel EQ colours the noisy input and the target alike: the model removes noise, not the channel.
+    With eq_prob 1 an item draws everything else as with eq_prob 0, so the two can be compared band by band."""
+    options = dict(seconds=1.0, length=6, seed=2, bandlimit_prob=0.0, clip_prob=0.0, min_native_rate=0,
+                   background={"synthetic": 1.0})
+    plain = NoisySpeech(root, "train", eq_prob=0.0, **options)
+    coloured = NoisySpeech(root, "train", eq_prob=1.0, **options)
+    spread = []
+    for i in range(6):
+        noisy0, clean0, info0 = plain.synthesize(plain.rng(i))
+        noisy1, clean1, info1 = coloured.synthesize(coloured.rng(i))
+        assert info0["background"] == "synthetic" and info0["synthetic"] in SYNTHETIC_KINDS
+        assert info1["eq"] and "eq" not in info0 and info1["synthetic"] == info0["synthetic"]
+
+        def bands(x):  # dB per 100 Hz band up to 4 kHz
+            power = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x)))) ** 2
+            return 10 * np.log10(power[:4000].reshape(40, 100).sum(1) + 1e-30)
+
+        voiced = bands(clean0) > bands(clean0).max() - 20  # the bands the tiny talker has energy in
+        channel_speech = (bands(clean1) - bands(clean0))[voiced]
+        channel_noisy = (bands(noisy1) - bands(noisy0))[voiced]
+        assert np.abs(channel_speech - channel_noisy).max() < 1.0
+        spread.append(np.ptp(channel_speech))
+    assert max(spread) > 3.0  # a channel that colours, not a flat gain
+    assert torch.equal(coloured[3][0], NoisySpeech(root, "train", eq_prob=1.0, **options)[3][0])  # reproducible
+
+
 def test_noisy_speech_rejects_bad_arguments(root, tmp_path):
     with pytest.raises(ValueError, match="background"):
         NoisySpeech(root, background={"thunder": 1.0})
+    with pytest.raises(ValueError, match="eq_prob"):
+        NoisySpeech(root, eq_prob=1.5)
     with pytest.raises(ValueError, match="ordered"):
         NoisySpeech(root, snr_db=(10, 0))
     with pytest.raises(ValueError, match="wavestream data prepare"):

@@ -15,6 +15,7 @@ from wavestream.streaming.testing import (
     assert_batch_independent,
     assert_causal,
     assert_chunked_equals_offline,
+    assert_step_is_pure,
     partitions,
 )
 from wavestream.train.losses import si_sdr
@@ -50,16 +51,24 @@ def test_causal(model, t):
     assert_causal(model, x, t)
 
 
-def test_batch_independent(model):
-    g = torch.Generator().manual_seed(3)
-    streams = [torch.randn(1, 1, 20 * HOP, generator=g) * s for s in (0.01, 0.3, 1.0)]
-    assert_batch_independent(model, streams, warmups=[0, 3, 7], units=6)
+def _streams_at_three_levels(seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, 1, 20 * HOP, generator=g) * s for s in (0.01, 0.3, 1.0)]
+
+
+def test_batch_independent_and_step_pure(model):
+    assert_batch_independent(model, _streams_at_three_levels(3), warmups=[0, 3, 7], units=6)
+    assert_step_is_pure(model, torch.randn(2, 1, 4 * HOP, generator=torch.Generator().manual_seed(4)), units=2)
 
 
 def test_shipped_model_passes_streaming_checks(shipped):
+    """The trained weights, not just a random init: chunked == offline, causal, each stream of a batch
+    independent of the others (at different positions and levels, state through bytes), step pure."""
     x = torch.randn(2, 1, 12 * HOP, generator=torch.Generator().manual_seed(5)) * 0.1
     assert_chunked_equals_offline(shipped, x, [1, 4, 2, 5])
     assert_causal(shipped, x, 6 * HOP + 17)
+    assert_batch_independent(shipped, _streams_at_three_levels(6), warmups=[0, 3, 7], units=6)
+    assert_step_is_pure(shipped, x, units=2)
 
 
 def test_size_latency_and_declared_attributes(model):

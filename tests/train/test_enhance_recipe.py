@@ -2,24 +2,50 @@
 
 import json
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from tests.data.tiny import prepare_tiny
 from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
+from wavestream.data.manifest import manifest_path, read_manifest, write_manifest
 from wavestream.models.registry import load_model
+from wavestream.train.enhance import dev_examples
+
+TONE_HZ = 5000.0  # the held-out noise: far above the tiny talkers' harmonics (< 3.6 kHz); training noise is white
+
+
+def _add_ood_split(root):
+    """An out-of-domain split for the tiny corpus: some talkers moved out of training, and a noise corpus of
+    5 kHz tones that only the ood split has."""
+    train = read_manifest(manifest_path(root, "speech", "train"))
+    held = {e["speaker"] for e in train[:9]}
+    write_manifest(manifest_path(root, "speech", "train"), [e for e in train if e["speaker"] not in held])
+    write_manifest(manifest_path(root, "speech", "ood"), [{**e, "split": "ood"} for e in train if e["speaker"] in held])
+    tones = []
+    for k in range(3):
+        rel = f"noise/tones/tone{k}.flac"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        t = np.arange(3 * 16000) / 16000
+        sf.write(root / rel, (0.1 * np.sin(2 * np.pi * TONE_HZ * t + k)).astype(np.float32), 16000)
+        tones.append({"path": rel, "duration": 3.0, "speaker": f"tones-{k}", "corpus": "tones",
+                      "licence": "CC0 (test)", "split": "ood", "kind": "noise", "native_rate": 16000})
+    write_manifest(manifest_path(root, "noise", "ood"), tones)
 
 
 @pytest.fixture(scope="module")
 def config_path(tmp_path_factory):
     folder = tmp_path_factory.mktemp("enhance_recipe")
     root = prepare_tiny(folder)
+    _add_ood_split(root)
     config = {
         "model": {"n_fft": 512, "hop_length": 256, "embed": 8, "hidden": 16, "layers": 1},
         "data": {"root": str(root), "batch_size": 2, "seconds": 1.0, "num_workers": 0, "seed": 0,
-                 "snr_db": [0, 10], "reverb_prob": 0.0, "background": {"noise": 1.0}},
-        "dev": {"items": 2, "seconds": 1.0, "seed": 5},
+                 "snr_db": [0, 10], "reverb_prob": 0.0, "eq_prob": 0.5,
+                 "background": {"noise": 0.5, "synthetic": 0.5}},
+        "dev": {"items": 2, "seconds": 1.0, "seed": 5, "splits": ["dev", "ood"]},
         "loss": {"sisdr_weight": 0.1, "stft_weight": 1.0},
         # constant LR, so a run cut short with --steps follows the same schedule as the whole run
         "train": {"steps": 4, "lr": 0.003, "warmup_steps": 0, "min_lr_ratio": 1.0, "log_every": 1,
@@ -37,9 +63,34 @@ def _train(config_path, out, *extra):
 def test_interrupted_and_resumed_run_equals_whole_run(config_path, tmp_path):
     assert_resume_is_exact(lambda out, *extra: _train(config_path, out, *extra), tmp_path)
     assert "resumed at step 2" in (tmp_path / "cut" / "train.log").read_text()
-    # the log has progress lines and dev scores
+    # the log has progress lines and dev scores of both dev splits, and their mean
     log = (tmp_path / "whole" / "train.log").read_text()
-    assert "step 4 lr" in log and "dev step 4 dev_si_sdr=" in log
+    assert "step 4 lr" in log and "dev step 4 in_domain_si_sdr=" in log
+    assert "out_of_domain_si_sdr=" in log and "out_of_domain_si_sdri=" in log and "dev_score=" in log
+    history = json.loads((tmp_path / "whole" / "last.json").read_text())["history"]
+    for h in history:
+        assert h["dev_score"] == pytest.approx((h["in_domain_si_sdr"] + h["out_of_domain_si_sdr"]) / 2)
+
+
+def test_out_of_domain_dev_examples_hold_only_held_out_noise(config_path):
+    """What is added to the ood talkers is the held-out tone corpus or their babble, never the (white)
+    training noise nor synthetic noise, whatever the training mixture says."""
+    config = json.loads(config_path.read_text())
+    config["dev"]["items"] = 12
+    noisy, clean = dev_examples(config, "ood")
+    freqs = np.fft.rfftfreq(noisy.shape[-1], 1 / 16000)
+    kinds = []
+    for residual in (noisy - clean)[:, 0].double().numpy():
+        power = np.abs(np.fft.rfft(residual)) ** 2
+        tone = power[np.abs(freqs - TONE_HZ) < 50].sum() / power.sum()
+        high = power[freqs > 4000].sum() / power.sum()
+        assert tone > 0.95 or high < 0.01, (tone, high)  # the tone, or babble of the tiny talkers (below 4 kHz)
+        kinds.append(tone > 0.95)
+    assert any(kinds) and not all(kinds)
+    # in-domain examples carry the training mixture: white or synthetic noise, with energy above 4 kHz
+    noisy, clean = dev_examples(config, "dev")
+    power = np.abs(np.fft.rfft((noisy - clean)[:, 0].double().numpy())) ** 2
+    assert (power[:, freqs > 4000].sum(1) / power.sum(1)).max() > 0.05
 
 
 def test_export_writes_loadable_weights_and_card(config_path, tmp_path):
@@ -48,7 +99,8 @@ def test_export_writes_loadable_weights_and_card(config_path, tmp_path):
                  "--weights-dir", str(tmp_path / "weights")]) == 0
     card = json.loads((tmp_path / "weights" / "enhance.json").read_text())
     best = json.loads((tmp_path / "run" / "best.json").read_text())
-    assert card["training"]["best_step"] == best["step"] and card["dev"]["dev_si_sdr"] == round(best["best"], 3)
+    assert card["training"]["best_step"] == best["step"] and card["dev"]["dev_score"] == round(best["best"], 3)
+    assert {"in_domain_si_sdr", "out_of_domain_si_sdr", "dev_score"} <= set(card["training"]["dev_history"][-1])
     assert card["config"] == json.loads(config_path.read_text())["model"]
     assert {c["kind"] for c in card["data"]["corpora"]} >= {"speech", "noise"}
     model = load_model("enhance", weights=tmp_path / "weights" / "enhance.safetensors", **card["config"])

@@ -92,6 +92,16 @@ def _backgrounds(split: str) -> dict[str, float]:
     return {"noise": 0.7, "music": 0.1, "babble": 0.2} if split == "dev" else {"noise": 0.8, "babble": 0.2}
 
 
+def enhance_mixing(root, split: str) -> dict:
+    """NoisySpeech options of the enhance dev sets of ``split`` ("dev" or "ood"), less the SNR: recorded
+    talkers of the split over its own noises (held out from training: dev sources of the training
+    corpora, or for "ood" a corpus no model trains on), music in-domain, and babble of the split's other
+    talkers; no rooms, band limits, clipping, channel EQ or synthetic noise (training kinds, not held out).
+    The enhance recipe draws its out-of-domain dev examples with the same options."""
+    return dict(level_db=(-35.0, -20.0), bandlimit_prob=0.0, clip_prob=0.0, reverb_prob=0.0,
+                background=_backgrounds(split), speech_corpora=_recorded(root, split))
+
+
 def _seconds(rng: np.random.Generator, rate: int) -> int:
     return int(rate * rng.uniform(4.0, 6.0))
 
@@ -99,9 +109,7 @@ def _seconds(rng: np.random.Generator, rate: int) -> int:
 def _enhance(folder: Path, root, rate: int, split: str = "dev", min_bak: float | None = CLEAN_BAK) -> list[dict]:
     entries = []
     for s, snr in enumerate(ENHANCE_SNRS):
-        data = NoisySpeech(root, split, rate=rate, snr_db=(snr, snr), level_db=(-35.0, -20.0), bandlimit_prob=0.0,
-                           clip_prob=0.0, reverb_prob=0.0, background=_backgrounds(split),
-                           speech_corpora=_recorded(root, split), min_bak=min_bak)
+        data = NoisySpeech(root, split, rate=rate, snr_db=(snr, snr), min_bak=min_bak, **enhance_mixing(root, split))
         for i in range(ENHANCE_PER_SNR):
             rng = np.random.default_rng([SEED, s, i])
             noisy, clean, info = data.synthesize(rng, _seconds(rng, rate))

@@ -1,5 +1,8 @@
 """Generated noises: coloured stationary noise, mains hum, and non-stationary bursts, wind and
-speech-shaped modulated noise. Deterministic per (type, seed); normalised to -25 dBFS RMS."""
+speech-shaped modulated noise. Deterministic per (type, seed); normalised to -25 dBFS RMS.
+
+``synthetic_noise`` draws stationary machine-like noise afresh for every training example instead
+(NoisySpeech's ``synthetic`` background): hums and buzzes on any fundamental, and hiss."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ import numpy as np
 NOISE_TYPES = ("white", "pink", "brown", "blue", "hum", "babble-like", "bursts", "wind")
 
 
-def _coloured(rng: np.random.Generator, n: int, exponent: float, rate: int) -> np.ndarray:
-    """Gaussian noise with power spectrum ~ f**-exponent (0 white, 1 pink, 2 brown, -1 blue)."""
+def _coloured(rng: np.random.Generator, n: int, exponent: float, rate: int, flat_below_hz: float = 0.0) -> np.ndarray:
+    """Gaussian noise with power spectrum ~ f**-exponent (0 white, 1 pink, 2 brown, -1 blue), flat below
+    ``flat_below_hz`` (else brown noise puts most of its power below what anyone hears)."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1 / rate)
     freqs[0] = freqs[1]
+    freqs = np.maximum(freqs, flat_below_hz)
     return np.fft.irfft(spectrum * freqs ** (-exponent / 2), n)
 
 
@@ -56,3 +61,38 @@ def generate_noise(kind: str, seed: int, rate: int = 16000, seconds: float = 20.
     x = x - x.mean()
     x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12) * 10 ** (-25 / 20)
     return x.astype(np.float32)
+
+
+#: what ``synthetic_noise`` draws, with equal chances
+SYNTHETIC_KINDS = ("hum", "buzz", "hiss")
+_TABLE = 2048  # samples in the one-period wavetable of a tone (harmonics up to 1023)
+
+
+def synthetic_noise(rng: np.random.Generator, n: int, rate: int = 16000) -> tuple[np.ndarray, str]:
+    """``n`` samples of stationary noise drawn from ``rng``, and its kind (``SYNTHETIC_KINDS``).
+
+    hum: mains (50 or 60 Hz, half the time) or a 40-400 Hz fundamental, harmonics falling as
+    k**-p (p 0.5-2) with random weights; buzz: the same fundamentals, sawtooth-like (every harmonic at
+    1/k) or square-like (odd harmonics only); both wobble slowly in amplitude (0.1-2 Hz, depth up to
+    50 %) over a hiss 15-35 dB below, harmonics below 0.9 x Nyquist (no aliasing). hiss: noise of
+    spectral slope 0 to -6 dB/octave (white to brown) above 50 Hz, flat below. RMS 1.
+    """
+    kind = SYNTHETIC_KINDS[rng.integers(len(SYNTHETIC_KINDS))]
+    hiss = _coloured(rng, n, rng.uniform(0.0, 2.0), rate, flat_below_hz=50.0)
+    hiss /= np.sqrt(np.mean(hiss ** 2)) + 1e-12
+    if kind == "hiss":
+        return hiss.astype(np.float32), kind
+    f0 = rng.choice([50.0, 60.0]) if rng.random() < 0.5 else float(np.exp(rng.uniform(np.log(40), np.log(400))))
+    k = np.arange(1, int(0.45 * rate / f0) + 1)
+    if kind == "hum":
+        amplitude = k ** -rng.uniform(0.5, 2.0) * rng.uniform(0.3, 1.0, len(k))
+    else:
+        amplitude = (k % 2 == 1 if rng.random() < 0.5 else 1.0) / k
+    spectrum = np.zeros(_TABLE // 2 + 1, complex)
+    spectrum[k] = amplitude * np.exp(2j * np.pi * rng.uniform(0, 1, len(k)))
+    table = np.fft.irfft(spectrum, _TABLE)
+    t = np.arange(n) / rate
+    x = np.interp((f0 * t + rng.uniform()) % 1 * _TABLE, np.arange(_TABLE), table, period=_TABLE)
+    x *= 1 + rng.uniform(0.0, 0.5) * np.sin(2 * np.pi * rng.uniform(0.1, 2.0) * t + rng.uniform(0, 2 * np.pi))
+    x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12) + hiss * 10 ** (-rng.uniform(15, 35) / 20)
+    return (x / np.sqrt(np.mean(x ** 2))).astype(np.float32), kind

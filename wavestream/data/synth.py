@@ -11,6 +11,12 @@ Choices, documented once:
 - Band-limiting (``bandlimit_prob``) low-passes the speech in both input and target (a narrow-band
   talker stays narrow-band; the model must not invent the missing band), the noise stays full-band.
 - Clipping (``clip_prob``) is applied to the noisy input only; the target is unclipped.
+- Channel EQ (``eq_prob``): 1-3 random peaking or shelving biquads (+-10 dB) colour the noisy input
+  and the target alike, as a microphone or a phone line colours everything it carries; the model is
+  asked to remove the noise, not to undo the channel (it could not: its mask only attenuates). The
+  SNR is set before the channel.
+- Synthetic backgrounds (``background={"synthetic": w}``): hum, buzz and hiss generated afresh for
+  each example (``noise.synthetic_noise``), for the stationary tonal noise the recorded corpora lack.
 - Gain: the noisy input is set to a random level (``level_db`` dBFS RMS) and the target scaled by the
   same factor, so targets keep their relation to the input.
 """
@@ -27,6 +33,7 @@ from torch.utils.data import Dataset
 
 from .audio import read_segment, resample
 from .manifest import default_root, load_entries, manifest_path
+from .noise import synthetic_noise
 from .quality import CLEAN_BAK, is_clean_target, is_tts
 
 EARLY_REFLECTIONS_S = 0.05
@@ -156,6 +163,47 @@ def _lowpass(x: np.ndarray, rate: int, cutoff_rate: int) -> np.ndarray:
     return resample(resample(x, rate, cutoff_rate), cutoff_rate, rate)[: len(x)]
 
 
+#: (low, high) centre / corner frequency in Hz of each biquad shape of the channel EQ
+EQ_SHAPES = {"peak": (150.0, 6000.0), "low": (80.0, 400.0), "high": (2000.0, 6000.0)}
+
+
+def biquad(shape: str, freq: float, gain_db: float, q: float, rate: int) -> tuple[tuple, tuple]:
+    """(b, a) of a peaking or low/high shelving filter, by R. Bristow-Johnson's audio EQ cookbook (shelves
+    with slope 1: ``q`` unused)."""
+    g, w = 10 ** (gain_db / 40), 2 * np.pi * freq / rate
+    cos, alpha = np.cos(w), np.sin(w) / (2 * (q if shape == "peak" else np.sqrt(0.5)))
+    if shape == "peak":
+        return (1 + alpha * g, -2 * cos, 1 - alpha * g), (1 + alpha / g, -2 * cos, 1 - alpha / g)
+    sign, root = {"high": 1, "low": -1}[shape], 2 * np.sqrt(g) * alpha
+    b = (g * (g + 1 + sign * (g - 1) * cos + root), -2 * sign * g * (g - 1 + sign * (g + 1) * cos),
+         g * (g + 1 + sign * (g - 1) * cos - root))
+    a = (g + 1 - sign * (g - 1) * cos + root, 2 * sign * (g - 1 - sign * (g + 1) * cos),
+         g + 1 - sign * (g - 1) * cos - root)
+    return b, a
+
+
+def random_eq(rng: np.random.Generator, rate: int) -> list[tuple[tuple, tuple]]:
+    """1-3 random biquads (a shape of ``EQ_SHAPES``, log-uniform frequency, -10..10 dB, peaks of Q 0.5-2)."""
+    shapes = list(EQ_SHAPES)
+    filters = []
+    for _ in range(rng.integers(1, 4)):
+        shape = shapes[rng.integers(len(shapes))]
+        freq = np.exp(rng.uniform(*np.log(EQ_SHAPES[shape])))
+        filters.append(biquad(shape, freq, rng.uniform(-10.0, 10.0), rng.uniform(0.5, 2.0), rate))
+    return filters
+
+
+def equalize(x: np.ndarray, filters: list[tuple[tuple, tuple]]) -> np.ndarray:
+    """``x`` through the cascade of biquads ``filters`` (in the frequency domain, with 4096 samples of
+    zeros after ``x`` so that the filters' decay does not wrap around)."""
+    size = 1 << (len(x) + 4096 - 1).bit_length()
+    z = np.exp(-1j * np.pi * np.arange(size // 2 + 1) / (size // 2))  # z**-1 on the unit circle
+    response = np.ones(len(z), complex)
+    for b, a in filters:
+        response *= (b[0] + b[1] * z + b[2] * z ** 2) / (a[0] + a[1] * z + a[2] * z ** 2)
+    return np.fft.irfft(np.fft.rfft(x, size) * response, size)[: len(x)]
+
+
 def _to_tensor(*arrays: np.ndarray) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, a.shape[-1])
                  for a in arrays)
@@ -180,24 +228,29 @@ class _SeededDataset(Dataset):
 class NoisySpeech(_SeededDataset):
     """(noisy, clean) float32 tensors of shape [1, seconds*rate]: speech + noise/music/babble at an SNR.
 
-    ``background`` weights the interferer kind: real/generated noise, music, or babble (3-6 other
-    speakers of the same split). ``min_native_rate=16000`` keeps 8 kHz recordings out of the clean
+    ``background`` weights the interferer kind: real/generated noise, music, babble (3-6 other
+    speakers of the same split) or synthetic hum, buzz and hiss (drawn per example, the same in every
+    split: a training kind). ``eq_prob`` colours that share of examples with a random channel EQ.
+    ``min_native_rate=16000`` keeps 8 kHz recordings out of the clean
     targets. ``length`` is the epoch size (items are synthesized, so any number works).
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
                  rate: int = 16000, length: int = 10000, seed: int = 0, snr_db: tuple[float, float] = (-5.0, 20.0),
                  level_db: tuple[float, float] = (-40.0, -15.0), reverb_prob: float = 0.0,
-                 bandlimit_prob: float = 0.1, clip_prob: float = 0.03,
+                 bandlimit_prob: float = 0.1, clip_prob: float = 0.03, eq_prob: float = 0.0,
                  background: dict[str, float] | None = None, speech_corpora: list[str] | None = None,
                  noise_corpora: list[str] | None = None, min_native_rate: int = 16000,
                  min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
+        if not 0.0 <= eq_prob <= 1.0:
+            raise ValueError(f"eq_prob must be within [0, 1], got {eq_prob}")
         self.background = background or {"noise": 0.75, "music": 0.1, "babble": 0.15}
-        if not set(self.background) <= {"noise", "music", "babble"} or sum(self.background.values()) <= 0:
-            raise ValueError(f"background weights must be over noise, music, babble; got {self.background}")
-        need = tuple(k for k, w in self.background.items() if w > 0 and k != "babble")
+        kinds = {"noise", "music", "babble", "synthetic"}
+        if not set(self.background) <= kinds or sum(self.background.values()) <= 0:
+            raise ValueError(f"background weights must be over {', '.join(sorted(kinds))}; got {self.background}")
+        need = tuple(k for k, w in self.background.items() if w > 0 and k in ("noise", "music"))
         if reverb_prob > 0:
             need += ("rir",)
         self.pools = _Pools(root, split, rate, speech_corpora, noise_corpora, min_native_rate, need, min_bak, tts_share)
@@ -205,6 +258,7 @@ class NoisySpeech(_SeededDataset):
         self._init_sampling(rate, seconds, length, seed)
         self.snr_db, self.level_db = snr_db, level_db
         self.reverb_prob, self.bandlimit_prob, self.clip_prob = reverb_prob, bandlimit_prob, clip_prob
+        self.eq_prob = eq_prob
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         noisy, clean, _ = self.synthesize(self.rng(index))
@@ -232,6 +286,8 @@ class NoisySpeech(_SeededDataset):
             talkers = [pools.speech_segment(rng, n, others[rng.integers(len(others))], clean=False)[0]
                        for _ in range(rng.integers(3, 7))]
             noise = np.sum([_scale_to_snr(dry, t, rng.uniform(-3, 3)) for t in talkers], axis=0)
+        elif kind == "synthetic":
+            noise, info["synthetic"] = synthetic_noise(rng, n, rate)
         else:
             noise = pools.background(rng, pools.noise if kind == "noise" else pools.music, n)
             if kind == "noise" and rng.random() < 0.3:  # a second noise source now and then
@@ -239,6 +295,10 @@ class NoisySpeech(_SeededDataset):
         snr = float(rng.uniform(*self.snr_db))
         noise = _scale_to_snr(clean, noise, snr)
         noisy = speech + noise
+        if self.eq_prob and rng.random() < self.eq_prob:  # no draw when off: older data sets stay the same
+            filters = random_eq(rng, rate)
+            noisy, clean = equalize(noisy, filters), equalize(clean, filters)
+            info["eq"] = True
         gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(noisy.astype(np.float64) ** 2)) + 1e-9)
         gain = min(gain, 0.99 / (np.abs(noisy).max() + 1e-9))  # no accidental clipping
         noisy, clean = noisy * gain, clean * gain

@@ -2,8 +2,11 @@
 
 Loss: negative SI-SDR (waveform) + multi-resolution STFT magnitude loss (spectral convergence +
 log magnitude), both on the output aligned with the clean target (the model delays by its latency).
-Data: ``wavestream.data.NoisySpeech`` (seeded per index); a fixed set of dev examples scores every
-evaluation by SI-SDR and the best checkpoint is kept. ``export`` writes the shipped weights + card.
+Data: ``wavestream.data.NoisySpeech`` (seeded per index). Dev: fixed examples of the training mixture
+over held-out talkers and noise sources of the training corpora (in-domain), and noisy speech mixed as
+the frozen ``enhance-ood`` set is, from a speech corpus and noise sources no model trains on
+(out-of-domain); the best checkpoint is chosen by the mean SI-SDR of the two. ``export`` writes the
+shipped weights + card.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from wavestream.data import NoisySpeech, default_root
+from wavestream.data.devset import ENHANCE_SNRS, enhance_mixing
 from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
@@ -26,9 +30,13 @@ from .losses import MultiResolutionSTFTLoss, si_sdr
 from .waveform import aligned, crop_to_hop, training_corpora
 
 NAME = "enhance"
-METRIC = "dev_si_sdr"
+METRIC = "dev_score"  # mean output SI-SDR (dB) over the dev splits (in-domain and out-of-domain)
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "enhance.json"
 SECTIONS = ("model", "data", "dev", "loss", "train")
+#: dev split -> the name its scores get; the config's ``dev.splits`` picks which are used (both, by default)
+DEV_SPLITS = {"dev": "in_domain", "ood": "out_of_domain"}
+#: data options the out-of-domain examples keep: where the corpora are and which clips may be targets
+_KEPT_FOR_OOD = ("root", "min_bak", "min_native_rate")
 
 
 class EnhanceLoss(nn.Module):
@@ -53,20 +61,29 @@ def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> 
     return NoisySpeech(split=split, seconds=seconds, length=length, seed=seed, **options)
 
 
-def dev_examples(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed dev examples (noisy, clean), each ``[N, 1, T]``: same seed, same examples, every run."""
-    dev = config["dev"]
-    ds = _dataset(config["data"], "dev", dev["items"], dev["seconds"], dev["seed"])
+def dev_examples(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed dev examples (noisy, clean) of ``split``, each ``[N, 1, T]``, the same every run.
+
+    "dev": the training mixture (the config's ``data``) over the dev split's talkers and noise sources.
+    "ood": the mixing of the frozen ``enhance-ood`` set (``devset.enhance_mixing``) at -5..15 dB SNR:
+    recorded talkers of the held-out corpus over the held-out noise corpus and their babble; never a
+    training noise, synthetic noise or channel effect."""
+    dev, data = config["dev"], config["data"]
+    if split == "ood":
+        data = {k: v for k, v in data.items() if k in _KEPT_FOR_OOD}
+        data |= enhance_mixing(data.get("root"), split) | {"snr_db": (min(ENHANCE_SNRS), max(ENHANCE_SNRS))}
+    ds = _dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
     pairs = [ds[i] for i in range(dev["items"])]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def evaluate_on(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, batch: int = 16) -> dict[str, float]:
+def evaluate_on(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, prefix: str,
+                batch: int = 16) -> dict[str, float]:
     noisy, clean = crop_to_hop(noisy, clean, hop=model.hop)
     outs = torch.cat([model(noisy[i:i + batch]) for i in range(0, len(noisy), batch)])
     out, ref = aligned(outs, clean, model.latency)
     sdr_out, sdr_in = si_sdr(out, ref).mean().item(), si_sdr(noisy, clean).mean().item()
-    return {METRIC: sdr_out, "dev_si_sdr_input": sdr_in, "dev_si_sdr_improvement": sdr_out - sdr_in}
+    return {f"{prefix}_si_sdr": sdr_out, f"{prefix}_si_sdr_input": sdr_in, f"{prefix}_si_sdri": sdr_out - sdr_in}
 
 
 def build_model(config: dict) -> GRUMaskEnhancer:
@@ -80,7 +97,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     data = config["data"]
     batch_size, seconds = data["batch_size"], data["seconds"]
     train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
-    noisy_dev, clean_dev = dev_examples(config)
+    dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
     criterion = EnhanceLoss(**config["loss"])
 
     def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -92,7 +109,11 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return criterion(output, target)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        return evaluate_on(model, noisy_dev, clean_dev)
+        metrics: dict[str, float] = {}
+        for name, (noisy, clean) in dev_sets.items():
+            metrics.update(evaluate_on(model, noisy, clean, name))
+        metrics[METRIC] = sum(metrics[f"{name}_si_sdr"] for name in dev_sets) / len(dev_sets)
+        return metrics
 
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
                run_info={"config": config}, progress=progress)
@@ -132,10 +153,15 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         },
         "training": {
             **waveform.training_section(NAME, config, meta, last, config["loss"]),
-            "dev_history": [{"step": h["step"], METRIC: round(h[METRIC], 3)} for h in last.get("history", [])],
+            "dev_history": [{k: round(v, 3) for k, v in h.items() if k in ("step", METRIC) or k.endswith("si_sdr")}
+                            for h in last.get("history", [])],
         },
-        "dev": {"set": f"{config['dev']['items']} NoisySpeech dev examples x {config['dev']['seconds']} s, "
-                       f"seed {config['dev']['seed']} (held-out speakers and noise sources)",
+        "dev": {"set": f"{config['dev']['items']} NoisySpeech examples x {config['dev']['seconds']} s from each of "
+                       f"the splits {list(config['dev'].get('splits', DEV_SPLITS))} (dev: the training mixture "
+                       f"over held-out talkers and noise sources; ood: recorded talkers of a corpus never trained "
+                       f"on over noise sources never trained on, mixed as the enhance-ood dev set), seed "
+                       f"{config['dev']['seed']}; checkpoint chosen by {METRIC} = the mean output SI-SDR (dB) of "
+                       f"the splits",
                 **{k: round(v, 3) for k, v in meta["metrics"].items()}},
     })
     card.setdefault("metrics", {})
