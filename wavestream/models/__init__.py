@@ -1,8 +1,6 @@
-"""The networks. Importing this package registers every built-in model with the registry."""
-from . import (
-    codec,  # noqa: F401  (registers "codec")
-    encodec,  # noqa: F401  (registers "encodec_24khz")
-    enhance,  # noqa: F401  (registers "enhance")
-    kws,  # noqa: F401  (registers "kws", "kws-spiking")
-    separate,  # noqa: F401  (registers "separate")
-)
+"""The networks, their registry, shipped weights and model cards.
+
+Importing this package loads no model (and no torch): the registry imports the built-in model
+modules (``registry.BUILTIN_MODULES``) when a model is first asked for, and `wavestream models`
+lists them from ``catalog.json``.
+"""

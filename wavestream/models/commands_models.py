@@ -1,11 +1,14 @@
-"""`wavestream models`: the registered models, as a table or as JSON (``--json``)."""
+"""`wavestream models`: the registered models, as a table or as JSON (``--json``).
+
+Listed from the catalog (``wavestream.models.catalog``), so this loads no torch and builds no model.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from wavestream.models.registry import describe, model_names
+from wavestream.models.catalog import list_models
 
 COLUMNS = [  # header, how to show a description
     ("name", lambda d: d["name"]),
@@ -31,7 +34,7 @@ def table(descriptions: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    descriptions = [describe(name) for name in model_names()]
+    descriptions = list_models()
     if args.json:
         print(json.dumps(descriptions, indent=2))
     elif descriptions:

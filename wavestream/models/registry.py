@@ -2,10 +2,14 @@
 
 A model module registers itself with ``@register("name", ...)``; ``load_model`` builds it, loads
 the shipped weights when present (never pickle) and returns it in eval mode.
+
+This module imports no torch (the models and safetensors load on first use), so that
+`wavestream models` can list the shipped models from ``catalog.json`` without building them.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import logging
@@ -13,13 +17,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from safetensors.torch import load_file
-
-from wavestream.streaming.module import StreamingModule
+if TYPE_CHECKING:
+    from wavestream.streaming.module import StreamingModule
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(str(resources.files("wavestream.models") / "weights"))
+#: the modules whose import registers the built-in models
+BUILTIN_MODULES = ("wavestream.models.codec", "wavestream.models.encodec", "wavestream.models.enhance",
+                   "wavestream.models.kws", "wavestream.models.separate")
+
+
+def weights_path(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def card_path(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.json"
+
+
+def read_card(name: str) -> dict:
+    """Model ``name``'s shipped card (``{}`` when it has none)."""
+    path = card_path(name)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def weights_facts(name: str, card: dict) -> dict:
+    """The part of a model's description that comes with its weights and card, not with its code."""
+    return {"trained": weights_path(name).is_file(), "metrics": card.get("metrics", {})}
 
 
 @dataclass(frozen=True)
@@ -31,14 +57,14 @@ class ModelSpec:
 
     @property
     def weights_path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.name}.safetensors"
+        return weights_path(self.name)
 
     @property
     def card_path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.name}.json"
+        return card_path(self.name)
 
     def card(self) -> dict:
-        return json.loads(self.card_path.read_text()) if self.card_path.exists() else {}
+        return read_card(self.name)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -52,7 +78,8 @@ def register(name: str, task: str, description: str = ""):
 
 
 def _ensure_loaded() -> None:
-    import wavestream.models  # noqa: F401  (importing the package registers the built-in models)
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def model_names() -> list[str]:
@@ -79,6 +106,8 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
     shipped weights the model keeps its random init, ``model.trained`` is False and a warning is
     logged; with ``allow_untrained=False`` (the server's default) that is UntrainedModelError instead.
     """
+    from safetensors.torch import load_file
+
     spec = get_spec(name)
     path = Path(weights) if weights is not None else spec.weights_path
     if weights is not None and not path.is_file():
@@ -98,7 +127,7 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
 
 
 def describe(name: str) -> dict:
-    """What `wavestream models` and `GET /v1/models` show about a model."""
+    """What `wavestream models` and `GET /v1/models` show about a model (this builds it)."""
     spec = get_spec(name)
     model = load_model(name)
     card = spec.card()
@@ -113,9 +142,8 @@ def describe(name: str) -> dict:
         "input": model.input_kind,
         "output": model.output_kind,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "trained": model.trained,
-        "metrics": card.get("metrics", {}),
         "stream_params": stream_param_defaults(model, card),
+        **weights_facts(name, card),
     }
 
 
