@@ -235,7 +235,8 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
     model.eval()
     keywords = tuple(model.classes[:-2])
     out: dict = {"parameters": sum(p.numel() for p in model.parameters()), "trained": getattr(model, "trained", None),
-                 "latency_ms": 1000 * model.latency / model.sample_rate, "detector": dict(model.detector_config),
+                 "latency_ms": 1000 * model.algorithmic_latency / model.sample_rate,
+                 "detector": dict(model.detector_config),
                  "config": dict(getattr(model, "config", {}))}
     busy = audio_s = 0.0
     for key in ("synthetic", "real"):

@@ -284,8 +284,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "summary": "log-mel 40 (25 ms / 10 ms) -> 4 causal convs k=3 -> LMU blocks (memory of theta frames + "
                        "channel MLP) -> per-frame linear head",
             "parameters": sum(p.numel() for p in model.parameters()),
-            "sample_rate": model.sample_rate, "hop_samples": model.hop, "latency_samples": model.latency,
-            "latency_ms": 1000 * model.latency / model.sample_rate,
+            "sample_rate": model.sample_rate, "hop_samples": model.hop, "latency_samples": model.algorithmic_latency,
+            "latency_ms": 1000 * model.algorithmic_latency / model.sample_rate,
             "classes": list(model.classes),
         },
         "config": model_config,
