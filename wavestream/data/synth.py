@@ -194,14 +194,14 @@ def random_eq(rng: np.random.Generator, rate: int) -> list[tuple[tuple, tuple]]:
 
 
 def equalize(x: np.ndarray, filters: list[tuple[tuple, tuple]]) -> np.ndarray:
-    """``x`` through the cascade of biquads ``filters`` (in the frequency domain, with 4096 samples of
-    zeros after ``x`` so that the filters' decay does not wrap around)."""
-    size = 1 << (len(x) + 4096 - 1).bit_length()
+    """``x`` (``[..., T]``) through the cascade of biquads ``filters`` (in the frequency domain, with at
+    least 4096 samples of zeros after ``x`` so that the filters' decay does not wrap around)."""
+    size = -(-(x.shape[-1] + 4096) // 4096) * 4096  # a multiple of 4096: a fast FFT length
     z = np.exp(-1j * np.pi * np.arange(size // 2 + 1) / (size // 2))  # z**-1 on the unit circle
     response = np.ones(len(z), complex)
     for b, a in filters:
         response *= (b[0] + b[1] * z + b[2] * z ** 2) / (a[0] + a[1] * z + a[2] * z ** 2)
-    return np.fft.irfft(np.fft.rfft(x, size) * response, size)[: len(x)]
+    return np.fft.irfft(np.fft.rfft(x, size) * response, size)[..., : x.shape[-1]]
 
 
 def _to_tensor(*arrays: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -296,8 +296,7 @@ class NoisySpeech(_SeededDataset):
         noise = _scale_to_snr(clean, noise, snr)
         noisy = speech + noise
         if self.eq_prob and rng.random() < self.eq_prob:  # no draw when off: older data sets stay the same
-            filters = random_eq(rng, rate)
-            noisy, clean = equalize(noisy, filters), equalize(clean, filters)
+            noisy, clean = equalize(np.stack([noisy, clean]), random_eq(rng, rate))
             info["eq"] = True
         gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(noisy.astype(np.float64) ** 2)) + 1e-9)
         gain = min(gain, 0.99 / (np.abs(noisy).max() + 1e-9))  # no accidental clipping
