@@ -14,10 +14,11 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .audio import AUDIO_SUFFIXES
+from .cleaning import CLEANERS, LICENCE, SUFFIX
 from .noise import NOISE_TYPES
 from .sentences import sentences
 
@@ -35,6 +36,8 @@ class Clip:
     room: int | None = None  # ... or a simulated room impulse response (seed)
     text: str | None = None
     language: str | None = None
+    cleaner: str | None = None  # with ``path``: the enhancer that cleans it (cleaning.py) ...
+    source: str | None = None  # ... and the corpus whose prepared clip of the same name it cleans
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,23 @@ def _asterisk_speech() -> Iterator[Clip]:
             yield Clip("speech", "asterisk", f"asterisk-{folder}", f"{folder}/{_slug(str(rel))}",
                        "CC-BY-SA-3.0 / CC-BY-3.0 (Asterisk core sounds)", path=str(path),
                        text=path.stem.replace("-", " "), language=language)
+
+
+#: recorded corpora whose clips that fail the clean-target rule get a cleaned copy (not hedgewars: it is
+#: the out-of-domain test corpus, and its references must stay as recorded)
+CLEANED_SOURCES = ("fillets", "klettres", "ktuberling", "asterisk")
+
+
+def cleaned_corpus(source: Corpus, by: str = "deepfilternet") -> Corpus:
+    """``<source>-dfn``: every clip of ``source`` to be cleaned by ``by``; ``prepare`` cleans only the clips
+    whose own prepared copy fails the clean-target rule (quality.py), once."""
+    name = f"{source.name}-{SUFFIX[by]}"
+
+    def lister() -> Iterator[Clip]:
+        for clip in source.lister():
+            yield replace(clip, corpus=name, licence=f"{clip.licence}; {LICENCE[by]}", cleaner=by, source=source.name)
+    return Corpus(name, "speech", lister, source.packages, f"{source.name} clips that fail the clean-target "
+                  f"rule, {LICENCE[by].split(' (')[0]}", source.tools, (*source.modules, CLEANERS[by][1], "pystoi"))
 
 
 # -- synthetic speech ----------------------------------------------------------------------------
@@ -485,6 +505,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("rooms", "rir", _rooms, (), "shoebox rooms, RT60 0.15-1.0 s (pyroomacoustics hybrid ISM + ray tracing)",
            modules=("pyroomacoustics",)),
 ]}
+CORPORA.update({c.name: c for c in (cleaned_corpus(CORPORA[name]) for name in CLEANED_SOURCES)})
 #: what `prepare` builds when nothing is named: rooms only when pyroomacoustics is installed
 DEFAULT_CORPORA = [name for name in CORPORA if name != "rooms"]
 

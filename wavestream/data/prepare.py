@@ -15,15 +15,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .audio import read_audio, trim_silence, write_audio
+from .cleaning import clean, integrity
 from .corpora import Clip, Corpus, folder_corpus, install_packages, select
 from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
 from .noise import generate_noise
-from .quality import CLEAN_BAK, clean_summary, score_entries
+from .quality import CLEAN_BAK, clean_summary, is_clean_target, score_entries
 
 MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0, "rir": 0.05, "keywords": 0.1}
 # None: keep the whole response
@@ -52,31 +54,65 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
             empty.append(corpus.name)
         jobs += clips
     jobs = _unique(jobs)
-    todo = [c for c in jobs if _out_rel(c) not in old or not (root / _out_rel(c)).exists()]
-    log(f"processing {len(todo)} clips ({len(jobs) - len(todo)} already prepared) at {rate} Hz ...")
+    derived = [c for c in jobs if c.cleaner]  # cleaned copies: only of clips that fail, so after scoring
+    jobs = [c for c in jobs if not c.cleaner]
     workers = workers or min(2, os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers) as pool:
-        fresh = list(pool.map(_process, todo, [root] * len(todo), [rate] * len(todo), chunksize=8))
-    redone = {_out_rel(c) for c in todo}
-    entries = [e for e in fresh if e is not None]
-    entries += [old[_out_rel(c)] for c in jobs if _out_rel(c) not in redone]
+    entries, skipped = _build(root, jobs, old, rate, workers, log)
     # entries of corpora not prepared this time stay as they were
     rebuilt = {(c.kind, c.name) for c in corpora}
     entries += [e for e in old.values() if (e["kind"], e["corpus"]) not in rebuilt]
-    _remove_stale(root, corpora, {e["path"] for e in entries})
     for e in entries:  # the split rule may have changed since a clip was prepared (e.g. a corpus held out)
         e["split"] = split_of(e["kind"], e["speaker"], e["corpus"])
     if score:
         _score(root, entries, workers, log)
+    if derived:
+        cleaned, more = _build(root, _to_clean(derived, entries, log), old, rate, workers, log, "cleaning")
+        entries += cleaned
+        skipped += more
+        if score:
+            _score(root, cleaned, workers, log)
+    _remove_stale(root, corpora, {e["path"] for e in entries})
     summary = _write_manifests(root, entries)
     summary["speech_quality"] = clean_summary(entries)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["disk_mb"] = round(sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20, 1)
-    summary["skipped_clips"] = fresh.count(None)
+    summary["skipped_clips"] = skipped
     summary["empty_corpora"] = empty
     for line in _summary_lines(summary):
         log(line)
     return summary
+
+
+def _build(root: Path, jobs: list[Clip], old: dict[str, dict], rate: int, workers: int,
+           log: Callable[[str], None], verb: str = "processing") -> tuple[list[dict], int]:
+    """Entries of ``jobs``: prepared now, or as before where the FLAC and its entry exist; and how many were skipped."""
+    todo = [c for c in jobs if _out_rel(c) not in old or not (root / _out_rel(c)).exists()]
+    log(f"{verb} {len(todo)} clips ({len(jobs) - len(todo)} already prepared) at {rate} Hz ...")
+    fresh = []
+    if todo:
+        with ProcessPoolExecutor(workers) as pool:
+            fresh = list(pool.map(_process, todo, [root] * len(todo), [rate] * len(todo), chunksize=8))
+    redone = {_out_rel(c) for c in todo}
+    entries = [e for e in fresh if e is not None]
+    entries += [old[_out_rel(c)] for c in jobs if _out_rel(c) not in redone]
+    return entries, fresh.count(None)
+
+
+def _to_clean(derived: list[Clip], entries: list[dict], log: Callable[[str], None]) -> list[Clip]:
+    """The cleaned copies worth making: of clips that were prepared and scored, and fail the clean-target rule."""
+    by_path = {e["path"]: e for e in entries}
+    chosen, unscored = [], 0
+    for clip in derived:
+        source = by_path.get(_out_rel(replace(clip, corpus=clip.source)))
+        if source is None:  # not prepared (too short, unreadable, or its corpus not prepared yet)
+            continue
+        if "dnsmos" not in source:
+            unscored += 1
+        elif not is_clean_target(source):
+            chosen.append(clip)
+    if unscored:
+        log(f"not cleaning {unscored} clips: their originals are not scored (needs the eval extra, and scoring on)")
+    return chosen
 
 
 def _score(root: Path, entries: list[dict], workers: int, log: Callable[[str], None]) -> None:
@@ -121,12 +157,14 @@ def _available(corpora: list[Corpus], install: bool, log: Callable[[str], None])
 
 
 def _unique(clips: list[Clip]) -> list[Clip]:
-    """Drop clips whose source file is byte-identical to an earlier one (packages ship copies per locale)."""
+    """Drop clips whose source file is byte-identical to an earlier one (packages ship copies per locale).
+
+    A cleaned copy reads the same file as its source clip: it is a duplicate only of another cleaned copy."""
     seen: set[str] = set()
     out = []
     for clip in clips:
         if clip.path is not None:
-            digest = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
+            digest = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest() + (clip.cleaner or "")
             if digest in seen:
                 continue
             seen.add(digest)
@@ -158,6 +196,12 @@ def _old_entries(root: Path) -> dict[str, dict]:
 
 def _load(clip: Clip, rate: int) -> tuple[np.ndarray, int, dict]:
     """(samples at ``rate``, native rate, extra manifest fields)."""
+    if clip.path is not None and clip.cleaner is not None:
+        original = read_audio(clip.path, rate)[0]
+        cleaned = clean(original, rate, clip.cleaner)
+        source = _out_rel(replace(clip, corpus=clip.source))
+        return cleaned, _native_rate(clip.path), {"cleaning": {"by": clip.cleaner, "source": source,
+                                                               **integrity(original, cleaned, rate)}}
     if clip.path is not None:
         return read_audio(clip.path, rate)[0], _native_rate(clip.path), {}
     if clip.noise is not None:

@@ -32,6 +32,11 @@ TTS_CORPORA = frozenset({"espeak", "flite"})
 WINDOW_S = 9.01
 #: at most this many windows per clip (a 90 s clip is judged on its first 90 s)
 MAX_WINDOWS = 10
+#: a cleaned copy (cleaning.py) must also have kept the speech: STOI against the original, level on the
+#: original's loud frames, and DNSMOS SIG (the enhancer's speech distortion)
+CLEANED_MIN_STOI = 0.85
+CLEANED_MIN_KEPT_DB = -3.0
+CLEANED_MIN_SIG = 3.0
 
 
 def effective_bandwidth(audio: np.ndarray, rate: int = RATE, floor: float = 1e-4) -> float:
@@ -152,14 +157,24 @@ def is_clean_target(entry: dict, min_bak: float = CLEAN_BAK, min_bandwidth: floa
     """May this speech clip be a training/dev target? TTS: yes. Recorded: only clean and wide-band.
 
     ``min_bak`` None or 0 switches the rule off (every clip passes). Otherwise a recorded clip
-    without scores (prepared without the eval extra) does not pass.
+    without scores (prepared without the eval extra) does not pass, and a cleaned copy (``cleaning``
+    in its entry) passes only if the cleaning also kept the speech (``kept_speech``).
     """
     if is_tts(entry) or not min_bak:
         return True
     scores = entry.get("dnsmos")
     if scores is None:
         return False
+    if "cleaning" in entry and not kept_speech(entry):
+        return False
     return scores["bak"] >= min_bak and entry.get("bandwidth_hz", 0) >= min_bandwidth
+
+
+def kept_speech(entry: dict) -> bool:
+    """A cleaned clip's speech survived: STOI against the original, level where the speech is, and SIG."""
+    cleaning, scores = entry["cleaning"], entry.get("dnsmos") or {}
+    return (cleaning.get("stoi", 0.0) >= CLEANED_MIN_STOI and cleaning.get("kept_db", -99.0) >= CLEANED_MIN_KEPT_DB
+            and scores.get("sig", 0.0) >= CLEANED_MIN_SIG)
 
 
 def clean_summary(entries: list[dict], min_bak: float = CLEAN_BAK) -> list[dict]:
