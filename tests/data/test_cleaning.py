@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from wavestream.data import cleaning, corpora, quality
-from wavestream.data.corpora import Corpus, cleaned_corpus, folder_corpus
-from wavestream.data.manifest import load_entries
+from wavestream.data.corpora import Clip, Corpus, cleaned_corpus, folder_corpus
+from wavestream.data.manifest import load_entries, split_of
 from wavestream.data.prepare import prepare
 
 from .tiny import make_tiny_corpus
@@ -159,3 +160,28 @@ def test_deepfilternet_removes_noise_and_keeps_the_speech():
     assert check["stoi"] > 0.85 and check["kept_db"] > -6.0  # a harmonic toy, not speech: DFN lowers it 4 dB
     with pytest.raises(ValueError, match="unknown cleaner"):
         cleaning.clean(speech, RATE, by="magic")
+
+
+def test_duplicates_are_dropped_only_within_a_kind_and_a_way_of_making(tmp_path):
+    from wavestream.data.prepare import _unique
+    path = tmp_path / "word.wav"
+    sf.write(path, _speech(0.5), RATE)
+    word = Clip("keywords", "tuxpaint", "tuxpaint-fr", "fr/word", "GPL-2", path=str(path))
+    copy = replace(word, name="fr_FR/word")  # the same file shipped twice for two locales
+    speech = replace(word, kind="speech", corpus="tuxpaint-speech")
+    cleaned = replace(speech, corpus="tuxpaint-speech-dfn", cleaner="deepfilternet", source="tuxpaint-speech")
+    assert _unique([word, copy, speech, cleaned, replace(cleaned, name="again")]) == [word, speech, cleaned]
+
+
+def test_tuxpaint_speech_leaves_out_the_english_keyword_dev_recordings():
+    corpus = corpora.CORPORA["tuxpaint-speech"]
+    assert corpus.kind == "speech" and "tuxpaint-speech-dfn" in corpora.CORPORA
+    if corpora.missing_packages(list(corpus.packages)):
+        pytest.skip("tuxpaint-stamps-default is not installed")
+    clips = list(corpus.lister())
+    assert clips and not [c for c in clips if c.language == "en" or c.speaker.startswith("tuxpaint-en")]
+    # the same talkers as the keyword corpus, so the same split in both
+    keyword_speakers = {c.speaker for c in corpora.CORPORA["tuxpaint"].lister()}
+    assert {c.speaker for c in clips} == keyword_speakers
+    for speaker in keyword_speakers:
+        assert split_of("speech", speaker, "tuxpaint-speech") == split_of("keywords", speaker, "tuxpaint")

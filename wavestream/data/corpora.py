@@ -148,7 +148,7 @@ def _asterisk_speech() -> Iterator[Clip]:
 
 #: recorded corpora whose clips that fail the clean-target rule get a cleaned copy (not hedgewars: it is
 #: the out-of-domain test corpus, and its references must stay as recorded)
-CLEANED_SOURCES = ("fillets", "klettres", "ktuberling", "asterisk")
+CLEANED_SOURCES = ("fillets", "klettres", "ktuberling", "asterisk", "tuxpaint-speech")
 
 
 def cleaned_corpus(source: Corpus, by: str = "deepfilternet") -> Corpus:
@@ -393,6 +393,14 @@ def _tuxpaint(english: bool) -> Iterator[Clip]:
                    text=word, language=locale.split("_")[0])
 
 
+def _tuxpaint_speech() -> Iterator[Clip]:
+    """The non-English spoken stamp names as recorded speech, one talker per locale (as far as we know). The
+    English ones stay out: they are the keyword spotter's real-speech dev set."""
+    for clip in _tuxpaint(english=False):
+        # the file name is the English stamp name: the words said are its translation, which we do not have
+        yield replace(clip, kind="speech", corpus="tuxpaint-speech", text=None)
+
+
 # -- noise and music -----------------------------------------------------------------------------
 def _lmms_noise() -> Iterator[Clip]:
     root = Path("/usr/share/lmms/samples")
@@ -470,6 +478,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("ktuberling", "speech", _ktuberling_speech, ("ktuberling-data",), "KTuberling words, ~25 languages"),
     Corpus("asterisk", "speech", _asterisk_speech, tuple(f"asterisk-core-sounds-{lang}-g722" for lang in
            sorted(set(ASTERISK_VOICES.values()))), "Asterisk studio IVR prompts: fr_CA (f), it_IT (m), ru_RU (f)"),
+    Corpus("tuxpaint-speech", "speech", _tuxpaint_speech, ("tuxpaint-stamps-default",),
+           "Tux Paint's recorded stamp names in 12 languages (not English), as speech"),
     Corpus("codec2", "speech", _codec2_speech, ("codec2-examples",), "codec2 reference speech (mostly 8 kHz)"),
     Corpus("espeak", "speech", _espeak_speech, ("espeak-ng",), "espeak-ng English voices x variants",
            tools=("espeak-ng",)),

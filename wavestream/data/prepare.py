@@ -159,12 +159,13 @@ def _available(corpora: list[Corpus], install: bool, log: Callable[[str], None])
 def _unique(clips: list[Clip]) -> list[Clip]:
     """Drop clips whose source file is byte-identical to an earlier one (packages ship copies per locale).
 
-    A cleaned copy reads the same file as its source clip: it is a duplicate only of another cleaned copy."""
+    Only clips of one kind made the same way are duplicates: a cleaned copy reads the same file as its source
+    clip, and Tux Paint's words are both keyword clips and speech."""
     seen: set[str] = set()
     out = []
     for clip in clips:
         if clip.path is not None:
-            digest = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest() + (clip.cleaner or "")
+            digest = f"{hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()} {clip.kind} {clip.cleaner}"
             if digest in seen:
                 continue
             seen.add(digest)
