@@ -11,10 +11,11 @@ vector quantizer, sized to train on two CPU cores (~1.6 M weights):
   Vocos), inverse STFT by overlap-add.
 
 Why not the SEANet waveform codec (``EncodecStreaming``, which runs the official EnCodec weights):
-a measured pilot fitting one batch of 8 x 1 s with the same losses, one thread, had the waveform
-codec (12 filters, 1.2 M weights) at a multi-scale mel loss of 2.91 after 100 steps and 0.29 s a step,
-this one at 1.71 and 0.13 s a step; a first 450-step waveform run on the corpus never left the
-plateau of a quiet average spectrum (see the model card's ``choices``).
+a measured pilot fitting one batch of 8 x 1 s with the same losses, one thread
+(``benchmarks/codec_pilot.py``), had the waveform codec (12 filters, 1.25 M weights) at a multi-scale
+mel loss of 2.83 after 100 steps, this one at 1.39, in 0.42 of the time a step; a first 450-step
+waveform run on the corpus never left the plateau of a quiet average spectrum (see the model card's
+``choices``).
 
 Codes are identical however a stream is cut into chunks, not just close: the encoder is an STFT and
 convolutions only (each with at least two taps, see ``SpectralEncoder``), which give the same latents
