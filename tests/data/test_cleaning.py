@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,29 @@ def test_tuxpaint_speech_leaves_out_the_english_keyword_dev_recordings():
     assert {c.speaker for c in clips} == keyword_speakers
     for speaker in keyword_speakers:
         assert split_of("speech", speaker, "tuxpaint-speech") == split_of("keywords", speaker, "tuxpaint")
+
+
+def test_an_interrupted_prepare_resumes_from_its_journal(tmp_path, monkeypatch):
+    pytest.importorskip("pystoi")
+    _, derived = _tiny_corpora(tmp_path, monkeypatch)
+    monkeypatch.setattr(quality, "score_file", _fake_scores)
+    monkeypatch.setattr("wavestream.data.prepare.clean", _fake_clean)
+    root = tmp_path / "data"
+
+    def run():
+        prepare(root, RATE, only=["tiny", derived.name], install=False, workers=1, log=lambda _: None)
+        return {e["path"]: e for split in ("train", "dev") for e in load_entries(root, "speech", split)}
+
+    first = run()
+    cleaned = sorted(p for p, e in first.items() if e["corpus"] == "tiny-dfn")
+    assert cleaned
+    # killed before the manifests were written: they are gone, the FLACs and the journal are there
+    for split in ("train", "dev"):
+        (root / "manifests" / f"speech_{split}.jsonl").unlink()
+    tampered = Path(cleaned[0])
+    sf.write(tampered, _speech(0.5), RATE)  # a file changed since: it must be made again, not trusted
+    monkeypatch.setattr("wavestream.data.prepare.clean", _failing_clean)
+    second = run()
+    assert set(second) == set(first) - {str(tampered)}  # the changed one failed to be re-made (the cleaner raises)
+    for path in cleaned[1:]:
+        assert second[path]["cleaning"] == first[path]["cleaning"] and second[path]["dnsmos"] == first[path]["dnsmos"]

@@ -1,13 +1,16 @@
 """`wavestream data prepare`: corpora -> resampled, trimmed 16-bit FLAC under <root>/<kind>/<corpus>/ + manifests.
 
-Re-running is incremental: a clip whose FLAC and manifest entry already exist is not decoded again.
-Preparing some corpora (``only``) keeps the other corpora's manifest entries.
+Re-running is incremental: a clip whose FLAC and manifest entry already exist is not decoded again, and
+an interrupted run resumes (every clip prepared is journalled in ``manifests/prepared.jsonl`` as it comes).
+Preparing some corpora (``only``) keeps the other corpora's manifest entries. Recorded speech is then
+scored (quality.py), and the clips that fail get a cleaned copy (cleaning.py), scored in turn.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -85,17 +88,53 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
 
 def _build(root: Path, jobs: list[Clip], old: dict[str, dict], rate: int, workers: int,
            log: Callable[[str], None], verb: str = "processing") -> tuple[list[dict], int]:
-    """Entries of ``jobs``: prepared now, or as before where the FLAC and its entry exist; and how many were skipped."""
+    """Entries of ``jobs``: prepared now, or as before where the FLAC and its entry exist; and how many were skipped.
+
+    Every clip prepared is also appended to ``manifests/prepared.jsonl`` (its entry and the FLAC's hash) as it
+    comes, so a run interrupted before it wrote the manifests resumes where it stopped.
+    """
     todo = [c for c in jobs if _out_rel(c) not in old or not (root / _out_rel(c)).exists()]
+    resumed = _resumed(root, todo)
+    todo = [c for c in todo if _out_rel(c) not in resumed]
     log(f"{verb} {len(todo)} clips ({len(jobs) - len(todo)} already prepared) at {rate} Hz ...")
-    fresh = []
+    fresh: list[dict | None] = []
     if todo:
-        with ProcessPoolExecutor(workers) as pool:
-            fresh = list(pool.map(_process, todo, [root] * len(todo), [rate] * len(todo), chunksize=8))
+        journal = root / "manifests" / "prepared.jsonl"
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(workers) as pool, journal.open("a") as f:
+            for entry in pool.map(_process, todo, [root] * len(todo), [rate] * len(todo), chunksize=8):
+                fresh.append(entry)
+                if entry is not None:
+                    f.write(json.dumps({"sha1": _sha1(root / entry["path"]), **entry}, ensure_ascii=False) + "\n")
+                    f.flush()
     redone = {_out_rel(c) for c in todo}
     entries = [e for e in fresh if e is not None]
-    entries += [old[_out_rel(c)] for c in jobs if _out_rel(c) not in redone]
+    entries += [resumed[_out_rel(c)] if _out_rel(c) in resumed else old[_out_rel(c)] for c in jobs
+                if _out_rel(c) not in redone]
     return entries, fresh.count(None)
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _resumed(root: Path, todo: list[Clip]) -> dict[str, dict]:
+    """Entries of ``todo`` clips that an earlier (interrupted) run prepared: the FLAC is there, as it was written."""
+    journal = root / "manifests" / "prepared.jsonl"
+    if not todo or not journal.exists():
+        return {}
+    wanted = {_out_rel(c): c for c in todo if (root / _out_rel(c)).exists()}
+    found: dict[str, dict] = {}
+    for line in journal.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row["path"] in wanted:
+                found[row["path"]] = row
+    resumed = {}
+    for rel, row in found.items():
+        if _sha1(root / rel) == row.pop("sha1"):
+            resumed[rel] = {**row, **_clip_fields(wanted[rel])}  # what the clip says now, what was measured then
+    return resumed
 
 
 def _to_clean(derived: list[Clip], entries: list[dict], log: Callable[[str], None]) -> list[Clip]:
@@ -262,14 +301,18 @@ def _process(clip: Clip, root: Path, rate: int) -> dict | None:
         return None
     rel = _out_rel(clip)
     write_audio(root / rel, audio, rate)
-    entry = {"path": rel, "duration": round(len(audio) / rate, 3), "speaker": clip.speaker, "corpus": clip.corpus,
-             "licence": clip.licence, "split": split_of(clip.kind, clip.speaker, clip.corpus), "kind": clip.kind,
-             "native_rate": native}
+    return {"path": rel, "duration": round(len(audio) / rate, 3), **_clip_fields(clip), "native_rate": native, **extra}
+
+
+def _clip_fields(clip: Clip) -> dict:
+    """The manifest fields that come from the clip's definition (not from its audio)."""
+    fields = {"speaker": clip.speaker, "corpus": clip.corpus, "licence": clip.licence,
+              "split": split_of(clip.kind, clip.speaker, clip.corpus), "kind": clip.kind}
     if clip.text:
-        entry["text"] = clip.text
+        fields["text"] = clip.text
     if clip.language:
-        entry["language"] = clip.language
-    return {**entry, **extra}
+        fields["language"] = clip.language
+    return fields
 
 
 def _write_manifests(root: Path, entries: list[dict]) -> dict:
