@@ -29,6 +29,7 @@ def _speech(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
 
 
 def test_integrity_tells_removed_noise_from_eaten_speech():
+    pytest.importorskip("pystoi")
     speech = _speech()
     noisy = speech + 0.01 * np.random.default_rng(1).standard_normal(len(speech)).astype(np.float32)
     kept = cleaning.integrity(noisy, speech, RATE)  # a perfect cleaner: the noise gone, the speech intact
@@ -190,6 +191,7 @@ def test_tuxpaint_speech_leaves_out_the_english_keyword_dev_recordings():
 
 
 def test_an_interrupted_prepare_resumes_from_its_journal(tmp_path, monkeypatch):
+    pytest.importorskip("speechmos")
     pytest.importorskip("pystoi")
     _, derived = _tiny_corpora(tmp_path, monkeypatch)
     monkeypatch.setattr(quality, "score_file", _fake_scores)
