@@ -215,3 +215,20 @@ def test_an_interrupted_prepare_resumes_from_its_journal(tmp_path, monkeypatch):
     assert set(second) == set(first) - {str(tampered)}  # the changed one failed to be re-made (the cleaner raises)
     for path in cleaned[1:]:
         assert second[path]["cleaning"] == first[path]["cleaning"] and second[path]["dnsmos"] == first[path]["dnsmos"]
+
+
+def test_clean_total_counts_talkers_once_over_originals_and_copies():
+    scores = {"dnsmos": {"sig": 3.4, "bak": 3.9, "ovrl": 3.0}, "bandwidth_hz": 7600}
+    kept = {"by": "deepfilternet", "stoi": 0.95, "kept_db": -1.0}
+    entries = [
+        {"corpus": "fillets", "kind": "speech", "speaker": "a", "duration": 1800.0, "split": "train", **scores},
+        {"corpus": "fillets", "kind": "speech", "speaker": "b", "duration": 1800.0, "split": "train",
+         "dnsmos": {"sig": 3.0, "bak": 2.5, "ovrl": 2.2}, "bandwidth_hz": 7600},
+        {"corpus": "fillets-dfn", "kind": "speech", "speaker": "b", "duration": 1800.0, "split": "train", **scores,
+         "cleaning": kept},
+        {"corpus": "fillets-dfn", "kind": "speech", "speaker": "a", "duration": 1800.0, "split": "train", **scores,
+         "cleaning": {**kept, "kept_db": -9.0}},  # speech lost: not a target
+        {"corpus": "hedgewars", "kind": "speech", "speaker": "h", "duration": 3600.0, "split": "ood", **scores},
+        {"corpus": "espeak", "kind": "speech", "speaker": "e", "duration": 3600.0, "split": "train"},
+    ]
+    assert quality.clean_total(entries) == {"hours": 2.0, "talkers": 2, "clean_hours": 1.0, "clean_talkers": 2}

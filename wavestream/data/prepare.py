@@ -28,7 +28,7 @@ from .cleaning import clean, integrity
 from .corpora import Clip, Corpus, folder_corpus, install_packages, select
 from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
 from .noise import generate_noise
-from .quality import CLEAN_BAK, clean_summary, is_clean_target, score_entries
+from .quality import CLEAN_BAK, clean_summary, clean_total, is_clean_target, score_entries
 
 MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0, "rir": 0.05, "keywords": 0.1}
 # None: keep the whole response
@@ -77,6 +77,7 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
     _remove_stale(root, corpora, {e["path"] for e in entries})
     summary = _write_manifests(root, entries)
     summary["speech_quality"] = clean_summary(entries)
+    summary["clean_recorded"] = clean_total(entries)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["disk_mb"] = round(sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20, 1)
     summary["skipped_clips"] = skipped
@@ -342,6 +343,10 @@ def _summary_lines(summary: dict) -> list[str]:
             scores = " ".join(f"{q[k]:4.2f}" if k in q else "   -" for k in ("sig", "bak", "ovrl"))
             lines.append(f"{q['corpus']:14s} {q['hours']:6.2f} {q['clean_hours']:7.2f} {q['speakers']:7d} "
                          f"{q['clean_speakers']:5d} {scores}")
+    total = summary.get("clean_recorded")
+    if quality and total:
+        lines.append(f"recorded training speech (not TTS, not out-of-domain): {total['clean_hours']:.2f} h clean of "
+                     f"{total['hours']:.2f} h, {total['clean_talkers']} clean talkers of {total['talkers']}")
     if summary.get("empty_corpora"):
         lines.append(f"ERROR: these corpora came out empty although their packages or folders are there: "
                      f"{', '.join(summary['empty_corpora'])} (a package layout changed or a decoder is missing)")

@@ -192,3 +192,14 @@ def clean_summary(entries: list[dict], min_bak: float = CLEAN_BAK) -> list[dict]
             row.update({k: round(float(np.mean([s[k] for s in scored])), 2) for k in ("sig", "bak", "ovrl")})
         rows.append(row)
     return rows
+
+
+def clean_total(entries: list[dict], min_bak: float = CLEAN_BAK) -> dict:
+    """Recorded speech the training corpora offer as targets (not TTS, not the out-of-domain split): clean hours
+    and distinct clean talkers over all corpora (a talker's cleaned copies count as that talker)."""
+    recorded = [e for e in entries if e["kind"] == "speech" and not is_tts(e) and e.get("split") != "ood"]
+    clean = [e for e in recorded if is_clean_target(e, min_bak)]
+    return {"hours": round(sum(e["duration"] for e in recorded) / 3600, 2),
+            "talkers": len({e["speaker"] for e in recorded}),
+            "clean_hours": round(sum(e["duration"] for e in clean) / 3600, 2),
+            "clean_talkers": len({e["speaker"] for e in clean})}
