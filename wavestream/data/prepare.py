@@ -70,6 +70,8 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
         _score(root, entries, workers, log)
     if derived:
         cleaned, more = _build(root, _to_clean(derived, entries, log), old, rate, workers, log, "cleaning")
+        for e in cleaned:
+            e["split"] = split_of(e["kind"], e["speaker"], e["corpus"])
         entries += cleaned
         skipped += more
         if score:
