@@ -25,8 +25,7 @@ import torch
 from wavestream.evaluate.harness import machine_load
 from wavestream.models.codec import BITRATES, SpectralCodec
 from wavestream.models.encodec import EncodecStreaming
-from wavestream.train.codec import DEFAULT_CONFIG, CodecLoss, _dataset
-from wavestream.train.waveform import aligned, crop_to_hop
+from wavestream.train.codec import DEFAULT_CONFIG, CodecLoss, _dataset, training_loss
 
 
 def seanet() -> EncodecStreaming:
@@ -40,13 +39,10 @@ def spectral(config: dict) -> SpectralCodec:
 
 def fit(model, batch: torch.Tensor, criterion: CodecLoss, steps: int, lr: float) -> None:
     model.train()
-    (clean,) = crop_to_hop(batch, hop=model.frame_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        quantized = model.quantizer.quantize(model.encoder(clean))
-        output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
-        loss, terms = criterion(output, target, quantized.commitment)
+        loss, terms = training_loss(model, batch, criterion)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

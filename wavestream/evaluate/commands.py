@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         references = np.stack([sf.read(str(folder / entry[r]), dtype="float32")[0] for r in spec["references"]])
         built = {}
         for name in results["systems"]:  # only systems that ran, so each can be built here
-            system = build_system(name, weights.get(name.partition("@")[0]))
+            system = build_system(name, weights)
             built[name] = system.with_sources(references) if isinstance(system, OracleMask) else system
         example = example_signals(built, folder, entry, spec)
     command = "wavestream eval " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index(task):]) \

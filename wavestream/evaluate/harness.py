@@ -42,12 +42,14 @@ TASKS = {
 BATCH, CHUNK_S = 16, 0.016
 
 
-def build_system(name: str, weights: str | None = None) -> Peer:
+def build_system(name: str, weights: dict[str, str] | None = None) -> Peer:
     """A peer by name, else a model from the registry; ``MODEL@KBPS`` is a codec at that bitrate
-    (``codec@6``), so one report compares every bitrate of a model. ``weights`` are the model's."""
+    (``codec@6``), so one report compares every bitrate of a model. ``weights`` maps model names to
+    weights files (``codec@6`` runs ``codec``'s)."""
     if name in PEERS:
         return load_peer(name)
     model, at, bitrate = name.partition("@")
+    weights = (weights or {}).get(model)
     if not at:
         return RegistryModel(name, weights)
     try:
@@ -139,7 +141,7 @@ def evaluate(task: str, systems: list[str], root: str | Path | None = None, metr
             results["notes"].append(f"peer {name} skipped: {missing}")
             log(f"{name}: skipped ({missing})")
             continue
-        system = build_system(name, (weights or {}).get(name.partition("@")[0]))
+        system = build_system(name, weights)
         results["systems"][name] = _run_system(system, folder, entries, spec, metrics, log, mixture_scores)
     if task == "enhance" and "dnsmos" in metrics:
         results["clean_dnsmos"] = _reference_dnsmos(folder, entries, previous if reusable else None, log)

@@ -198,11 +198,15 @@ class ResidualVectorQuantizer(StreamingModule):
         # straight-through: forward the quantized value, pass the gradient to the encoder unchanged
         return Quantized(x + (quantized - x).detach(), torch.stack(codes, dim=1), commitment, per_example)
 
+    def _fresh_count(self, vectors_per_batch: float) -> float:
+        """The EMA count a fresh code starts at: an average code's (see the module docstring)."""
+        return max(self.dead_code_threshold, vectors_per_batch / self.codebook_size)
+
     @torch.no_grad()
     def _init_codebooks(self, x: torch.Tensor) -> None:
         """Every codebook starts as random vectors of the first batch (residuals of the earlier ones)."""
         residual = x
-        fresh = max(self.dead_code_threshold, x.shape[0] * x.shape[2] / self.codebook_size)
+        fresh = self._fresh_count(x.shape[0] * x.shape[2])
         for q in range(self.n_q):
             self.embed[q] = self._sample(residual.transpose(1, 2).reshape(-1, self.dim), self.codebook_size)
             # a vector picked as a code leaves a residual of exactly zero, so later codebooks draw many equal
@@ -240,7 +244,7 @@ class ResidualVectorQuantizer(StreamingModule):
         dead = self.cluster_size[q] < self.dead_code_threshold
         if dead.any():  # restart dead codes on vectors this codebook is actually asked to quantize
             vectors = self._sample(flat, int(dead.sum()))
-            count = max(self.dead_code_threshold, float(total) / self.codebook_size)
+            count = self._fresh_count(float(total))
             self.embed[q][dead] = vectors
             self.embed_avg[q][dead] = vectors * count
             self.cluster_size[q][dead] = count

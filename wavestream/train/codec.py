@@ -24,6 +24,7 @@ from torch import nn
 
 from wavestream.data import CleanSpeech, default_root
 from wavestream.models.codec import SpectralCodec
+from wavestream.models.encodec import RVQCodec
 from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.streaming.quantize import inference_state_dict
 
@@ -88,6 +89,14 @@ def evaluate_on(model: SpectralCodec, clean: torch.Tensor, prefix: str, mel: Mul
     return metrics
 
 
+def training_loss(model: RVQCodec, batch: torch.Tensor, criterion: CodecLoss) -> tuple[torch.Tensor, dict[str, float]]:
+    """The recipe's loss on a batch of clean clips ``[B, 1, T]``, each example at one of the bitrates."""
+    (clean,) = crop_to_hop(batch, hop=model.frame_size)
+    quantized = model.quantizer.quantize(model.encoder(clean))
+    output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
+    return criterion(output, target, quantized.commitment)
+
+
 def build_model(config: dict) -> SpectralCodec:
     return SpectralCodec(**config["model"])
 
@@ -106,10 +115,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
 
     def loss_fn(model: SpectralCodec, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        (clean,) = crop_to_hop(batch, hop=model.hop)
-        quantized = model.quantizer.quantize(model.encoder(clean))  # each example at one of the bitrates
-        output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
-        return criterion(output, target, quantized.commitment)
+        return training_loss(model, batch, criterion)
 
     def evaluate(model: SpectralCodec) -> dict[str, float]:
         metrics: dict[str, float] = {}
