@@ -72,6 +72,20 @@ def test_interrupted_and_resumed_run_equals_whole_run(config_path, tmp_path):
         assert h["dev_score"] == pytest.approx((h["in_domain_si_sdr"] + h["out_of_domain_si_sdr"]) / 2)
 
 
+def test_pesq_picks_the_checkpoint_when_the_config_asks(config_path, tmp_path):
+    """With ``dev.pesq`` the dev score is the mean PESQ-WB of the two splits, each on PESQ's scale."""
+    config = json.loads(config_path.read_text())
+    config["dev"]["pesq"] = True
+    config["train"]["steps"] = 2
+    path = tmp_path / "pesq.json"
+    path.write_text(json.dumps(config))
+    _train(path, tmp_path / "run")
+    for h in json.loads((tmp_path / "run" / "last.json").read_text())["history"]:
+        assert 1.0 <= h["in_domain_pesq"] <= 4.64 and 1.0 <= h["out_of_domain_pesq"] <= 4.64
+        assert 1.0 not in (h["in_domain_pesq"], h["out_of_domain_pesq"])  # measured, not the no-speech floor
+        assert h["dev_score"] == pytest.approx((h["in_domain_pesq"] + h["out_of_domain_pesq"]) / 2)
+
+
 def test_out_of_domain_dev_examples_hold_only_held_out_noise(config_path):
     """What is added to the ood talkers is the held-out tone corpus or their babble, never the (white)
     training noise nor synthetic noise, whatever the training mixture says."""

@@ -146,10 +146,10 @@ def _asterisk_speech() -> Iterator[Clip]:
                        text=path.stem.replace("-", " "), language=language)
 
 
-#: recorded corpora whose clips that fail the clean-target rule get a cleaned copy. Not hedgewars: it is
-#: the out-of-domain test corpus, and its references must stay as recorded. Not klettres: single letters,
+#: recorded corpora whose clips that fail the clean-target rule get a cleaned copy. Not tuxpaint-speech: it
+#: is the out-of-domain test corpus, and its references must stay as recorded. Not klettres: single letters,
 #: mostly too short for the check that the cleaning kept the speech (none passed in a sample of 80)
-CLEANED_SOURCES = ("fillets", "tuxpaint-speech", "ktuberling", "asterisk")
+CLEANED_SOURCES = ("fillets", "ktuberling", "asterisk")
 
 
 def cleaned_corpus(source: Corpus, by: str = "deepfilternet") -> Corpus:
@@ -434,6 +434,16 @@ def _game_effects_noise() -> Iterator[Clip]:
                    f"fillets/{_slug(str(rel.with_suffix('')))}", "GPL-2+ (fillets-ng-data)", path=str(path))
 
 
+COLOBOT = Path("/usr/share/games/colobot")
+
+
+def _colobot_noise() -> Iterator[Clip]:
+    # robots, motors, machinery, alarms, weather and ambience effects of the Colobot game
+    for path in _files(COLOBOT / "sounds"):
+        yield Clip("noise", "colobot", f"colobot-{path.stem}", path.stem, "GPL-3+ (colobot-common-sounds)",
+                   path=str(path))
+
+
 def _lincity_noise() -> Iterator[Clip]:
     # city, industry, traffic, power-line and machine ambience loops: out-of-domain noise only (manifest.py)
     for path in _files("/usr/share/games/lincity-ng/sounds"):
@@ -468,6 +478,9 @@ def _music() -> Iterator[Clip]:
     for path in _files(FILLETS / "music"):
         yield Clip("music", "fillets-music", f"fillets-{path.stem}", path.stem, "GPL-2+ (fillets-ng-data)",
                    path=str(path))
+    for path in _files(COLOBOT / "music"):
+        yield Clip("music", "colobot-music", f"colobot-{path.stem}", path.stem, "GPL-3+ (colobot-common-sounds)",
+                   path=str(path))
 
 
 CORPORA: dict[str, Corpus] = {c.name: c for c in [
@@ -490,6 +503,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "freedesktop sound theme: alarms, bells, phone rings, notification sounds"),
     Corpus("game-effects", "noise", _game_effects_noise, ("hedgewars-data", "fillets-ng-data-cs"),
            "Hedgewars and Fish Fillets sound effects"),
+    Corpus("colobot", "noise", _colobot_noise, ("colobot-common-sounds",),
+           "Colobot effects: robots, motors, machinery, alarms, weather"),
     Corpus("lincity", "noise", _lincity_noise, ("lincity-ng-data",),
            "LinCity-NG city, industry, traffic and machine sounds (out-of-domain noise)"),
     Corpus("generated", "noise", _generated_noise, (), "stationary and non-stationary generated noises"),
@@ -497,6 +512,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            ("hedgewars-data",), "Hedgewars soundtrack"),
     Corpus("fillets-music", "music", lambda: (c for c in _music() if c.corpus == "fillets-music"),
            ("fillets-ng-data",), "Fish Fillets NG soundtrack"),
+    Corpus("colobot-music", "music", lambda: (c for c in _music() if c.corpus == "colobot-music"),
+           ("colobot-common-sounds",), "Colobot soundtrack (orchestral, electronic)"),
     Corpus("keywords", "keywords", _keywords, ("espeak-ng", "flite"), "20 keywords (digits, commands) x "
            "149 TTS voices (espeak-ng, flite) x 2-4 speed/pitch takes + other words", tools=("espeak-ng", "flite")),
     Corpus("keywords-festival", "keywords", _keywords_festival, ("festival", "festvox-kallpc16k", "festvox-kdlpc16k",
