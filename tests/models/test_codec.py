@@ -184,7 +184,7 @@ def test_streams_at_each_bitrate_share_one_batch(modes):
         for i in range(3):
             assert max_abs_diff(batch[i:i + 1], alone[i]) <= (CODES if model is encode else 1e-5)
     with torch.no_grad():
-        full = encode.quantizer.encode(encode.encoder(x), 12)
+        full = encode.step(x, encode.configure_state(encode.init_state(3), {"bitrate": 6}))[0]
         for i, (bitrate, n_q) in enumerate(((1.5, 3), (3, 6), (6, 12))):
             codes, _ = encode.step(x[i:i + 1], encode.configure_state(encode.init_state(1), {"bitrate": bitrate}))
             assert torch.equal(codes[0, :n_q], full[i, :n_q]) and (codes[0, n_q:] == UNUSED).all()
@@ -242,6 +242,34 @@ def test_inference_search_follows_every_codebook_change(weights):
         assert torch.equal(made_here.quantizer.encode(latents, 12), before)
 
 
+def test_streaming_encodes_in_float64_and_follows_every_weight_change(weights):
+    """Streaming runs the encoder on a float64 copy of its weights and a float64 state (codes then do not
+    depend on how a stream is cut); the copy is remade when a weight changes (an optimizer's in-place step,
+    a load). Outputs keep their dtypes, and the encoder that training calls stays float32."""
+    model = SpectralCodec(mode="encode").eval()
+    model.load_state_dict(weights)
+    x = audio(2, 10, seed=3)
+    with torch.no_grad():
+        codes = model(x)
+        assert codes.dtype == torch.int64 and model.encoder(x).dtype == torch.float32
+        assert {v.dtype for k, v in model.init_state(2).items() if k.startswith("encoder.")} == {torch.float64}
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert SpectralCodec().eval()(x).dtype == torch.float32  # the round trip's audio
+        latents = model._float64_encoder()(x.double())  # the same encoder (its convs run as matrix products)
+        assert latents.dtype == torch.float64 and max_abs_diff(latents.float(), model.encoder(x)) <= 1e-5
+        model.encoder.output_conv.conv.weight.mul_(1.5)
+        fresh = SpectralCodec(mode="encode").eval()
+        fresh.load_state_dict(model.state_dict())
+        changed = model(x)
+        assert torch.equal(changed, fresh(x)) and not torch.equal(changed, codes)
+        model.load_state_dict(weights)
+        assert torch.equal(model(x), codes)
+    with torch.inference_mode():  # a model made under inference mode has no version counter to cache on
+        made_here = SpectralCodec(mode="encode").eval()
+        made_here.load_state_dict(weights)
+        assert torch.equal(made_here(x), codes)
+
+
 # -- the shipped weights ----------------------------------------------------------------------------------
 DATA = Path(__file__).parent / "data"  # real recordings, see data/README.md
 
@@ -275,6 +303,52 @@ def test_shipped_weights_pass_the_streaming_checks(shipped, speech):
     with torch.no_grad():
         codes = encode(x)
         assert max_abs_diff(shipped["decode"](codes[:, :6]), roundtrip(x)) <= 1e-5  # 3 kbps, the default
+
+
+def frames_per_step(piece_sizes: list[int], total: int) -> list[int]:
+    """Frames stepped per arriving piece when ``total`` samples come in pieces of ``piece_sizes`` samples
+    (cycled), each step taking the whole frames buffered so far, as a stream's framer does."""
+    ends = np.minimum(np.cumsum(np.resize(piece_sizes, total)), total)
+    return [int(n) for n in np.diff(ends // FRAME, prepend=0) if n]
+
+
+@torch.no_grad()
+def near_tie_levels(model: SpectralCodec, x: torch.Tensor) -> tuple[float, float]:
+    """Two levels of ``x`` between which one frame's first code changes, bisected until the two signals
+    differ only by float32 rounding: at both, that frame's two nearest codes are almost equidistant (~1e-6
+    apart on the shipped weights, typical gaps ~0.8), far inside the up to ~3e-5 by which a float32
+    encoder's per-chunk rounding moves the distances."""
+    lo, hi = 1.0, 1.05
+    first = model(x * lo)[0, 0]
+    frame = int((model(x * hi)[0, 0] != first).nonzero()[0, 0])
+    prefix = x[..., :(frame + 1) * FRAME]  # the encoder is causal: the frame's code needs nothing later
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if model(prefix * mid)[0, 0, frame] == first[frame]:
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+@torch.no_grad()
+def test_shipped_codes_are_identical_in_any_chunking_even_at_a_near_tie(shipped, speech):
+    """Real speech, also at two levels that put a frame on a near tie between two codes, encoded in pieces
+    of 1, 7, 333, 777 samples and random mixes: the codes equal a one-shot encoding's at every bitrate.
+    The float32 encoder this replaced flipped that frame's codes in every one of these chunkings."""
+    model = shipped["encode"]
+    lo, hi = near_tie_levels(model, speech)
+    x = torch.cat([speech, speech * lo, speech * hi])
+    rng = np.random.default_rng(0)
+    chunkings = [[1], [7], [333], [777]] + [
+        rng.choice([1, 7, 333, 777, *rng.integers(1, 5000, 4)], 50).tolist() for _ in range(3)]
+    for bitrate in (1.5, 3, 6):
+        state = model.configure_state(model.init_state(3), {"bitrate": bitrate})
+        whole = model.step(x, state)[0]
+        for sizes in chunkings:
+            units = frames_per_step(sizes, x.shape[-1])
+            differ = int((run_chunked(model, x, units, state) != whole).sum())
+            assert differ == 0, f"{bitrate:g} kbps, pieces of {sizes[:8]}...: {differ} codes differ"
 
 
 @torch.no_grad()

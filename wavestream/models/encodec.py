@@ -26,6 +26,7 @@ transient.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
@@ -33,7 +34,7 @@ from typing import Any
 
 import torch
 
-from wavestream.streaming import AUDIO, TOKENS, State, StreamingModule, prefixed
+from wavestream.streaming import AUDIO, TOKENS, CausalConv1d, State, StreamingModule, prefixed
 from wavestream.streaming.quantize import ResidualVectorQuantizer
 from wavestream.streaming.seanet import SEANetDecoder, SEANetEncoder
 
@@ -47,12 +48,19 @@ class RVQCodec(StreamingModule):
     """An encoder -> residual vector quantizer -> decoder codec run one of three ways (``mode``), with a
     per-stream bitrate. Subclasses build the halves: ``encoder`` maps audio ``[B, channels, n * frame]``
     to latents ``[B, dimension, n]`` (its ``hop`` is the frame), ``decoder`` maps latents back to audio
-    and may lag it by ``decoder_delay`` samples (a whole number of frames, e.g. an inverse STFT's overlap)."""
+    and may lag it by ``decoder_delay`` samples (a whole number of frames, e.g. an inverse STFT's overlap).
+
+    With ``float64_encoder``, ``step`` (and so ``forward``) runs the encoder and the code search in float64,
+    on a cached float64 copy of the encoder's weights and a float64 encoder state: float32 convs round
+    differently for chunks of different lengths, which can flip a code at a near tie. Training calls
+    ``encoder`` and ``quantizer.quantize`` directly and stays float32."""
 
     #: what a stream's start params may set: the bitrate (kbps) and which way the model runs
     stream_params = ("bitrate", "mode")
     #: the params that live in a stream's state (``configure_state``), not in the model's config
     state_params = ("bitrate",)
+    #: encode in float64 when streaming (see the class docstring)
+    float64_encoder: bool = False
 
     def __init__(self, encoder: StreamingModule, decoder: StreamingModule, mode: str, bitrate: float,
                  dimension: int, n_q: int, codebook_size: int, sample_rate: int, bitrates: Sequence[float],
@@ -86,6 +94,7 @@ class RVQCodec(StreamingModule):
                         "decode": decoder_delay // self.frame_size}[mode]
         self._parts = {"roundtrip": ("encoder", "quantizer", "decoder"), "encode": ("encoder", "quantizer"),
                        "decode": ("decoder",)}[mode]
+        self._encoder64: tuple[tuple | None, StreamingModule] | None = None  # see _float64_encoder
 
     # -- bitrates -----------------------------------------------------------------------------------
     def n_q_for(self, bitrate: float) -> int:
@@ -127,7 +136,8 @@ class RVQCodec(StreamingModule):
             dtype = None
         state: State = {}
         for name in self._parts:
-            state.update(prefixed(getattr(self, name).init_state(batch, device, dtype), name))
+            part_dtype = torch.float64 if name == "encoder" and self.float64_encoder else dtype
+            state.update(prefixed(getattr(self, name).init_state(batch, device, part_dtype), name))
         return state
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -142,12 +152,77 @@ class RVQCodec(StreamingModule):
                 raise ValueError(f"{type(self).__name__} expects audio [batch, {self.encoder.channels}, time], "
                                  f"got {tuple(x.shape)}")
             self.check_length(x)
-            latents = self.step_child("encoder", x, state, new_state)
+            latents = self._step_encoder(x, state, new_state)
             codes = self.step_child("quantizer", latents, state, new_state)
             if self.mode == "encode":
                 return codes, new_state
         y = self.step_child("decoder", self.quantizer.decode(codes), state, new_state)
         return y, new_state
+
+    def _step_encoder(self, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
+        """Latents of ``x``: float32 as the encoder is, or float64 with ``float64_encoder`` (the quantizer
+        then searches float64 residuals)."""
+        if not self.float64_encoder:
+            return self.step_child("encoder", x, state, new_state)
+        keys = self._child_keys("encoder", self.encoder)  # the copy has the same state keys
+        encoder_state = {k: state[full].double() if state[full].is_floating_point() else state[full]
+                         for k, full in keys.items()}
+        latents, encoder_state = self._float64_encoder().step(x.double(), encoder_state)
+        new_state.update({keys[k]: v for k, v in encoder_state.items()})
+        return latents
+
+    def _float64_encoder(self) -> StreamingModule:
+        """A float64 copy of ``encoder``, remade whenever one of its tensors changes."""
+        tensors = _tensors(self.encoder)
+        # every in-place write (optimizer step, load_state_dict) bumps a tensor's version, and a move or a
+        # replaced tensor changes its storage; tensors made under inference mode have no version: no cache
+        key = None if any(t.is_inference() for t in tensors) else \
+            tuple((t._version, t.data_ptr(), t.device) for t in tensors)
+        cached = self._encoder64
+        if key is None or cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable outside inference mode
+                encoder = copy.deepcopy(self.encoder).double().requires_grad_(False)
+                for module in encoder.modules():
+                    if type(module) is CausalConv1d and module.conv.groups == 1 and module.stride == 1:
+                        _MatmulCausalConv1d.convert(module)
+            cached = (key, encoder)
+            if key is not None:
+                self._encoder64 = cached
+        return cached[1]
+
+
+def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The parameters and buffers of ``module`` and its descendants; a plain walk, as this runs every step
+    (``parameters()`` and ``buffers()`` take ~20 us for the codec's encoder, this ~4)."""
+    tensors, stack = [], [module]
+    while stack:
+        m = stack.pop()
+        tensors += [t for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+        stack += m._modules.values()
+    return tensors
+
+
+class _MatmulCausalConv1d(CausalConv1d):
+    """A ``CausalConv1d`` of a float64 encoder copy, computed as one matrix product over every frame of every
+    stream. PyTorch has no oneDNN kernel for float64 convs, and its fallback took 3-40x the float32 time on
+    32 streams of 1-5 frames (measured); the product takes 0.2-1.2x for one stream's 20 ms step (no
+    oneDNN set-up per call), 1-4x on such batches."""
+
+    @staticmethod
+    def convert(module: CausalConv1d) -> None:
+        module.__class__ = _MatmulCausalConv1d  # in place: the copy keeps its weights and state keys
+        # [taps * in, out], tap-major as ``step`` stacks its input
+        module.matrix = module.conv.weight.permute(2, 1, 0).reshape(-1, module.conv.out_channels).contiguous()
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        c = self.conv
+        full = torch.cat([state["prev"], x], dim=-1) if self.context else x
+        frames, dilation = x.shape[-1], c.dilation[0]
+        columns = torch.cat([full[..., k * dilation:k * dilation + frames] for k in range(c.kernel_size[0])], dim=1)
+        rows = columns.transpose(1, 2).reshape(-1, columns.shape[1])
+        y = rows @ self.matrix if c.bias is None else torch.addmm(c.bias, rows, self.matrix)
+        y = y.view(x.shape[0], frames, c.out_channels).transpose(1, 2)
+        return y, {"prev": full[..., full.shape[-1] - self.context:]}
 
 
 class EncodecStreaming(RVQCodec):
