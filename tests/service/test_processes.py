@@ -7,14 +7,22 @@ Real processes on loopback. Which server holds a connection is read from Linux's
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.client
+import io
 import os
 import signal
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+import soundfile as sf
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.service.conftest import free_port
 from tests.waiting import wait_until
@@ -239,3 +247,181 @@ def test_a_port_in_use_is_refused(tmp_path):
         assert len(group.servers()) == 2  # the running group is untouched
     finally:
         group.stop()
+
+
+def samples(text: str) -> dict[str, float]:
+    """A Prometheus text exposition as ``{'name{labels}': value}``."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def scrape(group: Group) -> tuple[int, dict[str, float]]:
+    """``GET /metrics`` on a new connection: the server process that answered (read from /proc: the
+    one whose connections grew once it accepted, before the request goes out), and the samples."""
+    before = group.holder()
+    conn = http.client.HTTPConnection("127.0.0.1", group.port, timeout=60)
+    try:
+        conn.connect()
+        held: list[int] = []
+
+        def accepted() -> bool:
+            held[:] = [pid for pid, n in group.holder().items() if n > before.get(pid, 0)]
+            return bool(held)
+
+        wait_until(accepted, "no server process accepted the scrape", group.process)
+        assert len(held) == 1, held  # the test opens nothing else meanwhile
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        assert response.status == 200
+        return held[0], samples(response.read().decode())
+    finally:
+        conn.close()
+
+
+def scrape_every_server(group: Group, most: int = 60) -> list[tuple[int, dict[str, float]]]:
+    """Scrapes on new connections until each server process answered one (the kernel picks by hash)."""
+    scrapes = []
+    while len(scrapes) < most:
+        scrapes.append(scrape(group))
+        if {pid for pid, _ in scrapes} >= set(group.servers()):
+            return scrapes
+    raise AssertionError(f"{most} scrapes, and still a server process that answered none: {group.servers()}")
+
+
+async def open_by_server(group: Group, most: int = 40) -> dict[int, list[AsyncStreamClient]]:
+    """Started streams by the server process that holds each, until every process holds one."""
+    by_server: dict[int, list[AsyncStreamClient]] = {pid: [] for pid in group.servers()}
+    while sum(map(len, by_server.values())) < most:
+        before = group.holder()
+        client = AsyncStreamClient(group.url)
+        await client.start("enhance", RATE, encoding="pcm_f32le")
+        after = group.holder()
+        by_server[next(pid for pid, n in after.items() if n > before.get(pid, 0))].append(client)
+        if all(by_server.values()):
+            return by_server
+    raise AssertionError(f"{most} streams, and still a server process without one: {group.holder()}")
+
+
+def wav(seconds: float, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, speech(seconds, seed), RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+SESSIONS = 'wavestream_sessions_total{model="enhance",outcome="end"}'
+STREAM_SECONDS = 'wavestream_audio_seconds_total{model="enhance",via="stream"}'
+PROCESS_SECONDS = 'wavestream_audio_seconds_total{model="enhance",via="process"}'
+JOB_SECONDS = 'wavestream_audio_seconds_total{model="enhance",via="job"}'
+ERRORS = 'wavestream_errors_total{code="invalid_json"}'
+LATENCIES = 'wavestream_chunk_latency_seconds_count{model="enhance"}'
+JOBS_DONE = 'wavestream_jobs{status="done"}'
+CONNECTIONS, ACTIVE = "wavestream_websocket_connections", "wavestream_active_sessions"
+
+
+def cumulative(values: dict[str, float]) -> dict[str, float]:
+    """The samples that only ever grow: counters and histograms."""
+    return {k: v for k, v in values.items() if k.split("{")[0].endswith(("_total", "_count", "_sum", "_bucket"))}
+
+
+def test_metrics_describe_the_group_and_never_go_down_when_a_server_restarts(tmp_path):
+    """Whichever server process answers a scrape, /metrics gives the group's figures: counters and
+    histograms summed over every server, open sessions and connections over the live ones. A killed
+    server takes its open streams with it but not its counts: no counter goes down."""
+    group = Group(tmp_path)
+    base = f"http://127.0.0.1:{group.port}"
+    x = speech(0.5, 5)
+    expected = {SESSIONS: 0, STREAM_SECONDS: 0.0, LATENCIES: 0}
+    history: list[dict[str, float]] = []  # every scrape, in order
+
+    def every_scrape_shows(figures: dict[str, float]) -> list[dict[str, float]]:
+        scrapes = scrape_every_server(group)
+        for pid, values in scrapes:
+            for name, value in figures.items():
+                assert values.get(name, 0) == pytest.approx(value), (pid, name, values.get(name))
+        history.extend(values for _, values in scrapes)
+        return [values for _, values in scrapes]
+
+    def gauges_are(count: int) -> bool:
+        _, values = scrape(group)
+        history.append(values)
+        return values[CONNECTIONS] == count and values[ACTIVE] == count
+
+    async def until_gauges_are(count: int, what: str) -> None:
+        # scrapes block: on a thread, so that the open streams' client loop goes on meanwhile
+        await asyncio.to_thread(wait_until, lambda: gauges_are(count), what, group.process, 60)
+
+    async def stream_all(clients: list[AsyncStreamClient]) -> None:
+        results = await asyncio.gather(*(c.stream(x, 320) for c in clients))
+        for client, result in zip(clients, results, strict=True):
+            assert result.done.reason == "end"
+            expected[SESSIONS] += 1
+            expected[STREAM_SECONDS] += len(x) / RATE
+            expected[LATENCIES] += result.done.stats["messages"]  # one latency per message answered
+            await client.close()
+
+    async def bad_json() -> None:
+        async with connect(group.url) as ws:
+            await ws.send("{oops")
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await ws.recv()
+
+    def job_done(job_id: str) -> bool:
+        return httpx.get(f"{base}/v1/jobs/{job_id}").json()["status"] == "done"
+
+    async def main():
+        # streams open on both servers: the gauges add up
+        by_server = await open_by_server(group)
+        await until_gauges_are(sum(map(len, by_server.values())), "the open streams are not summed")
+        # work on both servers: streams, errors, REST requests and a job (each on a new connection)
+        await stream_all([c for clients in by_server.values() for c in clients])
+        for _ in range(3):
+            await bad_json()
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            for seed in range(3):
+                r = await http.post("/v1/process/enhance", content=wav(0.25, seed), headers={"Connection": "close"})
+                assert r.status_code == 200
+            job = (await http.post("/v1/jobs", params={"model": "enhance"}, content=wav(0.5, 9))).json()
+        await asyncio.to_thread(wait_until, lambda: job_done(job["id"]), "the job did not finish", group.process, 120)
+        expected.update({ERRORS: 3, PROCESS_SECONDS: 0.75, JOB_SECONDS: 0.5, JOBS_DONE: 1})
+        await until_gauges_are(0, "closed streams are still counted")
+        scrapes = await asyncio.to_thread(every_scrape_shows, {**expected, CONNECTIONS: 0, ACTIVE: 0})
+        assert all(cumulative(values) == cumulative(scrapes[0]) for values in scrapes)  # batch sizes, RTF too
+
+        # one server streams and closes; the other holds open streams, then is killed
+        by_server = await open_by_server(group)
+        victim, survivor = sorted(by_server, key=lambda pid: -len(by_server[pid]))
+        await stream_all(by_server[survivor])
+        await until_gauges_are(len(by_server[victim]), "the streams left open are not counted")
+        os.kill(victim, signal.SIGKILL)
+        # until the supervisor reaped it: a dying process may still hold its listener (then resets
+        # what the kernel handed it) after /proc shows it without a command line
+        await asyncio.to_thread(wait_until, lambda: not Path(f"/proc/{victim}").exists(),
+                                "the killed server is still there", group.process)
+        await until_gauges_are(0, "a dead server's streams are still counted")
+        for client in by_server[victim]:
+            with contextlib.suppress(Exception):
+                await client.close()
+        await asyncio.to_thread(group.wait_serving)  # the supervisor started a new server
+        assert victim not in group.servers()
+        await asyncio.to_thread(every_scrape_shows, {**expected, CONNECTIONS: 0, ACTIVE: 0})
+
+        # the new server works too, and its counts add to those of the one it replaced
+        by_server = await open_by_server(group)
+        await stream_all([c for clients in by_server.values() for c in clients])
+        await until_gauges_are(0, "closed streams are still counted")
+        await asyncio.to_thread(every_scrape_shows, expected)
+
+    try:
+        asyncio.run(main())
+        for earlier, later in pairwise(history):
+            assert all(later.get(name, 0) >= value for name, value in cumulative(earlier).items()), \
+                "a counter went down"
+    finally:
+        output = group.stop()
+    assert group.process.returncode == 0, output
+    assert "Traceback" not in output

@@ -8,6 +8,7 @@ job store). The engine starts in the lifespan; `wavestream serve` runs the app u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -49,6 +50,8 @@ AUDIO_BODY = {"requestBody": {"required": True, "description": "the audio file (
                               "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}}}
 FORMAT_HELP = "wav or flac for audio models (default wav); json for events models (their default)"
 TOKEN_FILE_TYPE = "application/octet-stream"  # a .wsc token file
+#: in a server group, how often each server writes its count of open sessions to the group's metrics
+SESSIONS_PUBLISH_SECONDS = 0.5
 
 
 ERRORS = {400: "Empty request body", 401: "Missing or wrong API key", 404: "No such model or job",
@@ -69,14 +72,18 @@ def errors(*codes: int) -> dict:
 class Service:
     """Everything one app instance owns; reachable from requests as ``app.state.service``."""
 
-    def __init__(self, settings: ServiceSettings):
+    def __init__(self, settings: ServiceSettings, metrics_dir: Path | None = None):
+        """``metrics_dir``: the metrics directory of the server group this one belongs to
+        (``wavestream serve --processes N``; see metrics.py), or None for a server on its own."""
         self.settings = settings
-        self.metrics = ServiceMetrics()
+        self.metrics = ServiceMetrics(metrics_dir)
         self.engine = Engine(max_batch=settings.max_batch, workers=settings.workers,
                              max_wait=None if settings.max_wait_ms is None else settings.max_wait_ms / 1000,
                              max_sessions=settings.max_sessions, on_batch=self.metrics.observe_batch,
                              allow_untrained=settings.allow_untrained, weights=settings.weights)
-        self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
+        if metrics_dir is None:
+            self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
+        self._publisher: asyncio.Task | None = None  # in a group: writes the session count (start)
         self.jobs = JobStore(settings.data_dir, retention=3600 * settings.job_retention_hours)
         self.job_runner = JobRunner(self.jobs, self.process_job)
         self.spool: Path | None = None  # this server's upload directory (data_dir/tmp/<random>), from start
@@ -96,7 +103,16 @@ class Service:
         for name in self.settings.preload:
             await self.load(name)
         await self.job_runner.start()
+        if self.metrics.group_dir is not None:
+            # a function gauge is computed only by a scrape of this process; the group's scrapes
+            # read the count from this server's metric file, so it is written there as it goes
+            self._publisher = asyncio.create_task(self._publish_sessions(), name="wavestream-metrics")
         self.started = True
+
+    async def _publish_sessions(self) -> None:
+        while True:
+            self.metrics.active_sessions.set(self.engine.active_sessions)
+            await asyncio.sleep(SESSIONS_PUBLISH_SECONDS)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Graceful stop of streaming: refuse new streams, let every live one send its final output
@@ -110,6 +126,10 @@ class Service:
 
     async def stop(self) -> None:
         await self.drain()
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
         await self.job_runner.stop()
         await self.engine.aclose()
         if self._spool_claim is not None:
@@ -147,9 +167,10 @@ class Service:
         self.metrics.audio_seconds.labels(model, "job").inc(seconds)
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, metrics_dir: Path | None = None) -> FastAPI:
+    """The app; ``metrics_dir`` as ``Service``."""
     settings = settings or ServiceSettings()
-    service = Service(settings)
+    service = Service(settings, metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -228,7 +249,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def metrics() -> Response:
         for status, count in (await asyncio.to_thread(service.jobs.counts)).items():
             service.metrics.jobs.labels(status).set(count)
-        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        if service.metrics.group_dir is None:
+            body = service.metrics.render()
+        else:  # the whole group's figures (metrics.py): this server's sessions as of now, then every
+            # server's files read and summed on a thread, not on the event loop
+            service.metrics.active_sessions.set(service.engine.active_sessions)
+            body = await asyncio.to_thread(service.metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- REST ------------------------------------------------------------------------------------
     @app.get("/v1/models", tags=["models"], dependencies=auth, responses=errors(401))
@@ -406,10 +433,10 @@ class WavestreamServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def make_server(settings: ServiceSettings, **config) -> WavestreamServer:
-    """A server for a new app with ``settings``; its transport frame limit sits above ours so that an
-    oversized message still gets a JSON error before the 1009 close."""
-    app = create_app(settings)
+def make_server(settings: ServiceSettings, metrics_dir: Path | None = None, **config) -> WavestreamServer:
+    """A server for a new app with ``settings`` (``metrics_dir`` as ``Service``); its transport frame
+    limit sits above ours so that an oversized message still gets a JSON error before the 1009 close."""
+    app = create_app(settings, metrics_dir)
     # no permessage-deflate: PCM barely compresses, and zlib would cost more CPU than the model step
     cfg = uvicorn.Config(app, host=settings.host, port=settings.port, ws_max_size=settings.ws_frame_limit,
                          ws_per_message_deflate=False, timeout_graceful_shutdown=settings.shutdown_timeout + 5,

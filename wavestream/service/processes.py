@@ -5,7 +5,8 @@ protocol, the ASGI stack, decoding, the pipeline, sending): on a machine with se
 thread is the ceiling while the engine's step threads still have room. ``--processes N`` runs N
 complete servers (each its own engine, batching its own streams, REST, metrics) that each bind
 the same port with ``SO_REUSEPORT``, so the kernel spreads new connections over them. They share
-``data_dir``, through which jobs are shared (see jobs.py).
+``data_dir``, through which jobs are shared (see jobs.py). ``/metrics`` describes the whole group,
+whichever server answers: each writes its figures to a directory of the group (metrics.py).
 
 The parent process only supervises: it starts the N servers, starts again one that dies (the
 others keep serving; the streams of the dead one are lost, as with any crash), and passes SIGINT
@@ -22,15 +23,19 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
+from .metrics import MULTIPROC_ENV, mark_dead
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -55,15 +60,15 @@ def tune_gc() -> None:
 
 
 def serve(settings: ServiceSettings, log_level: str, sock: socket.socket | None = None,
-          on_started: Callable[[], None] | None = None) -> None:
+          on_started: Callable[[], None] | None = None, metrics_dir: str | None = None) -> None:
     """Run one server until it is stopped: the single-process mode, and each server of a group.
 
     ``sock``: a bound socket to serve on instead of binding ``settings.host``/``port``;
-    ``on_started``: called (from another thread) once it accepts connections. ValueError for
-    settings the engine refuses."""
+    ``on_started``: called (from another thread) once it accepts connections; ``metrics_dir``: the
+    group's metrics directory (metrics.py). ValueError for settings the engine refuses."""
     from .app import make_server  # FastAPI and torch load only when serving
 
-    server = make_server(settings, log_level=log_level)
+    server = make_server(settings, metrics_dir=None if metrics_dir is None else Path(metrics_dir), log_level=log_level)
     tune_gc()
     if on_started is not None:
         def report() -> None:
@@ -109,7 +114,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _child(settings: dict[str, Any], index: int, log_level: str, ready: Connection) -> None:
+def _child(settings: dict[str, Any], index: int, log_level: str, ready: Connection, metrics_dir: str) -> None:
     """One server of the group, in a fresh interpreter (multiprocessing's spawn); it sends on
     ``ready`` once it serves, so that the supervisor can tell a crash from a failed start."""
     os.setpgrp()  # the terminal's Ctrl+C reaches the supervisor only, which passes it on once
@@ -118,7 +123,8 @@ def _child(settings: dict[str, Any], index: int, log_level: str, ready: Connecti
                         format=f"%(asctime)s %(levelname)s [{index}] %(name)s: %(message)s")
     settings = ServiceSettings(**settings)
     try:
-        serve(settings, log_level, shared_socket(settings.host, settings.port), lambda: ready.send(True))
+        serve(settings, log_level, shared_socket(settings.host, settings.port), lambda: ready.send(True),
+              metrics_dir)
     except ValueError as exc:  # settings the engine refuses, e.g. weights for an unknown model
         print(f"wavestream serve: bad settings: {exc}", flush=True)
         sys.exit(2)
@@ -133,6 +139,7 @@ class Supervisor:
         self.children: list[Any] = [None] * processes
         self.ready: list[Connection | None] = [None] * processes  # a pipe per server: it says when it serves
         self.stopping = False
+        self.metrics_dir: str | None = None  # the group's metric files (run)
 
     def child_settings(self, port: int) -> dict[str, Any]:
         values = self.settings.model_dump(mode="json", exclude={"processes"})
@@ -147,7 +154,8 @@ class Supervisor:
             return
         self.ready[index], sender = self.context.Pipe(duplex=False)
         child = self.context.Process(target=_child, name=f"wavestream-server-{index}", daemon=False,
-                                     args=(self.child_settings(port), index, self.log_level, sender))
+                                     args=(self.child_settings(port), index, self.log_level, sender,
+                                           self.metrics_dir))
         child.start()
         sender.close()
         self.children[index] = child
@@ -179,6 +187,12 @@ class Supervisor:
             print(f"wavestream serve: cannot bind {self.settings.host}:{self.settings.port}: {exc}")
             return 1
         port = holder.getsockname()[1]
+        # the servers' metric files (metrics.py): a fresh directory per group, so that no file of an
+        # earlier group is summed in; on a local disk, not in data_dir, which may be a network
+        # file system shared with other machines. prometheus_client reads the variable as it is
+        # imported, so the servers get it in their environment from the start.
+        self.metrics_dir = tempfile.mkdtemp(prefix="wavestream-metrics-")
+        os.environ[MULTIPROC_ENV] = self.metrics_dir
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGTERM, self.stop)
         log.info("wavestream: %d server processes on %s:%d", self.processes, self.settings.host, port)
@@ -197,6 +211,7 @@ class Supervisor:
                         child.kill()
                         child.join()
             holder.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _supervise(self, port: int) -> int:
         while not self.stopping:
@@ -208,6 +223,8 @@ class Supervisor:
                     log.error("server %d exited with %s before it was ready; stopping", index, child.exitcode)
                     return child.exitcode or 1
                 log.warning("server %d (pid %d) exited with %s; starting it again", index, child.pid, child.exitcode)
+                # its open sessions and connections are gone; its counters keep counting in the sums
+                mark_dead(self.metrics_dir, child.pid)
                 time.sleep(RESTART_DELAY)
                 self.start(index, port)
         return 0
