@@ -13,12 +13,15 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .audio import AUDIO_SUFFIXES
+from .audio import AUDIO_SUFFIXES, read_audio, write_audio
 from .cleaning import CLEANERS, LICENCE, SUFFIX
+from .manifest import split_of
 from .noise import NOISE_TYPES
 from .sentences import sentences
 
@@ -451,6 +454,173 @@ def _lincity_noise() -> Iterator[Clip]:
                    "GPL-2+ / CC-BY-SA-2.0 (lincity-ng-data)", path=str(path))
 
 
+# Recorded ambience, animals and work sounds of other games (real recordings, many from freesound.org): no
+# voices, no music. Speaker = source file, as for every noise corpus.
+#: files that listing makes because ``prepare`` reads clips from files: audio unpacked from a game's zip archive
+#: (copied as stored, not decoded) and the typing sequences. Outside the data root; made once, reused after that
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wavestream"
+
+
+def _zip_audio(archive: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, Path]]:
+    """(member name, unpacked file) of each audio member of the zip ``archive`` that ``keep`` accepts, sorted.
+
+    A member already unpacked with its size and date is not copied again."""
+    if not archive.is_file():
+        return
+    out = CACHE / "archives" / _slug(str(archive.with_suffix("")))
+    with zipfile.ZipFile(archive) as z:
+        for info in sorted(z.infolist(), key=lambda i: i.filename):
+            name = info.filename
+            if (info.is_dir() or Path(name).suffix.lower() not in AUDIO_SUFFIXES or not keep(name)
+                    or name.startswith("/") or ".." in Path(name).parts):
+                continue
+            target = out / name
+            mtime = time.mktime((*info.date_time, 0, 0, -1))  # the member's date, given to its copy
+            if not (target.is_file() and target.stat().st_size == info.file_size
+                    and int(target.stat().st_mtime) == int(mtime)):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_name(target.name + ".part")
+                with z.open(info) as src, part.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.utime(part, (mtime, mtime))
+                part.replace(target)
+            yield name, target
+
+
+ZERO_AD = Path("/usr/share/games/0ad/mods/public/public.zip")  # 3.2 GB, stored (uncompressed) zip
+#: 0 A.D.'s sound folders without voices or music: weather, water, birdsong, farm and port ambience, animals,
+#: work (lumbering, mining, farming, building), footsteps, hooves, gates, ships, fire, siege engines. Not
+#: audio/voice, audio/music, audio/interface (jingles), audio/actor/human/death (cries), nor the 267 sword, bow
+#: and impact one-shots of audio/attack/{weapon,impact} (most under 1 s: noise files are drawn uniformly, so
+#: they would outnumber the ambience)
+ZERO_AD_FOLDERS = ("audio/ambient/", "audio/actor/fauna/", "audio/actor/gate/", "audio/actor/mounted/",
+                   "audio/actor/ship/", "audio/actor/singlesteps/", "audio/actor/human/movement/",
+                   "audio/attack/destruction/", "audio/attack/fire/", "audio/attack/siege/", "audio/resource/")
+ZERO_AD_SKIP = ("audio/ambient/building/amb_trade",)  # market crowds: near talkers may be intelligible
+
+
+def _zero_ad_noise() -> Iterator[Clip]:
+    def keep(name: str) -> bool:
+        return name.startswith(ZERO_AD_FOLDERS) and not name.startswith(ZERO_AD_SKIP)
+    for member, path in _zip_audio(ZERO_AD, keep):
+        rel = _slug(str(Path(member).relative_to("audio").with_suffix("")))
+        yield Clip("noise", "0ad", f"0ad-{rel}", rel, "CC-BY-SA-3.0 (0ad-data)", path=str(path))
+
+
+REDECLIPSE_AMBIENCE = Path("/usr/share/games/redeclipse/data/sounds/ambience")
+
+
+def _redeclipse_noise() -> Iterator[Clip]:
+    # wind, rain, storms, waterfalls, rivers, creeks, forests, cicadas, crickets, distant traffic, lava, hums
+    for path in _files(REDECLIPSE_AMBIENCE):
+        rel = _slug(str(path.relative_to(REDECLIPSE_AMBIENCE).with_suffix("")))
+        yield Clip("noise", "redeclipse", f"redeclipse-{rel}", rel, "CC-BY-SA-3.0 / CC-BY-3.0 (redeclipse-data)",
+                   path=str(path))
+
+
+MEGAGLEST_TILESETS = Path("/usr/share/games/megaglest/tilesets")
+
+
+def _megaglest_noise() -> Iterator[Clip]:
+    # each tileset's ambience (day, night, rain, wind) and animal calls; tilesets share many files, and
+    # prepare keeps one of each. Not the units' sounds (techs/): voiced acknowledgements
+    for path in _files(MEGAGLEST_TILESETS):
+        if path.parent.name != "sounds":
+            continue
+        rel = f"{path.parent.parent.name}/{_slug(path.stem)}"
+        yield Clip("noise", "megaglest", f"megaglest-{rel}", rel, "CC-BY-SA-3.0 (megaglest-data)", path=str(path))
+
+
+WIDELANDS_SOUND = Path("/usr/share/games/widelands/data/sound")
+
+
+def _widelands_noise() -> Iterator[Clip]:
+    # workshops (saws, smiths, mills, stonecutters, weavers), taverns, farm and wild animals, birds, crickets,
+    # frogs. Not the interface sounds directly in sound/ nor military/ (signals)
+    for path in _files(WIDELANDS_SOUND):
+        rel = path.relative_to(WIDELANDS_SOUND)
+        if len(rel.parts) < 2 or rel.parts[0] == "military":
+            continue
+        rel = _slug(str(rel.with_suffix("")))
+        yield Clip("noise", "widelands", f"widelands-{rel}", rel, "GPL-2+ (widelands-data)",
+                   path=str(path))
+
+
+SCORCHED3D_MODS = Path("/usr/share/games/scorched3d/data/globalmods")
+SCORCHED3D_VOCAL = ("scream", "fight4life")  # screams and a shout: human voices
+
+
+def _scorched3d_noise() -> Iterator[Clip]:
+    # birds, gulls, frogs, bats, dogs, cows, ocean waves, rain, thunder, lava, aircraft, city and factory loops,
+    # sirens, car horns, a cheering crowd, tank motors, weapons, explosions (mostly 11 kHz)
+    for path in _files(SCORCHED3D_MODS):
+        rel = path.relative_to(SCORCHED3D_MODS)
+        if "wav" not in rel.parts or path.stem.lower().startswith(SCORCHED3D_VOCAL):
+            continue
+        licence = "CC-BY-SA-3.0 (scorched3d-data)" if rel.parts[0] == "apoc" else "GPL-2+ (scorched3d-data)"
+        rel = _slug(str(rel.with_suffix("")).replace("/data/wav/", "/"))
+        yield Clip("noise", "scorched3d", f"scorched3d-{rel}", rel, licence, path=str(path))
+
+
+BUCKLESPRING = Path("/usr/share/buckle/wav")  # <scancode>-0.wav: key press, -1.wav: release (an IBM Model M)
+TYPING_SEQUENCES = 40
+TYPING_SECONDS = 20.0
+TYPING_VERSION = 1  # part of the cached files' folder: change it when the typing below changes
+TYPING_SPACE = "39"
+
+
+def _typing_noise() -> Iterator[Clip]:
+    """Typing on a mechanical keyboard: sequences of bucklespring's recorded key presses and releases.
+
+    Each sequence is one source (speaker) and uses only the keys whose own split (``split_of`` on the key) is the
+    sequence's split, so a dev sequence is made of key recordings that no training sequence holds."""
+    if not BUCKLESPRING.is_dir():
+        return
+    pressed = (p.name.removesuffix("-0.wav") for p in BUCKLESPRING.glob("*-0.wav"))
+    keys = sorted(key for key in pressed if (BUCKLESPRING / f"{key}-1.wav").is_file())
+    for k in range(TYPING_SEQUENCES):
+        speaker = f"typing-bucklespring-{k:02d}"
+        split = split_of("noise", speaker)
+        path = CACHE / f"typing-v{TYPING_VERSION}" / f"{k:02d}.flac"
+        if not path.is_file():
+            own = [key for key in keys if split_of("noise", f"bucklespring-key-{key}") == split]
+            _write_typing(path, own, k)
+        yield Clip("noise", "typing", speaker, f"{k:02d}", "GPL-2+ (bucklespring-data; typed by wavestream)",
+                   path=str(path))
+
+
+def _write_typing(path: Path, keys: list[str], seed: int) -> None:
+    """TYPING_SECONDS of words typed at 25-80 words per minute: presses, releases 50-150 ms later, a space
+    after each word, an uneven rhythm, now and then a pause."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 11])
+    sounds = {(key, up): read_audio(BUCKLESPRING / f"{key}-{up}.wav")[0] for key in keys for up in (0, 1)}
+    rate = read_audio(BUCKLESPRING / f"{keys[0]}-0.wav")[1]
+    out = np.zeros(int((TYPING_SECONDS + 1) * rate), np.float32)
+    letters = [key for key in keys if key != TYPING_SPACE]
+    space = TYPING_SPACE if TYPING_SPACE in keys else letters[0]
+    stroke = 60 / (rng.uniform(25, 80) * 5)  # mean seconds per keystroke (5 strokes a word)
+    t = rng.uniform(0, 0.3)
+    while t < TYPING_SECONDS:
+        length = int(rng.integers(2, 9))
+        for j in range(length + 1):
+            if t >= TYPING_SECONDS:
+                break
+            key = space if j == length else letters[rng.integers(len(letters))]
+            level = 10 ** (rng.normal(0, 2) / 20)
+            for up, at in ((0, t), (1, t + rng.uniform(0.05, 0.15))):
+                x = sounds[(key, up)]
+                i = int(at * rate)
+                out[i:i + len(x)] += level * x[:len(out) - i]
+            t += stroke * rng.lognormal(0, 0.35)
+        if rng.random() < 0.15:
+            t += rng.uniform(0.5, 2.5)  # a pause to think
+    part = path.with_name(path.stem + ".part.flac")
+    write_audio(part, out[:int(TYPING_SECONDS * rate)], rate)
+    part.replace(path)
+
+
 GENERATED_PER_TYPE = 6
 GENERATED_SECONDS = 20.0
 
@@ -507,6 +677,18 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "Colobot effects: robots, motors, machinery, alarms, weather"),
     Corpus("lincity", "noise", _lincity_noise, ("lincity-ng-data",),
            "LinCity-NG city, industry, traffic and machine sounds (out-of-domain noise)"),
+    Corpus("0ad", "noise", _zero_ad_noise, ("0ad-data",), "0 A.D. ambience (weather, water, birdsong, farm, "
+           "port), animals, work, footsteps, fire (a 1.4 GB package)"),
+    Corpus("redeclipse", "noise", _redeclipse_noise, ("redeclipse-data",),
+           "Red Eclipse ambience: wind, rain, water, forest, insects, distant traffic, hums"),
+    Corpus("megaglest", "noise", _megaglest_noise, ("megaglest-data",),
+           "MegaGlest tileset ambience: day, night, rain, wind, animal calls"),
+    Corpus("widelands", "noise", _widelands_noise, ("widelands-data",),
+           "Widelands workshops (saws, smiths, mills), taverns, farm and wild animals, birds"),
+    Corpus("scorched3d", "noise", _scorched3d_noise, ("scorched3d-data",),
+           "Scorched 3D nature, animals, aircraft, city/factory loops, sirens, crowd, weapons"),
+    Corpus("typing", "noise", _typing_noise, ("bucklespring-data",),
+           "typing on a mechanical keyboard, 40 x 20 s made of bucklespring's key recordings"),
     Corpus("generated", "noise", _generated_noise, (), "stationary and non-stationary generated noises"),
     Corpus("hedgewars-music", "music", lambda: (c for c in _music() if c.corpus == "hedgewars-music"),
            ("hedgewars-data",), "Hedgewars soundtrack"),
