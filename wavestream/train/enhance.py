@@ -171,8 +171,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
                        f"the splits {list(config['dev'].get('splits', DEV_SPLITS))} (dev: the training mixture "
                        f"over held-out talkers and noise sources; ood: recorded talkers of a corpus never trained "
                        f"on over noise sources never trained on, mixed as the enhance-ood dev set), seed "
-                       f"{config['dev']['seed']}; checkpoint chosen by {METRIC} = the mean output SI-SDR (dB) of "
-                       f"the splits",
+                       f"{config['dev']['seed']}; checkpoint chosen by {METRIC} = the mean output "
+                       f"{'PESQ-WB' if config['dev'].get('pesq') else 'SI-SDR (dB)'} of the splits",
                 **{k: round(v, 3) for k, v in meta["metrics"].items()}},
     })
     card.setdefault("metrics", {})
