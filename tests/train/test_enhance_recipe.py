@@ -86,6 +86,22 @@ def test_pesq_picks_the_checkpoint_when_the_config_asks(config_path, tmp_path):
         assert h["dev_score"] == pytest.approx((h["in_domain_pesq"] + h["out_of_domain_pesq"]) / 2)
 
 
+def test_the_card_lists_the_corpora_the_run_started_on(config_path, tmp_path):
+    """Corpora added to the manifests after a run started are not in its card: the run records its own."""
+    _train(config_path, tmp_path / "run")
+    last_path = tmp_path / "run" / "last.json"
+    last = json.loads(last_path.read_text())
+    recorded = last["run"]["corpora"]
+    assert {c["kind"] for c in recorded} >= {"speech", "noise"} and all(c["minutes"] > 0 for c in recorded)
+    # stand-in for the manifests having changed since: the card follows the run's record, not the manifests
+    last["run"]["corpora"] = recorded[:1]
+    last_path.write_text(json.dumps(last))
+    assert main(["train", "enhance", "--out", str(tmp_path / "run"), "--export",
+                 "--weights-dir", str(tmp_path / "weights")]) == 0
+    card = json.loads((tmp_path / "weights" / "enhance.json").read_text())
+    assert card["data"]["corpora"] == recorded[:1]
+
+
 def test_out_of_domain_dev_examples_hold_only_held_out_noise(config_path):
     """What is added to the ood talkers is the held-out tone corpus or their babble, never the (white)
     training noise nor synthetic noise, whatever the training mixture says."""

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from wavestream.data import CleanSpeech, default_root
+from wavestream.data import CleanSpeech
 from wavestream.models.codec import SpectralCodec
 from wavestream.models.encodec import RVQCodec
 from wavestream.models.registry import WEIGHTS_DIR
@@ -31,12 +31,13 @@ from wavestream.streaming.quantize import inference_state_dict
 from . import waveform
 from .loop import LoopConfig, export_best, fit, step_batches
 from .losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, si_sdr
-from .waveform import aligned, crop_to_hop, training_corpora
+from .waveform import aligned, crop_to_hop
 
 NAME = "codec"
 METRIC = "dev_score"  # minus the mean log-mel distance (dB) over the dev splits and the bitrates
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "codec.json"
 SECTIONS = ("model", "data", "dev", "loss", "train")
+CORPUS_KINDS = ("speech",)  # what the codec learns from: listed in the card
 #: dev split -> the name its scores get; the config's ``dev.splits`` picks which are used (both, by default)
 DEV_SPLITS = {"dev": "in_domain", "ood": "out_of_domain"}
 
@@ -126,7 +127,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return metrics
 
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config}, progress=progress)
+               run_info={"config": config, "corpora": waveform.run_corpora(config, CORPUS_KINDS)}, progress=progress)
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
@@ -166,7 +167,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
                     "note": "no EMA codebook statistics (inference does not read them)"},
         "data": {
             "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": training_corpora(Path(config["data"].get("root") or data_root or default_root()), ("speech",)),
+            "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
         },
         "training": {
             **waveform.training_section(NAME, config, meta, last, config["loss"]),

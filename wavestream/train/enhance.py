@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wavestream.data import NoisySpeech, default_root
+from wavestream.data import NoisySpeech
 from wavestream.data.devset import ENHANCE_SNRS, enhance_mixing
 from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
@@ -29,12 +29,13 @@ from wavestream.models.registry import WEIGHTS_DIR
 from . import waveform
 from .loop import LoopConfig, export_best, fit, step_batches
 from .losses import MultiResolutionSTFTLoss, si_sdr
-from .waveform import aligned, crop_to_hop, training_corpora
+from .waveform import aligned, crop_to_hop
 
 NAME = "enhance"
 METRIC = "dev_score"  # mean output PESQ-WB (with ``dev.pesq``) or SI-SDR (dB) over the dev splits
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "enhance.json"
 SECTIONS = ("model", "data", "dev", "loss", "train")
+CORPUS_KINDS = ("speech", "noise", "music", "rir")  # what the mixtures draw on: listed in the card
 #: dev split -> the name its scores get; the config's ``dev.splits`` picks which are used (both, by default)
 DEV_SPLITS = {"dev": "in_domain", "ood": "out_of_domain"}
 #: data options the out-of-domain examples keep: where the corpora are and which clips may be targets
@@ -126,7 +127,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return metrics
 
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config}, progress=progress)
+               run_info={"config": config, "corpora": waveform.run_corpora(config, CORPUS_KINDS)}, progress=progress)
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
@@ -159,7 +160,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
         "data": {
             "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": training_corpora(Path(config["data"].get("root") or data_root or default_root())),
+            "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
         },
         "training": {
             **waveform.training_section(NAME, config, meta, last, config["loss"]),

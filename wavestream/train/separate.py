@@ -18,19 +18,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wavestream.data import SpeakerMixtures, default_root
+from wavestream.data import SpeakerMixtures
 from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.models.separate import ConvTasNet
 
 from . import waveform
 from .loop import LoopConfig, export_best, fit, step_batches
 from .losses import si_sdr
-from .waveform import aligned, crop_to_hop, training_corpora
+from .waveform import aligned, crop_to_hop
 
 NAME = "separate"
 METRIC = "dev_si_sdri"  # mean of the improvements on the dev splits (in-domain and out-of-domain)
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "separate.json"
 SECTIONS = ("model", "data", "dev", "train")
+CORPUS_KINDS = ("speech", "noise", "rir")  # what the mixtures draw on: listed in the card
 #: dev split -> the name its scores get; the config's ``dev.splits`` picks which are used (both, by default)
 DEV_SPLITS = {"dev": "in_domain", "ood": "out_of_domain"}
 
@@ -106,7 +107,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return metrics
 
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config}, progress=progress)
+               run_info={"config": config, "corpora": waveform.run_corpora(config, CORPUS_KINDS)}, progress=progress)
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
@@ -138,8 +139,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
         "data": {
             "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": training_corpora(Path(config["data"].get("root") or data_root or default_root()),
-                                        ("speech", "noise", "rir")),
+            "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
         },
         "training": {
             **waveform.training_section(NAME, config, meta, last,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from wavestream.data import load_entries
+from wavestream.data import default_root, load_entries
 from wavestream.models.registry import WEIGHTS_DIR
 
 from .loop import load_config
@@ -41,6 +41,20 @@ def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "m
             rows[key] = rows.get(key, 0.0) + e["duration"]
     return [{"kind": k, "corpus": c, "licence": lic, "minutes": round(d / 60, 1)}
             for (k, c, lic), d in sorted(rows.items())]
+
+
+def run_corpora(config: dict, kinds: tuple[str, ...], data_root: str | Path | None = None) -> list[dict]:
+    """The corpora a run starts on, for its ``run_info``: the manifests change as corpora are added, so the
+    card must list what the run read, not what the manifests hold at export."""
+    return training_corpora(Path(config["data"].get("root") or data_root or default_root()), kinds)
+
+
+def exported_corpora(last: dict, config: dict, kinds: tuple[str, ...],
+                     data_root: str | Path | None = None) -> list[dict]:
+    """The card's corpora: as recorded when the run (or its last resume) started; runs from before that was
+    recorded fall back to today's manifests."""
+    recorded = last.get("run", {}).get("corpora")
+    return recorded if recorded is not None else run_corpora(config, kinds, data_root)
 
 
 def training_section(name: str, config: dict, meta: dict, last: dict, loss) -> dict:
