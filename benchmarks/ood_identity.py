@@ -16,7 +16,6 @@ One thread; a minute or two per corpus.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -24,8 +23,8 @@ import torch
 
 from wavestream.data.manifest import SPLITS, default_root
 from wavestream.data.synth import CleanSpeech
+from wavestream.evaluate.harness import build_system, machine_load
 from wavestream.evaluate.metrics import si_sdr
-from wavestream.evaluate.peers import DTLN, DeepFilterNet3, RegistryModel, RNNoise
 
 SECONDS, RATE = 5.0, 16000
 
@@ -45,11 +44,12 @@ def main() -> None:
     parser.add_argument("corpora", nargs="+", help="speech corpora of the prepared data")
     parser.add_argument("--clips", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--systems", default="deepfilternet,rnnoise,dtln,enhance",
+                        help="comma-separated peers or registry models, as `wavestream eval` names them")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    peers = {"deepfilternet": DeepFilterNet3(), "rnnoise": RNNoise(), "dtln": DTLN(),
-             "enhance": RegistryModel("enhance")}
-    print(f"load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.clips} clean clips per corpus, "
+    peers = {name: build_system(name) for name in args.systems.split(",")}
+    print(f"{machine_load()}; {args.clips} clean clips per corpus, "
           f"seed {args.seed}; median SI-SDR (dB) of each system's output against its clean input (5 s segments)")
     print(f"| corpus | clips | {' | '.join(peers)} |")
     print(f"|---|---:|{'---:|' * len(peers)}")
