@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import os
 import signal as signals
 import subprocess
 import sys
+import time
 
 import httpx
 import numpy as np
@@ -21,7 +23,7 @@ from tests.engine.models import FilterModel
 from tests.service.conftest import free_port, running_server, signal
 from tests.waiting import answers_ready, wait_until
 from wavestream.cli import main as cli_main
-from wavestream.client.stream_client import StreamClient, StreamError
+from wavestream.client.stream_client import AsyncStreamClient, StreamClient, StreamError
 from wavestream.engine import Output, StreamPipeline
 from wavestream.engine.engine import load_stream_model
 from wavestream.service.commands_serve import add_arguments, settings_from_args
@@ -187,3 +189,57 @@ def test_served_weights_replace_the_shipped_ones(tmp_path):
                            content=wav.getvalue())
             assert r.status_code == 422 and "gain must be" in r.json()["detail"]
         srv.wait_idle()
+
+
+def test_ray_sigterm_drains_the_streams_of_every_replica(tmp_path):
+    """SIGTERM to `wavestream serve --ray` (an orchestrator's stop) with streams open on both
+    replicas: each stream gets the output of all the audio it sent, ``done`` (shutdown) and close
+    1001, as a single server's streams do, and the command exits 0 well before the replicas'
+    graceful_shutdown_timeout_s would have cut them."""
+    pytest.importorskip("ray", reason="the `ray` extra is not installed (pip install -e '.[ray]')")
+    port = free_port()
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wavestream.cli", "serve", "--ray", "--replicas", "2", "--num-cpus", "1",
+         "--port", str(port), "--max-sessions", "2", "--preload", "enhance", "--shutdown-timeout", "60",
+         "--data-dir", "data", "--log-level", "warning"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    x = signal(0.5, 16000, seed=8)
+    pipeline = StreamPipeline(load_stream_model("enhance"), 16000, 1)
+    expected = Output.concat([pipeline.process(x), pipeline.finish()]).audio
+
+    async def main():
+        clients = []
+        while len(clients) < 4:  # 2 slots per replica: both replicas hold two
+            client = AsyncStreamClient(f"ws://127.0.0.1:{port}/v1/stream")
+            try:
+                await client.start("enhance", 16000, encoding="pcm_f32le")
+                clients.append(client)
+            except StreamError as exc:  # Ray sent it to the full replica: retry, as a client should
+                assert exc.code == "at_capacity", exc
+        outputs = [[] for _ in clients]
+        for client, out in zip(clients, outputs, strict=True):
+            await client.send(x)
+            await client.flush()  # its audio is in: what comes back is counted exactly
+            out.extend(client.received())
+        stopped = time.monotonic()
+        process.send_signal(signals.SIGTERM)
+        for client, out in zip(clients, outputs, strict=True):
+            while (item := await client.receive(timeout=120)) is not None:
+                out.append(item)
+        return clients, [np.concatenate(out) for out in outputs], time.monotonic() - stopped
+
+    try:
+        wait_until(lambda: answers_ready(f"http://127.0.0.1:{port}"), "the Ray app did not come up", process,
+                   timeout=240)
+        clients, outputs, seconds = asyncio.run(main())
+    finally:
+        if process.poll() is None:
+            process.send_signal(signals.SIGTERM)
+        output, _ = process.communicate(timeout=180)
+    for client, out in zip(clients, outputs, strict=True):
+        assert client.done is not None and client.done.reason == "shutdown", (client.done, client.close_code)
+        assert client.close_code == 1001 and client.done.stats["samples_in"] == len(x)
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert seconds < 30, seconds  # drained, not cut after the 65 s graceful_shutdown_timeout_s
+    assert process.returncode == 0, output

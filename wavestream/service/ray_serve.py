@@ -20,7 +20,9 @@ replica) and any setting (``max_sessions``, ``preload``, ``api_keys``, ...).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import signal
 import time
 from typing import Any
@@ -29,13 +31,17 @@ import ray
 from fastapi import FastAPI
 from ray import serve
 
-from .app import create_app
+from .app import Service, create_app
 from .settings import ServiceSettings
 
 #: requests a replica takes beyond its stream slots: REST calls, probes, /metrics
 EXTRA_REQUESTS = 8
 #: autoscaling keeps this share of each replica's stream slots in use
 TARGET_SHARE = 0.5
+#: seconds between a replica's looks at whether its application is being deleted
+WATCH_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
 
 
 def replica_app() -> FastAPI:
@@ -44,7 +50,45 @@ def replica_app() -> FastAPI:
     Every replica uses the same ``data_dir``: Ray sends a job's requests to any replica, so all of
     them must see every job, and their job runners share the queue (wavestream/service/jobs.py).
     On a cluster of several machines, ``data_dir`` must be a shared file system with locks."""
-    return create_app(ServiceSettings())
+    app = create_app(ServiceSettings())
+    serve_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with serve_lifespan(app):
+            watcher = asyncio.create_task(drain_when_deleted(app.state.service), name="wavestream-ray-watch")
+            try:
+                yield
+            finally:
+                watcher.cancel()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+async def drain_when_deleted(service: Service) -> None:
+    """Drain this replica's streams (final output, ``done`` with reason shutdown, close 1001) once
+    its application is being deleted (`wavestream serve --ray` stopped, `serve delete`).
+
+    Ray stops a replica only after its ongoing requests end, and it tells the app nothing before
+    that (the ASGI lifespan shutdown, which drains, comes after): an open stream is an ongoing
+    request, so without this the replica would wait for its streams until
+    ``graceful_shutdown_timeout_s`` and then be killed with them. Serve's status is the public
+    place that says so; it names no replica, so a replica Ray removes while the application stays
+    (scaling down, an update) is not drained (docs/deployment.md)."""
+    app_name = serve.get_replica_context().app_name
+    while True:
+        await asyncio.sleep(WATCH_SECONDS)
+        try:
+            status = await asyncio.to_thread(serve.status)
+        except Exception:  # the controller restarting: look again later
+            log.debug("serve.status() failed", exc_info=True)
+            continue
+        app = status.applications.get(app_name)
+        if app is not None and app.status == "DELETING":
+            log.info("application %s is being deleted: draining this replica's streams", app_name)
+            await service.drain()
+            return
 
 
 @serve.deployment(name="wavestream")
