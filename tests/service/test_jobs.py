@@ -62,6 +62,39 @@ def test_a_store_failure_costs_one_job_not_the_runner(tmp_path):
     assert store.result_path(store.get(second.id)).read_bytes() == b"audio of b"
 
 
+class StaleListingStore(JobStore):
+    """A real store whose first listing fails, as on a network mount that went stale for a moment."""
+
+    def __init__(self, data_dir: Path):
+        super().__init__(data_dir)
+        self.listings = 0
+
+    def unfinished(self) -> list[Job]:
+        self.listings += 1
+        if self.listings == 1:
+            raise OSError(116, "Stale file handle")
+        return super().unfinished()
+
+
+def test_a_failed_listing_costs_one_look_not_the_runner(tmp_path):
+    store = StaleListingStore(tmp_path / "data")
+    job = new_job(store, tmp_path, "a")
+
+    async def main():
+        runner = JobRunner(store, copy, poll=0.05)
+        await runner.start()
+        for _ in range(2000):
+            if store.get(job.id).status == "done" or runner._task.done():
+                break
+            await asyncio.sleep(0.01)
+        alive = not runner._task.done()
+        await runner.stop()
+        return alive
+
+    assert asyncio.run(main()), "the runner ended"
+    assert store.listings >= 2 and store.get(job.id).status == "done"
+
+
 def test_jobs_listing_delete_retention_and_queue_cap(tmp_path, gated_model):
     """Disk use is bounded: jobs can be listed and deleted, finished ones expire, the queue is capped."""
     wav = audio_bytes(signal(0.2, 16000), 16000)

@@ -333,7 +333,14 @@ class JobRunner:
     async def _work(self) -> None:
         while True:
             self._wake.clear()
-            for job in await asyncio.to_thread(self.store.unfinished):
+            try:
+                unfinished = await asyncio.to_thread(self.store.unfinished)
+            except Exception:
+                # the job directory could not be listed (a network mount gone stale, say): look
+                # again at the next poll instead of ending the runner
+                log.exception("the job directory could not be listed")
+                unfinished = []
+            for job in unfinished:
                 try:
                     await self._run(job.id)
                 except asyncio.CancelledError:
