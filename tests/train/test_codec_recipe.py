@@ -127,3 +127,136 @@ def test_record_eval_copies_harness_results_into_the_card(root, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert card["metrics"] == results["systems"]["codec"]["mean"]
     assert set(card["evaluation"]) == {"devset", "date", "command", "systems"}  # codec clips have no groups
+
+
+# -- the adversarial loss (optional "adversarial" section) and warm starts ("init") -------------------------------
+
+# a discriminator of the real layout, smaller: it trains from step 1, the generator gets its terms from step 2
+ADVERSARIAL = {"start_step": 1, "generator_delay": 1, "channels": 4, "windows": [256, 128], "segment_seconds": 0.25,
+               "lr": 0.001, "weight": 1.0, "feature_weight": 1.0}
+
+
+def write_adversarial_config(folder, root, init=None, **train):
+    path = write_config(folder, root, **train)
+    config = json.loads(path.read_text())
+    config["adversarial"] = ADVERSARIAL
+    if init is not None:
+        config["init"] = str(init)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _inference_weights(folder):
+    """Weights as shipped (no EMA statistics) of a tiny codec with trained-looking codebooks: a start point."""
+    from safetensors.torch import save_file
+
+    from wavestream.models.codec import SpectralCodec
+    from wavestream.streaming.quantize import inference_state_dict
+
+    torch.manual_seed(7)
+    model = SpectralCodec(**MODEL)
+    with torch.no_grad():
+        model.quantizer.embed.normal_()
+        model.quantizer.initialized.fill_(True)
+    path = folder / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in inference_state_dict(model).items()}, str(path))
+    return path, model
+
+
+def _log_steps(path):
+    """{step: {stat: value}} from a run's log (log_every is 1)."""
+    steps = {}
+    for line in path.read_text().splitlines():
+        if " lr " in line and "s/step" in line:
+            words = line.split()
+            step = int(words[words.index("step") + 1])
+            steps[step] = {k: float(v) for k, v in (w.split("=") for w in words if "=" in w)}
+    return steps
+
+
+def test_discriminator_shapes_and_gradients():
+    from wavestream.train.discriminator import (
+        MultiScaleSTFTDiscriminator,
+        discriminator_hinge_loss,
+        feature_matching_loss,
+        generator_hinge_loss,
+    )
+
+    torch.manual_seed(0)
+    d = MultiScaleSTFTDiscriminator()  # the defaults the recipe uses: 3 scales of 16 channels
+    assert 50_000 < sum(p.numel() for p in d.parameters()) < 300_000
+    real, fake = torch.randn(2, 1, 8000) * 0.03, (torch.randn(2, 1, 8000) * 0.03).requires_grad_()
+    judged_real, judged_fake = d(real), d(fake)
+    assert len(judged_fake) == 3 and all(len(features) == 5 for _, features in judged_fake)
+    losses = [discriminator_hinge_loss(judged_real, judged_fake), generator_hinge_loss(judged_fake),
+              feature_matching_loss(judged_real, judged_fake)]
+    assert all(torch.isfinite(x) for x in losses)
+    assert feature_matching_loss(judged_real, judged_real) == 0
+    (losses[1] + losses[2]).backward()
+    assert fake.grad.abs().sum() > 0  # the generator hears from every scale through the audio
+
+
+def test_adversarial_run_trains_the_discriminator_and_resumes_exactly(root, tmp_path):
+    start, _ = _inference_weights(tmp_path)
+    # the run warm-starts from weights as shipped; the resumed half must not load them again
+    config = write_adversarial_config(tmp_path, root, init=start)
+    assert_resume_is_exact(lambda out, *extra: _train(config, out, *extra), tmp_path)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    # the discriminator and its Adam resume exactly too
+    d_whole, d_cut = (load_file(str(run / "last.discriminator.safetensors")) for run in (whole, cut))
+    assert set(d_whole) == set(d_cut) and all(torch.equal(d_whole[k], d_cut[k]) for k in d_whole)
+    # one discriminator update a step from start_step on (steps 1, 2, 3 of 0..3)
+    assert d_whole["optimizer.state.0.step"].item() == 3
+    meta = json.loads((whole / "last.json").read_text())
+    assert meta["run"]["init"] == str(start) and "discriminator" in meta["companions"]
+    assert "with discriminator: MultiScaleSTFTDiscriminator" in (whole / "train.log").read_text()
+    stats = _log_steps(whole / "train.log")
+    assert sorted(stats) == [1, 2, 3, 4] and all(torch.isfinite(torch.tensor(list(s.values()))).all()
+                                                  for s in stats.values())
+    # log line "step n" is the step that ran as step n - 1: the discriminator from the 2nd, the generator's terms
+    # from the 3rd
+    assert stats[1]["d_loss"] == 0 and stats[2]["d_loss"] > 0 and stats[2]["adv"] == 0 == stats[2]["feat"]
+    assert stats[3]["adv"] > 0 and stats[3]["feat"] > 0 and stats[4]["d_loss"] > 0
+
+
+def test_discriminator_weights_change_with_training(root, tmp_path):
+    config = write_adversarial_config(tmp_path, root)
+    _train(config, tmp_path / "run", "--steps", "2")
+    first = load_file(str(tmp_path / "run" / "last.discriminator.safetensors"))
+    _train(config, tmp_path / "run", "--resume")
+    last = load_file(str(tmp_path / "run" / "last.discriminator.safetensors"))
+    weights = [k for k in first if k.startswith("module.") and "original1" in k]
+    assert weights and all(not torch.equal(first[k], last[k]) for k in weights)
+
+
+def test_warm_start_keeps_shipped_codebooks(tmp_path):
+    from wavestream.models.codec import SpectralCodec
+    from wavestream.train.codec import warm_start
+
+    path, source = _inference_weights(tmp_path)
+    torch.manual_seed(99)
+    model = SpectralCodec(**MODEL)
+    assert warm_start(model, path, vectors_per_batch=2 * 25) == path
+    assert torch.equal(model.quantizer.embed, source.quantizer.embed)
+    assert torch.equal(model.encoder.input_conv.conv.weight, source.encoder.input_conv.conv.weight)
+    # every code at an average code's count (max(threshold, 50 / 1024) = the threshold for this tiny batch;
+    # the real recipe's 16 x 100 frames give 1.56), not restarted by the first batch that misses it
+    count = model.quantizer._fresh_count(2 * 25)
+    assert torch.equal(model.quantizer.cluster_size, torch.full_like(model.quantizer.cluster_size, count))
+    assert torch.allclose(model.quantizer.embed_avg, model.quantizer.embed * count)
+    assert model.quantizer._fresh_count(16 * 100) == pytest.approx(1600 / 1024)
+
+
+def test_run_without_the_section_has_no_discriminator(root, tmp_path):
+    _train(write_config(tmp_path, root, steps=2), tmp_path / "r")
+    assert not (tmp_path / "r" / "last.discriminator.safetensors").exists()
+    assert "companions" not in json.loads((tmp_path / "r" / "last.json").read_text())
+    assert "adv=" not in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_resuming_a_plain_run_with_the_section_adds_a_fresh_discriminator(root, tmp_path):
+    _train(write_config(tmp_path, root), tmp_path / "r", "--steps", "2")
+    _train(write_adversarial_config(tmp_path, root), tmp_path / "r", "--resume")
+    assert "not in the checkpoint, starting fresh: discriminator" in (tmp_path / "r" / "train.log").read_text()
+    d = load_file(str(tmp_path / "r" / "last.discriminator.safetensors"))
+    assert d["optimizer.state.0.step"].item() == 2  # steps 2 and 3

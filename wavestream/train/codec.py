@@ -4,7 +4,10 @@ Loss (on the decoder's output against its input): multi-scale mel (log and linea
 windows of 64-2048 samples), multi-resolution STFT (spectral convergence + log magnitude), waveform
 L1, and the quantizer's commitment loss; quantizer dropout gives every example one of the offered
 bitrates, so one model learns all three. Codebooks learn by EMA (no gradient), with dead codes
-restarted on the batch. No adversarial loss (see docs/models.md).
+restarted on the batch. The committed config has no adversarial loss (see docs/models.md); a config with
+an ``"adversarial"`` section adds one (``Adversary``: a multi-scale STFT discriminator, hinge losses and
+feature matching, ``wavestream/train/discriminator.py``), and an ``"init"`` entry starts from existing
+weights (the shipped ones, for a fine-tune: ``configs/codec-adv.json``).
 Data: ``wavestream.data.CleanSpeech`` (clean clips only, seeded per index). Dev: fixed clean clips from
 the dev split (held-out talkers) and from the out-of-domain split (a corpus never trained on), coded at
 each bitrate; the best checkpoint has the lowest mean log-mel distance (``dev_score`` is minus it, in
@@ -19,9 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+import wavestream
 from wavestream.data import CleanSpeech
 from wavestream.models.codec import SpectralCodec
 from wavestream.models.encodec import RVQCodec
@@ -29,6 +33,12 @@ from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.streaming.quantize import inference_state_dict
 
 from . import waveform
+from .discriminator import (
+    MultiScaleSTFTDiscriminator,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+)
 from .loop import LoopConfig, export_best, fit, step_batches
 from .losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, si_sdr
 from .waveform import aligned, crop_to_hop
@@ -57,6 +67,100 @@ class CodecLoss(nn.Module):
                  "l1": (output - target).abs().mean(), "commitment": commitment}
         loss = sum(self.weights[k] * v for k, v in terms.items())
         return loss, {k: v.item() for k, v in terms.items()}
+
+
+#: the ``"adversarial"`` section's options and their defaults (the section absent: no adversarial loss)
+ADVERSARIAL_DEFAULTS = {
+    "weight": 1.0,            # x the generator's hinge loss
+    "feature_weight": 1.0,    # x the relative feature-matching loss
+    "start_step": 0,          # the discriminator trains from this step on
+    "generator_delay": 0,     # ... and the generator gets the two terms this many steps later (a fresh
+                              # discriminator says nothing useful yet; its first updates cost the generator nothing)
+    "lr": 1e-4,               # Adam, constant (the discriminator follows no schedule)
+    "betas": [0.5, 0.9],      # EnCodec's and HiFi-GAN's: a short momentum, the opponent keeps moving
+    "windows": [512, 256, 128],
+    "channels": 16,
+    "hop_ratio": 0.5,
+    "segment_seconds": 0.5,   # the discriminator sees this much of each clip (one random offset a batch): its
+                              # cost grows faster than the length (discriminator.py); 0 or null: the whole clip
+}
+
+
+class Adversary:
+    """The adversarial part of the codec's loss: a multi-scale STFT discriminator with its own Adam, updated
+    inside the generator's loss function (the loop keeps both in the checkpoints, as a "companion").
+
+    Each step, from ``start_step`` on: one discriminator update (hinge loss, real clips against the decoded
+    ones, detached), then, from ``start_step + generator_delay`` on, the generator's terms against the
+    updated discriminator: ``weight`` x hinge loss + ``feature_weight`` x relative feature matching. Both
+    look at the same random segment of every clip. The discriminator's weights are frozen while it judges
+    for the generator, so that backward pass computes no weight gradients it would throw away."""
+
+    def __init__(self, options: dict, sample_rate: int):
+        unknown = set(options) - set(ADVERSARIAL_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown adversarial options: {sorted(unknown)}; known: {sorted(ADVERSARIAL_DEFAULTS)}")
+        self.options = {**ADVERSARIAL_DEFAULTS, **options}
+        o = self.options
+        self.discriminator = MultiScaleSTFTDiscriminator(tuple(o["windows"]), o["channels"], hop_ratio=o["hop_ratio"])
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=o["lr"], betas=tuple(o["betas"]))
+        self.segment = int(round((o["segment_seconds"] or 0) * sample_rate))
+        self.generator_start = o["start_step"] + o["generator_delay"]
+
+    def _segments(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        length = output.shape[-1]
+        if not self.segment or self.segment >= length:
+            return output, target
+        start = int(torch.randint(length - self.segment + 1, ()))  # the torch RNG: restored on resume
+        return output[..., start:start + self.segment], target[..., start:start + self.segment]
+
+    def __call__(self, step: int, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The generator's adversarial terms at ``step`` (zero before they start), after the discriminator's
+        update; stats always have the same keys, so the loop's running means stay means."""
+        stats = {"adv": 0.0, "feat": 0.0, "d_loss": 0.0}
+        if step < self.options["start_step"]:
+            return output.new_zeros(()), stats
+        fake, real = self._segments(output, target)
+        d_loss = discriminator_hinge_loss(self.discriminator(real), self.discriminator(fake.detach()))
+        if not torch.isfinite(d_loss):
+            raise FloatingPointError(f"discriminator loss is {d_loss.item()} at step {step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizer.step()
+        stats["d_loss"] = d_loss.item()
+        if step < self.generator_start:
+            return output.new_zeros(()), stats
+        self.discriminator.requires_grad_(False)
+        try:
+            with torch.no_grad():
+                judged_real = self.discriminator(real)
+            judged_fake = self.discriminator(fake)
+        finally:
+            self.discriminator.requires_grad_(True)
+        adv, feat = generator_hinge_loss(judged_fake), feature_matching_loss(judged_real, judged_fake)
+        stats.update(adv=adv.item(), feat=feat.item())
+        return self.options["weight"] * adv + self.options["feature_weight"] * feat, stats
+
+
+def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float) -> Path:
+    """Load ``path`` (a checkpoint or shipped weights) into ``model`` before training; returns the file read.
+
+    A relative path that does not exist here is taken from the repository root. Shipped weights have no EMA
+    statistics, and the quantizer then restarts every code at the dead-code threshold, where one batch that
+    does not use a code would restart it on a random vector, undoing the trained codebooks: every code
+    starts instead at an average code's count, as a fresh codebook does."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = Path(wavestream.__file__).resolve().parents[1] / path
+    weights = load_file(str(path))
+    model.load_state_dict(weights)  # strict: names and shapes must match the config's model
+    quantizer = model.quantizer
+    if "quantizer.cluster_size" not in weights:
+        with torch.no_grad():
+            count = quantizer._fresh_count(vectors_per_batch)
+            quantizer.cluster_size.fill_(count)
+            quantizer.embed_avg.copy_(quantizer.embed * count)
+    return path
 
 
 def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> CleanSpeech:
@@ -90,12 +194,18 @@ def evaluate_on(model: SpectralCodec, clean: torch.Tensor, prefix: str, mel: Mul
     return metrics
 
 
-def training_loss(model: RVQCodec, batch: torch.Tensor, criterion: CodecLoss) -> tuple[torch.Tensor, dict[str, float]]:
-    """The recipe's loss on a batch of clean clips ``[B, 1, T]``, each example at one of the bitrates."""
+def training_loss(model: RVQCodec, batch: torch.Tensor, criterion: CodecLoss, adversary: Adversary | None = None,
+                  step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+    """The recipe's loss on a batch of clean clips ``[B, 1, T]``, each example at one of the bitrates;
+    with an ``adversary``, its discriminator takes its step and its terms are added."""
     (clean,) = crop_to_hop(batch, hop=model.frame_size)
     quantized = model.quantizer.quantize(model.encoder(clean))
     output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
-    return criterion(output, target, quantized.commitment)
+    loss, stats = criterion(output, target, quantized.commitment)
+    if adversary is not None:
+        adversarial, adversarial_stats = adversary(step, output, target)
+        loss, stats = loss + adversarial, {**stats, **adversarial_stats}
+    return loss, stats
 
 
 def build_model(config: dict) -> SpectralCodec:
@@ -111,12 +221,19 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
     dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
     criterion = CodecLoss(model.sample_rate, **config["loss"])
+    adversary = Adversary(config["adversarial"], model.sample_rate) if "adversarial" in config else None
+    init = config.get("init")
+    if init and not (resume and (Path(out) / "last.json").exists()):  # a resumed run has its weights already
+        frames = int(seconds * model.sample_rate) // model.frame_size
+        init = str(warm_start(model, init, batch_size * frames))
 
-    def batches(start: int) -> Iterator[torch.Tensor]:
-        return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
+    def batches(start: int) -> Iterator[tuple[int, torch.Tensor]]:
+        # the step goes with its batch: the adversary starts at a given step, also in a resumed run
+        return enumerate(step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0)), start)
 
-    def loss_fn(model: SpectralCodec, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        return training_loss(model, batch, criterion)
+    def loss_fn(model: SpectralCodec, item: tuple[int, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        step, batch = item
+        return training_loss(model, batch, criterion, adversary, step)
 
     def evaluate(model: SpectralCodec) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -126,8 +243,10 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         metrics[METRIC] = -sum(distances) / len(distances)
         return metrics
 
+    companions = {"discriminator": (adversary.discriminator, adversary.optimizer)} if adversary else None
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config, "corpora": waveform.run_corpora(config, CORPUS_KINDS)}, progress=progress)
+               run_info={"config": config, "corpora": waveform.run_corpora(config, CORPUS_KINDS), "init": init},
+               progress=progress, companions=companions)
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
@@ -171,6 +290,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         },
         "training": {
             **waveform.training_section(NAME, config, meta, last, config["loss"]),
+            **({"adversarial": {**ADVERSARIAL_DEFAULTS, **config["adversarial"]}} if "adversarial" in config else {}),
+            **({"init": meta["run"].get("init") or config["init"]} if config.get("init") else {}),
             "dev_history": [{k: round(v, 3) for k, v in h.items() if k == "step" or "mel_db" in k or k == METRIC}
                             for h in last.get("history", [])],
         },

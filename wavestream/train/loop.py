@@ -150,9 +150,14 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
+#: modules a recipe trains itself inside its loss function, each with its own optimizer (a GAN's discriminator)
+Companions = dict[str, tuple[nn.Module, torch.optim.Optimizer]]
+
+
 def save_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    meta: dict) -> None:
-    """``{tag}.safetensors`` (weights), ``{tag}.optim.safetensors`` (optimizer + RNG), ``{tag}.json``."""
+                    meta: dict, companions: Companions | None = None) -> None:
+    """``{tag}.safetensors`` (weights), ``{tag}.optim.safetensors`` (optimizer + RNG), ``{tag}.json``; with an
+    optimizer, each companion's weights and optimizer go to ``{tag}.{name}.safetensors``."""
     _atomic_save_file(model.state_dict(), out / f"{tag}.safetensors")
     meta = dict(meta)
     if optimizer is not None:
@@ -160,16 +165,34 @@ def save_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.opti
         tensors["rng.torch"] = torch.get_rng_state()
         _atomic_save_file(tensors, out / f"{tag}.optim.safetensors")
         meta["optimizer"] = opt_meta
-    _atomic_write_json(meta, out / f"{tag}.json")
+        for name, (module, companion_optimizer) in (companions or {}).items():
+            opt_tensors, companion_meta = optimizer_to_tensors(companion_optimizer)
+            _atomic_save_file({**{f"module.{k}": v for k, v in module.state_dict().items()},
+                               **{f"optimizer.{k}": v for k, v in opt_tensors.items()}},
+                              out / f"{tag}.{name}.safetensors")
+            meta.setdefault("companions", {})[name] = companion_meta
+    _atomic_write_json(meta, out / f"{tag}.json")  # last: the JSON is what makes a checkpoint count
 
 
-def load_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
+def load_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    companions: Companions | None = None) -> dict:
+    """Restore what ``save_checkpoint`` wrote. A companion the checkpoint lacks (a run that adds one on
+    resume) keeps its fresh state; the names of those are returned in the meta's ``"fresh_companions"``."""
     meta = json.loads((out / f"{tag}.json").read_text())
     model.load_state_dict(load_file(str(out / f"{tag}.safetensors")))
     if optimizer is not None:
         tensors = load_file(str(out / f"{tag}.optim.safetensors"))
         optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
+        saved = meta.get("companions", {})
+        meta["fresh_companions"] = [name for name in (companions or {}) if name not in saved]
+        for name, (module, companion_optimizer) in (companions or {}).items():
+            if name not in saved:
+                continue
+            tensors = load_file(str(out / f"{tag}.{name}.safetensors"))
+            module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
+            optimizer_from_tensors(companion_optimizer, {k[len("optimizer."):]: v for k, v in tensors.items()
+                                                         if k.startswith("optimizer.")}, saved[name])
     return meta
 
 
@@ -192,12 +215,15 @@ def _file_logger(path: Path) -> logging.Logger:
 
 
 def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate, cfg: LoopConfig, out: Path,
-        metric: str, resume: bool = False, run_info: dict | None = None, progress: bool = True) -> dict:
+        metric: str, resume: bool = False, run_info: dict | None = None, progress: bool = True,
+        companions: Companions | None = None) -> dict:
     """Train ``model`` for ``cfg.steps`` steps; returns the final checkpoint's metadata.
 
     ``batches(start)`` yields the batches of steps ``start, start + 1, ...``; ``evaluate`` returns dev
     metrics, of which ``metric`` (higher is better) picks the best checkpoint. ``run_info`` (e.g. the
-    recipe config) is stored in every checkpoint's JSON.
+    recipe config) is stored in every checkpoint's JSON. ``companions`` are modules the recipe trains
+    itself inside ``loss_fn`` with optimizers of its own (a discriminator): the loop only keeps them in
+    the resumable checkpoints (not in ``best``, which holds the model alone) and restores them on resume.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,13 +234,18 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
 
     step, best, elapsed, history = 0, -math.inf, 0.0, []
     if resume and (out / f"{LAST}.json").exists():
-        meta = load_checkpoint(out, LAST, model, optimizer)
+        meta = load_checkpoint(out, LAST, model, optimizer, companions)
         step, best, elapsed, history = meta["step"], meta["best"], meta["elapsed_s"], meta["history"]
         log.info("resumed at step %d (best %s %.3f)", step, metric, best)
+        if meta["fresh_companions"]:
+            log.info("not in the checkpoint, starting fresh: %s", ", ".join(meta["fresh_companions"]))
     elif resume:
         log.info("nothing to resume in %s: starting from scratch", out)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("training %s (%d parameters) for %d steps: %s", type(model).__name__, n_params, cfg.steps, asdict(cfg))
+    for name, (module, _) in (companions or {}).items():
+        companion_params = sum(p.numel() for p in module.parameters())
+        log.info("with %s: %s (%d parameters)", name, type(module).__name__, companion_params)
 
     def meta_now() -> dict:
         return {"step": step, "best": best, "elapsed_s": elapsed, "history": history, "loop": asdict(cfg),
@@ -269,7 +300,7 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
             run_eval()
             t_last = time.perf_counter()  # evaluation time is not training time
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(out, LAST, model, optimizer, meta_now())
+            save_checkpoint(out, LAST, model, optimizer, meta_now(), companions)
     bar.close()
     log.info("done: %d steps, %.0f s of training, best %s=%.3f", step, elapsed, metric, best)
     return meta_now()
