@@ -10,6 +10,7 @@ import itertools
 import json
 import socket
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -151,7 +152,8 @@ def test_graceful_shutdown_ends_a_fast_sender_with_done(tmp_path):
     server stopped reading, then ``done`` and close 1001 (not a 1012 cut after the timeout)."""
     srv = start_server(tmp_path, shutdown_timeout=20)
     x = signal(1.0, 16000, seed=13)
-    stopper = threading.Thread(target=srv.stop)
+    stopped_in = []
+    stopper = threading.Thread(target=lambda: stopped_in.append(timed(srv.stop)))
 
     async def fast():
         client = AsyncStreamClient(srv.ws)
@@ -174,10 +176,47 @@ def test_graceful_shutdown_ends_a_fast_sender_with_done(tmp_path):
     out, done, close_code, sent = run(asyncio.wait_for(fast(), 120))
     stopper.join()
     assert done is not None and done.reason == "shutdown" and close_code == 1001
+    assert stopped_in[0] < 10, stopped_in  # drained at once, not after the 20 s shutdown_timeout
     n = done.stats["samples_in"]
     assert 0 < n <= 320 * sent and len(out) == n == done.stats["samples_out"]
     reference = srv.reference("test-filter", np.concatenate([x] * (n // len(x) + 1))[:n], 16000).audio
     assert np.abs(out - reference).max() <= ATOL
+
+
+def timed(call) -> float:
+    """Seconds ``call()`` took."""
+    began = time.monotonic()
+    call()
+    return time.monotonic() - began
+
+
+def test_metrics_count_jobs_off_the_event_loop(server, http):
+    """A scrape counts the jobs by reading their files (seconds with many thousands): meanwhile the
+    server answers ``/healthz`` and streams."""
+    jobs = server.service.jobs
+    gate, counting = threading.Event(), threading.Event()
+
+    def slow_counts():
+        counting.set()
+        gate.wait(60)
+        return type(jobs).counts(jobs)
+
+    jobs.counts = slow_counts
+    try:
+        async def main():
+            async with httpx.AsyncClient(base_url=server.http, timeout=30) as client:
+                scrape = asyncio.create_task(client.get("/metrics"))
+                await asyncio.to_thread(counting.wait, 30)
+                health = await client.get("/healthz", timeout=5)
+                gate.set()
+                return health, await scrape
+
+        health, scrape = run(asyncio.wait_for(main(), 60))
+    finally:
+        gate.set()
+        del jobs.counts
+    assert health.status_code == 200 and scrape.status_code == 200
+    assert "wavestream_jobs" in scrape.text
 
 
 def test_draining_server_answers_503_and_1013(tmp_path, gated_model):

@@ -429,7 +429,14 @@ class WavestreamServer(uvicorn.Server):
         self.service = service
 
     async def shutdown(self, sockets=None) -> None:
+        deadline = time.monotonic() + self.service.settings.shutdown_timeout
         await self.service.drain()
+        # a drained stream's closing handshake may still be under way: a client sending faster than
+        # real time has audio queued ahead of its close reply. Closing such a socket now, with that
+        # audio unread, resets the connection, and the client loses the ``done`` it has not read yet
+        while time.monotonic() < deadline and any(
+                getattr(connection, "close_sent", False) for connection in self.server_state.connections):
+            await asyncio.sleep(0.02)
         await super().shutdown(sockets)
 
 
