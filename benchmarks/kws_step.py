@@ -13,9 +13,11 @@ For ``kws`` (LMUFormer) and ``kws-spiking`` (spiking LMUFormer):
   ``torch.utils.flop_counter`` (FFTs and elementwise ops are not counted): the work ratio, free of
   PyTorch's per-op overhead, which dominates a single 10 ms step of a model this small.
 
-Medians over repeated calls; the figures vary with machine load. Nothing is asserted.
+Medians over repeated calls; the figures vary with machine load (printed), less so with
+``--cpu-time`` (the thread's CPU clock instead of the wall clock: time other processes take from
+this one's core is not counted). Nothing is asserted.
 
-    python benchmarks/kws_step.py [--seconds 10] [--steps 500] [--batch 32]
+    python benchmarks/kws_step.py [--seconds 10] [--steps 500] [--batch 32] [--cpu-time]
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from wavestream.evaluate.harness import machine_load
 from wavestream.models.registry import load_model
+
+clock = time.perf_counter  # or time.thread_time (--cpu-time)
 
 
 def median_seconds(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -46,9 +51,9 @@ def step_seconds(model, batch: int, steps: int) -> float:
     times = []
     for i in range(steps):
         chunk = x[..., i * model.hop:(i + 1) * model.hop]
-        t = time.perf_counter()
+        t = clock()
         _, state = model.step(chunk, state)
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times[steps // 10:])  # the first calls build the LMU's tables
 
 
@@ -84,15 +89,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="10 ms steps timed per model (default 500)")
     parser.add_argument("--batch", type=int, default=32, help="streams in the batched step (default 32)")
     parser.add_argument("--repeats", type=int, default=20, help="window recomputes / offline runs timed")
+    parser.add_argument("--cpu-time", action="store_true", help="time by the thread's CPU clock, not the wall clock")
     args = parser.parse_args()
+    global clock
+    clock = time.thread_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread; medians\n")
+    print(f"torch {torch.__version__}, 1 thread, {'thread CPU' if args.cpu_time else 'wall'} time; medians; "
+          f"{machine_load()}\n")
     print("| model | params | step 10 ms (ms) | recompute 1.28 s window (ms) | recompute / step | step RTF | "
           f"offline RTF ({args.seconds:g} s) | batched step, per stream (ms, batch {args.batch}) | "
           "step MFLOP | recompute MFLOP |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in ("kws", "kws-spiking"):
         print(row(name, args))
+    print(f"\nmachine: {machine_load()}")
+
 
 if __name__ == "__main__":
     main()

@@ -13,9 +13,9 @@ The sum is a causal convolution of ``u`` with the impulse response ``H[k] = Ad^k
 FFTs so any length costs O(n log n): ``parallel(u)`` is exactly that term alone (the training
 form, from a zero memory), and ``step`` adds the free response ``Ad^(k+1) m[t0-1]`` of the
 carried memory. Short chunks (inference, up to ``DIRECT_MAX`` steps) skip the FFTs: the whole
-closed form is two small matmuls with cached tables (Toeplitz of ``H`` and the powers of ``Ad``),
-2-3x faster there. Each of the ``C`` input channels has its own memory (no learned projection; put a
-1x1 conv in front to mix channels): ``u [B, C, T] -> m [B, C*d, T]``, channel-major
+closed form is one small matmul, ``[u, m[t0-1]]`` times a cached table (the Toeplitz of ``H`` over
+the powers of ``Ad``), 2-3x faster there. Each of the ``C`` input channels has its own memory (no
+learned projection; put a 1x1 conv in front to mix channels): ``u [B, C, T] -> m [B, C*d, T]``, channel-major
 (``m[:, c*d + i]`` is coefficient i of channel c).
 
 Matrix powers are computed in float64 by repeated squaring and cast to the input dtype; the FFTs
@@ -65,7 +65,7 @@ class LMUMemory(StreamingModule):
         # replaced, never changed in place, so threads stepping the same module cannot corrupt it
         self._squares = [a]  # A^(2^i)
         self._impulse = b[:, None]  # H[k] = A^k B for k < its length, [order, K]
-        self._direct: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (device, dtype) -> tables
+        self._direct: dict[tuple, torch.Tensor] = {}  # (length, device, dtype) -> direct_table
 
     # -- float64 tables, grown on demand by doubling --------------------------------------------
     def _power_of_two(self, i: int) -> torch.Tensor:
@@ -94,21 +94,27 @@ class LMUMemory(StreamingModule):
             out = torch.cat([out, torch.einsum("ij,bcjk->bcik", power, out)], dim=-1)
         return out[..., :n]
 
-    def direct_tables(self, n: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``toeplitz[i, k, j] = H[i, k - j]`` (0 for j > k) and ``powers[k] = A^(k+1)``, for k, j < n.
+    def direct_table(self, n: int, device, dtype) -> torch.Tensor:
+        """The closed form for ``n <= DIRECT_MAX`` steps as one matrix ``[n + order, order * n]``: row
+        ``j < n`` holds ``H[i, k - j]`` (0 for j > k), row ``n + j`` holds ``A^(k+1)[i, j]``, column
+        ``i * n + k`` (coefficient i at step k), so ``[u[t0:t0+n], m[t0-1]] @ table`` is the memory.
 
-        Built once per device and dtype for ``DIRECT_MAX`` steps; shorter chunks use the top-left block."""
-        key = (torch.device(device) if device is not None else torch.device("cpu"), dtype)
-        tables = self._direct.get(key)
-        if tables is None:
-            lag = torch.arange(DIRECT_MAX)[:, None] - torch.arange(DIRECT_MAX)[None, :]
-            toeplitz = self.impulse_response(DIRECT_MAX)[:, lag.clamp_min(0)] * (lag >= 0)
+        Built once per length, device and dtype (a model steps with one or two lengths)."""
+        key = (n, device, dtype)
+        table = self._direct.get(key)
+        if table is None:
+            lag = torch.arange(n)[:, None] - torch.arange(n)[None, :]  # k - j
+            toeplitz = self.impulse_response(n)[:, lag.clamp_min(0)] * (lag >= 0)  # [i, k, j]
             powers = [self._power_of_two(0)]
-            while len(powers) < DIRECT_MAX:
+            while len(powers) < n:
                 powers.append(powers[0] @ powers[-1])
-            tables = (toeplitz.to(device, dtype), torch.stack(powers).to(device, dtype))
-            self._direct[key] = tables
-        return tables[0][:, :n, :n], tables[1][:n]
+            powers = torch.stack(powers)  # [k, i, j]
+            table = torch.cat(
+                [toeplitz.permute(2, 0, 1).reshape(n, -1), powers.permute(2, 1, 0).reshape(self.order, -1)]
+            )
+            table = table.to(device, dtype)
+            self._direct[key] = table
+        return table
 
     # -- the two forms --------------------------------------------------------------------------
     def parallel(self, u: torch.Tensor) -> torch.Tensor:
@@ -131,9 +137,8 @@ class LMUMemory(StreamingModule):
         if not n:
             return u.new_zeros(b, c * self.order, 0), {"m": state["m"]}
         if n <= DIRECT_MAX:
-            toeplitz, powers = self.direct_tables(n, u.device, u.dtype)
-            m = torch.einsum("ikj,bcj->bcik", toeplitz, u) + torch.einsum("kij,bcj->bcik", powers, state["m"])
-            m = m.reshape(b, c * self.order, n)
+            rows = torch.cat([u.reshape(b * c, n), state["m"].reshape(b * c, self.order)], dim=1)
+            m = (rows @ self.direct_table(n, u.device, u.dtype)).reshape(b, c * self.order, n)
         else:
             m = self.parallel(u) + self.free_response(state["m"], n).reshape(b, c * self.order, n)
         return m, {"m": m[..., -1].reshape(state["m"].shape)}
