@@ -5,7 +5,8 @@
 - a keyword (label 0..K-1) spoken by a TTS voice or a recording of the keyword corpora
   (``wavestream data prepare --only keywords``);
 - an "unknown" (label K): another word (TTS other words, recorded words of Tux Paint, KTuberling,
-  KLettres, Hedgewars), or a random 0.3-1.2 s stretch of running speech (any speech corpus);
+  KLettres, Hedgewars), or a random stretch of running speech (any speech corpus; 0.3-1.2 s unless
+  ``running_speech_s`` says otherwise; the clip length caps it);
 - "silence" (label K+1): background only;
 
 placed at a random offset (time shift), optionally after a short other word (context), then:
@@ -91,6 +92,7 @@ class KeywordClips(_SeededDataset):
                  rate: int = 16000, length: int = 10000, seed: int = 0, keywords: tuple[str, ...] | None = None,
                  corpora: list[str] | None = None, keyword_speakers: list[str] | None = None,
                  unknown_prob: float = 0.25, silence_prob: float = 0.08, running_speech_prob: float = 0.3,
+                 running_speech_s: tuple[float, float] = (0.3, 1.2),
                  context_prob: float = 0.15, snr_db: tuple[float, float] = (0.0, 20.0), quiet_prob: float = 0.15,
                  level_db: tuple[float, float] = (-45.0, -15.0),
                  background: dict[str, float] | None = None, reverb_prob: float = 0.3,
@@ -154,6 +156,9 @@ class KeywordClips(_SeededDataset):
                              f"(or reverb_prob=0)")
         self.unknown_prob, self.silence_prob = unknown_prob, silence_prob
         self.running_speech_prob, self.context_prob = running_speech_prob, context_prob
+        if not 0 < running_speech_s[0] <= running_speech_s[1]:
+            raise ValueError(f"running_speech_s must be (low, high) seconds, 0 < low <= high; got {running_speech_s}")
+        self.running_speech_s = running_speech_s
         self.snr_db, self.quiet_prob, self.level_db = snr_db, quiet_prob, level_db
         self.reverb_prob, self.speed, self.speed_prob = reverb_prob, speed, speed_prob
         self.bandlimit_prob = bandlimit_prob
@@ -194,7 +199,7 @@ class KeywordClips(_SeededDataset):
             return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": entry["text"]}
         if rng.random() < self.running_speech_prob:  # a stretch of running speech (words cut anywhere)
             entry = self.running[rng.integers(len(self.running))]
-            x = self._crop(rng, entry, int(self.rate * rng.uniform(0.3, 1.2)))
+            x = self._crop(rng, entry, int(self.rate * rng.uniform(*self.running_speech_s)))
             return x, {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": "(running speech)"}
         entry = self.other_words[rng.integers(len(self.other_words))]
         return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"],
