@@ -13,6 +13,7 @@ from wavestream.evaluate.kws import (
     delay_s,
     false_alarms_per_hour,
     markdown,
+    pareto_front,
     smooth,
     summarize,
     top_event,
@@ -51,6 +52,12 @@ def test_summary_counts_events_and_delays():
     assert top_event([]) is None
     assert delay_s({"start": 1.0}, 0.95) == pytest.approx(0.06)
     assert false_alarms_per_hour([[{}], [], [{}, {}]], [1800, 900, 900]) == 3.0
+
+
+def test_pareto_front_keeps_the_undominated_trials():
+    trials = [{"real_top1_event": a, "false_alarms_per_hour": f, "n": n}
+              for n, (a, f) in enumerate([(0.2, 0.0), (0.1, 0.0), (0.4, 5.0), (0.3, 6.0), (0.4, 7.0), (0.6, 9.0)])]
+    assert [t["n"] for t in pareto_front(trials)] == [0, 2, 5]
 
 
 class _Toy(nn.Module):
@@ -111,8 +118,12 @@ def test_eval_kws_end_to_end(tmp_path):
     assert main(["train", "kws-spiking", "--out", str(tmp_path / "run"), "--export", "--weights-dir",
                  str(tmp_path / "w"), "--tune-detector"]) == 0
     tuned = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
-    assert len(tuned["detector_tuning"]["trials"]) == 32
-    assert tuned["config"]["threshold"] == tuned["detector_tuning"]["threshold"]
+    assert len(tuned["detector_tuning"]["trials"]) == 180  # 4 smoothings x 9 thresholds x 5 minimum lengths
+    for key in ("threshold", "smooth_frames", "min_frames"):
+        assert tuned["config"][key] == tuned["detector_tuning"][key]
+    front = tuned["detector_tuning"]["pareto"]
+    assert front and all(a["false_alarms_per_hour"] <= b["false_alarms_per_hour"] and
+                         a["real_top1_event"] < b["real_top1_event"] for a, b in zip(front, front[1:], strict=False))
     out = tmp_path / "report"
     assert main(["eval", "kws", "--model", "kws-spiking", "--root", str(root), "--out", str(out), "--weights",
                  f"kws-spiking={tmp_path / 'w' / 'kws-spiking.safetensors'}"]) == 0

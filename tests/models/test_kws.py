@@ -195,18 +195,70 @@ def test_rows_are_independent_streams_with_a_channel():
                                                   "channel": 1}]
 
 
+def test_events_shorter_than_min_frames_are_dropped_without_a_refractory_period():
+    p = posteriors(200, [("one", 20, 27, 0.95), ("seven", 40, 89, 0.95)])
+    # "one" stays above the threshold for 8 frames (5-frame mean: frames 22-29), "seven" for 50 (42-91):
+    # after "one", the refractory period (70 frames) hides "seven"; with "one" dropped, it does not
+    assert [e["label"] for e in run_detector(detector(refractory_frames=70), p)] == ["one"]
+    assert run_detector(detector(refractory_frames=70, min_frames=9), p) == [
+        {"label": "seven", "start": 0.42, "end": 0.92, "score": 0.95}]  # the dropped "one" left no refractory
+    assert run_detector(detector(min_frames=51), p) == []
+    assert run_detector(detector(min_frames=8), posteriors(26, [("go", 20, 25, 0.95)])) == []  # flush too
+    assert run_detector(detector(min_frames=4), posteriors(26, [("go", 20, 25, 0.95)]))[0]["label"] == "go"
+
+
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**16), data=st.data())
-def test_events_do_not_depend_on_how_the_stream_was_cut(seed, data):
+@given(seed=st.integers(0, 2**16), min_frames=st.sampled_from([1, 5, 20]), rows=st.integers(1, 2),
+       data=st.data())
+def test_events_do_not_depend_on_how_the_stream_was_cut(seed, min_frames, rows, data):
     rng = np.random.default_rng(seed)
     frames = 600
-    words = [(KEYWORDS[rng.integers(len(KEYWORDS))], int(s), int(s + rng.integers(3, 60)), float(rng.uniform(0.3, 1)))
-             for s in rng.integers(0, frames - 60, size=12)]
-    p = posteriors(frames, words) + rng.uniform(0, 0.2, (frames, 1, K))  # jitter around the threshold
-    offline = run_detector(detector(), p)
-    assert offline  # the stream holds events to compare
+
+    def words():
+        return [(KEYWORDS[rng.integers(len(KEYWORDS))], int(s), int(s + rng.integers(3, 60)),
+                 float(rng.uniform(0.3, 1))) for s in rng.integers(0, frames - 60, size=12)]
+    p = np.concatenate([posteriors(frames, words()) for _ in range(rows)], axis=1)
+    p = p + rng.uniform(0, 0.2, (frames, rows, K))  # jitter around the threshold
+    offline = run_detector(detector(rows, min_frames=min_frames), p)
+    assert offline or min_frames > 1  # the stream holds events to compare
     sizes = data.draw(partitions(frames, max_parts=40))
-    assert run_detector(detector(), p, sizes) == offline
+    assert run_detector(detector(rows, min_frames=min_frames), p, sizes) == offline
+    assert run_detector(detector(rows, min_frames=min_frames), p, [1] * frames) == offline
+
+
+def test_detector_equals_its_frame_by_frame_definition():
+    """The detector jumps over frames where nothing changes; the events are those of the plain
+    per-frame state machine (written out here)."""
+    rng = np.random.default_rng(5)
+    words = [(KEYWORDS[rng.integers(len(KEYWORDS))], int(s), int(s + rng.integers(3, 60)), float(rng.uniform(0.3, 1)))
+             for s in rng.integers(0, 940, size=30)]
+    p = posteriors(1000, words) + rng.uniform(0, 0.2, (1000, 1, K))
+    for smooth, threshold, refractory, shortest in [(5, 0.5, 10, 1), (3, 0.4, 0, 1), (10, 0.45, 30, 12)]:
+        kw = np.concatenate([np.zeros((smooth - 1, len(KEYWORDS))), p[:, 0, :len(KEYWORDS)]])
+        scores = np.stack([kw[t:t + smooth].mean(0) for t in range(len(p))])
+        expected, current, quiet = [], None, 0
+
+        def close(c, shortest=shortest):
+            return (c[3] - c[1] + 1 >= shortest, {"label": KEYWORDS[c[0]], "start": round(c[1] / 100, 4),
+                                                  "end": round((c[3] + 1) / 100, 4), "score": round(c[2], 4)})
+        for t, s in enumerate(scores):
+            if current is not None:
+                if s[current[0]] >= threshold:
+                    current = (current[0], current[1], max(current[2], float(s[current[0]])), t)
+                    continue
+                keep, event = close(current)
+                current = None
+                if keep:
+                    expected.append(event)
+                    quiet = refractory
+            elif quiet:
+                quiet -= 1
+            elif s.max() >= threshold:
+                current = (int(s.argmax()), t, float(s.max()), t)
+        if current is not None and close(current)[0]:
+            expected.append(close(current)[1])
+        config = dict(smooth_frames=smooth, threshold=threshold, refractory_frames=refractory, min_frames=shortest)
+        assert run_detector(detector(**config), p) == expected and expected
 
 
 def test_model_events_through_the_pipeline_do_not_depend_on_chunking():
@@ -231,7 +283,12 @@ def test_model_events_through_the_pipeline_do_not_depend_on_chunking():
 
 
 def test_detector_thresholds_are_config_and_stream_params():
-    model = load_stream_model("kws", {"threshold": 0.8, "smooth_frames": 3})
+    model = load_stream_model("kws", {"threshold": 0.8, "smooth_frames": 3, "min_frames": 25})
     assert model.event_detector().threshold == 0.8 and model.event_detector().smooth_frames == 3
+    assert model.event_detector().min_frames == 25 and model.event_detector(min_frames=4).min_frames == 4
+    assert LMUFormerKWS(dim=16, blocks=1, min_frames=7).config["min_frames"] == 7
+    for bad in (0, 1001, 2.5, True, "3"):
+        with pytest.raises(ValueError, match="min_frames"):
+            load_stream_model("kws", {"min_frames": bad})
     with pytest.raises(ValueError, match="does not take"):
         load_stream_model("kws", {"dim": 64})

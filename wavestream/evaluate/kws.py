@@ -280,16 +280,19 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
 
 def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_alarms: float = 1.0,
                   fallback_false_alarms: float = 25.0, min_share: float = 0.5,
-                  thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                  smooth_frames: tuple[int, ...] = (3, 5, 10, 20), log: Callable[[str], None] = print) -> dict:
-    """Detector settings (smoothing, threshold) with the best real-speech event top-1 among those with at
-    most ``max_false_alarms`` per hour on the negative dev set. When the best of those finds fewer than
-    ``min_share`` of what the best setting finds at any alarm rate (a detector that hardly ever fires
-    is no default), the bound is relaxed to ``fallback_false_alarms``; with nothing under either, the
-    fewest alarms.
+                  thresholds: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9),
+                  smooth_frames: tuple[int, ...] = (5, 10, 20, 30), min_frames: tuple[int, ...] = (1, 10, 20, 30, 40),
+                  log: Callable[[str], None] = print) -> dict:
+    """Detector settings (smoothing, threshold, minimum event length) with the best real-speech event
+    top-1 among those with at most ``max_false_alarms`` per hour on the negative dev set. When the
+    best of those finds fewer than ``min_share`` of what the best setting finds at any alarm rate (a
+    detector that hardly ever fires is no default), the bound is relaxed to ``fallback_false_alarms``;
+    with nothing under either, the fewest alarms. Ties go to fewer alarms, then to the shorter
+    minimum length (the plainer detector).
 
     Posteriors are computed once; every setting replays them through a fresh detector (dev sets only:
-    the held-out test is never looked at).
+    the held-out test is never looked at). The result has ``pareto``: the trials no other trial beats
+    on both real top-1 and false alarms.
     """
     from wavestream.data.devset import load_devset
     from wavestream.models.kws import KeywordDetector
@@ -304,28 +307,41 @@ def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_al
     trials = []
     for frames in smooth_frames:
         for threshold in thresholds:
-            def run(post, frames=frames, threshold=threshold):
-                d = KeywordDetector(model.classes, keywords, smooth_frames=frames, threshold=threshold,
-                                    refractory_frames=refractory)
-                return d.push(post[:, None, :]) + d.flush()
-            right = np.mean([(top_event(run(p)) or {}).get("label") == e["label"] for p, e in zip(real_post, real,
-                                                                                               strict=True)])
-            alarms = sum(len(run(p)) for p in neg_post) / hours
-            trials.append({"smooth_frames": frames, "threshold": threshold, "real_top1_event": round(float(right), 4),
-                           "false_alarms_per_hour": round(alarms, 2)})
-            log(f"detector smooth {frames} threshold {threshold}: real top-1 {right:.3f}, false alarms/h {alarms:.1f}")
+            for shortest in min_frames:
+                def run(post, frames=frames, threshold=threshold, shortest=shortest):
+                    d = KeywordDetector(model.classes, keywords, smooth_frames=frames, threshold=threshold,
+                                        refractory_frames=refractory, min_frames=shortest)
+                    return d.push(post[:, None, :]) + d.flush()
+                right = np.mean([(top_event(run(p)) or {}).get("label") == e["label"]
+                                 for p, e in zip(real_post, real, strict=True)])
+                alarms = sum(len(run(p)) for p in neg_post) / hours
+                trials.append({"smooth_frames": frames, "threshold": threshold, "min_frames": shortest,
+                               "real_top1_event": round(float(right), 4), "false_alarms_per_hour": round(alarms, 2)})
+                log(f"detector smooth {frames} threshold {threshold} min_frames {shortest}: real top-1 {right:.3f}, "
+                    f"false alarms/h {alarms:.1f}")
     bound = max_false_alarms
     ok = [t for t in trials if t["false_alarms_per_hour"] <= bound]
     ceiling = max(t["real_top1_event"] for t in trials)
     if not ok or max(t["real_top1_event"] for t in ok) < min_share * ceiling:
         bound = fallback_false_alarms
         ok = [t for t in trials if t["false_alarms_per_hour"] <= bound]
-    best = max(ok, key=lambda t: (t["real_top1_event"], -t["false_alarms_per_hour"])) if ok else \
-        min(trials, key=lambda t: (t["false_alarms_per_hour"], -t["real_top1_event"]))
-    return {"smooth_frames": best["smooth_frames"], "threshold": best["threshold"], "trials": trials,
+    best = max(ok, key=lambda t: (t["real_top1_event"], -t["false_alarms_per_hour"], -t["min_frames"])) if ok else \
+        min(trials, key=lambda t: (t["false_alarms_per_hour"], -t["real_top1_event"], t["min_frames"]))
+    return {"smooth_frames": best["smooth_frames"], "threshold": best["threshold"], "min_frames": best["min_frames"],
+            "trials": trials, "pareto": pareto_front(trials),
             "max_false_alarms_per_hour": max_false_alarms, "fallback_false_alarms_per_hour": fallback_false_alarms,
             "bound_used": bound if ok else None,
             "chosen": best}
+
+
+def pareto_front(trials: list[dict]) -> list[dict]:
+    """The trials that no other trial beats on real top-1 without more false alarms (or on false alarms
+    without lower top-1), fewest alarms first; one per (alarms, top-1) point."""
+    front: list[dict] = []
+    for t in sorted(trials, key=lambda t: (t["false_alarms_per_hour"], -t["real_top1_event"])):
+        if not front or t["real_top1_event"] > front[-1]["real_top1_event"]:
+            front.append(t)
+    return front
 
 
 def _confusions(rows: list[dict], keywords: tuple[str, ...]) -> dict[str, int]:

@@ -136,14 +136,15 @@ class LMUFormerKWS(StreamingModule):
     input_kind, output_kind = AUDIO, EVENTS
     classes = KWS_CLASSES
     #: what a stream's start params may override (the detector's thresholds; weights stay the same)
-    stream_params = ("smooth_frames", "threshold", "refractory_frames")
+    stream_params = ("smooth_frames", "threshold", "refractory_frames", "min_frames")
     #: all of them per stream: a stream's detector takes them, so they never need a model instance of their own
     detector_params = stream_params
 
     def __init__(self, spiking: bool = False, n_mels: int = 40, dim: int = 128, blocks: int = 2,
                  memory_channels: int = 8, memory_order: int = 32, theta: float = 128.0, mlp_ratio: int = 2,
                  dropout: float = 0.0, lif_decay: float = 0.5, lif_threshold: float = 1.0, lif_slope: float = 5.0,
-                 smooth_frames: int = 20, threshold: float = 0.6, refractory_frames: int = 30):
+                 smooth_frames: int = 20, threshold: float = 0.6, refractory_frames: int = 30,
+                 min_frames: int = 1):
         super().__init__()
         if dim % 8 or dim < 8:
             raise ValueError(f"dim must be a positive multiple of 8 (the embedding grows d/8 -> d), got {dim}")
@@ -151,7 +152,7 @@ class LMUFormerKWS(StreamingModule):
             raise ValueError(f"need blocks >= 1 and mlp_ratio >= 1, got {blocks}, {mlp_ratio}")
         self.spiking = spiking
         self.detector_config = dict(smooth_frames=smooth_frames, threshold=threshold,
-                                    refractory_frames=refractory_frames)
+                                    refractory_frames=refractory_frames, min_frames=min_frames)
         # the constructor keys (what a model card's "config" holds), spiking aside: the model name says it
         self.config = dict(n_mels=n_mels, dim=dim, blocks=blocks, memory_channels=memory_channels,
                            memory_order=memory_order, theta=theta, mlp_ratio=mlp_ratio, dropout=dropout,
@@ -212,24 +213,32 @@ class KeywordDetector:
     ``threshold`` and closes when that keyword's falls below it again; it is reported when it
     closes (or at ``flush``) as ``{"label", "start", "end", "score"}`` with start/end in seconds
     of the stream (the first frame above the threshold and the end of the last one) and score the
-    peak smoothed posterior. After an event no new one opens for ``refractory_frames`` frames.
-    The state (the last frames, the open event, the refractory count) lives here, frame by
-    frame, so any split of the stream into ``push`` calls gives the same events as one call.
+    peak smoothed posterior, provided it stayed above the threshold for at least ``min_frames``
+    frames: a shorter one is dropped and leaves no trace (no refractory period). A keyword said on
+    its own holds its posterior for a while after the word (the training targets hold it 0.3 s);
+    keyword-like stretches of running speech mostly rise and fall within a few frames, so a
+    minimum length removes many of their alarms at a given threshold. After a reported event no
+    new one opens for ``refractory_frames`` frames. The state (the last frames, the open event,
+    the refractory count) lives here, frame by frame, so any split of the stream into ``push``
+    calls gives the same events as one call.
     """
 
     def __init__(self, classes: tuple[str, ...], keywords: int, rows: int = 1, frame_rate: float = 100.0,
-                 smooth_frames: int = 20, threshold: float = 0.6, refractory_frames: int = 30):
-        self.check_config(smooth_frames, threshold, refractory_frames)
+                 smooth_frames: int = 20, threshold: float = 0.6, refractory_frames: int = 30, min_frames: int = 1):
+        self.check_config(smooth_frames, threshold, refractory_frames, min_frames)
         self.classes, self.keywords, self.rows, self.frame_rate = classes, keywords, rows, frame_rate
         self.smooth_frames, self.threshold, self.refractory_frames = smooth_frames, threshold, refractory_frames
+        self.min_frames = min_frames
         self.reset()
 
     @staticmethod
-    def check_config(smooth_frames: int, threshold: float, refractory_frames: int) -> None:
+    def check_config(smooth_frames: int, threshold: float, refractory_frames: int, min_frames: int = 1) -> None:
         # smooth_frames sizes a per-stream buffer that a client chooses: bounded (10 s of frames)
         if not 1 <= smooth_frames <= 1000 or not 0 < threshold <= 1 or refractory_frames < 0:
             raise ValueError(f"need 1 <= smooth_frames <= 1000, 0 < threshold <= 1, refractory_frames >= 0; got "
                              f"{smooth_frames}, {threshold}, {refractory_frames}")
+        if isinstance(min_frames, bool) or not isinstance(min_frames, int | np.integer) or not 1 <= min_frames <= 1000:
+            raise ValueError(f"need an integer 1 <= min_frames <= 1000, got {min_frames!r}")
 
     def reset(self) -> None:
         self.frame = 0  # stream index of the next frame
@@ -249,37 +258,58 @@ class KeywordDetector:
         # each smoothed frame averages the same values in the same order however the stream was split
         smoothed = sliding_window_view(history, self.smooth_frames, axis=0).mean(-1)  # [frames, rows, keywords]
         self._recent = history[len(history) - (self.smooth_frames - 1):]
-        events = []
-        for i in range(len(smoothed)):
-            for row in range(self.rows):
-                event = self._advance(row, self.frame + i, smoothed[i, row])
-                if event is not None:
-                    events.append(event)
+        found = []  # (frame, row, event): reported in stream order, rows in order within a frame
+        for row in range(self.rows):
+            found += [(frame, row, event) for frame, event in self._advance(row, smoothed[:, row])]
         self.frame += len(smoothed)
-        return events
+        return [event for _, _, event in sorted(found, key=lambda f: f[:2])]
 
     def flush(self) -> list[dict[str, Any]]:
-        """End of the stream: report the events still open."""
-        return [self._report(row) for row in range(self.rows) if self._open[row] is not None]
+        """End of the stream: report the events still open (those long enough)."""
+        events = [self._close(row) for row in range(self.rows) if self._open[row] is not None]
+        return [e for e in events if e is not None]
 
-    def _advance(self, row: int, frame: int, scores: np.ndarray) -> dict[str, Any] | None:
-        current = self._open[row]
-        if current is not None:
-            score = float(scores[current["index"]])
-            if score >= self.threshold:
-                current["last"], current["score"] = frame, max(current["score"], score)
-                return None
-            return self._report(row)
-        if self._quiet[row]:
-            self._quiet[row] -= 1
-            return None
-        best = int(scores.argmax())
-        if scores[best] >= self.threshold:
-            self._open[row] = {"index": best, "first": frame, "last": frame, "score": float(scores[best])}
-        return None
+    def _advance(self, row: int, scores: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
+        """Run one row's state machine over its smoothed frames ``[n, keywords]``: frame by frame in
+        effect, but jumping over the frames where nothing can change (no event open and nothing
+        reaching the threshold; the refractory count running down; an open event staying above)."""
+        events, i, n = [], 0, len(scores)
+        candidates = np.flatnonzero(scores.max(axis=1) >= self.threshold)
+        while i < n:
+            current = self._open[row]
+            if current is not None:
+                track = scores[i:, current["index"]]
+                below = np.flatnonzero(track < self.threshold)
+                held = int(below[0]) if len(below) else n - i  # frames that keep it open
+                if held:
+                    current["last"] = self.frame + i + held - 1
+                    current["score"] = max(current["score"], float(track[:held].max()))
+                i += held
+                if i < n:  # it falls below here: closed on this frame
+                    event = self._close(row)
+                    if event is not None:
+                        events.append((i, event))
+                    i += 1
+            elif self._quiet[row]:
+                skip = min(self._quiet[row], n - i)
+                self._quiet[row] -= skip
+                i += skip
+            else:
+                k = int(np.searchsorted(candidates, i))
+                if k == len(candidates):
+                    break
+                i = int(candidates[k])
+                best = int(scores[i].argmax())
+                self._open[row] = {"index": best, "first": self.frame + i, "last": self.frame + i,
+                                   "score": float(scores[i, best])}
+                i += 1
+        return events
 
-    def _report(self, row: int) -> dict[str, Any]:
+    def _close(self, row: int) -> dict[str, Any] | None:
+        """Close the row's open event: the event to report, or None when it was too short."""
         current, self._open[row] = self._open[row], None
+        if current["last"] - current["first"] + 1 < self.min_frames:
+            return None
         self._quiet[row] = self.refractory_frames
         event = {"label": self.classes[current["index"]], "start": round(current["first"] / self.frame_rate, 4),
                  "end": round((current["last"] + 1) / self.frame_rate, 4), "score": round(current["score"], 4)}

@@ -391,7 +391,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detector", default=None, metavar="JSON",
                         help='with --export: event detector settings for the card, e.g. \'{"threshold": 0.7}\'')
     parser.add_argument("--tune-detector", action="store_true",
-                        help="with --export: choose the detector's smoothing and threshold on the dev sets "
+                        help="with --export: choose the detector's smoothing, threshold and minimum event length "
+                             "on the dev sets "
                              "(best real-speech top-1 at <= 1 false alarm per hour of the negative set)")
     parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
                         help="do not train: copy `wavestream eval kws` results into the card of --name")
@@ -410,7 +411,7 @@ def run(args) -> int:
             torch.set_num_threads(1)
             root = json.loads((Path(args.out) / f"{BEST}.json").read_text())["run"]["config"]["data"].get("root")
             tuning = tune_detector(best_model(args.out), root)
-            detector = {"smooth_frames": tuning["smooth_frames"], "threshold": tuning["threshold"]}
+            detector = {k: tuning[k] for k in ("smooth_frames", "threshold", "min_frames")}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning))
         return 0
     config = load_config(args.config or CONFIGS / f"{args.recipe}.json", SECTIONS)
