@@ -4,19 +4,23 @@ bitrates per stream on one model instance, REST round trip, encode and decode of
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from tests.service.conftest import signal
+from wavestream.cli import main as cli_main
 from wavestream.client import StreamClient, StreamError
 from wavestream.engine import Output
 from wavestream.streaming.testing import ATOL
 from wavestream.streaming.tokens import MAGIC, TokenFileHeader, unpack_codes
 
 RATE, FRAME = 16000, 320
+SPEECH = Path(__file__).parents[1] / "models" / "data" / "speech_16k.flac"  # real speech, see its README
 
 
 def wav(x: np.ndarray, rate: int) -> bytes:
@@ -208,4 +212,73 @@ def test_encodec_24khz_encodes_and_decodes_too(server, http):
     assert r.status_code == 200, r.text
     y, rate = sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)
     assert rate == RATE and y.shape == x.shape and header.samples == len(x)
+    server.wait_idle()
+
+
+def test_stream_command_writes_and_reads_the_token_files_of_encode_and_decode(server, tmp_path, capsys):
+    """`wavestream stream codec IN.wav OUT.wsc` writes the file `wavestream encode` writes (byte for byte),
+    and `wavestream stream codec IN.wsc OUT.wav` gives the audio `wavestream decode` gives, in 20 ms
+    messages of tokens; the shipped weights, real speech."""
+    speech = tmp_path / "speech.wav"
+    x, rate = sf.read(SPEECH, dtype="float32")
+    sf.write(speech, x, rate, subtype="FLOAT")
+    offline, streamed = tmp_path / "offline.wsc", tmp_path / "streamed.wsc"
+    assert cli_main(["encode", str(speech), str(offline), "--bitrate", "3"]) == 0
+    assert cli_main(["stream", "codec", str(speech), str(streamed), "--url", server.ws,
+                     "--params", '{"bitrate": 3}']) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {streamed}: {-(-(len(x) + FRAME) // FRAME)} token frames" in out  # and one frame more
+    assert "counted on the wire 4.8" in out  # 6 uint16 codes x 50 frames/s (and one more)
+    assert streamed.read_bytes() == offline.read_bytes()
+
+    assert cli_main(["decode", str(offline), str(tmp_path / "offline.wav"), "--subtype", "FLOAT"]) == 0
+    assert cli_main(["stream", "codec", str(offline), str(tmp_path / "streamed.wav"), "--url", server.ws]) == 0
+    assert f"{len(x)} frames at {rate} Hz" in capsys.readouterr().out
+    expected, expected_rate = sf.read(tmp_path / "offline.wav", dtype="float32")
+    y, y_rate = sf.read(tmp_path / "streamed.wav", dtype="float32")
+    assert y_rate == expected_rate == rate and y.shape == expected.shape == x.shape
+    assert np.abs(y - expected).max() <= ATOL and np.sqrt(np.mean(y**2)) > 0.1 * np.sqrt(np.mean(x**2))
+    server.wait_idle()
+
+
+def test_stream_command_decodes_every_channel_at_the_files_rate(server, tmp_path):
+    """A stereo 24 kHz token file at 1.5 kbps: a decode session per channel, resampled to 24 kHz and cut
+    to the file's length, as `wavestream decode` does; paced in real time."""
+    x, rate = sf.read(SPEECH, dtype="float32")
+    x = x[: rate * 3 // 2]
+    stereo = soxr.resample(np.stack([x, 0.5 * x[::-1]], axis=1), rate, 24000).astype(np.float32)
+    speech = tmp_path / "stereo.wav"
+    sf.write(speech, stereo, 24000, subtype="FLOAT")
+    tokens = tmp_path / "stereo.wsc"
+    assert cli_main(["encode", str(speech), str(tokens), "--bitrate", "1.5"]) == 0
+    assert cli_main(["decode", str(tokens), str(tmp_path / "offline.wav"), "--subtype", "FLOAT"]) == 0
+    assert cli_main(["stream", "codec", str(tokens), str(tmp_path / "streamed.wav"), "--url", server.ws,
+                     "--realtime", "--chunk-ms", "40", "--params", '{"mode": "decode"}']) == 0
+    expected, _ = sf.read(tmp_path / "offline.wav", dtype="float32")
+    y, y_rate = sf.read(tmp_path / "streamed.wav", dtype="float32")
+    assert y_rate == 24000 and y.shape == expected.shape == stereo.shape
+    assert np.abs(y - expected).max() <= ATOL
+    server.wait_idle()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["stream", "enhance", "{wsc}", "{tmp}/o.wav"], "holds tokens of model 'codec', not 'enhance'"),
+    (["stream", "codec", "{wsc}", "{tmp}/o.wav", "--params", '{"mode": "roundtrip"}'], "needs mode 'decode'"),
+    (["stream", "codec", "{wsc}", "{tmp}/o.wav", "--params", '{"bitrate": 6}'], "at 3 kbps, but --params asks for 6"),
+    (["stream", "codec", "{wsc}", "{tmp}/o.npy"], "write audio to .wav, .flac or .ogg"),
+    (["stream", "codec", "{wav}", "{tmp}/o.wsc", "--params", '{"mode": "decode"}'], "needs mode 'encode'"),
+    (["stream", "test-tokens", "{wav}", "{tmp}/o.wsc"], "does not take params ['mode']"),
+    (["stream", "codec", "{wav}", "{tmp}/o.txt", "--params", '{"mode": "encode"}'], "write tokens to a .wsc or .npy"),
+    (["stream", "codec", "{wav}", "{tmp}/o.wav", "--params", '{"mode": "decode"}'],
+     "session decodes tokens: stream a token file (.wsc)"),
+])
+def test_stream_command_refuses_what_does_not_fit(server, tmp_path, capsys, argv, words):
+    wav_path, wsc = tmp_path / "in.wav", tmp_path / "in.wsc"
+    sf.write(wav_path, signal(0.2, RATE), RATE, subtype="FLOAT")
+    assert cli_main(["encode", str(wav_path), str(wsc), "--bitrate", "3"]) == 0
+    capsys.readouterr()
+    argv = [a.replace("{wsc}", str(wsc)).replace("{wav}", str(wav_path)).replace("{tmp}", str(tmp_path))
+            for a in argv]
+    assert cli_main([*argv, "--url", server.ws]) == 1
+    assert words in capsys.readouterr().err
     server.wait_idle()
