@@ -20,9 +20,12 @@ import soxr
 
 from tests.engine.mixtures import two_talkers
 from tests.service.conftest import running_server
+from wavestream.engine import Output
+from wavestream.engine.codec_files import encode_file
 from wavestream.models.kws import LMUFormerKWS
 from wavestream.models.registry import get_spec
 from wavestream.service.protocol import ERROR_CLOSE_CODES
+from wavestream.streaming.tokens import read_token_file
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPEECH = Path(__file__).parents[1] / "models" / "data" / "speech_16k.flac"  # real speech, see its README
@@ -291,3 +294,45 @@ def test_browser_token_output_shows_its_bitrate(page, site):
                          page.text_content("#bitrate"))
     assert shown and shown[1] == shown[2]
     site.wait_idle()
+
+
+def test_browser_decodes_a_dropped_token_file(page, site, tmp_path, images):
+    """A .wsc file from `wavestream encode` dropped on the page picks its model and decode mode; its
+    tokens go out at their frame rate and the audio that comes back is what the server's decoder makes."""
+    speech = tmp_path / "speech.wav"
+    x, rate = sf.read(SPEECH, dtype="float32")
+    sf.write(speech, x[: 2 * rate], rate, subtype="FLOAT")
+    encode_file(speech, tmp_path / "speech.wsc", "codec", bitrate=1.5)
+    header, codes = read_token_file(tmp_path / "speech.wsc")
+    open_page(page, site)  # enhance is selected: the file switches to the model it names
+    drop_file(page, "#drop", tmp_path / "speech.wsc")
+    wait_for(page, "s.tokenFile !== null")
+    assert page.input_value("#model") == "codec" and page.input_value("#param-mode") == "decode"
+    assert float(page.input_value("#param-bitrate")) == 1.5
+    assert "codec tokens, 2.0 s at 1.5 kbps (3 codebooks × 50 frames/s)" in page.text_content("#drop-name")
+    page.click("#start")
+    wait_for(page, "s.status === 'done'")
+    state = figures(page)
+    ready = state["ready"]
+    assert ready["model"]["params"] == {"mode": "decode", "bitrate": 1.5} and state["tracks"] == ["Decoded"]
+    assert ready["input"]["codebooks"] == 3 and ready["output"]["kind"] == "audio"
+    assert state["sentFrames"] == header.frames and state["tokenBytes"] == 2 * codes[:, 0].size
+    pipeline = site.service.engine.pipeline("codec", state["sampleRate"], 1, {"mode": "decode", "bitrate": 1.5})
+    expected = Output.concat([pipeline.process(codes[:, 0]), pipeline.finish()]).audio
+    assert state["receivedFrames"] == len(expected) and state["played"] > 0
+    energy = float(np.sum(expected.astype(np.float64) ** 2))
+    assert energy > 0 and state["energy"][0] == pytest.approx(energy, rel=1e-4)
+    assert re.fullmatch(r"1\.50 kbit/s \(3 codebooks × 50 frames/s × 10 bits\); 2\.40 kbit/s on the wire",
+                        page.text_content("#bitrate"))
+    assert "token frames decoded into" in page.text_content("#status")
+    screenshot(page, images, "decode")
+    assert state["error"] is None and state["closeCode"] == 1000
+    site.wait_idle()
+
+
+def test_browser_decode_mode_needs_a_token_file(page, site):
+    open_page(page, site, model="codec")
+    page.fill("#param-mode", "decode")
+    page.click("#start")
+    wait_for(page, "s.status === 'error'")
+    assert figures(page)["error"]["code"] == "no_tokens" and "token file (.wsc)" in page.text_content("#error")

@@ -1,5 +1,6 @@
 // The wavestream page: a microphone or a file -> /v1/stream (protocol v1, docs/protocol.md) -> back,
-// played and drawn beside the original. Plain ES module, no build step, nothing from other hosts.
+// played and drawn beside the original; or a codec token file (.wsc) -> a codec's decode stream ->
+// audio, played and drawn. Plain ES module, no build step, nothing from other hosts.
 // Everything a test (or a curious user in the console) may read is in `window.wavestream`.
 import { Spectrogram } from "./spectrogram.js";
 
@@ -34,6 +35,8 @@ const ERRORS = {
   microphone: "No microphone: the browser refused access or has none.",
   no_file: "Choose or drop an audio file first, or pick Microphone.",
   decode: "The browser cannot decode this file as audio.",
+  token_file: "The page cannot decode this token file (.wsc) with the chosen model.",
+  no_tokens: "Decode mode takes a codec token file (.wsc): drop one (from `wavestream encode` or POST /v1/encode).",
   bad_param: "A model parameter is not a valid value.",
   network: "The server cannot be reached.",
   http: "The server answered with an error.",
@@ -60,7 +63,8 @@ const state = {
   receivedFrames: 0, // output frames (audio kinds) or token frames
   energy: [], // sum of squares of each track so far (original, outputs), aligned frame by frame
   outputMessages: 0,
-  tokenBytes: 0,
+  tokenBytes: 0, // token bytes on the wire: received (encode) or sent (decode)
+  tokenFile: null, // the dropped token file's header (decode mode), without its codes
   events: [],
   roundTripMs: null,
   audioDelayMs: null,
@@ -75,7 +79,7 @@ const state = {
 window.wavestream = state;
 
 let ctx = null, ws = null, input = null, mic = null, capture = null, player = null, gain = null;
-let file = null, spectrograms = [], history = null, pings = new Map(), timers = [], endSent = false;
+let file = null, tokens = null, spectrograms = [], history = null, pings = new Map(), timers = [], endSent = false;
 let rtfBase = null, delays = [], trips = [];
 
 // -- small helpers ---------------------------------------------------------------------------------
@@ -205,12 +209,79 @@ function collectParams() {
   return params;
 }
 
+// -- codec token files (.wsc: docs/protocol.md, "token files") -------------------------------------
+// header (little-endian), then codes of ceil(log2(codebook size)) bits each, most significant bit first,
+// frame by frame (channel 0's codebooks, then channel 1's ...). Returns the header and channel 0's
+// codes [frames * codebooks] (a decode stream is one row); throws an Error that says what is wrong.
+function readTokenFile(buffer) {
+  const bytes = new Uint8Array(buffer), view = new DataView(buffer);
+  if (bytes.length < 45 || String.fromCharCode(...bytes.subarray(0, 4)) !== "WSCF") {
+    throw new Error("not a wavestream token file (it does not start with WSCF)");
+  }
+  const version = view.getUint16(4, true), headerBytes = view.getUint16(6, true), nameBytes = view.getUint8(44);
+  if (version !== 1) throw new Error(`token file format version ${version}; this page reads version 1`);
+  if (headerBytes !== 45 + nameBytes || bytes.length < headerBytes) throw new Error("damaged token file header");
+  const h = {
+    model: new TextDecoder().decode(bytes.subarray(45, headerBytes)),
+    sampleRate: view.getUint32(8, true), channels: view.getUint16(12, true), codebooks: view.getUint16(14, true),
+    codebookSize: view.getUint32(16, true), frameRate: view.getFloat64(20, true),
+    frames: Number(view.getBigUint64(28, true)), samples: Number(view.getBigUint64(36, true)),
+  };
+  const bits = Math.max(1, Math.ceil(Math.log2(h.codebookSize)));
+  const count = h.frames * h.channels * h.codebooks;
+  if (bytes.length !== headerBytes + Math.ceil((count * bits) / 8)) {
+    throw new Error(`the file is ${bytes.length} bytes; its header promises ${headerBytes + Math.ceil((count * bits) / 8)}`);
+  }
+  const codes = new Uint16Array(h.frames * h.codebooks);
+  for (let i = 0, k = 0, bit = headerBytes * 8; i < count; i++) {
+    let code = 0;
+    for (let b = 0; b < bits; b++, bit++) code = code * 2 + ((bytes[bit >> 3] >> (7 - (bit & 7))) & 1);
+    if (code >= h.codebookSize) throw new Error(`a code of ${code}, past the codebook size ${h.codebookSize}`);
+    if (Math.floor(i / h.codebooks) % h.channels === 0) codes[k++] = code;
+  }
+  // the stream's bitrate param: kbps of one channel, at log2(codebook size) bits a code
+  h.bitrate = Math.round(h.codebooks * Math.log2(h.codebookSize) * h.frameRate * 1000) / 1e6;
+  return { header: h, codes };
+}
+
+// frames [from, from + n) of channel 0 as a token message: little-endian uint16 [n, codebooks]
+function tokenMessage(from, n) {
+  const k = tokens.header.codebooks, view = new DataView(new ArrayBuffer(2 * n * k));
+  for (let i = 0; i < n * k; i++) view.setUint16(2 * i, tokens.codes[from * k + i], true);
+  return view.buffer;
+}
+
+function setParam(name, value) {
+  const field = $(`param-${name}`);
+  if (field) field.value = String(value);
+}
+
 // -- input -----------------------------------------------------------------------------------------
-function useFile(f) {
+// an audio file, or a token file (recognised by its magic): that one picks its model and decode mode
+async function useFile(f) {
   if (!f) return;
   file = f;
+  tokens = null;
+  state.tokenFile = null;
   $("drop-name").textContent = `${f.name} (${(f.size / 1024).toFixed(0)} KiB)`;
   document.querySelector('input[name="source"][value="file"]').checked = true;
+  if (String.fromCharCode(...new Uint8Array(await f.slice(0, 4).arrayBuffer())) !== "WSCF") return;
+  try {
+    tokens = readTokenFile(await f.arrayBuffer());
+  } catch (e) {
+    file = null;
+    return fail("token_file", e.message);
+  }
+  const h = tokens.header;
+  state.tokenFile = h;
+  if (state.models.some((m) => m.name === h.model)) {
+    $("model").value = h.model;
+    showModel();
+  }
+  setParam("mode", "decode");
+  setParam("bitrate", h.bitrate);
+  $("drop-name").textContent = `${f.name}: ${h.model} tokens, ${seconds(h.samples, h.sampleRate)} at ${h.bitrate} kbps`
+    + ` (${h.codebooks} codebooks × ${h.frameRate} frames/s)` + (h.channels > 1 ? `, channel 1 of ${h.channels}` : "");
 }
 
 // the sent audio, kept until its output arrives: output frame t belongs to input frame t, so the
@@ -255,6 +326,11 @@ async function start() {
   } catch (e) {
     return fail("bad_param", e.message);
   }
+  const decoding = source === "file" && tokens !== null;
+  if (decoding) {
+    if (model.name !== tokens.header.model) return fail("token_file", `it holds ${tokens.header.model} tokens, not ${model.name}`);
+    Object.assign(params, { mode: "decode", bitrate: tokens.header.bitrate }); // what the file holds
+  } else if (params.mode === "decode") return fail("no_tokens");
   resetCounters();
   setStatus("connecting", `Connecting to ${model.name}…`);
   if (ctx) await ctx.close();
@@ -275,7 +351,7 @@ async function start() {
       return fail("microphone", e.name || String(e));
     }
     input = ctx.createMediaStreamSource(mic);
-  } else {
+  } else if (!decoding) {
     let buffer;
     try {
       buffer = await ctx.decodeAudioData(await file.arrayBuffer());
@@ -330,22 +406,23 @@ function onReady(msg) {
   const outputs = out.kind === "sources" ? Array.from({ length: out.channels }, (_, i) => `Source ${i + 1}`)
     : out.kind === "audio" ? (out.channels === 1 ? ["Processed"] : Array.from({ length: out.channels }, (_, i) => `Processed ch ${i + 1}`))
     : [];
-  state.tracks = ["Original", ...outputs];
+  // a decode stream has no original to compare with: its tokens are what goes out
+  state.tracks = msg.input ? ["Decoded"] : ["Original", ...outputs];
   state.energy = state.tracks.map(() => 0);
-  state.selected = outputs.length ? 1 : 0; // hear the model's output first
+  state.selected = outputs.length && !msg.input ? 1 : 0; // hear the model's output first
   buildTracks();
   $("listen").hidden = false;
   $("model-latency").textContent = `${msg.latency_ms.toFixed(1)} ms`;
   $("events-box").hidden = out.kind !== "events";
-  $("bitrate").hidden = $("bitrate-label").hidden = out.kind !== "tokens";
+  $("bitrate").hidden = $("bitrate-label").hidden = out.kind !== "tokens" && !msg.input;
 
-  capture = new AudioWorkletNode(ctx, "capture", {
-    numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
-    channelCount: 1, channelCountMode: "explicit", channelInterpretation: "speakers", // mono mix-down
-    processorOptions: { blockFrames: Math.round(ctx.sampleRate * BLOCK_SECONDS) },
-  });
-  capture.port.onmessage = (e) => (e.data === "flushed" ? sendEnd() : onCaptured(e.data));
-  capture.connect(ctx.destination); // silent; keeps the node pulled by the graph
+  const layout = msg.input;
+  if (layout && (layout.codebooks !== tokens.header.codebooks || layout.frame_rate !== tokens.header.frameRate
+    || layout.codebook_size !== tokens.header.codebookSize)) {
+    return fail("token_file", `the server's ${msg.model.name} decodes ${layout.codebooks} codebooks of `
+      + `${layout.codebook_size} at ${layout.frame_rate} frames/s; the file holds ${tokens.header.codebooks} of `
+      + `${tokens.header.codebookSize} at ${tokens.header.frameRate}`);
+  }
   player = new AudioWorkletNode(ctx, "player", {
     numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
     processorOptions: { prebufferFrames: Math.round(ctx.sampleRate * PREBUFFER_SECONDS) },
@@ -354,11 +431,43 @@ function onReady(msg) {
   player.port.postMessage({ select: state.selected });
   gain = new GainNode(ctx, { gain: Number($("volume").value) });
   player.connect(gain).connect(ctx.destination);
-  input.connect(capture);
-  if (input instanceof AudioBufferSourceNode) input.start();
   setStatus("streaming", `Streaming to ${msg.model.name}` + (msg.model.trained ? "" : " (untrained: random weights)") + ".");
+  if (layout) sendTokens();
+  else startCapture();
   timers.push(setInterval(ping, PING_MS), setInterval(pollMetrics, METRICS_MS), setInterval(showFigures, 250));
   pollMetrics();
+}
+
+// the microphone or an audio file: cut into blocks that go out as they are captured
+function startCapture() {
+  capture = new AudioWorkletNode(ctx, "capture", {
+    numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
+    channelCount: 1, channelCountMode: "explicit", channelInterpretation: "speakers", // mono mix-down
+    processorOptions: { blockFrames: Math.round(ctx.sampleRate * BLOCK_SECONDS) },
+  });
+  capture.port.onmessage = (e) => (e.data === "flushed" ? sendEnd() : onCaptured(e.data));
+  capture.connect(ctx.destination); // silent; keeps the node pulled by the graph
+  input.connect(capture);
+  if (input instanceof AudioBufferSourceNode) input.start();
+}
+
+// a decode stream: the file's token frames at their frame rate, a message per 20 ms, then `end`
+function sendTokens() {
+  const h = tokens.header, perMessage = Math.max(1, Math.round(h.frameRate * BLOCK_SECONDS)), t0 = performance.now();
+  const send = () => {
+    if (!ws || ws.readyState !== WebSocket.OPEN || endSent || state.status !== "streaming") return;
+    const due = ((performance.now() - t0) / 1000) * h.frameRate; // frames the clock has reached
+    while (state.sentFrames < h.frames && state.sentFrames <= due) {
+      const n = Math.min(perMessage, h.frames - state.sentFrames);
+      const message = tokenMessage(state.sentFrames, n);
+      ws.send(message);
+      state.sentFrames += n;
+      state.tokenBytes += message.byteLength;
+    }
+    if (state.sentFrames === h.frames) finishInput();
+  };
+  timers.push(setInterval(send, BLOCK_SECONDS * 1000));
+  send();
 }
 
 function buildTracks() {
@@ -419,10 +528,13 @@ function onOutput(data) {
   const channels = out.channels, frames = x.length / channels;
   const columns = Array.from({ length: channels }, () => new Float32Array(frames));
   for (let t = 0, k = 0; t < frames; t++) for (let c = 0; c < channels; c++) columns[c][t] = x[k++];
-  const original = history.take(frames);
-  if (!endSent && original.sentAt !== null) delays.push(performance.now() - original.sentAt);
+  let tracks = columns; // a decode stream's audio has no original beside it
+  if (!state.ready.input) {
+    const original = history.take(frames);
+    if (!endSent && original.sentAt !== null) delays.push(performance.now() - original.sentAt);
+    tracks = [original.samples, ...columns];
+  }
   state.receivedFrames += frames;
-  const tracks = [original.samples, ...columns];
   tracks.forEach((t, i) => {
     spectrograms[i].push(t);
     state.energy[i] += t.reduce((sum, v) => sum + v * v, 0);
@@ -489,18 +601,24 @@ function showFigures() {
   const audioOut = state.ready && ["audio", "sources"].includes(state.ready.output.kind);
   $("delay").textContent = audioOut || !state.ready ? ms(state.audioDelayMs) : "no audio comes back";
   if (state.rtf !== null) $("rtf").textContent = `${state.rtf.toFixed(3)} (mean batch ${state.meanBatch.toFixed(1)})`;
-  const rate = ctx.sampleRate, out = state.ready && state.ready.output;
-  $("sent").textContent = seconds(state.sentFrames, rate);
-  if (out && out.kind === "tokens") {
-    const audioSeconds = state.sentFrames / rate;
-    $("received").textContent = `${state.receivedFrames} token frames`;
-    // counted per second of audio sent: the codes at log2(codebook size) bits each (as a codec's
-    // bitrate is quoted; 16 when the server does not say the size), and the bytes on the wire (uint16)
-    const bits = out.codebook_size ? Math.log2(out.codebook_size) : 16;
-    const kbps = (state.receivedFrames * out.rows * out.codebooks * bits) / audioSeconds / 1000;
+  const rate = ctx.sampleRate, out = state.ready && state.ready.output, input = state.ready && state.ready.input;
+  $("sent").textContent = input ? `${state.sentFrames} token frames (${seconds(state.sentFrames, input.frame_rate)})`
+    : seconds(state.sentFrames, rate);
+  const codes = out && out.kind === "tokens" ? out : input; // the token side of the stream, if any
+  if (codes) {
+    // per second of audio: token frames received for audio sent (encode), or token frames sent (decode)
+    const tokenFrames = input ? state.sentFrames : state.receivedFrames;
+    const audioSeconds = input ? state.sentFrames / input.frame_rate : state.sentFrames / rate;
+    // counted: the codes at log2(codebook size) bits each (as a codec's bitrate is quoted; 16 when
+    // the server does not say the size), and the bytes on the wire (uint16)
+    const bits = codes.codebook_size ? Math.log2(codes.codebook_size) : 16;
+    const kbps = (tokenFrames * codes.rows * codes.codebooks * bits) / audioSeconds / 1000;
     const wire = (8 * state.tokenBytes) / audioSeconds / 1000;
-    $("bitrate").textContent = audioSeconds ? `${kbps.toFixed(2)} kbit/s (${out.codebooks} codebooks × `
-      + `${out.frame_rate} frames/s × ${bits} bits); ${wire.toFixed(2)} kbit/s on the wire` : "–";
+    $("bitrate").textContent = audioSeconds ? `${kbps.toFixed(2)} kbit/s (${codes.codebooks} codebooks × `
+      + `${codes.frame_rate} frames/s × ${bits} bits); ${wire.toFixed(2)} kbit/s on the wire` : "–";
+  }
+  if (out && out.kind === "tokens") {
+    $("received").textContent = `${state.receivedFrames} token frames`;
   } else if (out && out.kind === "events") {
     $("received").textContent = `${state.events.length} events`;
   } else {
@@ -508,11 +626,12 @@ function showFigures() {
   }
 }
 
-// the input is over (file ended, or Stop): send what the capture holds, then `end`
+// the input is over (file or tokens sent, or Stop): send what the capture holds (if any), then `end`
 function finishInput() {
   if (state.status !== "streaming") return;
   setStatus("finishing", "Finishing: waiting for the last output…");
-  capture.port.postMessage("flush");
+  if (state.ready.input) sendEnd();
+  else capture.port.postMessage("flush");
 }
 
 function sendEnd() {
@@ -531,7 +650,9 @@ function onDone(msg) {
   if (msg.reason === "shutdown") {
     setStatus("done", `The server is shutting down: it sent everything for the audio it had and ended the stream.${server}`);
   } else {
-    setStatus("done", `Done: ${seconds(state.sentFrames, ctx.sampleRate)} streamed.${server}`);
+    const streamed = state.ready.input ? `${state.sentFrames} token frames decoded into `
+      + `${seconds(state.receivedFrames, ctx.sampleRate)} of audio` : `${seconds(state.sentFrames, ctx.sampleRate)} streamed`;
+    setStatus("done", `Done: ${streamed}.${server}`);
   }
 }
 
@@ -582,7 +703,8 @@ function init() {
   $("start").onclick = () => start().catch((e) => fail("closed", e.message || String(e)));
   $("stop").onclick = stop;
   $("volume").oninput = () => gain && gain.gain.setTargetAtTime(Number($("volume").value), ctx.currentTime, 0.02);
-  $("file").onchange = (e) => useFile(e.target.files[0]);
+  const pick = (f) => useFile(f).catch((e) => fail("decode", e.message || String(e)));
+  $("file").onchange = (e) => pick(e.target.files[0]);
   const drop = $("drop");
   drop.ondragover = (e) => {
     e.preventDefault();
@@ -592,7 +714,7 @@ function init() {
   drop.ondrop = (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    useFile(e.dataTransfer.files[0]);
+    pick(e.dataTransfer.files[0]);
   };
   document.addEventListener("keydown", (e) => {
     // A, B, C...: switch what you hear while playing
