@@ -46,24 +46,30 @@ def test_depthwise_conv1d_matches_torch_conv_and_streams(kernel, dilation, bias,
     check_all(lambda: conv, x.detach(), parts, t)
 
 
-@settings(max_examples=10, deadline=None)
-@given(batch=st.integers(2, 40), bias=st.booleans(), units=st.integers(1, 12), data=st.data())
-def test_pointwise_conv1d_one_frame_at_a_time(batch, bias, units, data):
-    """A 1x1 conv on one frame runs as a matrix product: the values and gradients of torch's conv, and
-    stepping frame by frame (that path) equals the whole input at once (the conv path)."""
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 40), kernel=st.integers(1, 4), stride=st.integers(1, 3), bias=st.booleans(),
+       units=st.integers(1, 12), data=st.data())
+def test_conv1d_one_frame_at_a_time(batch, kernel, stride, bias, units, data):
+    """One output frame of a conv with adjacent taps runs as a matrix product of its window: the values and
+    gradients of torch's conv, and stepping frame by frame (that path) equals the whole input at once (the
+    conv path)."""
+    if kernel < stride:
+        return
     torch.manual_seed(batch)
-    conv = CausalConv1d(5, 7, 1, bias=bias)
-    assert conv.pointwise
-    x = torch.randn(batch, 5, 1, requires_grad=True)
-    y, _ = conv.step(x, conv.init_state(batch))
-    reference = F.conv1d(x, conv.conv.weight, conv.conv.bias)
-    assert torch.allclose(y, reference, atol=1e-6)
+    conv = CausalConv1d(5, 7, kernel, stride=stride, bias=bias)
+    assert conv.frame_matmul and not CausalConv1d(5, 7, kernel, dilation=2).frame_matmul
+    x = torch.randn(batch, 5, stride, requires_grad=True)
+    prev = torch.randn(batch, 5, conv.context)
+    y, new = conv.step(x, {"prev": prev})
+    reference = F.conv1d(torch.cat([prev, x], -1), conv.conv.weight, conv.conv.bias)
+    assert y.shape == (batch, 7, 1) and torch.allclose(y, reference, atol=1e-6)
+    assert torch.equal(new["prev"], torch.cat([prev, x.detach()], -1)[..., stride:])
     grads = torch.autograd.grad(y.square().sum(), [x, conv.conv.weight])
     expected = torch.autograd.grad(reference.square().sum(), [x, conv.conv.weight])
     assert all(torch.allclose(g, e, atol=1e-5) for g, e in zip(grads, expected, strict=True))
-    x = torch.randn(batch, 5, units)
-    t = data.draw(st.integers(0, units - 1))
-    check_all(lambda: conv, x, [1] * units, t)
+    x = torch.randn(max(batch, 2), 5, units * stride)
+    t = data.draw(st.integers(0, units * stride - 1))
+    check_all(lambda: conv, x, [1] * units, t, out_per_in=1 / stride)
 
 
 def test_causal_conv1d_rejects_partial_hop():

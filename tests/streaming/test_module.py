@@ -57,3 +57,25 @@ def test_forward_is_step_from_zero_state():
     x = torch.randn(1, 2, 9)
     y, _ = chain.step(x, chain.init_state(1))
     assert torch.equal(chain(x), y)
+
+
+def test_step_child_follows_a_replaced_child_and_skips_stateless_ones():
+    """step_child keeps a table per child path; a child replaced in place gets its own keys and state."""
+    chain = StreamingSequential(CausalConv1d(2, 2, 3), CumulativeLayerNorm(2))
+    x = torch.randn(1, 2, 6)
+    chain.step(x, chain.init_state(1))  # fills the table
+    chain.layers[1] = GRU(2, 3)
+    state = chain.init_state(1)
+    assert set(state) == {"layers.0.prev", "layers.1.h"}
+    y, new = chain.step(x, state)
+    assert y.shape == (1, 3, 6) and set(new) == set(state)
+    assert chain._child_keys("layers.1", chain.layers[1]) == {"h": "layers.1.h"}
+
+    class Stateless(StreamingModule):
+        def step(self, x, state):
+            assert state == {}
+            return x * 2, {}
+
+    chain.layers[1] = Stateless()
+    y, new = chain.step(x, chain.init_state(1))
+    assert set(new) == {"layers.0.prev"} and torch.equal(y, 2 * chain.layers[0](x))

@@ -67,3 +67,17 @@ def test_cumulative_layer_norm_large_mean_small_spread_chunked_equals_offline():
 
     x = torch.randn(2, 1, 64, generator=torch.Generator().manual_seed(3)) * 0.05 + 3.0
     assert_chunked_equals_offline(_random_affine(CumulativeLayerNorm(1)), x, [1] * 64)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("frames", [1, 7])
+def test_channel_layer_norm_step_is_its_layer_norm(affine, frames):
+    """``step``/``normalize`` call torch.layer_norm with the LayerNorm's parameters: the module's values exactly."""
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(6, affine=affine)
+    if affine:
+        _random_affine(norm)
+    x = torch.randn(3, 6, frames) * 2 + 1
+    want = norm.norm(x.transpose(1, 2)).transpose(1, 2)
+    y, state = norm.step(x, {})
+    assert state == {} and torch.equal(y, want) and torch.equal(norm.normalize(x), want)

@@ -1,9 +1,11 @@
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wavestream.streaming.recurrent import GRU, LSTM, GroupedGRU
+from wavestream.streaming.recurrent import GRU, LSTM, GroupedGRU, run_rnn
 from wavestream.streaming.testing import check_all, partitions
 
 
@@ -91,3 +93,30 @@ def test_lstm_streaming_across_both_paths(data):
         return LSTM(6, 8, num_layers=2).eval()
 
     check_all(make, x, data.draw(partitions(80, max_parts=20)), data.draw(st.integers(0, 79)))
+
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "grouped"])
+def test_direct_kernel_call_equals_the_module_and_follows_swapped_weights(kind):
+    """``run_rnn`` calls torch's kernel with the module's weight list: equal to the module's forward; when
+    the weights are swapped (torch.func.functional_call) it goes through forward, which takes them."""
+    torch.manual_seed(0)
+    layer = {"gru": lambda: GRU(3, 4, num_layers=2), "lstm": lambda: LSTM(3, 4, num_layers=2),
+             "grouped": lambda: GroupedGRU(4, 4, groups=2)}[kind]()
+    for rnn in list(layer.rnns) if kind == "grouped" else [layer.rnn]:
+        hidden = tuple(torch.randn(rnn.num_layers, 2, rnn.hidden_size) for _ in range(1 + (kind == "lstm")))
+        x = torch.randn(2, 5, rnn.input_size)
+        ref_y, ref_new = rnn(x, hidden[0] if len(hidden) == 1 else hidden)
+        y, *new = run_rnn(rnn, x, hidden)
+        assert torch.equal(y, ref_y)
+        assert all(torch.equal(a, b) for a, b in zip(new, ref_new if kind == "lstm" else (ref_new,), strict=True))
+    x = torch.randn(2, layer.input_size, 1)
+    doubled = copy.deepcopy(layer)
+    with torch.no_grad():
+        for p in doubled.parameters():
+            p.mul_(2)
+        want = doubled(x)
+        got = torch.func.functional_call(layer, dict(doubled.named_parameters()), (x,))
+        assert not torch.allclose(want, layer(x))
+        assert torch.equal(got, want)
+        assert torch.equal(layer(x), layer(x))  # its own weights again afterwards

@@ -63,15 +63,26 @@ def pointwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     return conv(x)
 
 
-def channel_norm(layer: ChannelLayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """``layer.step(x, {})``: the same kernel without the module calls around it."""
-    n = layer.norm
-    return torch.layer_norm(x.transpose(1, 2), n.normalized_shape, n.weight, n.bias, n.eps).transpose(1, 2)
+#: inputs up to this many values take PyTorch's own GELU kernel (see ``gelu``); it is slower from ~16k
+NATIVE_GELU_MAX = 8192
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """``F.gelu(x)`` (the exact, erf form). On a contiguous float CPU tensor F.gelu calls oneDNN, which
+    spends ~5 us setting up whatever the size; PyTorch's own kernel, which it takes for a non-contiguous
+    input, needs ~1 us for a frame. So a small input (a streaming step's) goes in as a transposed view of
+    its memory (non-contiguous, the same values in the same places) and the result is viewed back: ~2 us.
+    Both kernels compute the exact GELU (they differ by rounding, ~1e-7 relative). Inputs that need a
+    gradient keep F.gelu (as_strided's backward is slow)."""
+    n = x.numel()
+    if n > NATIVE_GELU_MAX or n % 2 or x.requires_grad or not x.is_cpu or not x.is_contiguous():
+        return F.gelu(x)
+    return F.gelu(x.as_strided((n // 2, 2), (1, n // 2))).as_strided(x.shape, x.stride())
 
 
 def activation(owner: StreamingModule, name: str, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
     """The ``_Activation`` child ``name`` of ``owner``: GELU (stateless, applied directly), or its LIF."""
-    return owner.step_child(f"{name}.lif", x, state, new_state) if owner.spiking else F.gelu(x)
+    return owner.step_child(f"{name}.lif", x, state, new_state) if owner.spiking else gelu(x)
 
 
 class _Activation(StreamingModule):
@@ -83,7 +94,7 @@ class _Activation(StreamingModule):
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.lif is None:
-            return F.gelu(x), {}
+            return gelu(x), {}
         new_state: State = {}
         return self.step_child("lif", x, state, new_state), new_state
 
@@ -111,12 +122,12 @@ class LMUBlock(StreamingModule):
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         new_state: State = {}
-        h = channel_norm(self.norm_memory, x)
+        h = self.norm_memory.normalize(x)
         if self.spiking:
             h = self.step_child("spikes_memory", h, state, new_state)
         m = self.step_child("memory", torch.relu(pointwise(self.memory_in, h)), state, new_state)
         x = self._residual(x, pointwise(self.memory_out, torch.cat([m, h], dim=1)))
-        h = channel_norm(self.norm_mlp, x)
+        h = self.norm_mlp.normalize(x)
         if self.spiking:
             h = self.step_child("spikes_mlp", h, state, new_state)
         h = activation(self, "mlp_activation", pointwise(self.mlp_in, h), state, new_state)
@@ -180,12 +191,12 @@ class LMUFormerKWS(StreamingModule):
         new_state: State = {}
         h = self.step_child("features", x, state, new_state)
         for i, norm in enumerate(self.embed_norms):
-            h = channel_norm(norm, self.step_child(f"embed.{i}", h, state, new_state))
+            h = norm.normalize(self.step_child(f"embed.{i}", h, state, new_state))
             if i < len(self.embed_activations):
                 h = activation(self, f"embed_activations.{i}", h, state, new_state)
         for i in range(len(self.blocks)):
             h = self.step_child(f"blocks.{i}", h, state, new_state)
-        h = channel_norm(self.norm_head, h)
+        h = self.norm_head.normalize(h)
         if self.spiking:
             h = self.step_child("spikes_head", h, state, new_state)
         return pointwise(self.head, h), new_state

@@ -36,10 +36,12 @@ class CausalConv1d(StreamingModule):
         # a depthwise conv with a few taps runs as that many multiply-adds on shifted views: oneDNN spends
         # ~40 us setting up each call, 4x the whole work at a streaming step's 16 frames (same sums, same order)
         self.taps = groups == in_channels == out_channels and stride == 1 and kernel_size <= MAX_TAPS
-        # a 1x1 conv on one frame (a streaming step of a frame-wise model) is a matrix product: oneDNN
-        # takes ~2x as long for it at batches of 8 to 64 (and far longer at a few frames); from
-        # ~4 frames at batch 32 oneDNN wins, so longer inputs keep the conv
-        self.pointwise = kernel_size == 1 and stride == 1 and groups == 1
+        # one output frame (a streaming step of a frame-wise model) of a conv whose taps are adjacent
+        # (dilation 1, one group) is a matrix product of its flattened input window, [B, in * kernel] x
+        # [in * kernel, out]: torch's conv takes ~2x as long for a 1x1 at batches of 8 to 64, ~3x for a
+        # kernel of 3 at batch 32, ~1.3x at batch 1; from ~4 frames at batch 32 the conv wins, so longer
+        # inputs keep it
+        self.frame_matmul = groups == 1 and dilation == 1
 
     def own_state(self, batch, device, dtype) -> State:
         return {"prev": torch.zeros(batch, self.conv.in_channels, self.context, device=device, dtype=dtype)}
@@ -52,8 +54,8 @@ class CausalConv1d(StreamingModule):
         full = torch.cat([state["prev"], x], dim=-1) if self.context else x  # a 1x1 conv keeps no past
         if self.taps:
             y = self._depthwise(full, x.shape[-1])
-        elif self.pointwise and x.shape[-1] == 1:
-            y = F.linear(x[..., 0], c.weight[..., 0], c.bias).unsqueeze(-1)
+        elif self.frame_matmul and x.shape[-1] == self.stride:  # the window `full` is one kernel long
+            y = F.linear(full.flatten(1), c.weight.flatten(1), c.bias).unsqueeze(-1)
         else:
             y = F.conv1d(full, c.weight, c.bias, self.stride, 0, c.dilation, c.groups)
         return y, {"prev": full[..., full.shape[-1] - self.context:]}

@@ -9,7 +9,8 @@ call of fewer than ``LSTM.onednn_min_rows`` rows (streams x steps) runs its cell
 (unless training with dropout between layers), the same equations as torch's native kernel;
 bigger calls (offline, large batches) keep oneDNN, which is faster there. The process-wide
 ``torch.backends.mkldnn`` flag is never touched: it would switch other threads' convolutions too.
-torch's GRU takes no oneDNN path, so it is left as it is. Figures: ``benchmarks/rnn_step.py``.
+torch's GRU takes no oneDNN path, so it is left as it is. Both kernels are called directly (``run_rnn``):
+nn.GRU/nn.LSTM's forward adds ~15 us of Python per call. Figures: ``benchmarks/rnn_step.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ from torch import nn
 
 from .module import StreamingModule
 from .state import State
+
+
+def run_rnn(rnn: nn.GRU | nn.LSTM, x: torch.Tensor, hidden: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """``rnn(x, hidden)`` for a batch-first ``x [B, T, C]`` and its hidden tensors (``h``, or ``h, c``
+    ``[layers, B, H]``) -> ``(y, *new hidden)``. nn.GRU/nn.LSTM.forward spend ~15 us of Python per call (the
+    module call, re-reading every weight by name to see if one changed, argument checks), as much as a
+    2x256 GRU's whole one-frame step; so torch's kernel (the one forward calls, same arguments) is called
+    directly when the module's weight list still holds its parameters (they are swapped, e.g., by
+    torch.func.functional_call or a parametrization: then forward, which rebuilds the list)."""
+    params = rnn._parameters
+    if all(params.get(name) is w for name, w in zip(rnn._flat_weights_names, rnn._flat_weights, strict=True)):
+        run = torch.gru if isinstance(rnn, nn.GRU) else torch.lstm
+        return run(x, hidden[0] if len(hidden) == 1 else hidden, rnn._flat_weights, rnn.bias, rnn.num_layers,
+                   float(rnn.dropout), rnn.training, rnn.bidirectional, True)
+    y, new = rnn(x, hidden[0] if len(hidden) == 1 else hidden)
+    return (y, new) if isinstance(new, torch.Tensor) else (y, *new)
 
 
 class _Recurrent(StreamingModule):
@@ -43,8 +60,7 @@ class _Recurrent(StreamingModule):
         if not x.shape[-1]:  # torch's RNNs reject empty sequences; nothing happens to the state
             return x.new_zeros(x.shape[0], self.hidden_size, 0), {k: state[k] for k in self.state_names}
         hidden = tuple(state[k].transpose(0, 1).contiguous() for k in self.state_names)
-        y, new = self.rnn(x.transpose(1, 2), hidden[0] if len(hidden) == 1 else hidden)
-        new = (new,) if isinstance(new, torch.Tensor) else new
+        y, *new = run_rnn(self._modules["rnn"], x.transpose(1, 2), hidden)
         return y.transpose(1, 2), {k: v.transpose(0, 1) for k, v in zip(self.state_names, new, strict=True)}
 
 
@@ -119,6 +135,6 @@ class GroupedGRU(StreamingModule):
             return x.new_zeros(x.shape[0], self.hidden_size, 0), {"h": state["h"]}
         xs = x.transpose(1, 2).chunk(self.groups, dim=-1)
         hs = state["h"].transpose(0, 1).chunk(self.groups, dim=-1)
-        ys, new = zip(*(rnn(xi, hi.contiguous()) for rnn, xi, hi in zip(self.rnns, xs, hs, strict=True)),
+        ys, new = zip(*(run_rnn(rnn, xi, (hi.contiguous(),)) for rnn, xi, hi in zip(self.rnns, xs, hs, strict=True)),
                       strict=True)
         return torch.cat(ys, dim=-1).transpose(1, 2), {"h": torch.cat(new, dim=-1).transpose(0, 1)}
