@@ -50,7 +50,7 @@ def test_summary_counts_events_and_delays():
     assert s["rejection"] == 0.5 and s["delay_median_s"] == 0.1  # only the right event's delay
     assert top_event([{"score": 0.7, "label": "a"}, {"score": 0.9, "label": "b"}])["label"] == "b"
     assert top_event([]) is None
-    assert delay_s({"start": 1.0}, 0.95) == pytest.approx(0.06)
+    assert delay_s({"start": 0.5, "end": 1.0}, 0.95) == pytest.approx(0.06)  # sent when it closes
     assert false_alarms_per_hour([[{}], [], [{}, {}]], [1800, 900, 900]) == 3.0
 
 
@@ -87,6 +87,25 @@ def test_op_counter_counts_macs_synops_and_spikes():
     assert counter.spikes == 4 and counter.neurons == 12
     assert counter.synops == 4 * 4  # each spike reaches the 4 outputs
     assert "step" not in vars(toy.lif)  # the wrapper is gone
+
+
+def test_op_counter_counts_every_layer_of_the_keyword_model():
+    """Dense MACs per frame of the ANN equal the sum over its layers (the causal convs run through
+    ``step``, not their inner Conv1d's forward, so they must be counted there), LMU updates included."""
+    from wavestream.models.kws import build_kws
+    from wavestream.streaming import CausalConv1d, LMUMemory
+    model = build_kws().eval()
+    frames = 50
+    counter = OpCounter(model)
+    with torch.no_grad():
+        model(0.1 * torch.randn(1, 1, frames * model.hop))
+    counter.close()
+    per_frame = sum(m.conv.weight.numel() for m in model.modules() if isinstance(m, CausalConv1d))
+    inner = {id(m.conv) for m in model.modules() if isinstance(m, CausalConv1d)}
+    per_frame += sum(m.weight.numel() for m in model.modules()
+                     if isinstance(m, nn.Conv1d) and id(m) not in inner)
+    per_frame += sum(m.channels * (m.order ** 2 + m.order) for m in model.modules() if isinstance(m, LMUMemory))
+    assert counter.macs == frames * per_frame
 
 
 def test_markdown_renders_a_row_per_model():

@@ -13,8 +13,9 @@ Measured per model (offline ``model(x)`` = ``step`` from a zero state, one threa
   a corpus never trained on; also per condition: quiet, 20/10/5 dB noise, room).
 - **false alarms per hour**: keyword events on ``keywords-negative`` (speech without keywords; noise
   and music), per hour of audio.
-- **delay**: when the detector fires (the first frame above its threshold, at the end of that 10 ms
-  frame) minus when the word ends, over correct detections: median and 90th percentile.
+- **delay**: when a stream gets the event (the detector reports it when it closes: at the end of the
+  first frame whose smoothed score falls below the threshold again) minus when the word ends, over
+  correct detections: median and 90th percentile.
 - **cost**: real-time factor; one 10 ms streaming ``step`` vs recomputing a ``theta``-frame window
   from scratch; multiply-accumulates per second (dense inputs) and synaptic operations per second
   (accumulates triggered by spikes: nonzero binary inputs x fan-out) of the linear maps and the LMU
@@ -60,8 +61,9 @@ def top_event(events: list[dict]) -> dict | None:
 
 
 def delay_s(event: dict, word_end_s: float, frame_s: float = 0.01) -> float:
-    """Seconds from the end of the word to the detection (the end of the event's first frame)."""
-    return event["start"] + frame_s - word_end_s
+    """Seconds from the end of the word to when the event is sent: the end of the frame after its last one
+    above the threshold, the frame that closes it (``end`` is the end of that last frame)."""
+    return event["end"] + frame_s - word_end_s
 
 
 def summarize(rows: list[dict], keywords: tuple[str, ...]) -> dict:
@@ -91,19 +93,24 @@ def false_alarms_per_hour(events_per_clip: list[list[dict]], seconds: list[float
 class OpCounter:
     """Counts the operations of a model's forward passes while attached.
 
-    Per frame: ``macs`` from dense (non-binary) inputs of the linear maps (Conv1d, through forward
-    hooks), ``synops`` = nonzero binary inputs x fan-out (an accumulate per spike per target), the LMU
-    memories' recurrent update (order^2 + order MACs per channel per frame), and ``spikes``/``neurons``
-    from the LIF outputs. Streaming children run through ``step`` (not ``forward``), so LMU and LIF
-    modules are counted by wrapping their ``step`` on the instance, undone by ``close``.
+    Per frame: ``macs`` from dense (non-binary) inputs of the linear maps, ``synops`` = nonzero binary
+    inputs x fan-out (an accumulate per spike per target), the LMU memories' recurrent update (order^2 +
+    order MACs per channel per frame), and ``spikes``/``neurons`` from the LIF outputs. Plain Conv1d
+    modules are counted through forward hooks. Streaming children run through ``step`` (not
+    ``forward``; a ``CausalConv1d`` calls ``F.conv1d`` on its inner Conv1d's weights, so no hook fires),
+    so causal convs, LMU and LIF modules are counted by wrapping their ``step`` on the instance, undone
+    by ``close``.
     """
 
     def __init__(self, model: nn.Module):
-        from wavestream.streaming import LIF, LMUMemory
+        from wavestream.streaming import LIF, CausalConv1d, LMUMemory
         self.macs = self.synops = self.spikes = self.neurons = 0.0
         self.handles, self.wrapped = [], []
+        inner = {id(m.conv) for m in model.modules() if isinstance(m, CausalConv1d)}
         for module in model.modules():
-            if isinstance(module, nn.Conv1d):
+            if isinstance(module, CausalConv1d):
+                self._wrap(module, lambda m, x, y: self._conv(m.conv, (x,), y))
+            elif isinstance(module, nn.Conv1d) and id(module) not in inner:
                 self.handles.append(module.register_forward_hook(self._conv))
             elif isinstance(module, LMUMemory | LIF):
                 self._wrap(module, self._lmu if isinstance(module, LMUMemory) else self._lif)
@@ -423,8 +430,9 @@ def markdown(results: dict, command: str) -> str:
               "sentences without keyword words, half over noise) and 15 min of noise/music: false alarms per hour.",
               "", "Definitions: argmax = the keyword whose smoothed posterior peaks highest in the clip (no "
               "threshold); event = the highest-scoring event of the model's detector (none = wrong); delay = "
-              "detection time (end of the first frame above threshold) minus the end of the word, over correct "
-              "events; step / recompute = one 10 ms streaming step vs recomputing a theta-frame window; MACs and "
+              "when the stream gets the event (it is sent when it closes: the end of the first frame back under "
+              "the threshold) minus the end of the word, over correct events; step / recompute = one 10 ms "
+              "streaming step vs recomputing a theta-frame window; MACs and "
               "SynOps per second of audio over the linear maps and LMU memories (log-mel front end excluded), SynOps "
               "counting one accumulate per spike per target."]
     return "\n".join(lines) + "\n"
