@@ -171,22 +171,63 @@ def _detector(model: StreamingModule, rows: int, frame_rate: float, params: dict
         raise ValueError(f"bad detector params {params}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=256)
-def resampler_delay(in_rate: int, out_rate: int, quality: str = "HQ") -> float:
-    """Mean seconds of output a soxr stream holds back (0 for equal rates), measured once per pair.
+#: stream seconds over which ``stream_latency`` looks for the longest wait (the first 0.2 s are
+#: the resamplers' start, excluded); 2 s is within 0.25 ms of 8 s for 44.1 kHz, the slowest to settle
+LATENCY_SECONDS, LATENCY_SETTLE = 2.0, 0.2
 
-    soxr works in blocks, so what it holds back saw-tooths as input arrives; this is the mean over
-    a second of 10 ms pieces (e.g. ~21 ms for 48 kHz <-> 16 kHz, ~64 ms for 8 kHz <-> 16 kHz at HQ).
+
+@functools.lru_cache(maxsize=256)
+def stream_latency(sample_rate: int, model_rate: int, hop: int, lookahead: int, audio_out: bool,
+                   quality: str = "HQ") -> float:
+    """Algorithmic latency of an audio-input stream in seconds: the longest any input sample waits,
+    with input arriving sample by sample, until the output for it can be sent (not counting compute).
+
+    At the model's rate this is the model's figure, ``hop + lookahead`` (a sample at the start of a
+    hop waits for the hop and the lookahead). At another rate soxr's two resamplers hold back output
+    in blocks, a saw-tooth (6-37 ms each way at 48 kHz <-> 16 kHz), and the waits add up by phase,
+    so the stream's counts are simulated once per geometry: client samples in one at a time, soxr
+    to the model's rate, whole hops, the model's output less its ``lookahead`` (audio outputs), soxr
+    back. ``audio_out`` False (events, tokens): ready once the model has the hop and lookahead.
     """
+    total = int(LATENCY_SECONDS * sample_rate)
+    if sample_rate == model_rate:
+        received = np.arange(total + 1)
+    else:
+        into, one = StreamResampler(sample_rate, model_rate, 1, quality), np.zeros((1, 1), np.float32)
+        counts = np.fromiter((len(into.process(one)) for _ in range(total)), np.int64, total)
+        received = np.concatenate([[0], np.cumsum(counts)])  # model samples after n client samples
+    q = np.arange(int(LATENCY_SETTLE * sample_rate), total)
+    if audio_out:
+        model_out = np.maximum(received // hop * hop - lookahead, 0)  # model output after n in
+        out = model_out.copy()
+        if sample_rate != model_rate:
+            back = StreamResampler(model_rate, sample_rate, 1, quality)
+            starts = np.flatnonzero(np.diff(model_out)) + 1
+            produced = 0
+            for start, stop in zip(starts, [*starts[1:], total + 1], strict=True):
+                produced += len(back.process(np.zeros((model_out[start] - model_out[start - 1], 1), np.float32)))
+                out[start:stop] = produced
+            out[:starts[0] if len(starts) else total + 1] = 0
+        out = np.minimum(out, np.arange(total + 1))  # never more out than in
+        ready = np.searchsorted(out, q + 1)  # client samples in when sample q goes out
+    else:
+        need = q * model_rate // sample_rate // hop * hop + hop + lookahead
+        ready = np.searchsorted(received, need)
+    found = ready <= total
+    return float((ready[found] - q[found]).max()) / sample_rate
+
+
+@functools.lru_cache(maxsize=256)
+def _resampler_hold(in_rate: int, out_rate: int, piece: int, quality: str = "HQ") -> float:
+    """The longest soxr holds an output sample back, in seconds, fed ``piece`` samples at a time."""
     if in_rate == out_rate:
         return 0.0
-    stream = StreamResampler(in_rate, out_rate, 1, quality)
-    piece = np.zeros((max(in_rate // 100, 1), 1), np.float32)
-    produced, held = 0, []
-    for i in range(1, 101):
-        produced += len(stream.process(piece))
-        held.append(i * len(piece) * out_rate / in_rate - produced)
-    return float(np.mean(held[20:])) / out_rate
+    stream, zeros = StreamResampler(in_rate, out_rate, 1, quality), np.zeros((piece, 1), np.float32)
+    pieces = int(LATENCY_SECONDS * in_rate) // piece
+    out = np.concatenate([[0], np.cumsum([len(stream.process(zeros)) for _ in range(pieces)])])
+    q = np.arange(int(LATENCY_SETTLE * out_rate), out[-1])
+    ready = np.searchsorted(out, q + 1) * piece  # input samples in when output sample q goes out
+    return float((ready / in_rate - q / out_rate).max())
 
 
 class StreamPipeline:
@@ -236,9 +277,11 @@ class StreamPipeline:
             if self.kind in AUDIO_LIKE else None
         # a token step unit (a frame) lasts out_per_hop / hop model samples
         step_seconds = (self.out_per_hop / self.hop if self.tokens_in else 1) / self.model_rate
-        self.latency_seconds = model.algorithmic_latency * step_seconds + (0.0 if self.tokens_in else resampler_delay(
-            self.sample_rate, self.model_rate, quality)) + (resampler_delay(
-                self.model_rate, self.sample_rate, quality) if self.from_model else 0.0)
+        #: the stream's algorithmic latency end to end, resamplers included (see ``stream_latency``)
+        self.latency_seconds = model.algorithmic_latency * step_seconds + _resampler_hold(
+            self.model_rate, self.sample_rate, self.out_per_hop, quality) if self.tokens_in else stream_latency(
+                self.sample_rate, self.model_rate, self.hop, self.latency,
+                self.kind in AUDIO_LIKE, quality)
         self.reset()
 
     # -- description -------------------------------------------------------------------------
