@@ -4,7 +4,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wavestream.streaming.resample import StreamResampler, resample
+from wavestream.streaming.resample import StreamResampler, half_width, resample
 
 RATES = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
 
@@ -12,7 +12,7 @@ RATES = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
 @settings(max_examples=30, deadline=None)
 @given(in_rate=st.sampled_from(RATES), out_rate=st.sampled_from(RATES), channels=st.integers(1, 2),
        sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=10),
-       quality=st.sampled_from(["HQ", "VHQ", "LQ"]))
+       quality=st.sampled_from(["LL", "HQ", "VHQ", "LQ"]))
 def test_chunked_is_bit_identical_to_one_shot(in_rate, out_rate, channels, sizes, quality):
     rng = np.random.default_rng(sum(sizes))
     x = rng.uniform(-1, 1, (sum(sizes), channels)).astype(np.float32)
@@ -23,7 +23,14 @@ def test_chunked_is_bit_identical_to_one_shot(in_rate, out_rate, channels, sizes
         pos += n
     outs.append(stream.flush())
     y = np.concatenate(outs)
-    expected = soxr.resample(x, in_rate, out_rate, quality=quality) if in_rate != out_rate else x
+    if in_rate == out_rate:
+        expected = x
+    elif quality == "LL":  # ours: one piece, then the flush
+        whole = StreamResampler(in_rate, out_rate, channels, quality)
+        expected = np.concatenate([whole.process(x), whole.flush()])
+        assert len(expected) == -(-len(x) * out_rate // in_rate)  # every output time before the end
+    else:
+        expected = soxr.resample(x, in_rate, out_rate, quality=quality)
     assert y.dtype == np.float32 and y.shape == expected.shape
     assert np.array_equal(y, expected)
     assert np.array_equal(resample(x, in_rate, out_rate, quality), expected)
@@ -78,3 +85,49 @@ def test_process_rejects_bad_samples(samples):
 def test_one_shot_rejects_bad_samples(samples):
     with pytest.raises(ValueError):
         resample(samples, 48000, 16000)
+
+
+@settings(max_examples=20, deadline=None)
+@given(in_rate=st.sampled_from(RATES + [44101]), out_rate=st.sampled_from([16000, 8000]),
+       sizes=st.lists(st.integers(0, 700), min_size=1, max_size=30))
+def test_low_latency_ready_counts_what_process_returns(in_rate, out_rate, sizes):
+    """``ready`` (what stream_latency uses) is exactly what the pieces returned, and output sample k
+    leaves as soon as the input reaches the filter's half-width past k / out_rate."""
+    stream = StreamResampler(in_rate, out_rate, 1, "LL")
+    x = np.zeros((sum(sizes), 1), np.float32)
+    counts, total, pos = [0], 0, 0
+    for n in sizes:
+        total += len(stream.process(x[pos:pos + n]))
+        pos += n
+        counts.append(total)
+    ends = np.cumsum([0, *sizes])
+    assert np.array_equal(stream.ready(ends), counts)
+    ready = stream.ready(np.arange(5 * in_rate // 100 + 1))  # 50 ms, one sample at a time
+    q = np.arange(ready[-1])
+    waits = np.searchsorted(ready, q + 1) / in_rate - q / out_rate
+    assert waits.max() <= half_width(in_rate, out_rate) + 2 / in_rate  # K taps ahead, rounded up, + 1
+    assert half_width(in_rate, out_rate) < 0.0026 * 16000 / min(in_rate, out_rate)  # 2.5 ms next to 16 kHz
+
+
+@pytest.mark.parametrize("in_rate,out_rate", [(48000, 16000), (16000, 48000), (44100, 16000), (16000, 44100),
+                                              (8000, 16000), (16000, 8000), (22050, 16000)])
+def test_low_latency_filter_quality(in_rate, out_rate):
+    """"LL": flat to 7 kHz (3.5 kHz at 8 kHz) within 0.01 dB, and nothing above -78 dB from what the
+    lower rate cannot hold (aliasing) or from images of what it holds."""
+    nyquist = min(in_rate, out_rate) / 2
+
+    def through(freq):
+        x = (0.5 * np.sin(2 * np.pi * freq * np.arange(in_rate // 5) / in_rate)).astype(np.float32)[:, None]
+        y = resample(x, in_rate, out_rate, "LL")[out_rate // 40:-out_rate // 40, 0].astype(np.float64)
+        t = (np.arange(len(y)) + out_rate // 40) / out_rate
+        basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], 1)
+        coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
+        return np.hypot(*coef) / 0.5, np.sqrt(np.mean((y - basis @ coef) ** 2)) / (0.5 / np.sqrt(2))
+
+    for freq in np.linspace(100, 0.875 * nyquist, 9):
+        gain, rest = through(freq)
+        assert abs(20 * np.log10(gain)) < 0.01 and 20 * np.log10(rest) < -78, (freq, gain, rest)
+    if in_rate > out_rate:
+        for freq in np.linspace(nyquist + 10, in_rate / 2 - 10, 9):
+            gain, rest = through(freq)
+            assert 20 * np.log10(max(gain, rest)) < -78, (freq, gain, rest)

@@ -154,7 +154,7 @@ class Session:
 
 class Engine:
     def __init__(self, max_batch: int = 32, max_wait: float | None = None, workers: int | None = None,
-                 max_sessions: int = 64, queue_chunks: int = 8, max_chunk_hops: int = 32, quality: str = "HQ",
+                 max_sessions: int = 64, queue_chunks: int = 8, max_chunk_hops: int = 32, quality: str = "LL",
                  on_batch: BatchObserver | None = None, allow_untrained: bool = True,
                  weights: dict[str, str | Path] | None = None, max_instances: int = 8):
         for name, value in (("max_batch", max_batch), ("max_sessions", max_sessions),

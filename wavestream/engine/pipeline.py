@@ -178,15 +178,16 @@ LATENCY_SECONDS, LATENCY_SETTLE = 2.0, 0.2
 
 @functools.lru_cache(maxsize=256)
 def stream_latency(sample_rate: int, model_rate: int, hop: int, lookahead: int, audio_out: bool,
-                   quality: str = "HQ") -> float:
+                   quality: str = "LL") -> float:
     """Algorithmic latency of an audio-input stream in seconds: the longest any input sample waits,
     with input arriving sample by sample, until the output for it can be sent (not counting compute).
 
     At the model's rate this is the model's figure, ``hop + lookahead`` (a sample at the start of a
-    hop waits for the hop and the lookahead). At another rate soxr's two resamplers hold back output
-    in blocks, a saw-tooth (6-37 ms each way at 48 kHz <-> 16 kHz), and the waits add up by phase,
-    so the stream's counts are simulated once per geometry: client samples in one at a time, soxr
-    to the model's rate, whole hops, the model's output less its ``lookahead`` (audio outputs), soxr
+    hop waits for the hop and the lookahead). At another rate the two resamplers hold output back
+    (the "LL" filter its half-length, 2.5 ms each way next to 16 kHz; soxr in blocks, a saw-tooth of
+    6-37 ms each way at 48 kHz <-> 16 kHz for HQ), and the waits add up by phase, so the stream's
+    counts are simulated once per geometry: client samples in one at a time, resampled to the
+    model's rate, whole hops, the model's output less its ``lookahead`` (audio outputs), resampled
     back. ``audio_out`` False (events, tokens): ready once the model has the hop and lookahead.
     """
     total = int(LATENCY_SECONDS * sample_rate)
@@ -194,20 +195,26 @@ def stream_latency(sample_rate: int, model_rate: int, hop: int, lookahead: int, 
         received = np.arange(total + 1)
     else:
         into, one = StreamResampler(sample_rate, model_rate, 1, quality), np.zeros((1, 1), np.float32)
-        counts = np.fromiter((len(into.process(one)) for _ in range(total)), np.int64, total)
-        received = np.concatenate([[0], np.cumsum(counts)])  # model samples after n client samples
+        received = into.ready(np.arange(total + 1))  # model samples after n client samples
+        if received is None:  # soxr: feed it to know
+            counts = np.fromiter((len(into.process(one)) for _ in range(total)), np.int64, total)
+            received = np.concatenate([[0], np.cumsum(counts)])
     q = np.arange(int(LATENCY_SETTLE * sample_rate), total)
     if audio_out:
         model_out = np.maximum(received // hop * hop - lookahead, 0)  # model output after n in
         out = model_out.copy()
         if sample_rate != model_rate:
             back = StreamResampler(model_rate, sample_rate, 1, quality)
-            starts = np.flatnonzero(np.diff(model_out)) + 1
-            produced = 0
-            for start, stop in zip(starts, [*starts[1:], total + 1], strict=True):
-                produced += len(back.process(np.zeros((model_out[start] - model_out[start - 1], 1), np.float32)))
-                out[start:stop] = produced
-            out[:starts[0] if len(starts) else total + 1] = 0
+            known = back.ready(model_out)
+            if known is not None:
+                out = known
+            else:
+                starts = np.flatnonzero(np.diff(model_out)) + 1
+                produced = 0
+                for start, stop in zip(starts, [*starts[1:], total + 1], strict=True):
+                    produced += len(back.process(np.zeros((model_out[start] - model_out[start - 1], 1), np.float32)))
+                    out[start:stop] = produced
+                out[:starts[0] if len(starts) else total + 1] = 0
         out = np.minimum(out, np.arange(total + 1))  # never more out than in
         ready = np.searchsorted(out, q + 1)  # client samples in when sample q goes out
     else:
@@ -218,20 +225,22 @@ def stream_latency(sample_rate: int, model_rate: int, hop: int, lookahead: int, 
 
 
 @functools.lru_cache(maxsize=256)
-def _resampler_hold(in_rate: int, out_rate: int, piece: int, quality: str = "HQ") -> float:
-    """The longest soxr holds an output sample back, in seconds, fed ``piece`` samples at a time."""
+def _resampler_hold(in_rate: int, out_rate: int, piece: int, quality: str = "LL") -> float:
+    """The longest the resampler holds an output sample back, in seconds, fed ``piece`` samples at a time."""
     if in_rate == out_rate:
         return 0.0
     stream, zeros = StreamResampler(in_rate, out_rate, 1, quality), np.zeros((piece, 1), np.float32)
     pieces = int(LATENCY_SECONDS * in_rate) // piece
-    out = np.concatenate([[0], np.cumsum([len(stream.process(zeros)) for _ in range(pieces)])])
+    out = stream.ready(np.arange(pieces + 1) * piece)
+    if out is None:  # soxr: feed it to know
+        out = np.concatenate([[0], np.cumsum([len(stream.process(zeros)) for _ in range(pieces)])])
     q = np.arange(int(LATENCY_SETTLE * out_rate), out[-1])
     ready = np.searchsorted(out, q + 1) * piece  # input samples in when output sample q goes out
     return float((ready / in_rate - q / out_rate).max())
 
 
 class StreamPipeline:
-    def __init__(self, model: StreamingModule, sample_rate: int, channels: int, quality: str = "HQ",
+    def __init__(self, model: StreamingModule, sample_rate: int, channels: int, quality: str = "LL",
                  params: dict[str, Any] | None = None):
         if model.input_kind not in (AUDIO, TOKENS):
             raise ValueError(f"{type(model).__name__} takes {model.input_kind} input; a stream takes audio or tokens")
