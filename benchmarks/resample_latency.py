@@ -13,7 +13,11 @@ streaming resampler setting (our windowed-sinc "LL"; soxr's QQ, LQ, MQ, HQ, VHQ)
 - SI-SDR (dB) of `enhance` streamed at that rate against `enhance` at 16 kHz, on the repo's speech
   clip (tests/models/data/speech_16k.flac), both compared at 16 kHz after soxr VHQ offline.
 
-    nice -n 15 python benchmarks/resample_latency.py [--rates 8000 48000] [--qualities LL HQ]
+- CPU per message (`--cpu-only` prints just this): microseconds of `StreamResampler.process` per
+  16 ms message (768 samples at 48 kHz), each direction, 1 and 2 channels, the median of 7 repeats
+  over 2 s of noise, every quality measured in the same run (soxr HQ is the reference for LL).
+
+    nice -n 15 python benchmarks/resample_latency.py [--rates 8000 48000] [--qualities LL HQ] [--cpu-only]
 
 One thread (OMP_NUM_THREADS=1 is set here); the CPU figures vary with machine load (printed).
 """
@@ -80,6 +84,36 @@ def tone_quality(in_rate: int, out_rate: int, quality: str) -> tuple[float, floa
     return ripple, -20 * np.log10(max(worst, 1e-12) / (0.5 / np.sqrt(2)))
 
 
+def message_cost(in_rate: int, out_rate: int, channels: int, quality: str, ms: int = 16, repeats: int = 7) -> float:
+    """Median microseconds of one ``process`` call on ``ms`` ms messages (2 s of noise, 5 to warm up)."""
+    n = in_rate * ms // 1000
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2 * in_rate, channels)).astype(np.float32)
+    pieces = [x[p:p + n] for p in range(0, len(x) - n + 1, n)]
+    times = []
+    for _ in range(repeats):
+        stream = StreamResampler(in_rate, out_rate, channels, quality)
+        for piece in pieces[:5]:
+            stream.process(piece)
+        start = time.perf_counter()
+        for piece in pieces[5:]:
+            stream.process(piece)
+        times.append((time.perf_counter() - start) / (len(pieces) - 5) * 1e6)
+    return float(np.median(times))
+
+
+def print_message_costs(rates: list[int], qualities: list[str]) -> None:
+    print(machine_load())
+    print("us per 16 ms message (median of 7): rate -> 16 kHz | 16 kHz -> rate, 1 channel / 2 channels")
+    print("rate   " + "".join(f"| {q:>4} in 1ch/2ch  out 1ch/2ch " for q in qualities))
+    for rate in rates:
+        cells = []
+        for quality in qualities:
+            c = [message_cost(a, b, ch, quality) for a, b in ((rate, MODEL_RATE), (MODEL_RATE, rate)) for ch in (1, 2)]
+            cells.append(f"|  {c[0]:5.1f} /{c[1]:5.1f}   {c[2]:5.1f} /{c[3]:5.1f}  ")
+        print(f"{rate:5d}  " + "".join(cells), flush=True)
+    print(machine_load())
+
+
 def run_pipeline(model, rate: int, quality: str, x: np.ndarray) -> np.ndarray:
     pipe = StreamPipeline(model, rate, 1, quality)
     piece = rate // 50
@@ -99,8 +133,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", type=int, nargs="+", default=[8000, 22050, 24000, 44100, 48000])
     parser.add_argument("--qualities", nargs="+", default=list(QUALITIES), choices=QUALITIES)
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU per message table")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.cpu_only:
+        print_message_costs(args.rates, args.qualities)
+        return
     print(machine_load())
     model = load_model("enhance")
     speech, rate = sf.read(SPEECH, dtype="float32", always_2d=True)
