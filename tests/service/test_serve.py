@@ -68,6 +68,35 @@ def test_an_empty_api_key_is_refused_at_startup(monkeypatch, capsys):
     assert ServiceSettings().api_keys == []  # no key given at all: no authentication, as documented
 
 
+
+def test_resample_quality_setting(monkeypatch, tmp_path, capsys):
+    """`--resample-quality` / WAVESTREAM_RESAMPLE_QUALITY picks the streams' resampler (LL by
+    default), a bad value stops the server at start, and `ready.latency_ms` follows the choice."""
+    assert ServiceSettings().resample_quality == "LL"
+    monkeypatch.setenv("WAVESTREAM_RESAMPLE_QUALITY", "hq")
+    assert ServiceSettings().resample_quality == "HQ"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert settings_from_args(parser.parse_args(["--resample-quality", "VHQ"])).resample_quality == "VHQ"
+    monkeypatch.setenv("WAVESTREAM_RESAMPLE_QUALITY", "best")
+    with pytest.raises(ValidationError, match="unknown resample quality 'best'; choose one of LL, QQ"):
+        ServiceSettings()
+    monkeypatch.delenv("WAVESTREAM_RESAMPLE_QUALITY")
+    assert cli_main(["serve", "--resample-quality", "soxr", "--port", str(free_port()),
+                     "--data-dir", str(tmp_path / "bad")]) == 2
+    assert "unknown resample quality 'soxr'" in capsys.readouterr().out
+    stated = {}
+    for quality in ("LL", "HQ"):
+        with running_server(tmp_path / quality, resample_quality=quality) as srv:
+            assert srv.service.engine.quality == quality
+            with StreamClient(srv.ws) as client:
+                stated[quality] = client.start("enhance", 48000).latency_ms
+                y = client.stream(signal(0.2, 48000), 768).output
+            assert y.shape == (9600, 1)
+    # enhance at 48 kHz: 37.04 ms with LL, 97.79 with soxr HQ (docs/design.md)
+    assert abs(stated["LL"] - 37.04) < 0.05 and abs(stated["HQ"] - 97.79) < 0.05, stated
+
+
 def test_wavestream_serve_process(tmp_path):
     """The real command: flags reach the server, it streams, and Ctrl+C stops it cleanly."""
     port = free_port()

@@ -80,7 +80,8 @@ class Service:
         self.engine = Engine(max_batch=settings.max_batch, workers=settings.workers,
                              max_wait=None if settings.max_wait_ms is None else settings.max_wait_ms / 1000,
                              max_sessions=settings.max_sessions, on_batch=self.metrics.observe_batch,
-                             allow_untrained=settings.allow_untrained, weights=settings.weights)
+                             allow_untrained=settings.allow_untrained, weights=settings.weights,
+                             quality=settings.resample_quality)
         if metrics_dir is None:
             self.metrics.active_sessions.set_function(lambda: self.engine.active_sessions)
         self._publisher: asyncio.Task | None = None  # in a group: writes the session count (start)

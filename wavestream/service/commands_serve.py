@@ -28,6 +28,8 @@ FLAGS = {
     "--job-retention-hours": ("job_retention_hours", float, "delete finished jobs this long after (0 = never)"),
     "--max-queued-jobs": ("max_queued_jobs", int, "most jobs queued or running (503 above)"),
     "--shutdown-timeout": ("shutdown_timeout", float, "seconds streams get to finish on shutdown"),
+    "--resample-quality": ("resample_quality", str, "resampler of streams at other rates than the model's: LL "
+                           "(low latency, the default) or soxr's QQ, LQ, MQ, HQ, VHQ (blocks: more latency, less CPU)"),
 }
 
 

@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from wavestream.streaming.resample import QUALITIES
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WAVESTREAM_", extra="ignore")
@@ -55,6 +57,10 @@ class ServiceSettings(BaseSettings):
     allow_untrained: bool = False
     #: seconds a graceful shutdown waits for sessions to send their final audio
     shutdown_timeout: float = Field(10.0, ge=0)
+    #: resampler of streams at another rate than the model's: "LL" (our windowed-sinc filter, each
+    #: sample out as soon as its input is in: 37 ms for `enhance` at 48 kHz) or soxr's "QQ" .. "VHQ"
+    #: (blocks: 98-220 ms, but about a third of LL's CPU per message)
+    resample_quality: str = "LL"
 
     @field_validator("api_keys", "preload", mode="before")
     @classmethod
@@ -96,6 +102,14 @@ class ServiceSettings(BaseSettings):
             if not path.is_file():
                 raise ValueError(f"weights file {path} for model {name!r} does not exist")
         return weights
+
+    @field_validator("resample_quality", mode="before")
+    @classmethod
+    def _known_quality(cls, value):
+        quality = str(value).strip().upper()
+        if quality not in QUALITIES:
+            raise ValueError(f"unknown resample quality {value!r}; choose one of {', '.join(QUALITIES)}")
+        return quality
 
     @field_validator("preload")
     @classmethod
