@@ -31,8 +31,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPEECH = Path(__file__).parents[1] / "models" / "data" / "speech_16k.flac"  # real speech, see its README
 STATIC = Path(__file__).parents[2] / "wavestream" / "service" / "static"
 KEY = "browser-key"
-# the kws model fires with a low detector threshold (as in test_kws_events)
-FIRING = {"threshold": "0.09", "smooth_frames": "5", "refractory_frames": "10"}
+# the kws model fires with a low detector threshold and no minimum event length (as in test_kws_events)
+FIRING = {"threshold": "0.09", "smooth_frames": "3", "refractory_frames": "10", "min_frames": "1"}  # none the default
 # Chromium's own network traffic off: only the test server is ever contacted
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
