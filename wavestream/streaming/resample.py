@@ -90,9 +90,9 @@ def _sinc_table(in_rate: int, out_rate: int) -> tuple[int, int, int, np.ndarray]
     offsets = (np.arange(2 * taps)[None, :] - taps + 1) - np.arange(up)[:, None] / up
     grid = np.linspace(-1.0, 1.0, 8193)  # the window, interpolated (within 1e-6 of the exact)
     window = np.interp(offsets / taps, grid, np.i0(beta * np.sqrt(1 - grid ** 2)) / np.i0(beta))
-    table = 2 * cutoff * np.sinc(2 * cutoff * offsets) * window
-    table.setflags(write=False)
-    return up, down, taps, table.astype(np.float32)
+    table = (2 * cutoff * np.sinc(2 * cutoff * offsets) * window).astype(np.float32)
+    table.setflags(write=False)  # cached and shared by every stream of this pair: read-only
+    return up, down, taps, table
 
 
 #: "LL" block plans: outputs are computed in blocks of R consecutive samples, each block one BLAS
