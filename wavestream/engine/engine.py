@@ -16,7 +16,7 @@ import torch
 
 from wavestream.models.registry import describe, load_model, model_names
 from wavestream.streaming.module import StreamingModule
-from wavestream.streaming.resample import QUALITIES
+from wavestream.streaming.resample import check_quality
 
 from .pipeline import Output, StreamPipeline, check_stream_params, per_stream_params
 from .scheduler import BatchObserver, Scheduler, Stream
@@ -165,8 +165,7 @@ class Engine:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if max_wait is not None and not max_wait >= 0:
             raise ValueError(f"max_wait must be >= 0 seconds, got {max_wait!r}")
-        if quality not in QUALITIES:  # the streams' resampler
-            raise ValueError(f"unknown resampling quality {quality!r}; choose one of {', '.join(QUALITIES)}")
+        check_quality(quality)  # the streams' resampler, refused here rather than at each stream's start
         workers = workers if workers is not None else (os.cpu_count() or 1)
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")

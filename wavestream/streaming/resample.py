@@ -48,7 +48,7 @@ def _check_rate(rate: int, name: str) -> None:
         raise ValueError(f"{name} must be a positive integer in Hz, got {rate!r}")
 
 
-def _check_quality(quality: str) -> None:
+def check_quality(quality: str) -> None:
     if quality not in QUALITIES:
         raise ValueError(f"unknown resampling quality {quality!r}; choose one of {', '.join(QUALITIES)}")
 
@@ -57,7 +57,7 @@ def resample(samples: np.ndarray, in_rate: int, out_rate: int, quality: str = "H
     """One-shot resampling of ``float32 [n, channels]``."""
     _check_rate(in_rate, "in_rate")
     _check_rate(out_rate, "out_rate")
-    _check_quality(quality)
+    check_quality(quality)
     if not isinstance(samples, np.ndarray) or samples.ndim != 2:
         raise ValueError("samples must be a 2-D numpy array [frames, channels]")
     check_samples(samples, samples.shape[1])
@@ -302,7 +302,7 @@ class StreamResampler:
     def __init__(self, in_rate: int, out_rate: int, channels: int, quality: str = "LL"):
         _check_rate(in_rate, "in_rate")
         _check_rate(out_rate, "out_rate")
-        _check_quality(quality)
+        check_quality(quality)
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
         self.in_rate, self.out_rate, self.channels, self.quality = int(in_rate), int(out_rate), channels, quality
