@@ -191,14 +191,8 @@ def stream_latency(sample_rate: int, model_rate: int, hop: int, lookahead: int, 
     back. ``audio_out`` False (events, tokens): ready once the model has the hop and lookahead.
     """
     total = int(LATENCY_SECONDS * sample_rate)
-    if sample_rate == model_rate:
-        received = np.arange(total + 1)
-    else:
-        into, one = StreamResampler(sample_rate, model_rate, 1, quality), np.zeros((1, 1), np.float32)
-        received = into.ready(np.arange(total + 1))  # model samples after n client samples
-        if received is None:  # soxr: feed it to know
-            counts = np.fromiter((len(into.process(one)) for _ in range(total)), np.int64, total)
-            received = np.concatenate([[0], np.cumsum(counts)])
+    # model samples after n client samples (n itself at equal rates: a passthrough)
+    received = _output_counts(StreamResampler(sample_rate, model_rate, 1, quality), 1, total)
     q = np.arange(int(LATENCY_SETTLE * sample_rate), total)
     if audio_out:
         model_out = np.maximum(received // hop * hop - lookahead, 0)  # model output after n in
@@ -224,16 +218,22 @@ def stream_latency(sample_rate: int, model_rate: int, hop: int, lookahead: int, 
     return float((ready[found] - q[found]).max()) / sample_rate
 
 
+def _output_counts(stream: StreamResampler, piece: int, pieces: int) -> np.ndarray:
+    """Output samples ``stream`` has returned after 0, 1, .. ``pieces`` pieces of ``piece`` input samples."""
+    counts = stream.ready(np.arange(pieces + 1) * piece)
+    if counts is None:  # soxr: feed it to know
+        zeros = np.zeros((piece, stream.channels), np.float32)
+        fed = np.fromiter((len(stream.process(zeros)) for _ in range(pieces)), np.int64, pieces)
+        counts = np.concatenate([[0], np.cumsum(fed)])
+    return counts
+
+
 @functools.lru_cache(maxsize=256)
 def _resampler_hold(in_rate: int, out_rate: int, piece: int, quality: str = "LL") -> float:
     """The longest the resampler holds an output sample back, in seconds, fed ``piece`` samples at a time."""
     if in_rate == out_rate:
         return 0.0
-    stream, zeros = StreamResampler(in_rate, out_rate, 1, quality), np.zeros((piece, 1), np.float32)
-    pieces = int(LATENCY_SECONDS * in_rate) // piece
-    out = stream.ready(np.arange(pieces + 1) * piece)
-    if out is None:  # soxr: feed it to know
-        out = np.concatenate([[0], np.cumsum([len(stream.process(zeros)) for _ in range(pieces)])])
+    out = _output_counts(StreamResampler(in_rate, out_rate, 1, quality), piece, int(LATENCY_SECONDS * in_rate) // piece)
     q = np.arange(int(LATENCY_SETTLE * out_rate), out[-1])
     ready = np.searchsorted(out, q + 1) * piece  # input samples in when output sample q goes out
     return float((ready / in_rate - q / out_rate).max())
@@ -284,13 +284,14 @@ class StreamPipeline:
         self.framer = Framer(self.hop, self.model_in_channels)
         self.from_model = StreamResampler(self.model_rate, self.sample_rate, self.out_channels, quality) \
             if self.kind in AUDIO_LIKE else None
-        # a token step unit (a frame) lasts out_per_hop / hop model samples
-        step_seconds = (self.out_per_hop / self.hop if self.tokens_in else 1) / self.model_rate
         #: the stream's algorithmic latency end to end, resamplers included (see ``stream_latency``)
-        self.latency_seconds = model.algorithmic_latency * step_seconds + _resampler_hold(
-            self.model_rate, self.sample_rate, self.out_per_hop, quality) if self.tokens_in else stream_latency(
-                self.sample_rate, self.model_rate, self.hop, self.latency,
-                self.kind in AUDIO_LIKE, quality)
+        if self.tokens_in:  # the model's, in token frames of out_per_hop / hop model samples, + the way back
+            frame_seconds = self.out_per_hop / self.hop / self.model_rate
+            self.latency_seconds = model.algorithmic_latency * frame_seconds + _resampler_hold(
+                self.model_rate, self.sample_rate, self.out_per_hop, quality)
+        else:
+            self.latency_seconds = stream_latency(self.sample_rate, self.model_rate, self.hop, self.latency,
+                                                  self.kind in AUDIO_LIKE, quality)
         self.reset()
 
     # -- description -------------------------------------------------------------------------
