@@ -6,7 +6,7 @@ Two kinds of converter behind one interface, chosen by ``quality``:
   filter of our own. Its passband reaches ``PASSBAND`` of the lower rate's Nyquist frequency
   (7 kHz between 16 kHz and any higher rate, 3.5 kHz at 8 kHz) within 0.001 dB, and it rejects
   everything from that Nyquist frequency on by ``STOPBAND_DB`` (no aliasing or imaging above
-  -80 dB). Output sample k is computed as soon as the input reaches ``HALF_WIDTH`` seconds past
+  -80 dB). Output sample k is computed as soon as the input reaches ``half_width`` seconds past
   its time, and not later: no blocks, so the longest wait is the filter's half-length (about
   2.5 ms per resampler next to 16 kHz, 5 ms next to 8 kHz). It is computed in blocks of about
   24 consecutive outputs, each one BLAS matrix-vector product of the same shape whatever the
@@ -188,10 +188,14 @@ class _SincStream:
         self.store = _aligned((self.channels, 4 * self.plan[2] + 4096))  # L is a multiple of _ALIGN
 
     def ready(self, n_in: np.ndarray | int) -> np.ndarray | int:
-        """Output samples out after ``n_in`` input samples (before a flush)."""
-        n = np.asarray(n_in, np.int64) - self.taps  # output k needs input floor(k * down / up) + K
-        count = np.where(n > 0, -(-n * self.up // self.down), 0)
-        return count if np.ndim(n_in) else int(count)
+        """Output samples out after ``n_in`` input samples (before a flush); an int (in ints: per message,
+        with no numpy call) or an array of counts."""
+        # output k needs input floor(k * down / up) + K
+        if not isinstance(n_in, np.ndarray):
+            n = int(n_in) - self.taps
+            return -(-n * self.up // self.down) if n > 0 else 0
+        n = n_in.astype(np.int64) - self.taps
+        return np.where(n > 0, -(-n * self.up // self.down), 0)
 
     def total(self) -> int:
         """Output samples of the whole stream: every k with k / out_rate < n_in / in_rate."""
@@ -214,10 +218,7 @@ class _SincStream:
         size, step, length, coefficients = self.plan
         n = len(samples)
         self.n_in += n
-        if last:
-            stop = self.total()
-        else:  # self.ready(self.n_in), in ints
-            stop = -(-(self.n_in - self.taps) * self.up // self.down) if self.n_in > self.taps else 0
+        stop = self.total() if last else self.ready(self.n_in)
         first = self.next_out // size
         blocks = max(-(-stop // size) - first, 0)
         self._reserve(max(self.fill + n, self._block_start(first + blocks) + length))
@@ -267,9 +268,8 @@ class _SincStream:
         """Output by output (plans too large to keep): gathered windows times table rows, summed."""
         self.n_in += len(samples)
         parts = [self.buffer, samples]
-        stop = self.ready(self.n_in)
+        stop = self.total() if last else self.ready(self.n_in)
         if last:
-            stop = self.total()
             parts.append(np.zeros((2 * self.taps, self.channels), np.float32))  # silence after the end
         buffer = np.concatenate(parts)
         out = np.empty((max(stop - self.next_out, 0), self.channels), np.float32)
