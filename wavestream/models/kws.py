@@ -42,6 +42,7 @@ from torch import nn
 
 from wavestream.data.corpora import KEYWORDS
 from wavestream.streaming import AUDIO, EVENTS, LIF, CausalConv1d, ChannelLayerNorm, LMUMemory, State, StreamingModule
+from wavestream.streaming.conv import frame_product
 from wavestream.streaming.melspec import LogMelSpectrogram
 
 from .registry import register
@@ -59,7 +60,7 @@ def pointwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     several times the work there. Longer inputs go through the module (and so through its hooks:
     ``evaluate.kws.OpCounter`` counts whole clips)."""
     if x.shape[-1] == 1:
-        return F.linear(x.squeeze(-1), conv.weight.squeeze(-1), conv.bias).unsqueeze(-1)
+        return frame_product(conv, x)
     return conv(x)
 
 
