@@ -10,7 +10,8 @@
 - "silence" (label K+1): background only;
 
 placed at a random offset (time shift), optionally after a short other word (context), then:
-speed/pitch perturbation (resampling: tape-speed, both change together), band-limiting (8-12 kHz
+new talkers out of the word's recording (pitch without tempo, formants: ``voice.shift_voice``; off by
+default), speed/pitch perturbation (resampling: tape-speed, both change together), band-limiting (8-12 kHz
 sample rate), a room (full impulse response from ``rir`` manifests), background noise / music /
 babble at an SNR, and a random level. ``synthesize`` also returns where the word starts and ends (in
 samples of the output clip: its frames within 30 dB of its loudest, ``voiced_span``; ``placed`` is
@@ -30,6 +31,7 @@ import torch
 from .audio import resample
 from .manifest import default_root, load_entries
 from .synth import _convolve, _lowpass, _scale_to_snr, _SeededDataset, clip_segment, read_clip
+from .voice import shift_voice
 
 #: keyword corpora trained on by default: every prepared keyword corpus except the real-speech dev one
 DEV_ONLY_CORPORA = ("tuxpaint-en",)
@@ -86,6 +88,10 @@ class KeywordClips(_SeededDataset):
     keyword's source first (the speaker name up to its first "-": espeak, flite, festival, mbrola,
     piper, kokoro, ...; unnamed sources weigh 0), then one of its takes; without it every take weighs the same
     (the 144 espeak talkers would then say two keywords in three).
+    ``pitch_semitones`` / ``pitch_prob`` and ``formant_warp`` / ``formant_prob`` make new talkers out of a
+    keyword or unknown word (drawn independently; pitch moves without tempo, the formants by a
+    vocal-tract length factor, > 1 shorter): TTS has few voices, real talkers are many. Off (0) by
+    default: with both probabilities 0 no random number is drawn, so older configs give the same clips.
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
@@ -97,7 +103,9 @@ class KeywordClips(_SeededDataset):
                  level_db: tuple[float, float] = (-45.0, -15.0),
                  background: dict[str, float] | None = None, reverb_prob: float = 0.3,
                  speed: tuple[float, float] = (0.85, 1.15), speed_prob: float = 0.5, bandlimit_prob: float = 0.15,
-                 source_weights: dict[str, float] | None = None):
+                 source_weights: dict[str, float] | None = None,
+                 pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
         from .corpora import KEYWORDS
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
@@ -162,6 +170,17 @@ class KeywordClips(_SeededDataset):
         self.snr_db, self.quiet_prob, self.level_db = snr_db, quiet_prob, level_db
         self.reverb_prob, self.speed, self.speed_prob = reverb_prob, speed, speed_prob
         self.bandlimit_prob = bandlimit_prob
+        for name, p in (("pitch_prob", pitch_prob), ("formant_prob", formant_prob)):
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1]; got {p}")
+        if len(pitch_semitones) != 2 or not -12 <= pitch_semitones[0] <= pitch_semitones[1] <= 12:
+            raise ValueError(f"pitch_semitones must be (low, high) with -12 <= low <= high <= 12; "
+                             f"got {pitch_semitones}")
+        if len(formant_warp) != 2 or not 0.7 <= formant_warp[0] <= formant_warp[1] <= 1.4:
+            raise ValueError(f"formant_warp must be (low, high) factors with 0.7 <= low <= high <= 1.4 (1: unchanged); "
+                             f"got {formant_warp}")
+        self.pitch_semitones, self.pitch_prob = tuple(pitch_semitones), pitch_prob
+        self.formant_warp, self.formant_prob = tuple(formant_warp), formant_prob
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, entry: dict) -> np.ndarray:
@@ -205,6 +224,17 @@ class KeywordClips(_SeededDataset):
         return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"],
                                   "text": entry.get("text", "")}
 
+    def _new_talker(self, rng: np.random.Generator, word: np.ndarray, info: dict) -> np.ndarray:
+        # draw only when switched on: a probability of 0 must leave the random stream (and the clips) as before
+        semitones, warp = 0.0, 1.0
+        if self.pitch_prob > 0 and rng.random() < self.pitch_prob:
+            semitones = float(rng.uniform(*self.pitch_semitones))
+            info["pitch_semitones"] = round(semitones, 2)
+        if self.formant_prob > 0 and rng.random() < self.formant_prob:
+            warp = float(rng.uniform(*self.formant_warp))
+            info["formant_warp"] = round(warp, 3)
+        return shift_voice(word, self.rate, semitones, warp)
+
     def synthesize(self, rng: np.random.Generator, samples: int | None = None, label: int | None = None,
                    word: tuple[np.ndarray, dict] | None = None, tail_s: float = 0.0) -> tuple[np.ndarray, int, dict]:
         """(audio, label, info); info has ``start``/``end`` (samples, keyword or unknown word) and what was drawn.
@@ -224,6 +254,7 @@ class KeywordClips(_SeededDataset):
         if label <= len(self.keywords):
             word, drawn = word if word is not None else self._word(rng, label)
             info.update(drawn)
+            word = self._new_talker(rng, word, info)
             if rng.random() < self.speed_prob:
                 factor = float(rng.uniform(*self.speed))  # > 1: faster and higher
                 word = resample(word, int(round(self.rate * factor)), self.rate)

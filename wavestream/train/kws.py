@@ -2,7 +2,8 @@
 
 Data: ``wavestream.data.keywords.KeywordClips`` (seeded per index): keywords of the TTS voices and
 recorded corpora, unknown words and running speech, background only; noise/music/babble at 0-20 dB,
-rooms, speed/pitch, band-limiting, level, time shift (see that module).
+rooms, speed/pitch, new talkers (pitch without tempo, formants), band-limiting, level, time shift (see
+that module).
 
 Loss (``loss.kind``):
 
@@ -115,7 +116,7 @@ class KeywordLoss(nn.Module):
 
 def _dataset(data: dict, split: str, length: int, seed: int) -> KeywordClips:
     options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed")}
-    for key in ("snr_db", "level_db", "speed"):
+    for key in ("snr_db", "level_db", "speed", "pitch_semitones", "formant_warp"):
         if key in options:
             options[key] = tuple(options[key])
     return KeywordClips(split=split, length=length, seed=seed, **options)
