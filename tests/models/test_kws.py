@@ -61,6 +61,32 @@ def test_one_frame_at_a_time_equals_offline(model):
         assert max_abs_diff(run_chunked(model, x, [1] * 40), model(x)) <= 1e-5
 
 
+
+def test_one_frame_inference_path_is_the_general_path(model, monkeypatch):
+    """In inference a 10 ms step takes ``_step_frame`` (the same ops on [B, C] tensors); on the shipped weights
+    its posteriors and state equal the general path's (``_logits``, what every step took before) bit for bit,
+    frame after frame. With autograd on, or in training mode, a one-frame step takes the general path."""
+    x = audio(2, 60, 11)
+    with torch.no_grad():
+        fast, general = model.init_state(2), model.init_state(2)
+        for k in range(60):
+            chunk = x[..., k * HOP:(k + 1) * HOP]
+            y, fast = model.step(chunk, fast)
+            logits, general = model._logits(chunk, general)
+            assert torch.equal(y, logits.softmax(1)) and list(fast) == list(general)
+            assert all(torch.equal(fast[key], general[key]) for key in fast), k
+
+    def refuse(x, state):
+        raise AssertionError("the one-frame inference path ran")
+
+    monkeypatch.setattr(model, "_step_frame", refuse)
+    assert model.step(x[..., :HOP], fast)[0].grad_fn is not None
+    try:
+        with torch.no_grad():
+            model.train()(x[..., :HOP])
+    finally:
+        model.eval()
+
 def test_frame_logits_are_the_step_path(model):
     x = audio(3, 25, 2)
     with torch.no_grad():

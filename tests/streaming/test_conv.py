@@ -72,6 +72,40 @@ def test_conv1d_one_frame_at_a_time(batch, kernel, stride, bias, units, data):
     check_all(lambda: conv, x, [1] * units, t, out_per_in=1 / stride)
 
 
+@pytest.mark.parametrize("kernel", [1, 3])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv1d_frame_is_the_step_of_one_frame(kernel, bias):
+    """``frame`` (2-D, for one-frame models) gives step's values and state exactly, in no-grad mode through a
+    kept view of the weight that follows in-place updates, a replaced weight and ``.to()``; with autograd on,
+    gradients reach the weight."""
+    torch.manual_seed(kernel)
+    conv = CausalConv1d(5, 7, kernel, bias=bias)
+    x, prev = torch.randn(3, 5), torch.randn(3, 5, kernel - 1)
+
+    def check():
+        want, new = conv.step(x[..., None], {"prev": prev})
+        y, new_prev = conv.frame(x, prev)
+        assert torch.equal(y, want[..., 0]) and torch.equal(new_prev, new["prev"])
+
+    with torch.no_grad():
+        check()
+        check()  # the kept view
+        conv.conv.weight.mul_(2)
+        check()
+        conv.conv.weight = torch.nn.Parameter(torch.randn(7, 5, kernel))
+        check()
+        conv.double()
+        x, prev = x.double(), prev.double()
+        check()
+        conv.conv.weight.data = torch.randn(7, 5, kernel, dtype=torch.float64)
+        check()
+    y, _ = conv.frame(x, prev)
+    (grad,) = torch.autograd.grad(y.sum(), [conv.conv.weight])
+    assert torch.equal(grad, torch.cat([prev, x[..., None]], -1).sum(0).expand(7, -1, -1))
+    with pytest.raises(ValueError):
+        CausalConv1d(5, 7, 3, stride=2).frame(x, prev)
+
+
 def test_causal_conv1d_rejects_partial_hop():
     conv = CausalConv1d(1, 1, 4, stride=2)
     with pytest.raises(ValueError, match="multiple of hop"):

@@ -44,6 +44,14 @@ def test_direct_and_fft_chunk_paths_agree_with_the_recurrence():
     assert max_abs_diff(run_chunked(mod, u, units).double(), recurrence(mod, u)) <= 1e-5
 
 
+
+def test_frame_is_the_step_of_one_frame():
+    mod = LMUMemory(3, 16, 20.0)
+    u, m = torch.randn(2, 3), torch.randn(2, 3, 16)
+    want, state = mod.step(u[..., None], {"m": m})
+    new = mod.frame(u, m)
+    assert torch.equal(new, state["m"]) and torch.equal(new.flatten(1), want[..., 0])
+
 @settings(max_examples=15, deadline=None)
 @given(channels=st.integers(1, 3), order=st.integers(1, 16), theta=st.floats(2, 64), frames=st.integers(2, 40),
        data=st.data())

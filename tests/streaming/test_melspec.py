@@ -22,6 +22,18 @@ def test_melspec_streaming(config, frames, scale, data):
     check_all(lambda: LogMelSpectrogram(16000, window, hop, mels), x, parts, t)
 
 
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_frame_is_the_step_of_one_frame(config):
+    """``frame`` pads the window before the FFT instead of in it: the same values and state as ``step``."""
+    window, hop, mels = config
+    layer = LogMelSpectrogram(16000, window, hop, mels)
+    g = torch.Generator().manual_seed(window)
+    x, prev = torch.randn(3, 1, hop, generator=g), torch.randn(3, 1, window - hop, generator=g)
+    want, state = layer.step(x, {"prev": prev})
+    y, new_prev = layer.frame(x, prev)
+    assert torch.equal(y, want[..., 0]) and torch.equal(new_prev, state["prev"])
+
 def test_frames_cover_left_context_only_and_match_a_direct_computation():
     window, hop, mels = 400, 160, 40
     layer = LogMelSpectrogram(16000, window, hop, mels).double()

@@ -81,3 +81,4 @@ def test_channel_layer_norm_step_is_its_layer_norm(affine, frames):
     want = norm.norm(x.transpose(1, 2)).transpose(1, 2)
     y, state = norm.step(x, {})
     assert state == {} and torch.equal(y, want) and torch.equal(norm.normalize(x), want)
+    assert torch.equal(norm.normalize_frame(x[..., 0]), want[..., 0])  # one frame, channels last

@@ -25,6 +25,15 @@ def test_lif_integrates_fires_and_subtracts_threshold():
     assert torch.allclose(state["v"], torch.tensor([[1.525]]))
 
 
+
+@pytest.mark.parametrize("decay", [0.5, 0.83])
+def test_frame_is_the_step_of_one_frame(decay):
+    lif = LIF(6, decay=decay, threshold=0.7)
+    x, v = torch.rand(4, 6) * 1.5, torch.rand(4, 6)
+    want, state = lif.step(x[..., None], {"v": v})
+    spikes, new_v = lif.frame(x, v)
+    assert torch.equal(spikes, want[..., 0]) and torch.allclose(new_v, state["v"], rtol=0, atol=1e-7)
+
 def test_surrogate_gradient_flows_and_is_finite():
     torch.manual_seed(0)
     weight = torch.randn(4, 3, requires_grad=True)

@@ -42,7 +42,7 @@ from torch import nn
 
 from wavestream.data.corpora import KEYWORDS
 from wavestream.streaming import AUDIO, EVENTS, LIF, CausalConv1d, ChannelLayerNorm, LMUMemory, State, StreamingModule
-from wavestream.streaming.conv import frame_product
+from wavestream.streaming.conv import frame_linear, frame_product
 from wavestream.streaming.melspec import LogMelSpectrogram
 
 from .registry import register
@@ -79,6 +79,12 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     if n > NATIVE_GELU_MAX or n % 2 or x.requires_grad or not x.is_cpu or not x.is_contiguous():
         return F.gelu(x)
     return F.gelu(x.as_strided((n // 2, 2), (1, n // 2))).as_strided(x.shape, x.stride())
+
+
+def lif_frame(lif: LIF, x: torch.Tensor, state: State, new_state: State, key: str) -> torch.Tensor:
+    """One frame through ``lif`` (membrane at ``key`` in the states) -> its spikes."""
+    spikes, new_state[key] = lif.frame(x, state[key])
+    return spikes
 
 
 def activation(owner: StreamingModule, name: str, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
@@ -133,6 +139,26 @@ class LMUBlock(StreamingModule):
             h = self.step_child("spikes_mlp", h, state, new_state)
         h = activation(self, "mlp_activation", pointwise(self.mlp_in, h), state, new_state)
         return self._residual(x, pointwise(self.mlp_out, h)), new_state
+
+    def frame(self, x: torch.Tensor, state: State, new_state: State, prefix: str) -> torch.Tensor:
+        """``step`` on one frame ``[B, dim]`` in inference (see ``LMUFormerKWS.step``): the same ops and values
+        on ``[B, C]`` tensors; reads this block's state at ``prefix`` (its path in the model) and records
+        the new entries in ``new_state``."""
+        layers = self._modules  # (nn.Module's attribute lookup costs ~0.3 us a layer)
+        h = layers["norm_memory"].normalize_frame(x)
+        if self.spiking:
+            h = lif_frame(layers["spikes_memory"], h, state, new_state, prefix + "spikes_memory.v")
+        key = prefix + "memory.m"
+        u = torch.relu(frame_linear(layers["memory_in"], h))
+        m = new_state[key] = layers["memory"].frame(u, state[key])
+        x = x + frame_linear(layers["memory_out"], torch.cat([m.flatten(1), h], dim=1))
+        h = layers["norm_mlp"].normalize_frame(x)
+        if self.spiking:
+            h = lif_frame(layers["spikes_mlp"], h, state, new_state, prefix + "spikes_mlp.v")
+        h = frame_linear(layers["mlp_in"], h)
+        h = lif_frame(layers["mlp_activation"].lif, h, state, new_state, prefix + "mlp_activation.lif.v") \
+            if self.spiking else gelu(h)
+        return x + frame_linear(layers["mlp_out"], h)
 
     def _residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x + (self.dropout(y) if self.training else y)  # an idle module call costs as much as the add
@@ -203,8 +229,36 @@ class LMUFormerKWS(StreamingModule):
         return pointwise(self.head, h), new_state
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if x.dim() == 3 and x.shape[-1] == HOP and x.shape[1] == 1 and not (torch.is_grad_enabled() or self.training):
+            return self._step_frame(x, state)
         logits, new_state = self._logits(x, state)
         return logits.softmax(dim=1), new_state
+
+    def _step_frame(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """``step`` on one 10 ms frame in inference (no gradient, eval mode: what a server's stream does):
+        the same layers, ops and values as ``_logits``, on ``[B, C]`` tensors instead of ``[B, C, 1]`` and
+        without ``step_child``'s walk, as each op's call costs more than its arithmetic on one frame (0.135 ms
+        instead of 0.21, ``benchmarks/kws_step.py --cpu-time``). Whole clips, and any step that may need a
+        gradient, take ``_logits``; the streaming tests compare the two (one-frame chunks against the offline
+        pass), and a test checks this path against ``_logits`` frame by frame."""
+        layers = self._modules  # (nn.Module's attribute lookup costs ~0.3 us a layer)
+        new_state: State = {}
+        h, new_state["features.prev"] = layers["features"].frame(x, state["features.prev"])
+        activations = list(layers["embed_activations"])
+        for i, (conv, norm) in enumerate(zip(layers["embed"], layers["embed_norms"], strict=True)):
+            key = f"embed.{i}.prev"
+            h, new_state[key] = conv.frame(h, state[key])
+            h = norm.normalize_frame(h)
+            if i < len(activations):
+                h = lif_frame(activations[i].lif, h, state, new_state, f"embed_activations.{i}.lif.v") \
+                    if self.spiking else gelu(h)
+        for i, block in enumerate(layers["blocks"]):
+            h = block.frame(h, state, new_state, f"blocks.{i}.")
+        h = layers["norm_head"].normalize_frame(h)
+        if self.spiking:
+            h = lif_frame(layers["spikes_head"], h, state, new_state, "spikes_head.v")
+        # [B, K, 1] as on the other path: softmax over the last dim is another kernel (other roundings)
+        return frame_linear(layers["head"], h)[..., None].softmax(dim=1), new_state
 
     def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame logits ``[B, K, T // 160]`` of whole clips ``[B, 1, T]`` from a zero state (training)."""

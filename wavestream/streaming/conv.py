@@ -21,6 +21,28 @@ def frame_product(conv: nn.Conv1d, window: torch.Tensor) -> torch.Tensor:
     return F.linear(window.flatten(1), conv.weight.flatten(1), conv.bias).unsqueeze(-1)
 
 
+def frame_weight(conv: nn.Conv1d) -> torch.Tensor:
+    """``conv``'s weight as the ``[in * kernel, out]`` matrix of ``frame_product``. Without autograd it is a
+    view kept on the module (its reshapes cost about as much as a frame's product), so an in-place update
+    of the weight (an optimizer step, ``load_state_dict``) shows in it; it is made again when the weight
+    is another tensor or lives in another storage (``.to()``, ``.data =``)."""
+    weight = conv._parameters.get("weight")
+    if weight is None or torch.is_grad_enabled():  # a parametrized weight, or one that needs its gradient
+        return conv.weight.flatten(1).t()
+    cached = conv.__dict__.get("_frame_weight")
+    if cached is None or cached[0] is not weight or cached[1].data_ptr() != weight.data_ptr():
+        cached = conv.__dict__["_frame_weight"] = (weight, weight.detach().flatten(1).t())
+    return cached[1]
+
+
+def frame_linear(conv: nn.Conv1d, window: torch.Tensor) -> torch.Tensor:
+    """``frame_product`` on a flattened window ``[B, in * kernel]`` -> ``[B, out]``: the same addmm, through
+    the kept ``frame_weight`` and without the views around it (for models that step one frame at a time)."""
+    bias = conv._parameters["bias"] if "bias" in conv._parameters else conv.bias
+    weight = frame_weight(conv)
+    return torch.mm(window, weight) if bias is None else torch.addmm(bias, window, weight)
+
+
 class CausalConv1d(StreamingModule):
     """Conv1d that only looks back: output frame j covers inputs up to ``(j + 1) * stride - 1``.
 
@@ -66,6 +88,15 @@ class CausalConv1d(StreamingModule):
         else:
             y = F.conv1d(full, c.weight, c.bias, self.stride, 0, c.dilation, c.groups)
         return y, {"prev": full[..., full.shape[-1] - self.context:]}
+
+    def frame(self, x: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step`` on one input frame ``x [B, in]`` of a stride-1 ``frame_matmul`` conv, without the checks
+        -> the output frame ``[B, out]`` and the new ``prev``: the same matrix product and values as ``step``,
+        with fewer views (for models that step one frame at a time)."""
+        if not self.frame_matmul or self.stride != 1:
+            raise ValueError("CausalConv1d.frame needs stride 1, dilation 1 and one group")
+        full = torch.cat([prev, x[..., None]], dim=-1)  # [B, in, kernel]
+        return frame_linear(self._modules["conv"], full.flatten(1)), full[..., 1:]
 
     def _depthwise(self, full: torch.Tensor, frames: int) -> torch.Tensor:
         taps = self.conv.weight[:, 0].t()[:, :, None]  # [kernel, channels, 1]

@@ -143,6 +143,14 @@ class LMUMemory(StreamingModule):
             m = self.parallel(u) + self.free_response(state["m"], n).reshape(b, c * self.order, n)
         return m, {"m": m[..., -1].reshape(state["m"].shape)}
 
+    def frame(self, u: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """``step`` on one time step without the checks: ``u [B, C]`` and the state ``m [B, C, order]`` -> the
+        new memory ``[B, C, order]`` (both the output, flattened, and the next state): the direct closed
+        form's matmul of ``step`` for one step, the same values."""
+        b, c = u.shape
+        rows = torch.cat([u.reshape(b * c, 1), m.reshape(b * c, self.order)], dim=1)
+        return torch.mm(rows, self.direct_table(1, u.device, u.dtype)).view(b, c, self.order)
+
     def _check_input(self, u: torch.Tensor) -> None:
         if u.dim() != 3 or u.shape[1] != self.channels:
             raise ValueError(f"LMUMemory expects [batch, {self.channels}, time], got {tuple(u.shape)}")

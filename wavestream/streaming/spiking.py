@@ -104,3 +104,10 @@ class LIF(StreamingModule):
             spikes, _, v = lif_forward(x, v, self.decay, self.threshold)
             y = spikes.permute(1, 2, 0)
         return y, {"v": v}
+
+    def frame(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step`` on one time step without autograd or checks: currents and membrane ``[B, C]`` -> spikes
+        and the new membrane ``[B, C]``, the ops of ``lif_forward``."""
+        before = torch.add(x, v, alpha=self.decay)
+        spikes = torch.ge(before, self.threshold).to(x.dtype)
+        return spikes, torch.sub(before, spikes, alpha=self.threshold)
