@@ -535,6 +535,44 @@ def _tuxpaint_speech() -> Iterator[Clip]:
         yield replace(clip, kind="speech", corpus="tuxpaint-speech", text=None)
 
 
+# Other recorded (human) English digits, found in the search of 2026-11-29 (docs/data.md, "Recorded English
+# keywords"): one talker each, file names are the numbers said. saytime: David C Dawson's recordings (8 kHz
+# mu-law .au) of 0-20, 30, 40, 50 and the clock words; spokennumbers (PyPI): 0-9 and the letters a, b, c
+# (44.1 kHz). Numbers above nine and the other words are real "unknown" words.
+SAYTIME_SOUNDS = Path("/usr/share/saytime")
+SPOKENNUMBERS_MODULE = "spokennumbers"
+NUMBER_WORDS = {**dict(enumerate(KEYWORDS[:10])), 10: "ten", 11: "eleven", 12: "twelve", 13: "thirteen",
+                14: "fourteen", 15: "fifteen", 16: "sixteen", 17: "seventeen", 18: "eighteen", 19: "nineteen",
+                20: "twenty", 30: "thirty", 40: "forty", 50: "fifty"}
+#: saytime's other file names that are not the words said with "_" read as spaces
+SAYTIME_WORDS = {"oclock": "o'clock", "am": "a m", "pm": "p m"}
+
+
+def _said(stem: str, words: dict[str, str]) -> str:
+    """The words said in a recording named ``stem``: a number's words ("7" -> "seven"), else ``words``' entry or
+    the name with "_" as spaces ("the_time_is" -> "the time is")."""
+    if stem.isdigit() and int(stem) in NUMBER_WORDS:
+        return NUMBER_WORDS[int(stem)]
+    return words.get(stem, stem.replace("_", " "))
+
+
+def _saytime() -> Iterator[Clip]:
+    for path in _files(SAYTIME_SOUNDS):
+        yield Clip("keywords", "saytime", "saytime-dawson", f"dawson/{_slug(path.stem)}",
+                   "GPL (saytime; sound files by David C Dawson)", path=str(path),
+                   text=_said(path.stem, SAYTIME_WORDS), language="en")
+
+
+def _spokennumbers() -> Iterator[Clip]:
+    folder = _package_dir(SPOKENNUMBERS_MODULE)
+    if folder is None:
+        return
+    for path in _files(folder / "default"):
+        yield Clip("keywords", "spokennumbers", "spokennumbers-default", f"default/{_slug(path.stem)}",
+                   "MIT (spokennumbers on PyPI, (c) 2019 Daniel Andersson)", path=str(path),
+                   text=_said(path.stem, {}), language="en")
+
+
 # -- noise and music -----------------------------------------------------------------------------
 def _lmms_noise() -> Iterator[Clip]:
     root = Path("/usr/share/lmms/samples")
@@ -848,6 +886,11 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "recorded spoken stamp names in 21 languages (Tux Paint): real unknown words"),
     Corpus("tuxpaint-en", "keywords", lambda: _tuxpaint(english=True), ("tuxpaint-stamps-default",),
            "recorded English digits (2 talkers) and words (Tux Paint): real-speech keyword DEV set, never trained on"),
+    Corpus("saytime", "keywords", _saytime, ("saytime",), "recorded English digits zero..nine, 10-20, 30, 40, 50 "
+           "and clock words: one talker, 8 kHz mu-law (saytime)"),
+    # no Debian package (as for Piper): the recordings ship in the wheel; its CLI needs pydub, the lister does not
+    Corpus("spokennumbers", "keywords", _spokennumbers, (), "recorded English digits zero..nine and letters a, b, c: "
+           "one talker, 44.1 kHz (pip install --no-deps spokennumbers)", modules=(SPOKENNUMBERS_MODULE,)),
     Corpus("rooms", "rir", _rooms, (), "shoebox rooms, RT60 0.15-1.0 s (pyroomacoustics hybrid ISM + ray tracing)",
            modules=("pyroomacoustics",)),
 ]}
