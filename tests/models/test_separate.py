@@ -163,3 +163,46 @@ def test_shipped_model_separates_two_real_talkers(shipped):
         after = max((si_sdr(out[0], refs[i]).item() + si_sdr(out[1], refs[1 - i]).item()) / 2 for i in (0, 1))
         gains.append(after - before)
     assert sum(gains) / len(gains) > 2, f"SI-SDR gains {gains}"
+
+
+def test_prelu_equals_torch_prelu():
+    """separate's PReLU: torch's values, and while autograd records its own backward gives torch's gradients
+    (also at x == 0 and for a negative slope)."""
+    from torch import nn
+
+    from wavestream.models.separate import PReLU
+    x, grad = torch.randn(2, 16, 300), torch.randn(2, 16, 300)
+    x[0, 0, :10] = 0
+    for slope in (0.25, -0.3):
+        results = []
+        for module in (PReLU(), nn.PReLU()):
+            nn.init.constant_(module.weight, slope)
+            xx = x.clone().requires_grad_()
+            y = module(xx)
+            results.append([y, *torch.autograd.grad(y, [xx, module.weight], grad)])
+        assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in zip(*results, strict=True))
+        assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_training_path_equals_plain_autograd(monkeypatch):
+    """The training step's own backward passes (PReLU, cLN, depthwise taps) change no output and no gradient:
+    the whole model against autograd's own graph of the plain layers."""
+    from torch import nn
+
+    from wavestream.models.separate import PReLU
+    from wavestream.streaming import CausalConv1d, CumulativeLayerNorm
+    torch.manual_seed(0)
+    model = ConvTasNet(filters=32, bottleneck=16, hidden=32, blocks=4, repeats=2)
+    x = torch.randn(2, 1, 300 * HOP, generator=torch.Generator().manual_seed(5)) * 0.1
+    results = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setattr(CumulativeLayerNorm, "fused_backward", False)
+            monkeypatch.setattr(CausalConv1d, "fused_backward", False)
+            monkeypatch.setattr(PReLU, "forward", nn.PReLU.forward)
+        y = model(x)
+        loss = (y * torch.linspace(-1, 1, y.shape[-1])).square().mean()
+        results.append((y.detach(), torch.autograd.grad(loss, list(model.parameters()))))
+    assert torch.equal(results[0][0], results[1][0])
+    for fused, reference in zip(results[0][1], results[1][1], strict=True):
+        assert (fused - reference).abs().max() <= 1e-5 * reference.abs().max()

@@ -139,3 +139,25 @@ def test_fsmn_is_skip_plus_strided_taps():
 def test_causal_conv1d_rejects_wrong_channels():
     with pytest.raises(ValueError, match=r"\[batch, 2, time\]"):
         CausalConv1d(2, 1, 3)(torch.zeros(1, 3, 6))
+
+
+@pytest.mark.parametrize(("kernel", "dilation", "bias", "frames"), [(3, 1, True, 50), (3, 16, True, 50),
+                                                                     (5, 2, False, 3), (2, 7, True, 1)])
+def test_depthwise_training_path_equals_autograd(monkeypatch, kernel, dilation, bias, frames):
+    """While autograd records, the taps run through _DepthwiseTaps: the same outputs as the plain taps and the
+    gradients autograd takes through them (input, state, weight, bias), also when a chunk is shorter than the
+    context; its backward passes gradcheck in float64."""
+    from wavestream.streaming.conv import _DepthwiseTaps
+    torch.manual_seed(kernel * dilation)
+    conv = CausalConv1d(6, 6, kernel, dilation=dilation, groups=6, bias=bias)
+    x, prev, grad = torch.randn(3, 6, frames), torch.randn(3, 6, conv.context), torch.randn(3, 6, frames)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(CausalConv1d, "fused_backward", fused)
+        inputs = [x.clone().requires_grad_(), prev.clone().requires_grad_()]
+        y, _ = conv.step(inputs[0], {"prev": inputs[1]})
+        results.append([y, *torch.autograd.grad(y, inputs + list(conv.parameters()), grad)])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*results, strict=True))
+    double = [t.double().requires_grad_() for t in (torch.randn(2, 3, conv.context + 4), torch.randn(3, 1, kernel))]
+    bias_arg = torch.randn(3, dtype=torch.double, requires_grad=True) if bias else None
+    assert torch.autograd.gradcheck(lambda f, w, b: _DepthwiseTaps.apply(f, w, b, dilation, 4), (*double, bias_arg))

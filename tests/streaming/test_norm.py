@@ -82,3 +82,32 @@ def test_channel_layer_norm_step_is_its_layer_norm(affine, frames):
     y, state = norm.step(x, {})
     assert state == {} and torch.equal(y, want) and torch.equal(norm.normalize(x), want)
     assert torch.equal(norm.normalize_frame(x[..., 0]), want[..., 0])  # one frame, channels last
+
+
+@pytest.mark.parametrize(("affine", "offset"), [(True, 0.0), (True, 30.0), (False, 2.0)])
+def test_cumulative_layer_norm_training_path_equals_autograd(monkeypatch, affine, offset):
+    """While autograd records, cLN runs through _FrameStats and _Normalize: the same outputs and state as the
+    plain path and its autograd gradients (input, weight, bias) from a carried state; both pass gradcheck."""
+    from wavestream.streaming.norm import _FrameStats, _Normalize
+    torch.manual_seed(1)
+    cln = CumulativeLayerNorm(8, affine=affine)
+    if affine:
+        _random_affine(cln)
+    x, grad = torch.randn(2, 8, 40) * torch.rand(2, 1, 40) + offset, torch.randn(2, 8, 40)
+    _, state = cln.step(torch.randn(2, 8, 7) + offset, cln.init_state(2))
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(CumulativeLayerNorm, "fused_backward", fused)
+        xx = x.clone().requires_grad_()
+        y, new_state = cln.step(xx, state)
+        results.append([y, *new_state.values(), *torch.autograd.grad(y, [xx, *cln.parameters()], grad)])
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(*results, strict=True))
+    with torch.no_grad():
+        assert torch.equal(cln.step(x, state)[0], results[0][0])
+    double = torch.randn(2, 5, 6, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(_FrameStats.apply, (double,))
+    stats = [torch.randn(2, 1, 6, dtype=torch.double), torch.rand(2, 1, 6, dtype=torch.double) + 0.5]
+    affine_args = [torch.randn(5, dtype=torch.double) for _ in range(2)] if affine else [None, None]
+    assert torch.autograd.gradcheck(_Normalize.apply, [double, *[t.requires_grad_() if t is not None else None
+                                                                   for t in stats + affine_args]])
