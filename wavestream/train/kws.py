@@ -219,8 +219,11 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
             metrics["dev_score"] = metrics[METRIC] - metrics["dev_neg_alarm_frames"]
         return metrics
 
+    # the corpora as the run starts: the manifests change as corpora are added, and the card lists what was read
+    corpora = _training_data(Path(data.get("root") or default_root()), config)
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), metric, resume=resume,
-               run_info={"config": config, "init": str(init) if init else None}, progress=progress)
+               run_info={"config": config, "init": str(init) if init else None, "corpora": corpora},
+               progress=progress)
 
 
 # -- export -----------------------------------------------------------------------------------------
@@ -293,7 +296,9 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{name}.safetensors"},
         "data": {
             "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": _training_data(Path(config["data"].get("root") or data_root or default_root()), config),
+            # runs from before the corpora were recorded fall back to today's manifests
+            "corpora": last.get("run", {}).get("corpora")
+            or _training_data(Path(config["data"].get("root") or data_root or default_root()), config),
             "never_trained_on": "tuxpaint-en (the real-speech dev set) and the sources of the held-out test "
                                 "(never used for training, tuning or evaluation)",
         },
