@@ -229,11 +229,8 @@ def _keywords_real(folder: Path, root, rate: int) -> list[dict]:
 def _keywords_negative(folder: Path, root, rate: int) -> list[dict]:
     """Minutes of dev speech with no keyword in it (recorded talkers in several languages, TTS sentences
     without keyword words), some over noise, then minutes of noise and music alone."""
-    from .corpora import KEYWORDS
     root = root if root is not None else default_root()
-    speech = [e for e in load_entries(root, "speech", "dev") if e["duration"] >= 0.5
-              and not any(w in KEYWORDS for w in _words(e.get("text", "")))
-              and not any(ch.isdigit() for ch in e.get("text", ""))]
+    speech = negative_speech_pool(root)
     noise, music = load_entries(root, "noise", "dev"), load_entries(root, "music", "dev")
     data = KeywordClips(root, "dev", rate=rate)
     n = int(NEGATIVE_SECONDS * rate)
@@ -241,27 +238,56 @@ def _keywords_negative(folder: Path, root, rate: int) -> list[dict]:
     for i in range(NEGATIVE_SPEECH + NEGATIVE_BACKGROUND):
         rng = np.random.default_rng([SEED, 500, i])
         if i < NEGATIVE_SPEECH:
-            out, pos, talkers = np.zeros(n, np.float32), int(rate * rng.uniform(0, 1)), set()
-            while pos < n:
-                entry = speech[rng.integers(len(speech))]
-                x = data.read(entry)[: n - pos]
-                out[pos:pos + len(x)] = x / (np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-9) * 0.05
-                talkers.add(entry["speaker"])
-                pos += len(x) + int(rate * rng.uniform(0.2, 1.5))
-            info = {"kind": "speech", "talkers": len(talkers)}
-            if rng.random() < 0.5:
-                snr = float(rng.uniform(5, 20))
-                out = out + _scale_to(out, data._crop(rng, noise[rng.integers(len(noise))], n), snr)
+            out, segments = negative_speech(rng, speech, data, n, rate)
+            info = {"kind": "speech", "talkers": len({s["entry"]["speaker"] for s in segments})}
+            out, snr = _negative_over_noise(rng, out, noise, data, n)
+            if snr is not None:
                 info["snr_db"] = round(snr, 1)
         else:
             pool = music if i % 3 == 0 and music else noise
             out = np.concatenate([data._crop(rng, pool[rng.integers(len(pool))], n // 4) for _ in range(4)])
             out = np.pad(out, (0, n - len(out)))
             info = {"kind": "music" if pool is music else "noise"}
-        out = out * (10 ** (rng.uniform(-35, -20) / 20) / (np.sqrt(np.mean(out.astype(np.float64) ** 2)) + 1e-9))
-        out = (out * min(1.0, 0.99 / (np.abs(out).max() + 1e-9))).astype(np.float32)
+        out = _negative_level(rng, out)
         entries.append(_keyword_entry(folder, i, out, rate, len(data.keywords) + 1, info))
     return entries
+
+
+def negative_speech_pool(root) -> list[dict]:
+    """The dev speech ``keywords-negative`` draws from: at least 0.5 s, no keyword word and no digit in its text."""
+    from .corpora import KEYWORDS
+    return [e for e in load_entries(root, "speech", "dev") if e["duration"] >= 0.5
+            and not any(w in KEYWORDS for w in _words(e.get("text", "")))
+            and not any(ch.isdigit() for ch in e.get("text", ""))]
+
+
+def negative_speech(rng: np.random.Generator, speech: list[dict], data: KeywordClips, n: int,
+                    rate: int) -> tuple[np.ndarray, list[dict]]:
+    """The speech of one ``keywords-negative`` clip before noise and level: entries of ``speech`` one after
+    another (each at the same RMS) with 0.2-1.5 s gaps, from a random start in the first second, the last
+    one cut at ``n`` samples. Returns (audio, segments): each segment ``{"entry", "start", "end"}`` (samples)."""
+    out, pos, segments = np.zeros(n, np.float32), int(rate * rng.uniform(0, 1)), []
+    while pos < n:
+        entry = speech[rng.integers(len(speech))]
+        x = data.read(entry)[: n - pos]
+        out[pos:pos + len(x)] = x / (np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-9) * 0.05
+        segments.append({"entry": entry, "start": pos, "end": pos + len(x)})
+        pos += len(x) + int(rate * rng.uniform(0.2, 1.5))
+    return out, segments
+
+
+def _negative_over_noise(rng: np.random.Generator, out: np.ndarray, noise: list[dict], data: KeywordClips,
+                         n: int) -> tuple[np.ndarray, float | None]:
+    """Half the clips get a dev noise at 5-20 dB SNR: (audio, snr or None)."""
+    if rng.random() < 0.5:
+        snr = float(rng.uniform(5, 20))
+        return out + _scale_to(out, data._crop(rng, noise[rng.integers(len(noise))], n), snr), snr
+    return out, None
+
+
+def _negative_level(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    out = out * (10 ** (rng.uniform(-35, -20) / 20) / (np.sqrt(np.mean(out.astype(np.float64) ** 2)) + 1e-9))
+    return (out * min(1.0, 0.99 / (np.abs(out).max() + 1e-9))).astype(np.float32)
 
 
 def _words(text: str) -> list[str]:
