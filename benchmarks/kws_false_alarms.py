@@ -7,7 +7,7 @@ detectors over the stored clips, and maps every false alarm to the segment it fa
 Writes nothing under data/ or runs/; prints the tables (and, with ``--json``, every alarm).
 
     OMP_NUM_THREADS=1 nice -n 15 python benchmarks/kws_false_alarms.py [--models kws,kws-spiking]
-        [--rev HEAD] [--speech-root runs/kws-root] [--json /tmp/fa.json] [--alarms]
+        [--speech-root runs/kws-root] [--json /tmp/fa.json] [--alarms]
 
 Manifests: the stored set (data/devsets, written 2026-11-29 00:41) drew its speech from the dev
 manifests of that time; ``data/manifests`` has since gained corpora, so the speech draws are replayed on
@@ -36,8 +36,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -292,20 +290,6 @@ def rebuild(devset_root, speech_root, noise_root, log=print) -> tuple[Path, list
 
 
 # -- models -----------------------------------------------------------------------------------------
-
-
-def load_shipped(name: str, rev: str | None):
-    """The registry model with the card and weights of git revision ``rev`` (None: the working tree's)."""
-    if rev is None:
-        return load_model(name)
-    tmp = Path(tempfile.mkdtemp(prefix="kws-fa-"))
-    for ext in ("json", "safetensors"):
-        blob = subprocess.run(
-            ["git", "show", f"{rev}:wavestream/models/weights/{name}.{ext}"], cwd=REPO, capture_output=True, check=True
-        ).stdout
-        (tmp / f"{name}.{ext}").write_bytes(blob)
-    card = json.loads((tmp / f"{name}.json").read_text())
-    return load_model(name, tmp / f"{name}.safetensors", **card.get("config", {}))
 
 
 def locate(event: dict, segments: list[dict], rate: int, lead_s: float = 0.3) -> dict | None:
@@ -569,7 +553,6 @@ def alarm_list(name: str, alarms: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="kws,kws-spiking")
-    ap.add_argument("--rev", default="HEAD", help="git revision of the shipped cards and weights ('' = working tree)")
     ap.add_argument("--root", default=None, help="data root holding devsets/ (default: the data root)")
     ap.add_argument(
         "--speech-root",
@@ -583,7 +566,7 @@ def main() -> None:
     torch.set_num_threads(1)
     root = args.root or default_root()
     t0 = time.time()
-    print(f"load average {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs; rev {args.rev or 'working tree'}")
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
     folder, clips = rebuild(root, args.speech_root, args.noise_root or root)
     rate = 16000
     speech = [c for c in clips if c["kind"] == "speech"]
@@ -620,7 +603,7 @@ def main() -> None:
         "models": {},
     }
     for name in args.models.split(","):
-        model = load_shipped(name, args.rev or None)
+        model = load_model(name)
         det = model.detector_config
         alarms = alarms_of(model, folder, clips, rate)
         print(
