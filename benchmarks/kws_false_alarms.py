@@ -408,34 +408,24 @@ def summarize(name: str, alarms: list[dict], clips: list[dict], rate: int) -> st
             [[k, v, f"{100 * v / len(sp):.0f} %", f"{v / speech_h:.1f}"] for k, v in causes.most_common()],
         )
     )
-    # per corpus / language: alarms per hour of that corpus's speech in the set (segments' length)
-    seconds, lang_seconds = Counter(), Counter()
-    for c in speech:
-        for s in c["segments"]:
-            seconds[s["entry"]["corpus"]] += (s["end"] - s["start"]) / rate
-            lang_seconds[s["entry"].get("language")] += (s["end"] - s["start"]) / rate
-    by = Counter(a["corpus"] for a in sp if a["corpus"])
-    lines.append(
-        table(
-            "by corpus (per hour of that corpus's speech in the set)",
-            ["corpus", "speech min", "alarms", "per hour"],
-            [
-                [k, f"{seconds[k] / 60:.1f}", by[k], f"{3600 * by[k] / seconds[k]:.0f}"]
-                for k in sorted(seconds, key=lambda k: -by[k])
-            ],
+    # per corpus / language: alarms per hour of that corpus's (language's) speech in the set (segments' length)
+    speech_s = {}
+    for key, title in (("corpus", "by corpus"), ("language", "by language")):
+        seconds = speech_s[key] = Counter()
+        for c in speech:
+            for s in c["segments"]:
+                seconds[s["entry"].get(key)] += (s["end"] - s["start"]) / rate
+        by = Counter(a.get(key) for a in sp if a["corpus"])
+        lines.append(
+            table(
+                f"{title} (per hour of its speech in the set)",
+                [key, "speech min", "alarms", "per hour"],
+                [
+                    [k, f"{seconds[k] / 60:.1f}", by[k], f"{3600 * by[k] / seconds[k]:.0f}"]
+                    for k in sorted(seconds, key=lambda k: -by[k])
+                ],
+            )
         )
-    )
-    by = Counter(a.get("language") for a in sp if a["corpus"])
-    lines.append(
-        table(
-            "by language",
-            ["language", "speech min", "alarms", "per hour"],
-            [
-                [k, f"{lang_seconds[k] / 60:.1f}", by[k], f"{3600 * by[k] / lang_seconds[k]:.0f}"]
-                for k in sorted(lang_seconds, key=lambda k: -by[k])
-            ],
-        )
-    )
     noisy = [c for c in speech if c.get("snr_db") is not None]
     rows = []
     for label, group in (("quiet", [c for c in speech if c.get("snr_db") is None]), ("over noise", noisy)):
@@ -443,6 +433,7 @@ def summarize(name: str, alarms: list[dict], clips: list[dict], rate: int) -> st
         k = sum(a["clip"] in ids for a in sp)
         rows.append([label, len(group), k, f"{k / h:.1f}"])
     lines.append(table("speech clips quiet / over noise", ["clips", "n", "alarms", "per hour"], rows))
+    seconds = speech_s["corpus"]
     iso_s = sum(v for k, v in seconds.items() if k in ISOLATED)
     iso = sum(a["corpus"] in ISOLATED for a in sp)
     run_s = sum(v for k, v in seconds.items() if k not in ISOLATED)
