@@ -18,7 +18,8 @@ from wavestream.cli import main as cli_main
 from wavestream.client import StreamClient
 from wavestream.service.protocol import EventMessage
 
-FIRING = {"threshold": 0.09, "smooth_frames": 5, "refractory_frames": 10}
+# a detector that fires on synthetic bursts whatever the shipped weights and their card (min_frames 1)
+FIRING = {"threshold": 0.09, "smooth_frames": 5, "refractory_frames": 10, "min_frames": 1}
 EVENT_KEYS = {"label", "start", "end", "score"}
 
 
@@ -27,6 +28,13 @@ def bursts(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     x = signal(seconds, rate, seed=seed)
     gate = np.random.default_rng(seed).choice([0.0, 0.05, 1.0], int(seconds * 10) + 1)
     return (x * np.repeat(gate, rate // 10)[:len(x), None]).astype(np.float32)
+
+
+def assert_same_events(got: list[dict], expected: list[dict]) -> None:
+    """Same labels and frame times; scores equal up to their rounding to 4 decimals (the streamed and the
+    offline posteriors differ by ~1e-7, which can flip the last rounded digit)."""
+    assert [(e["label"], e["start"], e["end"]) for e in got] == [(e["label"], e["start"], e["end"]) for e in expected]
+    assert [e["score"] for e in got] == pytest.approx([e["score"] for e in expected], abs=1.01e-4)
 
 
 def wav_bytes(x: np.ndarray, rate: int) -> bytes:
@@ -65,7 +73,7 @@ def test_websocket_sends_flat_event_messages(server, clip, reference):
         while (msg := json.loads(ws.recv()))["type"] != "done":
             messages.append(msg)
     assert all(set(m) == {"type", *EVENT_KEYS} and m["type"] == "event" for m in messages)
-    assert [{k: v for k, v in m.items() if k != "type"} for m in messages] == reference
+    assert_same_events([{k: v for k, v in m.items() if k != "type"} for m in messages], reference)
     server.wait_idle()
 
 
@@ -76,7 +84,7 @@ def test_python_client_returns_the_events(server, clip, reference):
         assert ready.output.kind == "events"
         result = client.stream(x, 1111)
     assert result.output is None and all(isinstance(e, EventMessage) for e in result.events)
-    assert [e.event for e in result.events] == reference
+    assert_same_events([e.event for e in result.events], reference)
     assert result.events[0].label == reference[0]["label"] and result.events[0].start == reference[0]["start"]
     server.wait_idle()
 
@@ -85,7 +93,8 @@ def test_rest_returns_the_json_list(server, http, clip, reference):
     x, rate = clip
     r = http.post("/v1/process/kws", params={"params": json.dumps(FIRING)}, content=wav_bytes(x, rate))
     assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == "application/json" and r.json() == reference
+    assert r.headers["content-type"] == "application/json"
+    assert_same_events(r.json(), reference)
     silent = http.post("/v1/process/kws", params={"params": json.dumps({"threshold": 1.0})},
                        content=wav_bytes(np.zeros((16000, 1), np.float32), 16000))
     assert silent.status_code == 200 and silent.json() == []  # nothing heard: an empty list
@@ -102,7 +111,8 @@ def test_job_result_is_the_json_list(server, http, clip, reference):
     job = wait_job(http, r.json()["id"])
     assert job["status"] == "done", job
     result = http.get(job["result_url"])
-    assert result.headers["content-type"] == "application/json" and result.json() == reference
+    assert result.headers["content-type"] == "application/json"
+    assert_same_events(result.json(), reference)
 
 
 def test_cli_stream_and_process_write_the_same_json_list(server, tmp_path, clip, reference):
@@ -112,7 +122,7 @@ def test_cli_stream_and_process_write_the_same_json_list(server, tmp_path, clip,
     streamed, processed = tmp_path / "streamed.json", tmp_path / "processed.json"
     assert cli_main(["stream", "kws", str(source), str(streamed), "--url", server.ws,
                      "--params", json.dumps(FIRING)]) == 0
-    assert json.loads(streamed.read_text()) == reference
+    assert_same_events(json.loads(streamed.read_text()), reference)
     # `process` builds its own model: random weights differ from the server's, so only the form is checked
     params = [arg for key, value in FIRING.items() for arg in ("--param", f"{key}={value}")]
     assert cli_main(["process", "kws", str(source), str(processed), *params]) == 0
