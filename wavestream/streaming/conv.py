@@ -18,7 +18,7 @@ def frame_product(conv: nn.Conv1d, window: torch.Tensor) -> torch.Tensor:
     """The one output frame of ``conv`` (one group, dilation 1, no padding) over an input ``window``
     ``[B, in, kernel]`` exactly one kernel long, as a matrix product -> ``[B, out, 1]`` (see
     ``CausalConv1d.frame_matmul``: cheaper than a conv call there)."""
-    return F.linear(window.flatten(1), conv.weight.flatten(1), conv.bias).unsqueeze(-1)
+    return frame_linear(conv, window.flatten(1)).unsqueeze(-1)
 
 
 def frame_weight(conv: nn.Conv1d) -> torch.Tensor:
@@ -36,8 +36,8 @@ def frame_weight(conv: nn.Conv1d) -> torch.Tensor:
 
 
 def frame_linear(conv: nn.Conv1d, window: torch.Tensor) -> torch.Tensor:
-    """``frame_product`` on a flattened window ``[B, in * kernel]`` -> ``[B, out]``: the same addmm, through
-    the kept ``frame_weight`` and without the views around it (for models that step one frame at a time)."""
+    """One output frame of ``conv`` over a flattened window ``[B, in * kernel]`` -> ``[B, out]``: one addmm
+    through ``frame_weight`` (``frame_product`` is this with the views around it)."""
     bias = conv._parameters["bias"] if "bias" in conv._parameters else conv.bias
     weight = frame_weight(conv)
     return torch.mm(window, weight) if bias is None else torch.addmm(bias, window, weight)
