@@ -21,6 +21,12 @@ step from step 0), and measures per source:
 
     OMP_NUM_THREADS=1 nice -n 15 python benchmarks/separate_diagnosis.py [--run runs/separate] \\
         [--stride 80] [--easy 80] [--no-grad]
+
+Data alone, for another config's data settings (no model, no run needed; also times ``ds[i]``, the
+loader's work per mixture), e.g. the dense mixtures against the shipped recipe's, 200 mixtures each:
+
+    OMP_NUM_THREADS=1 nice -n 15 python benchmarks/separate_diagnosis.py --data-only --steps 4000 \\
+        --config wavestream/train/configs/separate-dense.json [--data '{"trim_silence": false}']
 """
 
 from __future__ import annotations
@@ -284,13 +290,20 @@ def main() -> None:
     ap.add_argument("--easy", type=int, default=80, help="fully-overlapped dry noiseless mixtures drawn")
     ap.add_argument("--no-grad", action="store_true", help="skip per-example gradients")
     ap.add_argument("--json", default=None, help="write per-source rows here")
+    ap.add_argument("--config", default=None, help="take the data settings from this recipe config, not the run's")
+    ap.add_argument("--data", default=None, metavar="JSON",
+                    help="override data settings, e.g. '{\"pause_s\": [0, 0.1]}'")
+    ap.add_argument("--data-only", action="store_true", help="measure the data and time the loader; no model")
     args = ap.parse_args()
     torch.set_num_threads(1)
     started = time.time()
     run = Path(args.run)
-    last = json.loads((run / "last.json").read_text())
-    config = last.get("run", {}).get("config") or load_config(recipe.DEFAULT_CONFIG, recipe.SECTIONS)
-    data = config["data"]
+    last = json.loads((run / "last.json").read_text()) if not args.data_only else {}
+    if args.config:
+        config = load_config(args.config, recipe.SECTIONS)
+    else:
+        config = last.get("run", {}).get("config") or load_config(recipe.DEFAULT_CONFIG, recipe.SECTIONS)
+    data = config["data"] = {**config["data"], **json.loads(args.data or "{}")}
     bs = data["batch_size"]
     ds = recipe._dataset(data, "train", max(args.steps, config["train"]["steps"]) * bs, data["seconds"],
                          data.get("seed", 0))
@@ -350,6 +363,18 @@ def main() -> None:
     nclips = [len(s["clip_s"]) for s in src]
     print(f"clip lengths read for targets: {pct(clip_s)} s; < 2 s: {np.mean(np.array(clip_s) < 2):.1%}; "
           f"clips per source: {pct(nclips, (10, 50, 90))}")
+
+    if args.data_only:
+        timed = indices[:40]  # the clips are in the page cache by now: this is the synthesis, not the disk
+        times = []
+        for i in timed:
+            t0 = time.perf_counter()
+            ds[i]
+            times.append(time.perf_counter() - t0)
+        print(f"\nds[i] (one mixture as the loader makes it), {len(timed)} items, ms: "
+              f"{pct(np.array(times) * 1000, (10, 50, 90))}")
+        print(f"\n({time.time() - started:.0f} s)")
+        return
 
     # -- 2-3. model -------------------------------------------------------------------------------
     model = recipe.build_model(config)

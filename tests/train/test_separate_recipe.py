@@ -67,3 +67,28 @@ def test_export_writes_loadable_weights_and_card(config_path, tmp_path):
     assert model.trained and sum(p.numel() for p in model.parameters()) == card["architecture"]["parameters"]
     with torch.no_grad():
         assert model(torch.randn(1, 1, 1600)).shape == (1, 2, 1600)
+
+
+def test_init_starts_a_fine_tune_from_given_weights(config_path, tmp_path):
+    from safetensors.torch import load_file
+    _train(config_path, tmp_path / "first")
+    start = tmp_path / "first" / "best.safetensors"
+    # at LR 0 the fine-tune keeps the weights it starts from: they must be the --init ones, not fresh ones
+    config = json.loads(config_path.read_text())
+    config["train"]["lr"] = 0.0
+    frozen = tmp_path / "frozen.json"
+    frozen.write_text(json.dumps(config))
+    _train(frozen, tmp_path / "tune", "--init", str(start), "--steps", "2")
+    weights, tuned = load_file(str(start)), load_file(str(tmp_path / "tune" / "last.safetensors"))
+    assert weights.keys() == tuned.keys() and all(torch.equal(weights[k], tuned[k]) for k in weights)
+    assert json.loads((tmp_path / "tune" / "last.json").read_text())["run"]["init"] == str(start)
+    _train(frozen, tmp_path / "tune", "--resume")  # a resumed fine-tune keeps saying where it started
+    assert json.loads((tmp_path / "tune" / "last.json").read_text())["run"]["init"] == str(start)
+    assert main(["train", "separate", "--out", str(tmp_path / "tune"), "--export",
+                 "--weights-dir", str(tmp_path / "weights")]) == 0
+    card = json.loads((tmp_path / "weights" / "separate.json").read_text())
+    assert card["training"]["init"] == str(start) and card["training"]["recipe"].endswith(f"--init {start}")
+    other = {**config, "model": {**config["model"], "hidden": 8}}  # weights of another shape: refused
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        _train(tmp_path / "other.json", tmp_path / "mismatch", "--init", str(start))

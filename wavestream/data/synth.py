@@ -32,11 +32,18 @@ import torch
 from torch.utils.data import Dataset
 
 from .audio import read_segment, resample
+from .audio import trim_silence as trim_edges
 from .manifest import default_root, load_entries, manifest_path
 from .noise import synthetic_noise
 from .quality import CLEAN_BAK, is_clean_target, is_tts
 
 EARLY_REFLECTIONS_S = 0.05
+#: (low, high) pause in seconds between the utterances joined into one talker's segment
+PAUSE_S = (0.1, 0.6)
+#: with ``trim_silence``: 20 ms frames this far below a clip's loudest one are silence at its edges, and
+#: this much of them is kept beside the speech (an onset's or a decay's first/last few ms)
+TRIM_FLOOR_DB = -40.0
+TRIM_MARGIN_MS = 10.0
 #: share of targets spoken by TTS voices (clean, but not human): a minority
 TTS_SHARE = 0.2
 
@@ -91,22 +98,30 @@ class _Pools:
         return choices[rng.integers(len(choices))]
 
     def speech_segment(self, rng: np.random.Generator, n: int, speaker: str | None = None,
-                       clean: bool = True) -> tuple[np.ndarray, str]:
-        """``n`` samples of one speaker: a random crop, or utterances joined by short pauses.
+                       clean: bool = True, pause_s: tuple[float, float] = PAUSE_S,
+                       trim_silence: bool = False) -> tuple[np.ndarray, str]:
+        """``n`` samples of one speaker: a random crop, or utterances joined by pauses of ``pause_s``
+        (a (low, high) range in seconds).
 
-        ``clean``: from the speaker's clean clips (targets); otherwise from any of them (babble)."""
+        ``clean``: from the speaker's clean clips (targets); otherwise from any of them (babble).
+        ``trim_silence``: cut each clip's leading and trailing silence first (``TRIM_FLOOR_DB``, keeping
+        ``TRIM_MARGIN_MS``), so that the pauses set the gaps between utterances (prepared clips keep 60 ms of
+        edge silence each side: about 50 ms per clip goes; pauses inside a clip stay)."""
         speaker = speaker or self.pick_speaker(rng)
         utterances = (self.clean_by_speaker if clean else self.by_speaker)[speaker]
         out = np.zeros(n, np.float32)
         pos = 0
         while pos < n:
             x = self.read(utterances[rng.integers(len(utterances))])
+            if trim_silence:  # no draw: the same random stream as untrimmed segments
+                trimmed = trim_edges(x, self.rate, TRIM_FLOOR_DB, margin_ms=TRIM_MARGIN_MS)
+                x = trimmed if len(trimmed) else x  # a silent clip stays whole: no empty utterance
             if pos == 0 and len(x) > n:
                 start = rng.integers(len(x) - n + 1)
                 return x[start:start + n], speaker
             x = x[: n - pos] * rng.uniform(0.7, 1.0)  # small level changes between utterances
             out[pos:pos + len(x)] = x
-            pos += len(x) + int(self.rate * rng.uniform(0.1, 0.6))
+            pos += len(x) + int(self.rate * rng.uniform(*pause_s))
         return out, speaker
 
     def background(self, rng: np.random.Generator, pool: list[dict], n: int) -> np.ndarray:
@@ -321,7 +336,9 @@ class SpeakerMixtures(_SeededDataset):
     are always different speakers; ``sir_db`` sets their level ratio, ``noise_snr_db`` adds noise to a
     share ``noise_prob`` of the mixtures (kept out of the sources, so separation also denoises), and
     ``reverb_prob`` gives each talker a room response of its own (the mixture gets the full responses,
-    the sources their early part, as in NoisySpeech).
+    the sources their early part, as in NoisySpeech). ``pause_s`` and ``trim_silence`` shape each talker's
+    span (``_Pools.speech_segment``): shorter pauses between trimmed clips leave less silence in it, so
+    more of the overlap is both talking at once.
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
@@ -330,10 +347,13 @@ class SpeakerMixtures(_SeededDataset):
                  noise_snr_db: tuple[float, float] | None = None, level_db: tuple[float, float] = (-35.0, -15.0),
                  speech_corpora: list[str] | None = None, min_native_rate: int = 16000,
                  min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE, noise_prob: float = 1.0,
-                 reverb_prob: float = 0.0):
+                 reverb_prob: float = 0.0, pause_s: tuple[float, float] = PAUSE_S, trim_silence: bool = False):
         low, high = (overlap, overlap) if isinstance(overlap, int | float) else overlap
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"overlap must be within [0, 1], got {overlap}")
+        if not 0.0 <= pause_s[0] <= pause_s[1]:
+            raise ValueError(f"pause_s must be a (low, high) range of seconds >= 0, got {pause_s}")
+        self.pause_s, self.trim_silence = (float(pause_s[0]), float(pause_s[1])), bool(trim_silence)
         if not (0.0 <= noise_prob <= 1.0 and 0.0 <= reverb_prob <= 1.0):
             raise ValueError(f"noise_prob and reverb_prob must be within [0, 1], got {noise_prob}, {reverb_prob}")
         self.overlap = (float(low), float(high))
@@ -354,8 +374,8 @@ class SpeakerMixtures(_SeededDataset):
         span = int(n / (2 - overlap))  # two spans of this length overlapping by `overlap` fill n samples
         a_speaker = pools.pick_speaker(rng)
         b_speaker = pools.pick_speaker(rng, exclude=(a_speaker,))
-        a, _ = pools.speech_segment(rng, span, a_speaker)
-        b, _ = pools.speech_segment(rng, span, b_speaker)
+        a, _ = pools.speech_segment(rng, span, a_speaker, pause_s=self.pause_s, trim_silence=self.trim_silence)
+        b, _ = pools.speech_segment(rng, span, b_speaker, pause_s=self.pause_s, trim_silence=self.trim_silence)
         sources = np.zeros((2, n), np.float32)
         sources[0, :span] = a
         sources[1, n - span:] = b

@@ -43,7 +43,7 @@ from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword
 from wavestream.models.registry import WEIGHTS_DIR, get_spec
 
-from .loop import BEST, LoopConfig, export_best, fit, load_config, step_batches
+from .loop import BEST, LoopConfig, export_best, fit, load_config, start_weights, step_batches
 
 METRIC = "dev_real_top1"
 CONFIGS = Path(__file__).parent / "configs"
@@ -178,12 +178,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     loop = LoopConfig.from_dict(config["train"])
     torch.manual_seed(loop.seed)
     model = build_model(config)
-    if init is None and resume and (Path(out) / "last.json").exists():  # a resumed run keeps its starting point
-        init = json.loads((Path(out) / "last.json").read_text())["run"].get("init")
-    if init is not None and not (resume and (Path(out) / "last.json").exists()):
-        missing, unexpected = model.load_state_dict(load_file(str(init)), strict=False)
-        if unexpected:
-            raise ValueError(f"--init {init}: weights the model does not have: {unexpected[:5]}")
+    init = start_weights(model, init, out, resume, allow_missing=True)
     data = config["data"]
     batch_size = data["batch_size"]
     train_set = _dataset(data, "train", loop.steps * batch_size, data.get("seed", 0))
@@ -222,7 +217,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     # the corpora as the run starts: the manifests change as corpora are added, and the card lists what was read
     corpora = _training_data(Path(data.get("root") or default_root()), config)
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), metric, resume=resume,
-               run_info={"config": config, "init": str(init) if init else None, "corpora": corpora},
+               run_info={"config": config, "init": init, "corpora": corpora},
                progress=progress)
 
 

@@ -196,6 +196,24 @@ def load_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.opti
     return meta
 
 
+def start_weights(model: nn.Module, init: str | Path | None, out: str | Path, resume: bool,
+                  allow_missing: bool = False) -> str | None:
+    """``--init``: load ``init`` (a checkpoint's or shipped safetensors) into ``model`` before a run starts; returns
+    the path to record in the run's ``run_info``. A resumed run has its weights in its checkpoint already and
+    keeps recording the path it started from. ``allow_missing``: the model may have weights the file lacks
+    (they keep their fresh values); weights the model does not have are refused either way."""
+    last = Path(out) / f"{LAST}.json"
+    if resume and last.exists():
+        return str(init) if init is not None else json.loads(last.read_text())["run"].get("init")
+    if init is None:
+        return None
+    missing, unexpected = model.load_state_dict(load_file(str(init)), strict=False)
+    if unexpected or (missing and not allow_missing):
+        raise ValueError(f"--init {init}: weights the model does not have: {unexpected[:5]}; "
+                         f"weights the file lacks: {missing[:5]}")
+    return str(init)
+
+
 # -- the loop -------------------------------------------------------------------------------------
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]

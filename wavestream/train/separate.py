@@ -23,7 +23,7 @@ from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.models.separate import ConvTasNet
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit, step_batches
+from .loop import LoopConfig, export_best, fit, start_weights, step_batches
 from .losses import si_sdr
 from .waveform import aligned, crop_to_hop
 
@@ -51,17 +51,24 @@ def pit_si_sdr(estimates: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Te
 
 def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> SpeakerMixtures:
     options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed", "seconds")}
-    for key in ("overlap", "sir_db", "noise_snr_db", "level_db"):
+    for key in ("overlap", "sir_db", "noise_snr_db", "level_db", "pause_s"):
         if isinstance(options.get(key), list):
             options[key] = tuple(options[key])
     return SpeakerMixtures(split=split, seconds=seconds, length=length, seed=seed, **options)
 
 
+#: data settings the dev mixtures take from the config's ``data`` section, unless ``dev`` sets them itself
+DEV_DATA_KEYS = ("overlap", "sir_db", "level_db")
+
+
 def dev_examples(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed dev mixtures of ``split`` (mixture ``[N, 1, T]``, sources ``[N, 2, T]``): dry, no noise,
-    the same every run."""
+    the same every run. Only ``DEV_DATA_KEYS`` (and the root) come from ``data``, and ``dev`` may pin them
+    (a config that trains on other overlaps keeps the dev set of earlier runs); the other training options
+    (pauses, trimmed clips, noise, rooms) never reach the dev set."""
     dev = config["dev"]
-    data = {k: v for k, v in config["data"].items() if k in ("overlap", "sir_db", "level_db", "root")}
+    data = {k: v for k, v in config["data"].items() if k in (*DEV_DATA_KEYS, "root")}
+    data.update({k: v for k, v in dev.items() if k in DEV_DATA_KEYS})
     ds = _dataset({**data, "reverb_prob": 0.0}, split, dev["items"], dev["seconds"], dev["seed"])
     pairs = [ds[i] for i in range(dev["items"])]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
@@ -81,10 +88,13 @@ def build_model(config: dict) -> ConvTasNet:
     return ConvTasNet(**config["model"])
 
 
-def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
+          init: str | Path | None = None) -> dict:
+    """Train from fresh weights, or fine-tune from ``init`` (``--init``: a run's or the shipped safetensors)."""
     loop = LoopConfig.from_dict(config["train"])
     torch.manual_seed(loop.seed)  # the same initial weights for the same seed
     model = build_model(config)
+    init = start_weights(model, init, out, resume)
     data = config["data"]
     batch_size, seconds = data["batch_size"], data["seconds"]
     train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
@@ -107,7 +117,8 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return metrics
 
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config, "corpora": waveform.run_corpora(config, CORPUS_KINDS)}, progress=progress)
+               run_info={"config": config, "init": init, "corpora": waveform.run_corpora(config, CORPUS_KINDS)},
+               progress=progress)
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
@@ -116,6 +127,11 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     run, weights_dir = Path(run), Path(weights_dir)
     model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
     config = meta["run"]["config"]
+    training = waveform.training_section(NAME, config, meta, last,
+                                         "utterance-level PIT, negative SI-SDR (mean over the two sources)")
+    if meta["run"].get("init"):  # a fine-tune: say what it started from
+        training["recipe"] += f" --init {meta['run']['init']}"
+        training["init"] = meta["run"]["init"]
     card.update({
         "name": NAME,
         "task": "separate",
@@ -142,8 +158,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
         },
         "training": {
-            **waveform.training_section(NAME, config, meta, last,
-                                        "utterance-level PIT, negative SI-SDR (mean over the two sources)"),
+            **training,
             "dev_history": [{k: round(v, 3) for k, v in h.items() if k == "step" or k.endswith("si_sdri")}
                             for h in last.get("history", [])],
         },
@@ -164,7 +179,7 @@ def record_evaluation(results: str | Path, weights_dir: str | Path = WEIGHTS_DIR
 
 
 def add_arguments(parser) -> None:
-    waveform.add_arguments(parser, NAME, DEFAULT_CONFIG)
+    waveform.add_arguments(parser, NAME, DEFAULT_CONFIG, init=True)
 
 
 def run(args) -> int:

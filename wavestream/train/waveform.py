@@ -103,9 +103,14 @@ def record_evaluation(results: str | Path, name: str, card_path: Path, group_key
     return card_path
 
 
-def add_arguments(parser, name: str, default_config: Path) -> None:
-    """The command-line options of a waveform recipe (`wavestream train NAME ...`)."""
+def add_arguments(parser, name: str, default_config: Path, init: bool = False) -> None:
+    """The command-line options of a waveform recipe (`wavestream train NAME ...`); ``init``: the recipe's
+    ``train`` takes ``init=`` (a fine-tune's starting weights), offered as ``--init``."""
     parser.add_argument("--config", default=str(default_config), help="recipe config (JSON)")
+    if init:
+        parser.add_argument("--init", default=None, metavar="SAFETENSORS",
+                            help="start from these weights (a run's best.safetensors or the shipped ones) instead "
+                                 "of fresh ones; the config's LR schedule starts over")
     parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
                         help=f"do not train: copy `wavestream eval` results for {name} into the card in --weights-dir")
     parser.add_argument("--weights-dir", default=str(WEIGHTS_DIR),
@@ -125,7 +130,8 @@ def run(args, recipe) -> int:
     if args.steps is not None:
         config["train"]["steps"] = args.steps
     started = time.time()
-    meta = recipe.train(config, args.out, resume=args.resume, progress=not args.quiet)
+    extra = {"init": args.init} if hasattr(args, "init") else {}  # only recipes that offer --init
+    meta = recipe.train(config, args.out, resume=args.resume, progress=not args.quiet, **extra)
     print(f"trained to step {meta['step']} in {time.time() - started:.0f} s; best {recipe.METRIC} {meta['best']:.2f} "
           f"dB; checkpoints in {args.out}")
     return 0
