@@ -206,3 +206,58 @@ def test_training_path_equals_plain_autograd(monkeypatch):
     assert torch.equal(results[0][0], results[1][0])
     for fused, reference in zip(results[0][1], results[1][1], strict=True):
         assert (fused - reference).abs().max() <= 1e-5 * reference.abs().max()
+
+
+@torch.no_grad()
+def test_rows_path_equals_layer_path(shipped, monkeypatch):
+    """A stream's chunks through ``_step_rows`` give the layer-by-layer step's outputs and every state entry (shape,
+    dtype, values up to float32 rounding), on the shipped weights, for one stream and a batch, at 10, 16 and 32 ms
+    chunks; the two paths' states carry over into each other."""
+    hop = shipped.hop
+    x = torch.randn(3, 1, 400 * hop, generator=torch.Generator().manual_seed(9)) * 0.1
+    for batch, frames in ((1, 5), (1, 8), (1, 16), (3, 8)):
+        xs = x[:batch]
+        runs = []
+        for limit in (0, ConvTasNet.rows_limit):
+            monkeypatch.setattr(shipped, "rows_limit", limit)
+            state, outs = shipped.init_state(batch), []
+            for i in range(0, xs.shape[-1], frames * hop):
+                y, state = shipped.step(xs[..., i:i + frames * hop], state)
+                outs.append(y)
+            runs.append((torch.cat(outs, -1), state))
+        (layers, layer_state), (rows, row_state) = runs
+        assert max_abs_diff(rows, layers) <= ATOL
+        assert set(row_state) == set(layer_state)
+        for k, ref in layer_state.items():
+            got = row_state[k]
+            assert (got.shape, got.dtype) == (ref.shape, ref.dtype), k
+            if ref.is_floating_point() and ref.numel():
+                assert max_abs_diff(got, ref) <= 1e-5 * max(1.0, ref.abs().max().item()), k
+            else:
+                assert torch.equal(got, ref), k
+    # alternating paths within one stream: chunks of 8 frames (rows) and of 300 (layers), against offline
+    monkeypatch.setattr(shipped, "rows_limit", ConvTasNet.rows_limit)
+    assert_chunked_equals_offline(shipped, x[:1], [8, 300, 8, 5, 79])
+
+
+def test_rows_path_only_for_inference_chunks(model, monkeypatch):
+    """``_step_rows`` takes eval-mode steps without autograd of at most ``rows_limit`` rows; training, autograd,
+    long or large batched steps and ``forward`` (an offline pass) keep the layer-by-layer path."""
+    taken = []
+    rows = model._step_rows
+    monkeypatch.setattr(model, "_step_rows", lambda x, s: taken.append(tuple(x.shape)) or rows(x, s))
+    x = torch.randn(4, 1, 64 * HOP) * 0.1
+    with torch.no_grad():
+        model.step(x[:1, :, :8 * HOP], model.init_state(1))
+        model.step(x, model.init_state(4))  # 4 x 64 = 256 rows: the limit
+        model.step(x[:1], model.init_state(1))
+        assert len(taken) == 3
+        model.step(torch.randn(5, 1, 64 * HOP), model.init_state(5))  # 320 rows
+        model(x[:1, :, :8 * HOP])
+        model.train()
+        try:
+            model.step(x[:1, :, :8 * HOP], model.init_state(1))
+        finally:
+            model.eval()
+    model.step(x[:1, :, :8 * HOP], model.init_state(1))  # autograd on
+    assert len(taken) == 3
