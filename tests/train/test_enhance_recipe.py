@@ -11,8 +11,8 @@ from tests.data.tiny import prepare_tiny
 from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
 from wavestream.data.manifest import manifest_path, read_manifest, write_manifest
-from wavestream.models.registry import load_model
-from wavestream.train.enhance import dev_examples
+from wavestream.models.registry import get_spec, load_model
+from wavestream.train.enhance import DEFAULT_CONFIG, EnhanceLoss, dev_examples
 
 TONE_HZ = 5000.0  # the held-out noise: far above the tiny talkers' harmonics (< 3.6 kHz); training noise is white
 
@@ -167,3 +167,84 @@ def test_record_eval_copies_harness_results_into_the_card(config_path, tmp_path)
     assert card["metrics"] == results["systems"]["enhance"]["mean"]
     assert set(card["evaluation"]["systems"]) == {"enhance", "noisy"}
     assert card["evaluation"]["devset"] == results["devset"]
+
+
+def test_default_loss_is_the_loss_of_before():
+    """Without ``compressed_weight`` (or at 0) the loss is stft_weight x STFT - sisdr_weight x SI-SDR, bit for bit,
+    and logs what it logged before."""
+    from wavestream.train.losses import MultiResolutionSTFTLoss, si_sdr
+
+    torch.manual_seed(0)
+    clean = 0.1 * torch.randn(2, 1, 8000)
+    output = clean + 0.05 * torch.randn_like(clean)
+    before = MultiResolutionSTFTLoss()(output, clean) - 0.1 * si_sdr(output, clean).mean()
+    shipped = json.loads((CONFIGS / "enhance.json").read_text())["loss"]
+    for criterion in (EnhanceLoss(), EnhanceLoss(**shipped), EnhanceLoss(**shipped, compressed_weight=0.0)):
+        loss, logged = criterion(output, clean)
+        assert torch.equal(loss, before) and set(logged) == {"si_sdr", "stft"} and criterion.compressed is None
+
+
+def test_compressed_weight_mixes_in_the_compressed_loss():
+    from wavestream.train.losses import CompressedSpectrumLoss
+
+    torch.manual_seed(0)
+    clean = 0.1 * torch.randn(2, 1, 8000)
+    output = clean + 0.05 * torch.randn_like(clean)
+    options = {"resolutions": [[512, 256]], "power": 0.3, "complex_weight": 0.3, "normalize": True}
+    base, _ = EnhanceLoss()(output, clean)
+    loss, logged = EnhanceLoss(compressed_weight=2.0, compressed=options)(output, clean)
+    compressed = CompressedSpectrumLoss(**options)(output, clean)
+    assert logged["compressed"] == pytest.approx(compressed.item())
+    assert loss.item() == pytest.approx((base + 2.0 * compressed).item(), rel=1e-6)
+
+
+CONFIGS = DEFAULT_CONFIG.parent
+
+
+def test_pesq_config_fine_tunes_the_shipped_model_with_the_compressed_loss():
+    base = json.loads((CONFIGS / "enhance.json").read_text())
+    pesq = json.loads((CONFIGS / "enhance-pesq.json").read_text())
+    assert pesq["model"] == base["model"] == get_spec("enhance").card()["config"]
+    assert pesq["data"] == base["data"] and pesq["dev"] == base["dev"] and pesq["dev"]["pesq"] is True
+    assert pesq["loss"]["compressed_weight"] > 0 and pesq["loss"]["compressed"]["power"] == 0.3
+    assert (pesq["train"]["steps"], pesq["train"]["lr"], pesq["train"]["warmup_steps"],
+            pesq["train"]["eval_every"]) == (2500, 0.0003, 100, 250)
+    EnhanceLoss(**pesq["loss"])  # every option is one the loss takes
+
+
+def test_init_fine_tunes_from_the_shipped_weights(config_path, tmp_path):
+    """A 2-step fine-tune of the shipped model with the PESQ config's loss, on the tiny corpus: at LR 0 it keeps
+    the weights it starts from, which must be the shipped ones; the run, its resumption and its card say so."""
+    from safetensors.torch import load_file
+
+    shipped = get_spec("enhance").weights_path
+    tiny = json.loads(config_path.read_text())
+    pesq = json.loads((CONFIGS / "enhance-pesq.json").read_text())
+    config = {**tiny, "model": pesq["model"], "loss": pesq["loss"],
+              "train": {**tiny["train"], "steps": 2, "lr": 0.0}}
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(config))
+    _train(path, tmp_path / "tune", "--init", str(shipped))
+    weights, tuned = load_file(str(shipped)), load_file(str(tmp_path / "tune" / "last.safetensors"))
+    assert weights.keys() == tuned.keys() and all(torch.equal(weights[k], tuned[k]) for k in weights)
+    last = json.loads((tmp_path / "tune" / "last.json").read_text())
+    assert last["run"]["init"] == str(shipped) and last["step"] == 2
+    assert "compressed=" in (tmp_path / "tune" / "train.log").read_text()
+    _train(path, tmp_path / "tune", "--resume", "--steps", "3")  # a resumed fine-tune keeps saying where it started
+    assert json.loads((tmp_path / "tune" / "last.json").read_text())["run"]["init"] == str(shipped)
+    assert main(["train", "enhance", "--out", str(tmp_path / "tune"), "--export",
+                 "--weights-dir", str(tmp_path / "weights")]) == 0
+    card = json.loads((tmp_path / "weights" / "enhance.json").read_text())
+    assert card["training"]["init"] == str(shipped) and card["training"]["recipe"].endswith(f"--init {shipped}")
+    assert card["training"]["loss"]["compressed_weight"] == pesq["loss"]["compressed_weight"]
+    with pytest.raises(RuntimeError, match="size mismatch"):  # the tiny model: weights of another shape
+        _train(config_path, tmp_path / "mismatch", "--init", str(shipped))
+
+
+def test_a_run_from_fresh_weights_records_no_init(config_path, tmp_path):
+    _train(config_path, tmp_path / "run", "--steps", "2")
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["run"]["init"] is None
+    assert main(["train", "enhance", "--out", str(tmp_path / "run"), "--export",
+                 "--weights-dir", str(tmp_path / "weights")]) == 0
+    training = json.loads((tmp_path / "weights" / "enhance.json").read_text())["training"]
+    assert "init" not in training and "--init" not in training["recipe"]

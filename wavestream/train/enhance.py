@@ -1,7 +1,9 @@
 """Training recipe for the "enhance" model: noisy speech -> clean speech at 16 kHz.
 
 Loss: negative SI-SDR (waveform) + multi-resolution STFT magnitude loss (spectral convergence +
-log magnitude), both on the output aligned with the clean target (the model delays by its latency).
+log magnitude), and optionally (``loss.compressed_weight``) an MSE of power-law compressed spectra, all on
+the output aligned with the clean target (the model delays by its latency). ``--init`` fine-tunes from
+given weights (e.g. the shipped ones with ``configs/enhance-pesq.json``).
 Data: ``wavestream.data.NoisySpeech`` (seeded per index). Dev: fixed examples of the training mixture
 over held-out talkers and noise sources of the training corpora (in-domain), and noisy speech mixed as
 the frozen ``enhance-ood`` set is, from a speech corpus and noise sources no model trains on
@@ -27,8 +29,8 @@ from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit, step_batches
-from .losses import MultiResolutionSTFTLoss, si_sdr
+from .loop import LoopConfig, export_best, fit, start_weights, step_batches
+from .losses import CompressedSpectrumLoss, MultiResolutionSTFTLoss, si_sdr
 from .waveform import aligned, crop_to_hop
 
 NAME = "enhance"
@@ -43,17 +45,29 @@ _KEPT_FOR_OOD = ("root", "min_bak", "min_native_rate")
 
 
 class EnhanceLoss(nn.Module):
+    """``stft_weight`` x multi-resolution STFT loss - ``sisdr_weight`` x SI-SDR (dB) + ``compressed_weight``
+    x compressed-spectrum MSE (``compressed``: the options of ``CompressedSpectrumLoss``). With
+    ``compressed_weight`` 0 (the default) that term is not computed: the loss and the logged values are
+    those of the recipe before it."""
+
     def __init__(self, sisdr_weight: float = 0.1, stft_weight: float = 1.0,
-                 resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64))):
+                 resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64)),
+                 compressed_weight: float = 0.0, compressed: dict | None = None):
         super().__init__()
-        self.sisdr_weight, self.stft_weight = sisdr_weight, stft_weight
+        self.sisdr_weight, self.stft_weight, self.compressed_weight = sisdr_weight, stft_weight, compressed_weight
         self.stft = MultiResolutionSTFTLoss([tuple(r) for r in resolutions])
+        self.compressed = CompressedSpectrumLoss(**(compressed or {})) if compressed_weight else None
 
     def forward(self, output: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         sdr = si_sdr(output, clean).mean()
         spectral = self.stft(output, clean)
         loss = self.stft_weight * spectral - self.sisdr_weight * sdr
-        return loss, {"si_sdr": sdr.item(), "stft": spectral.item()}
+        logged = {"si_sdr": sdr.item(), "stft": spectral.item()}
+        if self.compressed is not None:
+            compressed = self.compressed(output, clean)
+            loss = loss + self.compressed_weight * compressed
+            logged["compressed"] = compressed.item()
+        return loss, logged
 
 
 def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> NoisySpeech:
@@ -99,10 +113,13 @@ def build_model(config: dict) -> GRUMaskEnhancer:
     return GRUMaskEnhancer(**config["model"])
 
 
-def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
+          init: str | Path | None = None) -> dict:
+    """Train from fresh weights, or fine-tune from ``init`` (``--init``: a run's or the shipped safetensors)."""
     loop = LoopConfig.from_dict(config["train"])
     torch.manual_seed(loop.seed)  # the same initial weights for the same seed
     model = build_model(config)
+    init = start_weights(model, init, out, resume)
     data = config["data"]
     batch_size, seconds = data["batch_size"], data["seconds"]
     train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
@@ -127,7 +144,8 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         return metrics
 
     return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config, "corpora": waveform.run_corpora(config, CORPUS_KINDS)}, progress=progress)
+               run_info={"config": config, "init": init, "corpora": waveform.run_corpora(config, CORPUS_KINDS)},
+               progress=progress)
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
@@ -163,7 +181,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
         },
         "training": {
-            **waveform.training_section(NAME, config, meta, last, config["loss"]),
+            **waveform.training_section(NAME, config, meta, last, config["loss"], init=True),
             "dev_history": [{k: round(v, 3) for k, v in h.items()
                              if k in ("step", METRIC) or k.endswith(("si_sdr", "pesq"))}
                             for h in last.get("history", [])],
@@ -187,7 +205,7 @@ def record_evaluation(results: str | Path, weights_dir: str | Path = WEIGHTS_DIR
 
 
 def add_arguments(parser) -> None:
-    waveform.add_arguments(parser, NAME, DEFAULT_CONFIG)
+    waveform.add_arguments(parser, NAME, DEFAULT_CONFIG, init=True)
 
 
 def run(args) -> int:

@@ -128,10 +128,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
     config = meta["run"]["config"]
     training = waveform.training_section(NAME, config, meta, last,
-                                         "utterance-level PIT, negative SI-SDR (mean over the two sources)")
-    if meta["run"].get("init"):  # a fine-tune: say what it started from
-        training["recipe"] += f" --init {meta['run']['init']}"
-        training["init"] = meta["run"]["init"]
+                                         "utterance-level PIT, negative SI-SDR (mean over the two sources)", init=True)
     card.update({
         "name": NAME,
         "task": "separate",

@@ -57,11 +57,15 @@ def exported_corpora(last: dict, config: dict, kinds: tuple[str, ...],
     return recorded if recorded is not None else run_corpora(config, kinds, data_root)
 
 
-def training_section(name: str, config: dict, meta: dict, last: dict, loss) -> dict:
+def training_section(name: str, config: dict, meta: dict, last: dict, loss, init: bool = False) -> dict:
     """The card's "training" entry: recipe, loss, optimizer, batches, steps and time (the recipe adds its
-    dev history); ``meta`` is the best checkpoint's, ``last`` the last one's."""
+    dev history); ``meta`` is the best checkpoint's, ``last`` the last one's. ``init``: the recipe offers
+    ``--init``, and a fine-tune's entry says what it started from (the run's ``init``)."""
+    started = meta["run"].get("init") if init else None
     return {
-        "recipe": f"wavestream train {name} --config wavestream/train/configs/{name}.json",
+        "recipe": f"wavestream train {name} --config wavestream/train/configs/{name}.json"
+                  + (f" --init {started}" if started else ""),
+        **({"init": started} if started else {}),
         "loss": loss,
         "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip")
                       if k in config["train"]} | {"name": "Adam", "schedule": "warmup + cosine"},

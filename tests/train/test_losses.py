@@ -1,0 +1,91 @@
+"""The spectral losses' STFT helper and the compressed-spectrum loss (issue 11's PESQ-oriented fine-tune)."""
+
+import pytest
+import torch
+
+from wavestream.train.losses import CompressedSpectrumLoss, MultiResolutionSTFTLoss, stft
+
+
+def _stft_loss_before_the_helper(estimate, reference, resolutions=((512, 128), (1024, 256), (256, 64)), eps=1e-6):
+    """``MultiResolutionSTFTLoss`` as written before it used ``stft``: the reference for its values."""
+    total = estimate.new_zeros(())
+    for n_fft, hop in resolutions:
+        mags = [torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=torch.hann_window(n_fft), center=False,
+                           return_complex=True).abs().clamp_min(eps) for x in (estimate, reference)]
+        est, ref = mags
+        total = total + torch.linalg.norm(ref - est) / torch.linalg.norm(ref).clamp_min(eps)
+        total = total + (ref.log() - est.log()).abs().mean()
+    return total / len(resolutions)
+
+
+def test_stft_loss_is_unchanged_by_the_shared_helper():
+    torch.manual_seed(0)
+    reference = torch.randn(3, 1, 8000)
+    estimate = reference + 0.3 * torch.randn_like(reference)
+    before = _stft_loss_before_the_helper(estimate, reference)
+    assert torch.equal(MultiResolutionSTFTLoss()(estimate, reference), before)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_compressed_loss_is_zero_for_identical_signals_and_grows_with_noise(normalize):
+    torch.manual_seed(0)
+    loss = CompressedSpectrumLoss(resolutions=[(512, 256), (256, 128)], normalize=normalize)
+    x = 0.05 * torch.randn(2, 1, 8000)
+    assert loss(x, x).item() == 0.0
+    assert all(t.item() == 0.0 for t in loss.terms(x, x))
+    assert 0 < loss(x + 0.005 * torch.randn_like(x), x) < loss(x + 0.05 * torch.randn_like(x), x)
+
+
+def test_compressed_spectrum_keeps_the_phase_and_compresses_the_magnitude():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4000)
+    loss = CompressedSpectrumLoss(power=0.3)
+    re, im, mag = loss.compressed(x, 512, 256)
+    spec = stft(x, 512, 256, torch.hann_window(512))
+    assert torch.allclose(mag, spec.abs().pow(0.3), rtol=1e-4)
+    assert torch.allclose(torch.complex(re, im), spec.abs().pow(0.3) * torch.exp(1j * spec.angle()), rtol=1e-3,
+                          atol=1e-5)
+    # the mix: complex_weight of the complex MSE, the rest of the magnitude MSE
+    y = x + 0.3 * torch.randn_like(x)
+    complex_mse, magnitude_mse = loss.terms(y, x)
+    assert loss(y, x) == pytest.approx(0.3 * complex_mse.item() + 0.7 * magnitude_mse.item(), rel=1e-6)
+    assert CompressedSpectrumLoss(complex_weight=1.0)(y, x) == pytest.approx(complex_mse.item(), rel=1e-6)
+
+
+def test_normalized_loss_ignores_the_level():
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 8000)
+    y = x + 0.3 * torch.randn_like(x)
+    loss = CompressedSpectrumLoss(normalize=True)
+    assert loss(0.01 * y, 0.01 * x).item() == pytest.approx(loss(y, x).item(), rel=1e-4)
+    plain = CompressedSpectrumLoss()
+    assert plain(0.01 * y, 0.01 * x) < 0.1 * plain(y, x)  # without: MSE ~ level^0.6
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("reference_silent", [False, True])
+def test_compressed_loss_has_finite_gradients_at_silence(normalize, reference_silent):
+    """|S|^0.3 has an infinite slope at |S| = 0: digital silence (a closed mask, a silent target) must still
+    give finite gradients."""
+    torch.manual_seed(0)
+    estimate = torch.zeros(2, 1, 4096, requires_grad=True)
+    reference = torch.zeros(2, 1, 4096) if reference_silent else 0.1 * torch.randn(2, 1, 4096)
+    loss = CompressedSpectrumLoss(resolutions=[(512, 256), (256, 64)], normalize=normalize)
+    value = loss(estimate, reference)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(estimate.grad).all()
+    if not reference_silent:
+        assert estimate.grad.abs().max() > 0
+    # silence in one part of the signal only: gradients stay finite there too
+    partly = (0.1 * torch.randn(1, 1, 4096)).index_fill_(-1, torch.arange(1000, 3000), 0.0).requires_grad_()
+    loss(partly, 0.1 * torch.randn(1, 1, 4096)).backward()
+    assert torch.isfinite(partly.grad).all()
+
+
+def test_compressed_loss_checks_its_options():
+    with pytest.raises(ValueError, match="power"):
+        CompressedSpectrumLoss(power=0.0)
+    with pytest.raises(ValueError, match="complex_weight"):
+        CompressedSpectrumLoss(complex_weight=1.5)
+    with pytest.raises(ValueError, match="equal shapes"):
+        CompressedSpectrumLoss()(torch.zeros(1, 4000), torch.zeros(1, 3000))
