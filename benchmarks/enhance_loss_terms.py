@@ -1,14 +1,21 @@
-"""Each term of the enhance loss on one real training batch, with the gradient norm it puts on the model's
-parameters: the numbers to weigh a new term against the others (issue 11's compressed-spectrum loss).
+"""Each term of a recipe's loss on one real training batch, with the gradient norm it puts on the model's
+parameters: the numbers to weigh a new term against the others (issue 11's compressed-spectrum loss for
+``enhance``; issue 9's phase terms for ``codec``).
 
     OMP_NUM_THREADS=1 nice -n 15 python benchmarks/enhance_loss_terms.py \\
-        [--weights wavestream/models/weights/enhance.safetensors] \\
-        [--config wavestream/train/configs/enhance-pesq.json] \\
+        [--recipe enhance|codec] [--weights PATH] [--config PATH] \\
         [--batch 4] [--start 0] [--loss '{"compressed": {"normalize": false}}']
 
-The batch is NoisySpeech training examples ``start .. start + batch - 1`` of the config's data settings (the
-examples a run from step 0 draws first, at batch size ``--batch``). Prints, per term, its value, its gradient
-norm unweighted, and weighted as the config's ``loss`` weighs it; then the compressed terms per example.
+enhance (the default; weights ``enhance.safetensors``, config ``enhance-pesq.json``): the batch is NoisySpeech
+training examples ``start .. start + batch - 1`` of the config's data settings (the examples a run from step 0
+draws first, at batch size ``--batch``). Prints, per term, its value, its gradient norm unweighted, and
+weighted as the config's ``loss`` weighs it; then the compressed terms per example.
+
+codec (weights ``codec.safetensors``, loaded as the recipe's ``init`` loads them; config ``codec-phase.json``):
+the batch is CleanSpeech training examples, coded as in training (quantizer dropout: each example at one of
+the bitrates, drawn with torch seed 0); the terms are ``CodecLoss.terms``, including those on the decoder's
+complex spectrum; then per example its level, bitrate and spectrum terms, and how far the decoder's bins sit
+above the reference's (median, dB) and how much of its spectrum's energy the overlap-add cancels (dB).
 """
 
 from __future__ import annotations
@@ -31,21 +38,98 @@ def grad_norm(value: torch.Tensor, params: list[torch.Tensor]) -> float:
     return float(torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None)))
 
 
+def print_terms(terms: dict[str, tuple[torch.Tensor, float]], params: list[torch.Tensor]) -> torch.Tensor:
+    """The table of terms (name: (value, weight); names starting with two spaces are parts of the term above,
+    left out of the total); returns the total."""
+    print(f"\n{'term':34s} {'value':>9s} {'|grad|':>9s} {'weight':>7s} {'w*value':>9s} {'w*|grad|':>9s}")
+    total = 0
+    for name, (value, weight) in terms.items():
+        g = grad_norm(value, params)
+        if not name.startswith("  "):
+            total = total + weight * value
+        print(f"{name:34s} {value.item():9.4f} {g:9.4f} {weight:7.3g} {weight * value.item():9.4f} {weight * g:9.4f}")
+    print(f"{'total (the config loss)':34s} {total.item():9.4f} {grad_norm(total, params):9.4f}")
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(WEIGHTS_DIR / "enhance.safetensors"))
-    ap.add_argument("--config", default=str(recipe.DEFAULT_CONFIG.parent / "enhance-pesq.json"))
+    ap.add_argument("--recipe", choices=("enhance", "codec"), default="enhance")
+    ap.add_argument("--weights", help="default: the recipe's shipped weights")
+    ap.add_argument("--config", help="default: enhance-pesq.json or codec-phase.json")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--loss", default=None, metavar="JSON",
                     help='override loss settings, e.g. \'{"compressed_weight": 20, "compressed": {"power": 0.5}}\'')
     args = ap.parse_args()
     torch.set_num_threads(1)
-    config = load_config(args.config, recipe.SECTIONS)
+    (codec_terms if args.recipe == "codec" else enhance_terms)(args)
+
+
+def codec_terms(args) -> None:
+    from wavestream.train import codec
+
+    config = load_config(args.config or codec.DEFAULT_CONFIG.parent / "codec-phase.json", codec.SECTIONS)
+    config["loss"] |= json.loads(args.loss or "{}")
+    data = config["data"]
+    torch.manual_seed(0)
+    model = codec.build_model(config)
+    frames = int(data["seconds"] * model.sample_rate) // model.frame_size
+    codec.warm_start(model, args.weights or WEIGHTS_DIR / "codec.safetensors", data["batch_size"] * frames)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    ds = codec._dataset(data, "train", args.start + args.batch, data["seconds"], data.get("seed", 0))
+    (clean,) = crop_to_hop(torch.stack([ds[i] for i in range(args.start, args.start + args.batch)]),
+                           hop=model.frame_size)
+    quantized = model.quantizer.quantize(model.encoder(clean))
+    decoded, spectrum = model.decoder.forward_with_spectrum(quantized.latents)
+    reference = model.encoder.stft(clean)
+    output, target = codec.aligned(decoded, clean, model.latency)
+    levels = 20 * torch.log10(target.pow(2).mean(-1).sqrt().flatten())
+    print(f"{args.batch} training examples from {args.start}: level {[round(v, 1) for v in levels.tolist()]} dBFS")
+
+    criterion = codec.build_loss(config, model)
+    # the optional terms with weight 0 in the config are measured too (at weight 0)
+    loss = config["loss"]
+    measure = codec.CodecLoss(model.sample_rate, **{**loss, **{f"{k}_weight": loss.get(f"{k}_weight") or 1.0
+                                                             for k in ("consistency", "compressed", "spectrum")}},
+                              frames=(model.decoder.istft.n_fft, model.decoder.istft.hop_length))
+    values = measure.terms(output, target, quantized.commitment, spectrum, reference)
+    terms = {name: (value, criterion.weights.get(name, 0.0)) for name, value in values.items()}
+    complex_mse, magnitude_mse = measure.compressed.terms(output, target)
+    mix = measure.compressed.complex_weight
+    terms["  compressed: its complex MSE"] = (complex_mse, criterion.weights.get("compressed", 0.0) * mix)
+    terms["  compressed: its magnitude MSE"] = (magnitude_mse, criterion.weights.get("compressed", 0.0) * (1 - mix))
+    total = print_terms(terms, params)
+    check, _ = criterion(output, target, quantized.commitment, spectrum, reference)
+    assert torch.allclose(check, total, rtol=1e-5), (check, total)
+
+    bitrates = {model.n_q_for(b): b for b in model.bitrates}
+    n_q = getattr(quantized, "n_q", None)
+    print("\nper example: level, bitrate, consistency, spectrum magnitude, compressed; decoder bins over the "
+          "reference's (median dB, frames within 40 dB of the loudest); decoder energy over its output's (dB)")
+    with torch.no_grad():
+        again = measure.consistency.reanalysed(spectrum)
+        for i in range(args.batch):
+            s, r = spectrum[i:i + 1], reference[i:i + 1]
+            frame_db = 10 * torch.log10(r[0, 0].abs().square().sum(0) + 1e-20)
+            active = frame_db > frame_db.max() - 40
+            over = (20 * torch.log10(s[0, 0][:, active].abs() + 1e-7)
+                    - 20 * torch.log10(r[0, 0][:, active].abs() + 1e-7)).median()
+            cancel = 10 * torch.log10(s[..., :-1].abs().square().sum() / again[i].abs().square().sum())
+            rate = f"{bitrates.get(int(n_q[i]), '?')}k" if n_q is not None else "?"
+            print(f"  {i}: level {levels[i]:6.1f} dBFS  {rate:>5s}  consistency "
+                  f"{measure.consistency(s, r).item():.4f}  spectrum {measure.spectrum(s, r).item():.4f}  "
+                  f"compressed {measure.compressed(output[i:i + 1], target[i:i + 1]).item():.4f}  "
+                  f"bins {over.item():+5.1f} dB  cancelled {cancel.item():+5.1f} dB")
+
+
+def enhance_terms(args) -> None:
+    config = load_config(args.config or recipe.DEFAULT_CONFIG.parent / "enhance-pesq.json", recipe.SECTIONS)
     config["loss"] |= json.loads(args.loss or "{}")
     data, loss = config["data"], config["loss"]
     model = recipe.build_model(config)
-    model.load_state_dict(load_file(args.weights))
+    model.load_state_dict(load_file(args.weights or str(WEIGHTS_DIR / "enhance.safetensors")))
     params = [p for p in model.parameters() if p.requires_grad]
     ds = recipe._dataset(data, "train", args.start + args.batch, data["seconds"], data.get("seed", 0))
     pairs = [ds[i] for i in range(args.start, args.start + args.batch)]
@@ -70,14 +154,7 @@ def main() -> None:
         "  its complex MSE": (complex_mse, loss.get("compressed_weight", 0.0) * mix),
         "  its magnitude MSE": (magnitude_mse, loss.get("compressed_weight", 0.0) * (1 - mix)),
     }
-    print(f"\n{'term':34s} {'value':>9s} {'|grad|':>9s} {'weight':>7s} {'w*value':>9s} {'w*|grad|':>9s}")
-    total = 0
-    for name, (value, weight) in terms.items():
-        g = grad_norm(value, params)
-        if not name.startswith("  "):
-            total = total + weight * value
-        print(f"{name:34s} {value.item():9.4f} {g:9.4f} {weight:7.3g} {weight * value.item():9.4f} {weight * g:9.4f}")
-    print(f"{'total (the config loss)':34s} {total.item():9.4f} {grad_norm(total, params):9.4f}")
+    total = print_terms(terms, params)
     criterion = recipe.EnhanceLoss(**loss)
     check, logged = criterion(output, target)
     assert torch.allclose(check, total, rtol=1e-5), (check, total)

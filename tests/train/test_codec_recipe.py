@@ -260,3 +260,90 @@ def test_resuming_a_plain_run_with_the_section_adds_a_fresh_discriminator(root, 
     assert "not in the checkpoint, starting fresh: discriminator" in (tmp_path / "r" / "train.log").read_text()
     d = load_file(str(tmp_path / "r" / "last.discriminator.safetensors"))
     assert d["optimizer.state.0.step"].item() == 2  # steps 2 and 3
+
+
+# -- the phase terms (issue 9): on the decoder's complex spectrum, off by default ------------------------------
+
+PHASE_LOSS = {"consistency_weight": 2.0, "consistency": {"power": 0.3}, "spectrum_weight": 0.5,
+              "compressed_weight": 1.0, "compressed": {"resolutions": [[512, 128]], "normalize": True}}
+
+
+def test_default_loss_is_unchanged_bit_for_bit():
+    from wavestream.train.codec import CodecLoss
+    from wavestream.train.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
+
+    torch.manual_seed(0)
+    target = 0.05 * torch.randn(2, 1, 8000)
+    output = target + 0.02 * torch.randn_like(target)
+    commitment = torch.tensor(0.3)
+    criterion = CodecLoss(16000)
+    assert not criterion.needs_spectrum
+    loss, stats = criterion(output, target, commitment)
+    # the loss as written before the phase terms
+    before = (1.0 * MultiScaleMelLoss(16000)(output, target) + 1.0 * MultiResolutionSTFTLoss()(output, target)
+              + 0.1 * (output - target).abs().mean() + 1.0 * commitment)
+    assert torch.equal(loss, before)
+    assert set(stats) == {"mel", "stft", "l1", "commitment"}
+    zero = CodecLoss(16000, consistency_weight=0, compressed_weight=0, spectrum_weight=0, consistency={"power": 0.3})
+    assert torch.equal(zero(output, target, commitment)[0], loss)
+
+
+def test_decoder_spectrum_is_what_it_synthesizes():
+    from wavestream.models.codec import SpectralCodec
+
+    torch.manual_seed(0)
+    model = SpectralCodec(**MODEL).eval()
+    latents = torch.randn(2, MODEL["dimension"], 12)
+    audio, spectrum = model.decoder.forward_with_spectrum(latents)
+    assert torch.equal(audio, model.decoder(latents))  # forward's audio, bit for bit
+    assert spectrum.shape == (2, 1, 321, 12) and spectrum.is_complex()
+    assert torch.equal(model.decoder.istft(spectrum), audio)
+
+
+def test_phase_terms_have_finite_gradients_and_are_logged(root, tmp_path):
+    from wavestream.models.codec import SpectralCodec
+    from wavestream.train.codec import build_loss, training_loss
+
+    torch.manual_seed(0)
+    model = SpectralCodec(**MODEL).train()
+    config = {"loss": {"mel_windows": [64, 256], "stft_resolutions": [[256, 64]], **PHASE_LOSS}}
+    criterion = build_loss(config, model)
+    assert criterion.needs_spectrum
+    batch = CleanSpeech(root, "train", seconds=0.5, length=2, seed=0)
+    loss, stats = training_loss(model, torch.stack([batch[0], batch[1]]), criterion)
+    assert {"consistency", "compressed", "spectrum"} <= set(stats) and all(v >= 0 for v in stats.values())
+    assert 0 < stats["consistency"] < 10  # an untrained decoder's phase is random: inconsistent
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_run_with_phase_terms_and_dev_pesq(root, tmp_path):
+    pytest.importorskip("pesq")
+    path = write_config(tmp_path, root, steps=2)
+    config = json.loads(path.read_text())
+    config["loss"] |= PHASE_LOSS
+    config["dev"] |= {"pesq": True, "seconds": 1.0}
+    path.write_text(json.dumps(config))
+    _train(path, tmp_path / "r")
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "consistency=" in log and "compressed=" in log and "spectrum=" in log
+    assert all(f"{name}_pesq_{b}k=" in log for name in ("in_domain", "out_of_domain") for b in ("1.5", "3", "6"))
+    best = json.loads((tmp_path / "r" / "best.json").read_text())["metrics"]
+    mel = [v for k, v in best.items() if "_mel_db_" in k]
+    assert best["dev_score"] == pytest.approx(-sum(mel) / len(mel))  # still chosen by the mel distance
+
+
+def test_phase_config_is_the_codec_config_plus_the_phase_terms():
+    from wavestream.train.codec import DEFAULT_CONFIG
+
+    base = json.loads(DEFAULT_CONFIG.read_text())
+    phase = json.loads((DEFAULT_CONFIG.parent / "codec-phase.json").read_text())
+    assert phase["model"] == base["model"] and phase["data"] == base["data"]
+    assert phase["init"] == "wavestream/models/weights/codec.safetensors"
+    assert {k: v for k, v in phase["dev"].items() if k != "pesq"} == base["dev"] and phase["dev"]["pesq"] is True
+    assert phase["loss"]["consistency_weight"] > 0 and phase["loss"]["compressed_weight"] > 0
+    assert set(base["loss"]) <= set(phase["loss"])
+    assert phase["train"] | {"steps": 6000, "lr": 0.001, "eval_every": 500} == base["train"]
+    assert (phase["train"]["steps"], phase["train"]["lr"], phase["train"]["warmup_steps"],
+            phase["train"]["eval_every"]) == (2500, 2e-4, 100, 250)

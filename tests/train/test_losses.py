@@ -89,3 +89,59 @@ def test_compressed_loss_checks_its_options():
         CompressedSpectrumLoss(complex_weight=1.5)
     with pytest.raises(ValueError, match="equal shapes"):
         CompressedSpectrumLoss()(torch.zeros(1, 4000), torch.zeros(1, 3000))
+
+
+# -- the losses on a synthesized complex spectrum (issue 9: the codec's phase) ------------------------------
+
+
+def _spectrum_of(x, n_fft=640, hop=320):
+    from wavestream.streaming import STFT
+
+    return STFT(n_fft, hop, "sqrt_hann")(x)
+
+
+@pytest.mark.parametrize("power", [1.0, 0.3])
+def test_consistency_is_zero_for_the_spectrum_of_a_signal_and_large_for_random_spectra(power):
+    from wavestream.train.losses import SpectralConsistencyLoss
+
+    torch.manual_seed(0)
+    loss = SpectralConsistencyLoss(640, 320, power=power)
+    x = 0.03 * torch.randn(2, 1, 320 * 30)
+    spec = _spectrum_of(x)
+    assert loss(spec, spec).item() < 1e-9  # an STFT is consistent: its re-analysis gives it back
+    assert torch.allclose(loss.reanalysed(spec), spec[..., :-1], atol=1e-6)
+    noise = torch.complex(torch.randn_like(spec.real), torch.randn_like(spec.real)) * spec.abs().mean()
+    assert loss(noise, spec).item() > 0.1  # random frames: half their energy is not any signal's
+    # level-independent: a louder reference and spectrum give the same value
+    assert loss(10 * noise, 10 * spec).item() == pytest.approx(loss(noise, spec).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("power", [1.0, 0.3])
+def test_consistency_and_spectrum_losses_have_finite_gradients(power):
+    from wavestream.train.losses import SpectralConsistencyLoss, SpectrumMagnitudeLoss
+
+    torch.manual_seed(0)
+    x = 0.03 * torch.randn(2, 1, 320 * 10)
+    x[..., :1000] = 0  # digital silence: bins of exactly zero
+    reference = _spectrum_of(x)
+    estimate = (reference + 0.01 * torch.randn_like(reference.real)).detach().requires_grad_()
+    silent = torch.zeros_like(reference).requires_grad_()
+    for spec in (estimate, silent):
+        for loss in (SpectralConsistencyLoss(640, 320, power=power), SpectrumMagnitudeLoss(power=power)):
+            value = loss(spec, reference)
+            (grad,) = torch.autograd.grad(value, spec)
+            assert torch.isfinite(value) and torch.isfinite(grad).all()
+
+
+def test_spectrum_loss_is_zero_for_the_reference_and_level_independent():
+    from wavestream.train.losses import SpectrumMagnitudeLoss
+
+    torch.manual_seed(0)
+    loss = SpectrumMagnitudeLoss()
+    reference = _spectrum_of(0.03 * torch.randn(2, 1, 320 * 10))
+    assert loss(reference, reference).item() == pytest.approx(0.0, abs=1e-7)
+    # the phase does not count, the magnitude does (4x = 12 dB too high, as the shipped codec's bins)
+    rotated = reference * torch.exp(1j * torch.rand_like(reference.real))
+    assert loss(rotated, reference).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(4 * reference, reference).item() > 0.01
+    assert loss(40 * reference, 10 * reference).item() == pytest.approx(loss(4 * reference, reference).item(), rel=1e-4)

@@ -108,16 +108,29 @@ class SpectralDecoder(StreamingModule):
         self.hop, self.out_per_in = 1, Fraction(hop)
         self.delay = n_fft - hop
 
-    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        new_state: State = {}
+    def _spectrum(self, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
+        """The complex spectrum ``[B, 1, F, n]`` the inverse STFT turns into audio (frame k predicts the
+        encoder's STFT frame k)."""
         h = self.step_child("input_conv", x, state, new_state)
         for j in range(len(self.blocks)):
             h = self.step_child(f"blocks.{j}", h, state, new_state)
         h = h + self.step_child("gru", h, state, new_state)
         log_mag, angle = self.step_child("output_conv", F.elu(h), state, new_state).chunk(2, dim=1)
         mag = log_mag.clamp(max=MAX_LOG_MAGNITUDE).exp()  # the clamp keeps an untrained decoder finite
-        spec = torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))[:, None]
+        return torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))[:, None]
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        new_state: State = {}
+        spec = self._spectrum(x, state, new_state)
         return self.step_child("istft", spec, state, new_state), new_state
+
+    def forward_with_spectrum(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` (a stream from a zero state) that also returns the complex spectrum it synthesized,
+        ``[B, 1, n_fft // 2 + 1, n]``: what the training's spectrum-level losses look at (the audio is
+        ``forward``'s, bit for bit)."""
+        state, new_state = self.init_state(x.shape[0], x.device, x.dtype), {}
+        spec = self._spectrum(x, state, new_state)
+        return self.step_child("istft", spec, state, new_state), spec
 
 
 class SpectralCodec(RVQCodec):

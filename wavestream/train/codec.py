@@ -2,7 +2,8 @@
 
 Loss (on the decoder's output against its input): multi-scale mel (log and linear mel magnitudes at
 windows of 64-2048 samples), multi-resolution STFT (spectral convergence + log magnitude), waveform
-L1, and the quantizer's commitment loss; quantizer dropout gives every example one of the offered
+L1, and the quantizer's commitment loss (optional terms on the decoder's complex spectrum, for coherent phase,
+issue 9: ``CodecLoss``, ``configs/codec-phase.json``); quantizer dropout gives every example one of the offered
 bitrates, so one model learns all three. Codebooks learn by EMA (no gradient), with dead codes
 restarted on the batch. The committed config has no adversarial loss (see docs/models.md); a config with
 an ``"adversarial"`` section adds one (``Adversary``: a multi-scale STFT discriminator, hinge losses and
@@ -11,7 +12,8 @@ weights (the shipped ones, for a fine-tune: ``configs/codec-adv.json``).
 Data: ``wavestream.data.CleanSpeech`` (clean clips only, seeded per index). Dev: fixed clean clips from
 the dev split (held-out talkers) and from the out-of-domain split (a corpus never trained on), coded at
 each bitrate; the best checkpoint has the lowest mean log-mel distance (``dev_score`` is minus it, in
-dB). ``export`` writes the shipped weights (no EMA statistics) + card.
+dB; ``dev.score: "pesq"`` picks by the mean PESQ-WB instead, and ``dev.pesq: true`` only adds PESQ-WB to the
+dev metrics). ``export`` writes the shipped weights (no EMA statistics) + card.
 """
 
 from __future__ import annotations
@@ -40,11 +42,21 @@ from .discriminator import (
     generator_hinge_loss,
 )
 from .loop import LoopConfig, export_best, fit, step_batches
-from .losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, si_sdr
+from .losses import (
+    CompressedSpectrumLoss,
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    SpectralConsistencyLoss,
+    SpectrumMagnitudeLoss,
+    si_sdr,
+)
 from .waveform import aligned, crop_to_hop
 
 NAME = "codec"
 METRIC = "dev_score"  # minus the mean log-mel distance (dB) over the dev splits and the bitrates
+#: what ``dev_score`` is made of (the config's ``dev.score``): minus the mean log-mel distance (the default),
+#: or the mean PESQ-WB; ``dev.pesq`` adds PESQ-WB to the dev metrics whichever scores
+DEV_SCORES = ("mel_db", "pesq")
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "codec.json"
 SECTIONS = ("model", "data", "dev", "loss", "train")
 CORPUS_KINDS = ("speech",)  # what the codec learns from: listed in the card
@@ -53,20 +65,73 @@ DEV_SPLITS = {"dev": "in_domain", "ood": "out_of_domain"}
 
 
 class CodecLoss(nn.Module):
+    """The codec's reconstruction loss. With their weights at 0 (the defaults: today's loss, bit for bit) the
+    terms on the decoder's complex spectrum ``S`` (the one its inverse STFT synthesizes, issue 9) are left out:
+
+    - ``consistency_weight``: ``SpectralConsistencyLoss`` of ``S`` (``consistency``: its options, e.g.
+      ``{"power": 0.3}``), normalized by the reference spectrum's energy in the decoder's frames;
+    - ``compressed_weight``: ``CompressedSpectrumLoss`` of the output against the reference (``compressed``:
+      its options; complex + magnitude, so it scores the phase too);
+    - ``spectrum_weight``: ``SpectrumMagnitudeLoss`` of ``|S|`` against the reference's ``|STFT(x)|`` in the
+      same frames (``spectrum``: its options).
+
+    ``frames``: the decoder's ``(n_fft, hop)`` (the consistency term's STFT); the recipe passes the model's."""
+
     def __init__(self, sample_rate: int, mel_weight: float = 1.0, stft_weight: float = 1.0, l1_weight: float = 0.1,
                  commitment_weight: float = 1.0, mel_windows: list[int] = (64, 128, 256, 512, 1024, 2048),
-                 stft_resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64))):
+                 stft_resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64)),
+                 consistency_weight: float = 0.0, consistency: dict | None = None,
+                 compressed_weight: float = 0.0, compressed: dict | None = None,
+                 spectrum_weight: float = 0.0, spectrum: dict | None = None,
+                 frames: tuple[int, int] = (640, 320)):
         super().__init__()
         self.weights = {"mel": mel_weight, "stft": stft_weight, "l1": l1_weight, "commitment": commitment_weight}
         self.mel = MultiScaleMelLoss(sample_rate, tuple(mel_windows))
         self.stft = MultiResolutionSTFTLoss([tuple(r) for r in stft_resolutions])
+        self.consistency = self.compressed = self.spectrum = None
+        if consistency_weight:
+            self.weights["consistency"] = consistency_weight
+            self.consistency = SpectralConsistencyLoss(*frames, **(consistency or {}))
+        if compressed_weight:
+            self.weights["compressed"] = compressed_weight
+            self.compressed = CompressedSpectrumLoss(**(compressed or {}))
+        if spectrum_weight:
+            self.weights["spectrum"] = spectrum_weight
+            self.spectrum = SpectrumMagnitudeLoss(**(spectrum or {}))
 
-    def forward(self, output: torch.Tensor, target: torch.Tensor,
-                commitment: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    @property
+    def needs_spectrum(self) -> bool:
+        """Whether ``forward`` needs the decoder's spectrum and the reference's."""
+        return self.consistency is not None or self.spectrum is not None
+
+    def terms(self, output: torch.Tensor, target: torch.Tensor, commitment: torch.Tensor,
+              spectrum: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every weighted term, unweighted: ``spectrum`` is the decoder's complex spectrum ``[B, 1, F, n]``,
+        ``reference`` the input's in the same frames (needed when ``needs_spectrum``)."""
         terms = {"mel": self.mel(output, target), "stft": self.stft(output, target),
                  "l1": (output - target).abs().mean(), "commitment": commitment}
+        if self.needs_spectrum and (spectrum is None or reference is None):
+            raise ValueError("this loss needs the decoder's spectrum and the reference's")
+        if self.consistency is not None:
+            terms["consistency"] = self.consistency(spectrum, reference)
+        if self.compressed is not None:
+            terms["compressed"] = self.compressed(output, target)
+        if self.spectrum is not None:
+            terms["spectrum"] = self.spectrum(spectrum, reference)
+        return terms
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, commitment: torch.Tensor,
+                spectrum: torch.Tensor | None = None,
+                reference: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        terms = self.terms(output, target, commitment, spectrum, reference)
         loss = sum(self.weights[k] * v for k, v in terms.items())
         return loss, {k: v.item() for k, v in terms.items()}
+
+
+def build_loss(config: dict, model: SpectralCodec) -> CodecLoss:
+    """The config's loss for ``model`` (the consistency term works in the decoder's STFT frames)."""
+    return CodecLoss(model.sample_rate, **config["loss"],
+                     frames=(model.decoder.istft.n_fft, model.decoder.istft.hop_length))
 
 
 #: the ``"adversarial"`` section's options and their defaults (the section absent: no adversarial loss)
@@ -179,8 +244,9 @@ def dev_examples(config: dict, split: str) -> torch.Tensor:
 
 
 def evaluate_on(model: SpectralCodec, clean: torch.Tensor, prefix: str, mel: MultiScaleMelLoss,
-                batch: int = 8) -> dict[str, float]:
-    """Mel distance (dB) and SI-SDR of the decoded clips at each of the model's bitrates."""
+                batch: int = 8, pesq: bool = False) -> dict[str, float]:
+    """Mel distance (dB) and SI-SDR of the decoded clips at each of the model's bitrates, and with ``pesq``
+    their PESQ-WB (the harness's, ~0.02 s a 3 s clip)."""
     (clean,) = crop_to_hop(clean, hop=model.hop)
     latents = torch.cat([model.encoder(clean[i:i + batch]) for i in range(0, len(clean), batch)])
     metrics = {}
@@ -191,6 +257,8 @@ def evaluate_on(model: SpectralCodec, clean: torch.Tensor, prefix: str, mel: Mul
         out, ref = aligned(decoded, clean, model.latency)
         metrics[f"{prefix}_mel_db_{bitrate:g}k"] = mel.distance_db(out, ref).mean().item()
         metrics[f"{prefix}_si_sdr_{bitrate:g}k"] = si_sdr(out, ref).mean().item()
+        if pesq:
+            metrics[f"{prefix}_pesq_{bitrate:g}k"] = waveform.mean_pesq(out, ref)
     return metrics
 
 
@@ -200,8 +268,13 @@ def training_loss(model: RVQCodec, batch: torch.Tensor, criterion: CodecLoss, ad
     with an ``adversary``, its discriminator takes its step and its terms are added."""
     (clean,) = crop_to_hop(batch, hop=model.frame_size)
     quantized = model.quantizer.quantize(model.encoder(clean))
-    output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
-    loss, stats = criterion(output, target, quantized.commitment)
+    if criterion.needs_spectrum:  # decoder frame k predicts the encoder's STFT frame k
+        decoded, spectrum = model.decoder.forward_with_spectrum(quantized.latents)
+        output, target = aligned(decoded, clean, model.latency)
+        loss, stats = criterion(output, target, quantized.commitment, spectrum, model.encoder.stft(clean))
+    else:
+        output, target = aligned(model.decoder(quantized.latents), clean, model.latency)
+        loss, stats = criterion(output, target, quantized.commitment)
     if adversary is not None:
         adversarial, adversarial_stats = adversary(step, output, target)
         loss, stats = loss + adversarial, {**stats, **adversarial_stats}
@@ -220,7 +293,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     batch_size, seconds = data["batch_size"], data["seconds"]
     train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
     dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
-    criterion = CodecLoss(model.sample_rate, **config["loss"])
+    criterion = build_loss(config, model)
     adversary = Adversary(config["adversarial"], model.sample_rate) if "adversarial" in config else None
     init = config.get("init")
     if init and not (resume and (Path(out) / "last.json").exists()):  # a resumed run has its weights already
@@ -235,12 +308,17 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         step, batch = item
         return training_loss(model, batch, criterion, adversary, step)
 
+    score = config["dev"].get("score", "mel_db")
+    if score not in DEV_SCORES:
+        raise ValueError(f"unknown dev score {score!r}; choose one of {DEV_SCORES}")
+    pesq = bool(config["dev"].get("pesq", False)) or score == "pesq"
+
     def evaluate(model: SpectralCodec) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for name, clean in dev_sets.items():
-            metrics.update(evaluate_on(model, clean, name, criterion.mel))
-        distances = [v for k, v in metrics.items() if "_mel_db_" in k]
-        metrics[METRIC] = -sum(distances) / len(distances)
+            metrics.update(evaluate_on(model, clean, name, criterion.mel, pesq=pesq))
+        values = [v for k, v in metrics.items() if f"_{score}_" in k]
+        metrics[METRIC] = (-1 if score == "mel_db" else 1) * sum(values) / len(values)
         return metrics
 
     companions = {"discriminator": (adversary.discriminator, adversary.optimizer)} if adversary else None
@@ -292,13 +370,16 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             **waveform.training_section(NAME, config, meta, last, config["loss"]),
             **({"adversarial": {**ADVERSARIAL_DEFAULTS, **config["adversarial"]}} if "adversarial" in config else {}),
             **({"init": meta["run"].get("init") or config["init"]} if config.get("init") else {}),
-            "dev_history": [{k: round(v, 3) for k, v in h.items() if k == "step" or "mel_db" in k or k == METRIC}
+            "dev_history": [{k: round(v, 3) for k, v in h.items()
+                             if k == "step" or "mel_db" in k or "_pesq_" in k or k == METRIC}
                             for h in last.get("history", [])],
         },
         "dev": {"set": f"{config['dev']['items']} clean CleanSpeech clips x {config['dev']['seconds']} s from each "
                        f"of the splits {list(config['dev'].get('splits', DEV_SPLITS))} (dev: held-out talkers; ood: a "
                        f"corpus never trained on), seed {config['dev']['seed']}, coded at every bitrate; checkpoint "
-                       f"chosen by {METRIC} = minus the mean log-mel distance in dB",
+                       f"chosen by {METRIC} = "
+                       + ("the mean PESQ-WB" if config["dev"].get("score") == "pesq"
+                          else "minus the mean log-mel distance in dB"),
                 **{k: round(v, 3) for k, v in meta["metrics"].items()}},
     })
     card.setdefault("metrics", {})

@@ -28,6 +28,19 @@ def aligned(output: torch.Tensor, target: torch.Tensor, latency: int) -> tuple[t
     return output[..., latency:], target[..., :n]
 
 
+def mean_pesq(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean PESQ-WB (the eval harness's, ``wavestream.evaluate.metrics.pesq_wb``) of aligned clips
+    ``[N, 1, T]``, for a recipe's dev scores: a clip where PESQ finds no speech is skipped; none at all scores
+    PESQ's floor (1.0). Needs the eval extra."""
+    import numpy as np
+
+    from wavestream.evaluate.metrics import pesq_wb  # the eval extra
+
+    values = [pesq_wb(r[0].numpy(), o[0].numpy())
+              for r, o in zip(reference.detach().double(), output.detach().double(), strict=True)]
+    return float(np.nanmean(values)) if not np.all(np.isnan(values)) else 1.0
+
+
 def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "music", "rir")) -> list[dict]:
     """Corpora and licences of the training split, read from the manifests that were used."""
     rows: dict[tuple[str, str, str], float] = {}
