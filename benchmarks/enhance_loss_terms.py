@@ -92,7 +92,7 @@ def codec_terms(args) -> None:
     # the optional terms with weight 0 in the config are measured too (at weight 0)
     loss = config["loss"]
     measure = codec.CodecLoss(model.sample_rate, **{**loss, **{f"{k}_weight": loss.get(f"{k}_weight") or 1.0
-                                                             for k in ("consistency", "compressed", "spectrum")}},
+                                                             for k in ("consistency", "compressed")}},
                               frames=(model.decoder.istft.n_fft, model.decoder.istft.hop_length))
     values = measure.terms(output, target, quantized.commitment, spectrum, reference)
     terms = {name: (value, criterion.weights.get(name, 0.0)) for name, value in values.items()}

@@ -264,7 +264,7 @@ def test_resuming_a_plain_run_with_the_section_adds_a_fresh_discriminator(root, 
 
 # -- the phase terms (issue 9): on the decoder's complex spectrum, off by default ------------------------------
 
-PHASE_LOSS = {"consistency_weight": 2.0, "consistency": {"power": 0.3}, "spectrum_weight": 0.5,
+PHASE_LOSS = {"consistency_weight": 2.0, "consistency": {"power": 0.3},
               "compressed_weight": 1.0, "compressed": {"resolutions": [[512, 128]], "normalize": True}}
 
 
@@ -284,7 +284,7 @@ def test_default_loss_is_unchanged_bit_for_bit():
               + 0.1 * (output - target).abs().mean() + 1.0 * commitment)
     assert torch.equal(loss, before)
     assert set(stats) == {"mel", "stft", "l1", "commitment"}
-    zero = CodecLoss(16000, consistency_weight=0, compressed_weight=0, spectrum_weight=0, consistency={"power": 0.3})
+    zero = CodecLoss(16000, consistency_weight=0, compressed_weight=0, consistency={"power": 0.3})
     assert torch.equal(zero(output, target, commitment)[0], loss)
 
 
@@ -311,7 +311,7 @@ def test_phase_terms_have_finite_gradients_and_are_logged(root, tmp_path):
     assert criterion.needs_spectrum
     batch = CleanSpeech(root, "train", seconds=0.5, length=2, seed=0)
     loss, stats = training_loss(model, torch.stack([batch[0], batch[1]]), criterion)
-    assert {"consistency", "compressed", "spectrum"} <= set(stats) and all(v >= 0 for v in stats.values())
+    assert {"consistency", "compressed"} <= set(stats) and all(v >= 0 for v in stats.values())
     assert 0 < stats["consistency"] < 10  # an untrained decoder's phase is random: inconsistent
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -327,7 +327,7 @@ def test_run_with_phase_terms_and_dev_pesq(root, tmp_path):
     path.write_text(json.dumps(config))
     _train(path, tmp_path / "r")
     log = (tmp_path / "r" / "train.log").read_text()
-    assert "consistency=" in log and "compressed=" in log and "spectrum=" in log
+    assert "consistency=" in log and "compressed=" in log
     assert all(f"{name}_pesq_{b}k=" in log for name in ("in_domain", "out_of_domain") for b in ("1.5", "3", "6"))
     best = json.loads((tmp_path / "r" / "best.json").read_text())["metrics"]
     mel = [v for k, v in best.items() if "_mel_db_" in k]

@@ -117,8 +117,8 @@ def test_consistency_is_zero_for_the_spectrum_of_a_signal_and_large_for_random_s
 
 
 @pytest.mark.parametrize("power", [1.0, 0.3])
-def test_consistency_and_spectrum_losses_have_finite_gradients(power):
-    from wavestream.train.losses import SpectralConsistencyLoss, SpectrumMagnitudeLoss
+def test_consistency_loss_has_finite_gradients(power):
+    from wavestream.train.losses import SpectralConsistencyLoss
 
     torch.manual_seed(0)
     x = 0.03 * torch.randn(2, 1, 320 * 10)
@@ -127,21 +127,6 @@ def test_consistency_and_spectrum_losses_have_finite_gradients(power):
     estimate = (reference + 0.01 * torch.randn_like(reference.real)).detach().requires_grad_()
     silent = torch.zeros_like(reference).requires_grad_()
     for spec in (estimate, silent):
-        for loss in (SpectralConsistencyLoss(640, 320, power=power), SpectrumMagnitudeLoss(power=power)):
-            value = loss(spec, reference)
-            (grad,) = torch.autograd.grad(value, spec)
-            assert torch.isfinite(value) and torch.isfinite(grad).all()
-
-
-def test_spectrum_loss_is_zero_for_the_reference_and_level_independent():
-    from wavestream.train.losses import SpectrumMagnitudeLoss
-
-    torch.manual_seed(0)
-    loss = SpectrumMagnitudeLoss()
-    reference = _spectrum_of(0.03 * torch.randn(2, 1, 320 * 10))
-    assert loss(reference, reference).item() == pytest.approx(0.0, abs=1e-7)
-    # the phase does not count, the magnitude does (4x = 12 dB too high, as the shipped codec's bins)
-    rotated = reference * torch.exp(1j * torch.rand_like(reference.real))
-    assert loss(rotated, reference).item() == pytest.approx(0.0, abs=1e-6)
-    assert loss(4 * reference, reference).item() > 0.01
-    assert loss(40 * reference, 10 * reference).item() == pytest.approx(loss(4 * reference, reference).item(), rel=1e-4)
+        value = SpectralConsistencyLoss(640, 320, power=power)(spec, reference)
+        (grad,) = torch.autograd.grad(value, spec)
+        assert torch.isfinite(value) and torch.isfinite(grad).all()

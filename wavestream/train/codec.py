@@ -47,7 +47,6 @@ from .losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     SpectralConsistencyLoss,
-    SpectrumMagnitudeLoss,
     si_sdr,
 )
 from .waveform import aligned, crop_to_hop
@@ -72,8 +71,6 @@ class CodecLoss(nn.Module):
       ``{"power": 0.3}``), normalized by the reference spectrum's energy in the decoder's frames;
     - ``compressed_weight``: ``CompressedSpectrumLoss`` of the output against the reference (``compressed``:
       its options; complex + magnitude, so it scores the phase too);
-    - ``spectrum_weight``: ``SpectrumMagnitudeLoss`` of ``|S|`` against the reference's ``|STFT(x)|`` in the
-      same frames (``spectrum``: its options).
 
     ``frames``: the decoder's ``(n_fft, hop)`` (the consistency term's STFT); the recipe passes the model's."""
 
@@ -82,27 +79,23 @@ class CodecLoss(nn.Module):
                  stft_resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64)),
                  consistency_weight: float = 0.0, consistency: dict | None = None,
                  compressed_weight: float = 0.0, compressed: dict | None = None,
-                 spectrum_weight: float = 0.0, spectrum: dict | None = None,
                  frames: tuple[int, int] = (640, 320)):
         super().__init__()
         self.weights = {"mel": mel_weight, "stft": stft_weight, "l1": l1_weight, "commitment": commitment_weight}
         self.mel = MultiScaleMelLoss(sample_rate, tuple(mel_windows))
         self.stft = MultiResolutionSTFTLoss([tuple(r) for r in stft_resolutions])
-        self.consistency = self.compressed = self.spectrum = None
+        self.consistency = self.compressed = None
         if consistency_weight:
             self.weights["consistency"] = consistency_weight
             self.consistency = SpectralConsistencyLoss(*frames, **(consistency or {}))
         if compressed_weight:
             self.weights["compressed"] = compressed_weight
             self.compressed = CompressedSpectrumLoss(**(compressed or {}))
-        if spectrum_weight:
-            self.weights["spectrum"] = spectrum_weight
-            self.spectrum = SpectrumMagnitudeLoss(**(spectrum or {}))
 
     @property
     def needs_spectrum(self) -> bool:
         """Whether ``forward`` needs the decoder's spectrum and the reference's."""
-        return self.consistency is not None or self.spectrum is not None
+        return self.consistency is not None
 
     def terms(self, output: torch.Tensor, target: torch.Tensor, commitment: torch.Tensor,
               spectrum: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -116,8 +109,6 @@ class CodecLoss(nn.Module):
             terms["consistency"] = self.consistency(spectrum, reference)
         if self.compressed is not None:
             terms["compressed"] = self.compressed(output, target)
-        if self.spectrum is not None:
-            terms["spectrum"] = self.spectrum(spectrum, reference)
         return terms
 
     def forward(self, output: torch.Tensor, target: torch.Tensor, commitment: torch.Tensor,

@@ -1,6 +1,6 @@
 """Training losses for waveform-output models: SI-SDR, a multi-resolution STFT magnitude loss, a
-power-law compressed spectrum loss (enhancement), a multi-scale mel loss (codecs), and two losses on the
-complex spectrum a model synthesizes from (its STFT consistency; its magnitude against the reference's)."""
+power-law compressed spectrum loss (enhancement), a multi-scale mel loss (codecs), and the STFT consistency
+of the complex spectrum a model synthesizes from."""
 
 from __future__ import annotations
 
@@ -171,29 +171,6 @@ class SpectralConsistencyLoss(nn.Module):
         error = (own - again).abs().square().sum(dims)
         by = own if self.normalize == "own" else _compress(reference[..., :-1].detach(), self.power, self.eps)
         return (error / by.abs().square().sum(dims).clamp_min(self.eps)).mean()
-
-
-class SpectrumMagnitudeLoss(nn.Module):
-    """MSE of power-compressed magnitudes between a synthesized complex spectrum and the reference's in the
-    same frames, both divided by the reference's RMS bin magnitude first (per example: level-independent).
-    For a decoder whose spectrum need not be its output's: it holds the bins it synthesizes at the
-    reference's level, where the losses on its output only see what is left after the overlap-add."""
-
-    def __init__(self, power: float = 0.3, eps: float = 1e-12):
-        super().__init__()
-        if not 0 < power <= 1:
-            raise ValueError(f"power must be in (0, 1], got {power}")
-        self.power, self.eps = power, eps
-
-    def forward(self, spec: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        if spec.shape != reference.shape:
-            raise ValueError(f"spectrum loss needs equal shapes, got {tuple(spec.shape)} and {tuple(reference.shape)}")
-        dims = tuple(range(1, spec.dim()))
-        ref_power = reference.detach().real.square() + reference.detach().imag.square()
-        scale = ref_power.mean(dims, keepdim=True).add(self.eps).reciprocal()  # 1 / RMS^2
-        est = (spec.real.square() + spec.imag.square()) * scale
-        ref = ref_power * scale
-        return ((est + self.eps).pow(self.power / 2) - (ref + self.eps).pow(self.power / 2)).square().mean()
 
 
 class MultiScaleMelLoss(nn.Module):
