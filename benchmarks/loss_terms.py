@@ -2,7 +2,7 @@
 parameters: the numbers to weigh a new term against the others (issue 11's compressed-spectrum loss for
 ``enhance``; issue 9's phase terms for ``codec``).
 
-    OMP_NUM_THREADS=1 nice -n 15 python benchmarks/enhance_loss_terms.py \\
+    OMP_NUM_THREADS=1 nice -n 15 python benchmarks/loss_terms.py \\
         [--recipe enhance|codec] [--weights PATH] [--config PATH] \\
         [--batch 4] [--start 0] [--loss '{"compressed": {"normalize": false}}']
 
