@@ -255,7 +255,7 @@ def test_streaming_encodes_in_float64_and_follows_every_weight_change(weights):
         assert {v.dtype for k, v in model.init_state(2).items() if k.startswith("encoder.")} == {torch.float64}
         assert {p.dtype for p in model.parameters()} == {torch.float32}
         assert SpectralCodec().eval()(x).dtype == torch.float32  # the round trip's audio
-        latents = model._float64_encoder()(x.double())  # the same encoder (its convs run as matrix products)
+        latents = model._float64_copy("encoder")(x.double())  # the same encoder (its convs run as matrix products)
         assert latents.dtype == torch.float64 and max_abs_diff(latents.float(), model.encoder(x)) <= 1e-5
         model.encoder.output_conv.conv.weight.mul_(1.5)
         fresh = SpectralCodec(mode="encode").eval()
@@ -366,3 +366,71 @@ def test_shipped_codec_follows_real_speech_at_every_bitrate(speech):
         out = model(F.pad(speech, (0, model.latency)))[..., model.latency:]
         distance = mel.distance_db(out, speech).item()
         assert distance < min(8.0, moved / 2), (bitrate, distance, moved)
+
+
+# -- the phase-advance decoder (issue 9) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def advance_decoder() -> SpectralCodec:
+    """An advance-phase codec with random weights, its advance head too (it starts at zero)."""
+    torch.manual_seed(1)
+    model = SpectralCodec(phase="advance").eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.decoder.advance_conv.conv.weight, std=0.3)
+        torch.nn.init.normal_(model.decoder.advance_conv.conv.bias, std=1.0)
+    return model
+
+
+@settings(max_examples=4, deadline=None)
+@given(frames=st.integers(3, 8), data=st.data())
+def test_advance_decoder_streaming(advance_decoder, frames, data):
+    latents = torch.randn(3, 64, frames, generator=torch.Generator().manual_seed(frames))
+    decoder = advance_decoder.decoder
+    assert_step_is_pure(decoder, latents)
+    assert_chunked_equals_offline(decoder, latents, data.draw(partitions(frames)))
+    assert_causal(decoder, latents, data.draw(st.integers(0, frames - 1)))
+    assert_batch_independent(decoder, [latents[i:i + 1] for i in range(3)], [0, 1, 2], frames // 2)
+
+
+def test_advance_decoder_long_stream_in_random_chunks(advance_decoder):
+    """The summed phase does not drift with the chunking: a served stream decodes in float64, so 20 s of
+    codes cut anywhere give the audio of one call (a float32 decoder drifts by ~3e-5 of the audio)."""
+    frames = 1000
+    decoder = SpectralCodec(mode="decode", phase="advance").eval()
+    decoder.load_state_dict(advance_decoder.state_dict())
+    codes = torch.randint(0, 1024, (1, 6, frames), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        offline = decoder(codes)
+        rng = np.random.default_rng(0)
+        cuts = np.cumsum(rng.integers(1, 40, size=frames))
+        sizes = np.diff(np.concatenate([[0], cuts[cuts < frames], [frames]])).tolist()
+        state, outs, start = decoder.init_state(1), [], 0
+        for size in sizes:
+            out, state = decoder.step(codes[..., start:start + size], state)
+            outs.append(out)
+            start += size
+    assert offline.dtype == torch.float32
+    assert max_abs_diff(torch.cat(outs, -1), offline) <= 1e-7 * offline.abs().max()  # float32 rounding only
+    assert 0 <= state["decoder.phase"].min() and state["decoder.phase"].max() < 2 * np.pi
+
+
+def test_advance_decoder_starts_from_absolute_weights(weights, tmp_path):
+    """``warm_start`` takes an absolute-phase codec's weights: the log-magnitude rows are kept, the advance
+    head starts at zero (every bin at its centre frequency), everything else is loaded as it is."""
+    from safetensors.torch import save_file
+
+    from wavestream.train.codec import warm_start
+
+    path = tmp_path / "absolute.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    model = SpectralCodec(phase="advance")
+    warm_start(model, path, vectors_per_batch=1600)
+    n_freqs = model.decoder.istft.n_freqs
+    state = model.state_dict()
+    assert torch.equal(state["decoder.output_conv.conv.weight"], weights["decoder.output_conv.conv.weight"][:n_freqs])
+    for name, value in weights.items():
+        if name.startswith("decoder.output_conv."):
+            assert torch.equal(state[name], value[:n_freqs])
+        else:
+            assert torch.equal(state[name], value), name
+    assert not state["decoder.advance_conv.conv.weight"].any() and not state["decoder.advance_conv.conv.bias"].any()

@@ -8,7 +8,9 @@ vector quantizer, sized to train on two CPU cores (~1.6 M weights):
 - RVQ of 12 codebooks x 1024 (10 bits): 500 bit/s per codebook, so 1.5, 3 and 6 kbps are the first
   3, 6 and 12 codebooks; quantizer dropout over exactly these three trains one model for all of them;
 - decoder: causal convs and a skip GRU over frames, a log magnitude and a phase per bin (as in
-  Vocos), inverse STFT by overlap-add.
+  Vocos), inverse STFT by overlap-add. With ``phase="advance"`` the decoder predicts each bin's phase
+  advance since the previous frame instead of its phase, and adds it up (issue 9: an absolute phase per
+  frame came out random, so the frames' overlap-add interfered; a steady partial is a steady advance).
 
 Why not the SEANet waveform codec (``EncodecStreaming``, which runs the official EnCodec weights):
 a measured pilot fitting one batch of 8 x 1 s with the same losses, one thread
@@ -41,6 +43,7 @@ has 1600 frames for 1024 codes, so a code is used ~1.6 times per step on average
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -92,21 +95,46 @@ class SpectralEncoder(StreamingModule):
 class SpectralDecoder(StreamingModule):
     """Latents ``[B, dimension, n]`` -> audio ``[B, 1, n * hop]``, lagging the encoder's input by
     ``n_fft - hop`` samples (the inverse STFT's overlap): causal convs and a skip GRU over frames,
-    then per frame a log magnitude and a phase angle per bin (as in Vocos), inverse STFT."""
+    then per frame a log magnitude and a phase per bin, inverse STFT.
+
+    ``phase="absolute"`` (the shipped weights): each frame's phase angle per bin, as in Vocos.
+    ``phase="advance"``: each bin's phase advance since the previous frame, a correction to the bin's
+    centre frequency (``2 pi k hop / n_fft``), summed over the frames. State: ``phase``, each bin's last
+    phase ``[B, F]`` in float64 and wrapped to [0, 2 pi), so that the sum does not depend on how a
+    stream is cut (an unwrapped float32 sum of a long stream would lose its fraction)."""
 
     input_kind, output_kind = FEATURES, AUDIO
 
-    def __init__(self, n_fft: int, hop: int, dimension: int, hidden: int, blocks: int, gru_layers: int):
+    def __init__(self, n_fft: int, hop: int, dimension: int, hidden: int, blocks: int, gru_layers: int,
+                 phase: str = "absolute"):
         super().__init__()
+        if phase not in ("absolute", "advance"):
+            raise ValueError(f"phase must be 'absolute' or 'advance', got {phase!r}")
+        self.phase = phase
         self.input_conv = CausalConv1d(dimension, hidden, 3)
         self.blocks = nn.ModuleList(ResidualUnit(hidden, dilation=2 ** j, conv_shortcut=False) for j in range(blocks))
         self.gru = GRU(hidden, hidden, gru_layers)
         self.istft = ISTFT(n_fft, hop, "sqrt_hann")
-        self.output_conv = CausalConv1d(hidden, 2 * self.istft.n_freqs, 1)
+        n_freqs = self.istft.n_freqs
+        # absolute: one conv gives the log magnitudes and the angles; advance: the log magnitudes, and
+        # a conv of its own for the advances, starting at zero (every bin at its centre frequency)
+        self.output_conv = CausalConv1d(hidden, (2 if phase == "absolute" else 1) * n_freqs, 1)
         with torch.no_grad():  # start near silence (bins of e^-4), not at a loud white noise of e^0
-            self.output_conv.conv.bias[:self.istft.n_freqs].fill_(INITIAL_LOG_MAGNITUDE)
+            self.output_conv.conv.bias[:n_freqs].fill_(INITIAL_LOG_MAGNITUDE)
+        if phase == "advance":
+            self.advance_conv = CausalConv1d(hidden, n_freqs, 1)
+            nn.init.zeros_(self.advance_conv.conv.weight)
+            nn.init.zeros_(self.advance_conv.conv.bias)
+        # each bin's centre frequency as a phase advance per frame, wrapped
+        centre = torch.remainder(2 * math.pi * hop / n_fft * torch.arange(n_freqs, dtype=torch.float64), 2 * math.pi)
+        self.register_buffer("centre_advance", centre, persistent=False)
         self.hop, self.out_per_in = 1, Fraction(hop)
         self.delay = n_fft - hop
+
+    def own_state(self, batch, device, dtype) -> State:
+        if self.phase == "absolute":
+            return {}
+        return {"phase": torch.zeros(batch, self.istft.n_freqs, device=device, dtype=torch.float64)}
 
     def _spectrum(self, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
         """The complex spectrum ``[B, 1, F, n]`` the inverse STFT turns into audio (frame k predicts the
@@ -115,7 +143,16 @@ class SpectralDecoder(StreamingModule):
         for j in range(len(self.blocks)):
             h = self.step_child(f"blocks.{j}", h, state, new_state)
         h = h + self.step_child("gru", h, state, new_state)
-        log_mag, angle = self.step_child("output_conv", F.elu(h), state, new_state).chunk(2, dim=1)
+        h = F.elu(h)
+        if self.phase == "absolute":
+            log_mag, angle = self.step_child("output_conv", h, state, new_state).chunk(2, dim=1)
+        else:
+            log_mag = self.step_child("output_conv", h, state, new_state)
+            advance = self.step_child("advance_conv", h, state, new_state).double() + self.centre_advance[:, None]
+            # frame k's phase: the last call's plus the advances of this call's frames up to k, in float64
+            total = torch.remainder(state["phase"][:, :, None] + advance.cumsum(-1), 2 * math.pi)
+            new_state["phase"] = total[:, :, -1] if total.shape[-1] else state["phase"]
+            angle = total.to(log_mag.dtype)
         mag = log_mag.clamp(max=MAX_LOG_MAGNITUDE).exp()  # the clamp keeps an untrained decoder finite
         return torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))[:, None]
 
@@ -142,12 +179,16 @@ class SpectralCodec(RVQCodec):
     def __init__(self, mode: str = "roundtrip", bitrate: float = 3.0, n_fft: int = 640, hop: int = 320,
                  dimension: int = 64, hidden: int = 256, encoder_blocks: int = 2, decoder_blocks: int = 3,
                  gru_layers: int = 1, compress: float = 0.3, n_q: int = 12, codebook_size: int = 1024,
-                 sample_rate: int = 16000, bitrates: Sequence[float] = BITRATES, dead_code_threshold: float = 0.1):
+                 sample_rate: int = 16000, bitrates: Sequence[float] = BITRATES, dead_code_threshold: float = 0.1,
+                 phase: str = "absolute"):
         super().__init__(SpectralEncoder(n_fft, hop, dimension, hidden, encoder_blocks, compress),
-                         SpectralDecoder(n_fft, hop, dimension, hidden, decoder_blocks, gru_layers), mode=mode,
+                         SpectralDecoder(n_fft, hop, dimension, hidden, decoder_blocks, gru_layers, phase), mode=mode,
                          bitrate=bitrate, dimension=dimension, n_q=n_q, codebook_size=codebook_size,
                          sample_rate=sample_rate, bitrates=bitrates, dead_code_threshold=dead_code_threshold,
                          decoder_delay=n_fft - hop)
+        # the advance decoder sums each bin's phase over the whole stream: float32 rounding that differs
+        # with the chunking (~1e-7 a frame) would add up to ~1e-5 of the audio after 20 s (measured)
+        self.float64_decoder = phase == "advance"
 
 
 @register("codec", task="codec",

@@ -52,15 +52,18 @@ class RVQCodec(StreamingModule):
 
     With ``float64_encoder``, ``step`` (and so ``forward``) runs the encoder and the code search in float64,
     on a cached float64 copy of the encoder's weights and a float64 encoder state: float32 convs round
-    differently for chunks of different lengths, which can flip a code at a near tie. Training calls
-    ``encoder`` and ``quantizer.quantize`` directly and stays float32."""
+    differently for chunks of different lengths, which can flip a code at a near tie. ``float64_decoder``
+    does the same for the decoder (audio back in the codes' float32), for a decoder that sums over the
+    whole stream, where float32 rounding would add up. Training calls ``encoder``, ``quantizer.quantize``
+    and ``decoder`` directly and stays float32."""
 
     #: what a stream's start params may set: the bitrate (kbps) and which way the model runs
     stream_params = ("bitrate", "mode")
     #: the params that live in a stream's state (``configure_state``), not in the model's config
     state_params = ("bitrate",)
-    #: encode in float64 when streaming (see the class docstring)
+    #: encode / decode in float64 when streaming (see the class docstring)
     float64_encoder: bool = False
+    float64_decoder: bool = False
 
     def __init__(self, encoder: StreamingModule, decoder: StreamingModule, mode: str, bitrate: float,
                  dimension: int, n_q: int, codebook_size: int, sample_rate: int, bitrates: Sequence[float],
@@ -94,7 +97,7 @@ class RVQCodec(StreamingModule):
                         "decode": decoder_delay // self.frame_size}[mode]
         self._parts = {"roundtrip": ("encoder", "quantizer", "decoder"), "encode": ("encoder", "quantizer"),
                        "decode": ("decoder",)}[mode]
-        self._encoder64: tuple[tuple | None, StreamingModule] | None = None  # see _float64_encoder
+        self._float64_copies: dict[str, tuple[tuple | None, StreamingModule]] = {}  # see _float64_copy
 
     # -- bitrates -----------------------------------------------------------------------------------
     def n_q_for(self, bitrate: float) -> int:
@@ -136,7 +139,7 @@ class RVQCodec(StreamingModule):
             dtype = None
         state: State = {}
         for name in self._parts:
-            part_dtype = torch.float64 if name == "encoder" and self.float64_encoder else dtype
+            part_dtype = torch.float64 if self._in_float64(name) else dtype
             state.update(prefixed(getattr(self, name).init_state(batch, device, part_dtype), name))
         return state
 
@@ -152,42 +155,46 @@ class RVQCodec(StreamingModule):
                 raise ValueError(f"{type(self).__name__} expects audio [batch, {self.encoder.channels}, time], "
                                  f"got {tuple(x.shape)}")
             self.check_length(x)
-            latents = self._step_encoder(x, state, new_state)
+            latents = self._step_part("encoder", x, state, new_state)
             codes = self.step_child("quantizer", latents, state, new_state)
             if self.mode == "encode":
                 return codes, new_state
-        y = self.step_child("decoder", self.quantizer.decode(codes), state, new_state)
-        return y, new_state
+        latents = self.quantizer.decode(codes)
+        return self._step_part("decoder", latents, state, new_state).to(latents.dtype), new_state
 
-    def _step_encoder(self, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
-        """Latents of ``x``: float32 as the encoder is, or float64 with ``float64_encoder`` (the quantizer
-        then searches float64 residuals)."""
-        if not self.float64_encoder:
-            return self.step_child("encoder", x, state, new_state)
-        keys = self._child_keys("encoder", self.encoder)  # the copy has the same state keys
-        encoder_state = {k: state[full].double() if state[full].is_floating_point() else state[full]
-                         for k, full in keys.items()}
-        latents, encoder_state = self._float64_encoder().step(x.double(), encoder_state)
-        new_state.update({keys[k]: v for k, v in encoder_state.items()})
-        return latents
+    def _in_float64(self, name: str) -> bool:
+        return (name == "encoder" and self.float64_encoder) or (name == "decoder" and self.float64_decoder)
 
-    def _float64_encoder(self) -> StreamingModule:
-        """A float64 copy of ``encoder``, remade whenever one of its tensors changes."""
-        tensors = _tensors(self.encoder)
+    def _step_part(self, name: str, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
+        """Step the encoder or the decoder: as it is, or on its float64 copy (``float64_encoder``: the
+        quantizer then searches float64 residuals; ``float64_decoder``: float64 audio)."""
+        if not self._in_float64(name):
+            return self.step_child(name, x, state, new_state)
+        keys = self._child_keys(name, getattr(self, name))  # the copy has the same state keys
+        part_state = {k: state[full].double() if state[full].is_floating_point() else state[full]
+                      for k, full in keys.items()}
+        y, part_state = self._float64_copy(name).step(x.double(), part_state)
+        new_state.update({keys[k]: v for k, v in part_state.items()})
+        return y
+
+    def _float64_copy(self, name: str) -> StreamingModule:
+        """A float64 copy of the part ``name``, remade whenever one of its tensors changes."""
+        part = getattr(self, name)
+        tensors = _tensors(part)
         # every in-place write (optimizer step, load_state_dict) bumps a tensor's version, and a move or a
         # replaced tensor changes its storage; tensors made under inference mode have no version: no cache
         key = None if any(t.is_inference() for t in tensors) else \
             tuple((t._version, t.data_ptr(), t.device) for t in tensors)
-        cached = self._encoder64
+        cached = self._float64_copies.get(name)
         if key is None or cached is None or cached[0] != key:
             with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable outside inference mode
-                encoder = copy.deepcopy(self.encoder).double().requires_grad_(False)
-                for module in encoder.modules():
+                copied = copy.deepcopy(part).double().requires_grad_(False)
+                for module in copied.modules():
                     if type(module) is CausalConv1d and module.conv.groups == 1 and module.stride == 1:
                         _MatmulCausalConv1d.convert(module)
-            cached = (key, encoder)
+            cached = (key, copied)
             if key is not None:
-                self._encoder64 = cached
+                self._float64_copies[name] = cached
         return cached[1]
 
 
