@@ -52,12 +52,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavestream.streaming import AUDIO, FEATURES, GRU, ISTFT, STFT, CausalConv1d, State, StreamingModule
+from wavestream.streaming.phase import PhaseVocoder
 from wavestream.streaming.seanet import ResidualUnit
 
 from .encodec import RVQCodec
 from .registry import register
 
 BITRATES = (1.5, 3.0, 6.0)  # kbps
+PHASES = ("absolute", "vocoder", "advance")  # how the decoder makes each bin's phase (SpectralDecoder)
 INITIAL_LOG_MAGNITUDE = -4.0
 MAX_LOG_MAGNITUDE = 8.0  # e^8 ~ 3000: far above any real bin of a [-1, 1] signal
 
@@ -98,6 +100,7 @@ class SpectralDecoder(StreamingModule):
     then per frame a log magnitude and a phase per bin, inverse STFT.
 
     ``phase="absolute"`` (the shipped weights): each frame's phase angle per bin, as in Vocos.
+    ``phase="vocoder"``: log magnitudes only; a causal phase vocoder (``PhaseVocoder``) gives the phase.
     ``phase="advance"``: each bin's phase advance since the previous frame, a correction to the bin's
     centre frequency (``2 pi k hop / n_fft``), summed over the frames. State: ``phase``, each bin's last
     phase ``[B, F]`` in float64 and wrapped to [0, 2 pi), so that the sum does not depend on how a
@@ -108,8 +111,8 @@ class SpectralDecoder(StreamingModule):
     def __init__(self, n_fft: int, hop: int, dimension: int, hidden: int, blocks: int, gru_layers: int,
                  phase: str = "absolute"):
         super().__init__()
-        if phase not in ("absolute", "advance"):
-            raise ValueError(f"phase must be 'absolute' or 'advance', got {phase!r}")
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
         self.phase = phase
         self.input_conv = CausalConv1d(dimension, hidden, 3)
         self.blocks = nn.ModuleList(ResidualUnit(hidden, dilation=2 ** j, conv_shortcut=False) for j in range(blocks))
@@ -121,6 +124,8 @@ class SpectralDecoder(StreamingModule):
         self.output_conv = CausalConv1d(hidden, (2 if phase == "absolute" else 1) * n_freqs, 1)
         with torch.no_grad():  # start near silence (bins of e^-4), not at a loud white noise of e^0
             self.output_conv.conv.bias[:n_freqs].fill_(INITIAL_LOG_MAGNITUDE)
+        if phase == "vocoder":
+            self.vocoder = PhaseVocoder(n_fft, hop)
         if phase == "advance":
             self.advance_conv = CausalConv1d(hidden, n_freqs, 1)
             nn.init.zeros_(self.advance_conv.conv.weight)
@@ -132,7 +137,7 @@ class SpectralDecoder(StreamingModule):
         self.delay = n_fft - hop
 
     def own_state(self, batch, device, dtype) -> State:
-        if self.phase == "absolute":
+        if self.phase != "advance":
             return {}
         return {"phase": torch.zeros(batch, self.istft.n_freqs, device=device, dtype=torch.float64)}
 
@@ -146,6 +151,9 @@ class SpectralDecoder(StreamingModule):
         h = F.elu(h)
         if self.phase == "absolute":
             log_mag, angle = self.step_child("output_conv", h, state, new_state).chunk(2, dim=1)
+        elif self.phase == "vocoder":
+            mag = self.step_child("output_conv", h, state, new_state).clamp(max=MAX_LOG_MAGNITUDE).exp()
+            return self.step_child("vocoder", mag[:, None], state, new_state)
         else:
             log_mag = self.step_child("output_conv", h, state, new_state)
             advance = self.step_child("advance_conv", h, state, new_state).double() + self.centre_advance[:, None]
@@ -188,7 +196,8 @@ class SpectralCodec(RVQCodec):
                          decoder_delay=n_fft - hop)
         # the advance decoder sums each bin's phase over the whole stream: float32 rounding that differs
         # with the chunking (~1e-7 a frame) would add up to ~1e-5 of the audio after 20 s (measured)
-        self.float64_decoder = phase == "advance"
+        # (the vocoder's peak picking likewise: a near tie decided differently moves a phase for good)
+        self.float64_decoder = phase != "absolute"
 
 
 @register("codec", task="codec",

@@ -210,13 +210,14 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
         path = Path(wavestream.__file__).resolve().parents[1] / path
     weights = load_file(str(path))
     fresh = set()
-    if model.decoder.phase == "advance" and "decoder.advance_conv.conv.weight" not in weights:
-        # an absolute-phase codec starts an advance one: its log-magnitude rows are kept, its angles
-        # (random from frame to frame, issue 9) dropped; the advance head starts at the bins' centres
-        n_freqs = model.decoder.istft.n_freqs
+    n_freqs = model.decoder.istft.n_freqs
+    if model.decoder.phase != "absolute" and len(weights["decoder.output_conv.conv.bias"]) == 2 * n_freqs:
+        # an absolute-phase codec starts another: its log-magnitude rows are kept, its angles (random from
+        # frame to frame, issue 9) dropped; an advance head starts at the bins' centres
         for name in ("decoder.output_conv.conv.weight", "decoder.output_conv.conv.bias"):
             weights[name] = weights[name][:n_freqs]
-        fresh = {"decoder.advance_conv.conv.weight", "decoder.advance_conv.conv.bias"}
+        if model.decoder.phase == "advance":
+            fresh = {"decoder.advance_conv.conv.weight", "decoder.advance_conv.conv.bias"}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or set(missing) != fresh:  # names and shapes must match the config's model
         raise ValueError(f"init {path}: weights the model does not have: {unexpected[:5]}; "
