@@ -21,7 +21,9 @@ STOI and SI-SDR (``wavestream.evaluate.metrics``) and the training recipe's log-
 - anchors: reference magnitude + uniformly random phase (seeded per clip) in either framing, i.e. what
   fully incoherent phase costs; and reference magnitude + a Griffin-Lim phase (64 iterations from that
   random phase): a phase consistent across frames that is not the reference's, i.e. what coherent phase
-  alone buys without following the waveform.
+  alone buys without following the waveform; and reference magnitude + the causal phase vocoder's phase
+  (``wavestream.streaming.PhaseVocoder``, frame by frame, no look-ahead), i.e. what the ``phase="vocoder"``
+  decoder can reach with a perfect magnitude.
 
 Also printed, in the decoder's 640/320 frames: the phase error against the reference of the decoder's
 spectrum and of its output's, magnitude weighted (mean |wrapped difference| in radians; random phase gives
@@ -50,6 +52,7 @@ from wavestream.evaluate.metrics import pesq_wb, si_sdr, stoi
 from wavestream.evaluate.peers import RegistryModel, load_peer, missing_for
 from wavestream.models.registry import load_model
 from wavestream.streaming import ISTFT, STFT
+from wavestream.streaming.phase import PhaseVocoder
 from wavestream.train.losses import MultiScaleMelLoss
 
 RATE = 16000
@@ -76,6 +79,7 @@ ROWS = [
     ("rand:512", "reference magnitude + random phase (512/128)"),
     ("gl:640", f"reference magnitude + Griffin-Lim phase ({GRIFFIN_LIM} iterations, 640/320)"),
     ("gl:512", f"reference magnitude + Griffin-Lim phase ({GRIFFIN_LIM} iterations, 512/128)"),
+    ("pv:640", "reference magnitude + causal phase-vocoder phase (640/320)"),
 ]
 
 
@@ -211,6 +215,8 @@ def diagnose_clip(model, x: np.ndarray, codec2, mel: MultiScaleMelLoss, seed: in
     signals["rand:512"] = synthesize(an_istft, random_phase(ref_an, seed), n)
     signals["gl:640"] = griffin_lim(codec_stft, codec_istft, ref_codec, n, seed)
     signals["gl:512"] = griffin_lim(an_stft, an_istft, ref_an, n, seed)
+    vocoder = PhaseVocoder(codec_stft.n_fft, codec_stft.hop_length)
+    signals["pv:640"] = synthesize(codec_istft, vocoder(ref_codec.abs()), n)
     return {k: scores(x, v, mel) for k, v in signals.items()}, phase
 
 

@@ -3,7 +3,7 @@
 A decoder that predicts only magnitudes needs a phase that stays coherent from frame to frame; a phase
 predicted per frame comes out random and the overlap-add of the frames interferes (issue 9: the reference
 magnitude with random phase scores PESQ-WB 1.66, with this phase 2.58, with 64 Griffin-Lim iterations,
-which look at the whole clip, 2.96; ``benchmarks/codec_phase.py``). Per frame, from that frame's
+which look at the whole clip, 2.96; ``benchmarks/codec_diagnosis.py``). Per frame, from that frame's
 magnitude and the previous frame's phase only (no look-ahead):
 
 1. peaks: bins above both neighbours and within ``floor_db`` of the frame's loudest bin;
