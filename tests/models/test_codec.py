@@ -368,69 +368,64 @@ def test_shipped_codec_follows_real_speech_at_every_bitrate(speech):
         assert distance < min(8.0, moved / 2), (bitrate, distance, moved)
 
 
-# -- the phase-advance decoder (issue 9) ------------------------------------------------------------
+# -- the phase-vocoder decoder (issue 9) ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def advance_decoder() -> SpectralCodec:
-    """An advance-phase codec with random weights, its advance head too (it starts at zero)."""
-    torch.manual_seed(1)
-    model = SpectralCodec(phase="advance").eval()
-    with torch.no_grad():
-        torch.nn.init.normal_(model.decoder.advance_conv.conv.weight, std=0.3)
-        torch.nn.init.normal_(model.decoder.advance_conv.conv.bias, std=1.0)
-    return model
+def vocoder_weights(weights) -> dict:
+    """A vocoder codec's random weights: the absolute codec's above with its magnitude rows only."""
+    n_freqs = SpectralCodec().decoder.istft.n_freqs
+    return {k: v[:n_freqs] if k.startswith("decoder.output_conv.") else v for k, v in weights.items()}
 
 
 @settings(max_examples=4, deadline=None)
 @given(frames=st.integers(3, 8), data=st.data())
-def test_advance_decoder_streaming(advance_decoder, frames, data):
-    latents = torch.randn(3, 64, frames, generator=torch.Generator().manual_seed(frames))
-    decoder = advance_decoder.decoder
+def test_vocoder_decoder_streaming(vocoder_weights, frames, data):
+    """The decoder on its own, in float64 as a served stream runs it (its peak picking compares values:
+    float32 rounding that differs with the chunking could decide a near tie the other way)."""
+    model = SpectralCodec(phase="vocoder").eval()
+    model.load_state_dict(vocoder_weights)
+    decoder = model.decoder.double()
+    with torch.no_grad():
+        latents = model.quantizer.decode(model.quantizer.encode(model.encoder(audio(3, frames, seed=frames)), 12))
+    latents = latents.double()
     assert_step_is_pure(decoder, latents)
     assert_chunked_equals_offline(decoder, latents, data.draw(partitions(frames)))
     assert_causal(decoder, latents, data.draw(st.integers(0, frames - 1)))
     assert_batch_independent(decoder, [latents[i:i + 1] for i in range(3)], [0, 1, 2], frames // 2)
 
 
-def test_advance_decoder_long_stream_in_random_chunks(advance_decoder):
-    """The summed phase does not drift with the chunking: a served stream decodes in float64, so 20 s of
-    codes cut anywhere give the audio of one call (a float32 decoder drifts by ~3e-5 of the audio)."""
+@pytest.mark.parametrize("mode", ["decode", "roundtrip"])
+def test_vocoder_codec_long_stream_in_random_chunks(vocoder_weights, mode):
+    """A served stream decodes in float64: 20 s cut anywhere give the audio of one call, to float32's
+    rounding (the phase adds up over the whole stream; a float32 decoder would let it drift)."""
     frames = 1000
-    decoder = SpectralCodec(mode="decode", phase="advance").eval()
-    decoder.load_state_dict(advance_decoder.state_dict())
-    codes = torch.randint(0, 1024, (1, 6, frames), generator=torch.Generator().manual_seed(5))
+    model = SpectralCodec(mode=mode, phase="vocoder").eval()
+    model.load_state_dict(vocoder_weights)
+    x = audio(1, frames, seed=5) if mode == "roundtrip" else \
+        torch.randint(0, 1024, (1, 6, frames), generator=torch.Generator().manual_seed(5))
+    rng = np.random.default_rng(0)
+    cuts = np.cumsum(rng.integers(1, 40, size=frames))
+    sizes = np.diff(np.concatenate([[0], cuts[cuts < frames], [frames]])).tolist()
     with torch.no_grad():
-        offline = decoder(codes)
-        rng = np.random.default_rng(0)
-        cuts = np.cumsum(rng.integers(1, 40, size=frames))
-        sizes = np.diff(np.concatenate([[0], cuts[cuts < frames], [frames]])).tolist()
-        state, outs, start = decoder.init_state(1), [], 0
-        for size in sizes:
-            out, state = decoder.step(codes[..., start:start + size], state)
-            outs.append(out)
-            start += size
+        offline = model(x)
+        chunked = run_chunked(model, x, sizes)
     assert offline.dtype == torch.float32
-    assert max_abs_diff(torch.cat(outs, -1), offline) <= 1e-7 * offline.abs().max()  # float32 rounding only
-    assert 0 <= state["decoder.phase"].min() and state["decoder.phase"].max() < 2 * np.pi
+    assert max_abs_diff(chunked, offline) <= 1e-7 * offline.abs().max()  # float32 rounding only
 
 
-def test_advance_decoder_starts_from_absolute_weights(weights, tmp_path):
-    """``warm_start`` takes an absolute-phase codec's weights: the log-magnitude rows are kept, the advance
-    head starts at zero (every bin at its centre frequency), everything else is loaded as it is."""
+def test_vocoder_decoder_starts_from_absolute_weights(weights, tmp_path):
+    """``warm_start`` takes an absolute-phase codec's weights for a vocoder one: the log-magnitude rows of
+    the output conv are kept, its angle rows dropped, everything else loaded as it is."""
     from safetensors.torch import save_file
 
     from wavestream.train.codec import warm_start
 
     path = tmp_path / "absolute.safetensors"
     save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
-    model = SpectralCodec(phase="advance")
+    model = SpectralCodec(phase="vocoder")
     warm_start(model, path, vectors_per_batch=1600)
     n_freqs = model.decoder.istft.n_freqs
     state = model.state_dict()
-    assert torch.equal(state["decoder.output_conv.conv.weight"], weights["decoder.output_conv.conv.weight"][:n_freqs])
+    assert state.keys() == weights.keys()
     for name, value in weights.items():
-        if name.startswith("decoder.output_conv."):
-            assert torch.equal(state[name], value[:n_freqs])
-        else:
-            assert torch.equal(state[name], value), name
-    assert not state["decoder.advance_conv.conv.weight"].any() and not state["decoder.advance_conv.conv.bias"].any()
+        assert torch.equal(state[name], value[:n_freqs] if name.startswith("decoder.output_conv.") else value), name

@@ -8,9 +8,9 @@ vector quantizer, sized to train on two CPU cores (~1.6 M weights):
 - RVQ of 12 codebooks x 1024 (10 bits): 500 bit/s per codebook, so 1.5, 3 and 6 kbps are the first
   3, 6 and 12 codebooks; quantizer dropout over exactly these three trains one model for all of them;
 - decoder: causal convs and a skip GRU over frames, a log magnitude and a phase per bin (as in
-  Vocos), inverse STFT by overlap-add. With ``phase="advance"`` the decoder predicts each bin's phase
-  advance since the previous frame instead of its phase, and adds it up (issue 9: an absolute phase per
-  frame came out random, so the frames' overlap-add interfered; a steady partial is a steady advance).
+  Vocos), inverse STFT by overlap-add. With ``phase="vocoder"`` the decoder predicts log magnitudes
+  only and a causal phase vocoder gives the phase (issue 9: a phase predicted per frame came out random,
+  and the overlap-add of incoherent frames interferes).
 
 Why not the SEANet waveform codec (``EncodecStreaming``, which runs the official EnCodec weights):
 a measured pilot fitting one batch of 8 x 1 s with the same losses, one thread
@@ -43,7 +43,6 @@ has 1600 frames for 1024 codes, so a code is used ~1.6 times per step on average
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -59,7 +58,7 @@ from .encodec import RVQCodec
 from .registry import register
 
 BITRATES = (1.5, 3.0, 6.0)  # kbps
-PHASES = ("absolute", "vocoder", "advance")  # how the decoder makes each bin's phase (SpectralDecoder)
+PHASES = ("absolute", "vocoder")  # how the decoder makes each bin's phase (SpectralDecoder)
 INITIAL_LOG_MAGNITUDE = -4.0
 MAX_LOG_MAGNITUDE = 8.0  # e^8 ~ 3000: far above any real bin of a [-1, 1] signal
 
@@ -100,11 +99,8 @@ class SpectralDecoder(StreamingModule):
     then per frame a log magnitude and a phase per bin, inverse STFT.
 
     ``phase="absolute"`` (the shipped weights): each frame's phase angle per bin, as in Vocos.
-    ``phase="vocoder"``: log magnitudes only; a causal phase vocoder (``PhaseVocoder``) gives the phase.
-    ``phase="advance"``: each bin's phase advance since the previous frame, a correction to the bin's
-    centre frequency (``2 pi k hop / n_fft``), summed over the frames. State: ``phase``, each bin's last
-    phase ``[B, F]`` in float64 and wrapped to [0, 2 pi), so that the sum does not depend on how a
-    stream is cut (an unwrapped float32 sum of a long stream would lose its fraction)."""
+    ``phase="vocoder"``: log magnitudes only; a causal phase vocoder (``PhaseVocoder``) gives the phase
+    from them, frame by frame, with no look-ahead."""
 
     input_kind, output_kind = FEATURES, AUDIO
 
@@ -119,27 +115,14 @@ class SpectralDecoder(StreamingModule):
         self.gru = GRU(hidden, hidden, gru_layers)
         self.istft = ISTFT(n_fft, hop, "sqrt_hann")
         n_freqs = self.istft.n_freqs
-        # absolute: one conv gives the log magnitudes and the angles; advance: the log magnitudes, and
-        # a conv of its own for the advances, starting at zero (every bin at its centre frequency)
+        # absolute: one conv gives the log magnitudes and the angles; vocoder: the log magnitudes
         self.output_conv = CausalConv1d(hidden, (2 if phase == "absolute" else 1) * n_freqs, 1)
         with torch.no_grad():  # start near silence (bins of e^-4), not at a loud white noise of e^0
             self.output_conv.conv.bias[:n_freqs].fill_(INITIAL_LOG_MAGNITUDE)
         if phase == "vocoder":
             self.vocoder = PhaseVocoder(n_fft, hop)
-        if phase == "advance":
-            self.advance_conv = CausalConv1d(hidden, n_freqs, 1)
-            nn.init.zeros_(self.advance_conv.conv.weight)
-            nn.init.zeros_(self.advance_conv.conv.bias)
-        # each bin's centre frequency as a phase advance per frame, wrapped
-        centre = torch.remainder(2 * math.pi * hop / n_fft * torch.arange(n_freqs, dtype=torch.float64), 2 * math.pi)
-        self.register_buffer("centre_advance", centre, persistent=False)
         self.hop, self.out_per_in = 1, Fraction(hop)
         self.delay = n_fft - hop
-
-    def own_state(self, batch, device, dtype) -> State:
-        if self.phase != "advance":
-            return {}
-        return {"phase": torch.zeros(batch, self.istft.n_freqs, device=device, dtype=torch.float64)}
 
     def _spectrum(self, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
         """The complex spectrum ``[B, 1, F, n]`` the inverse STFT turns into audio (frame k predicts the
@@ -151,16 +134,9 @@ class SpectralDecoder(StreamingModule):
         h = F.elu(h)
         if self.phase == "absolute":
             log_mag, angle = self.step_child("output_conv", h, state, new_state).chunk(2, dim=1)
-        elif self.phase == "vocoder":
+        else:
             mag = self.step_child("output_conv", h, state, new_state).clamp(max=MAX_LOG_MAGNITUDE).exp()
             return self.step_child("vocoder", mag[:, None], state, new_state)
-        else:
-            log_mag = self.step_child("output_conv", h, state, new_state)
-            advance = self.step_child("advance_conv", h, state, new_state).double() + self.centre_advance[:, None]
-            # frame k's phase: the last call's plus the advances of this call's frames up to k, in float64
-            total = torch.remainder(state["phase"][:, :, None] + advance.cumsum(-1), 2 * math.pi)
-            new_state["phase"] = total[:, :, -1] if total.shape[-1] else state["phase"]
-            angle = total.to(log_mag.dtype)
         mag = log_mag.clamp(max=MAX_LOG_MAGNITUDE).exp()  # the clamp keeps an untrained decoder finite
         return torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))[:, None]
 
@@ -194,9 +170,9 @@ class SpectralCodec(RVQCodec):
                          bitrate=bitrate, dimension=dimension, n_q=n_q, codebook_size=codebook_size,
                          sample_rate=sample_rate, bitrates=bitrates, dead_code_threshold=dead_code_threshold,
                          decoder_delay=n_fft - hop)
-        # the advance decoder sums each bin's phase over the whole stream: float32 rounding that differs
-        # with the chunking (~1e-7 a frame) would add up to ~1e-5 of the audio after 20 s (measured)
-        # (the vocoder's peak picking likewise: a near tie decided differently moves a phase for good)
+        # the vocoder's phase adds up over the whole stream, and its peak picking is a comparison: float32
+        # rounding that differs with the chunking (~1e-7) would drift it, and a near tie decided the other
+        # way would move a phase for good
         self.float64_decoder = phase != "absolute"
 
 

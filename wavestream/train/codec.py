@@ -209,19 +209,13 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
     if not path.is_absolute() and not path.exists():
         path = Path(wavestream.__file__).resolve().parents[1] / path
     weights = load_file(str(path))
-    fresh = set()
     n_freqs = model.decoder.istft.n_freqs
     if model.decoder.phase != "absolute" and len(weights["decoder.output_conv.conv.bias"]) == 2 * n_freqs:
-        # an absolute-phase codec starts another: its log-magnitude rows are kept, its angles (random from
-        # frame to frame, issue 9) dropped; an advance head starts at the bins' centres
+        # an absolute-phase codec starts a vocoder one: its log-magnitude rows are kept, its angles (random
+        # from frame to frame, issue 9) dropped
         for name in ("decoder.output_conv.conv.weight", "decoder.output_conv.conv.bias"):
             weights[name] = weights[name][:n_freqs]
-        if model.decoder.phase == "advance":
-            fresh = {"decoder.advance_conv.conv.weight", "decoder.advance_conv.conv.bias"}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or set(missing) != fresh:  # names and shapes must match the config's model
-        raise ValueError(f"init {path}: weights the model does not have: {unexpected[:5]}; "
-                         f"weights the file lacks: {sorted(set(missing) - fresh)[:5]}")
+    model.load_state_dict(weights)  # strict: names and shapes must match the config's model
     quantizer = model.quantizer
     if "quantizer.cluster_size" not in weights:
         with torch.no_grad():
