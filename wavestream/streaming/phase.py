@@ -73,7 +73,8 @@ class PhaseVocoder(StreamingModule):
             # the parabola's vertex through the three log magnitudes, in bins from the peak
             curve = left - 2 * centre + right
             offset = torch.zeros_like(m)
-            offset[:, 1:-1] = torch.where(curve < 0, 0.5 * (left - right) / curve.clamp(max=-1e-12), 0.0).clamp(-0.5, 0.5)
+            vertex = 0.5 * (left - right) / curve.clamp(max=-1e-12)
+            offset[:, 1:-1] = torch.where(curve < 0, vertex, 0.0).clamp(-0.5, 0.5)
             omega = bins + offset * peak
             # the nearest peak of each bin (ties to the lower one); a frame without one: each bin its own
             below = torch.where(peak, index, -1).cummax(1).values
