@@ -7,7 +7,8 @@ import importlib
 _HOME = {
     "CausalAttention": "attention", "FSMN": "conv", "CausalConv1d": "conv", "CausalConvTranspose1d": "conv",
     "Framer": "framing", "LMUMemory": "lmu", "ChannelLayerNorm": "norm", "CumulativeLayerNorm": "norm",
-    "ENCODINGS": "pcm", "decode_pcm": "pcm", "encode_pcm": "pcm", "GRU": "recurrent", "LSTM": "recurrent",
+    "ENCODINGS": "pcm", "decode_pcm": "pcm", "encode_pcm": "pcm", "PhaseVocoder": "phase",
+    "GRU": "recurrent", "LSTM": "recurrent",
     "GroupedGRU": "recurrent", "StreamResampler": "resample", "resample": "resample", "LIF": "spiking",
     "SpikeFunction": "spiking", "spike": "spiking", "ISTFT": "stft", "STFT": "stft",
     **{name: "module" for name in ("AUDIO", "EVENTS", "FEATURES", "SOURCES", "TOKENS", "StreamingModule",
@@ -26,7 +27,7 @@ def __getattr__(name: str):
 __all__ = [
     "AUDIO", "EVENTS", "FEATURES", "SOURCES", "TOKENS",
     "CausalAttention", "CausalConv1d", "CausalConvTranspose1d", "ChannelLayerNorm", "CumulativeLayerNorm", "FSMN",
-    "GRU", "GroupedGRU", "ISTFT", "LIF", "LMUMemory", "LSTM", "STFT", "SpikeFunction", "spike",
+    "GRU", "GroupedGRU", "ISTFT", "LIF", "LMUMemory", "LSTM", "PhaseVocoder", "STFT", "SpikeFunction", "spike",
     "State", "StreamingModule", "StreamingSequential",
     "prefixed", "reset_rows", "select_rows", "split_state", "stack_states", "state_batch_size",
     "state_from_bytes", "state_to", "state_to_bytes", "sub_state",

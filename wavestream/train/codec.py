@@ -346,7 +346,10 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "summary": f"causal STFT ({model.encoder.stft.n_fft}-sample window, {model.frame_size}-sample hop) -> "
                        "compressed complex spectrum -> causal convs -> RVQ of "
                        f"{model.codebooks} x {model.codebook_size} codebooks (EMA, dead-code restarts) -> causal "
-                       "convs + skip GRU -> log magnitude and phase per bin -> inverse STFT",
+                       "convs + skip GRU -> "
+                       + ("log magnitude per bin, phase from a causal phase vocoder (identity phase locking)"
+                          if model.decoder.phase == "vocoder" else "log magnitude and phase per bin")
+                       + " -> inverse STFT",
             "parameters": sum(p.numel() for p in model.parameters()),
             "sample_rate": model.sample_rate,
             "frame_rate": model.frame_rate,
