@@ -347,3 +347,24 @@ def test_phase_config_is_the_codec_config_plus_the_phase_terms():
     assert phase["train"] | {"steps": 6000, "lr": 0.001, "eval_every": 500} == base["train"]
     assert (phase["train"]["steps"], phase["train"]["lr"], phase["train"]["warmup_steps"],
             phase["train"]["eval_every"]) == (2500, 2e-4, 100, 250)
+
+
+def test_vocoder_run_trains_exports_and_its_checkpoints_load_as_themselves(root, tmp_path):
+    """A ``phase="vocoder"`` codec trains and exports like the default one; a checkpoint of the run loads
+    with no config given (``load_model`` reads the run's record beside it), and so do the exported weights
+    (their card)."""
+    path = write_config(tmp_path, root)
+    config = json.loads(path.read_text())
+    config["model"] = MODEL | {"phase": "vocoder"}
+    path.write_text(json.dumps(config))
+    _train(path, tmp_path / "run")
+    assert main(["train", "codec", "--out", str(tmp_path / "run"), "--export",
+                 "--weights-dir", str(tmp_path / "weights")]) == 0
+    card = json.loads((tmp_path / "weights" / "codec.json").read_text())
+    assert card["config"]["phase"] == "vocoder" and "phase vocoder" in card["architecture"]["summary"]
+    checkpoint = load_model("codec", weights=tmp_path / "run" / "best.safetensors")
+    exported = load_model("codec", weights=tmp_path / "weights" / "codec.safetensors")
+    assert checkpoint.decoder.phase == exported.decoder.phase == "vocoder"
+    x = torch.randn(1, 1, 3200) * 0.1
+    with torch.no_grad():
+        assert (checkpoint(x) - exported(x)).abs().max() <= 1e-5

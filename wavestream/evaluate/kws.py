@@ -236,9 +236,7 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
     from wavestream.models.registry import load_model
     torch.set_num_threads(1)
     if model is None:
-        card = Path(weights).with_suffix(".json") if weights else None  # a card beside other weights: its config
-        params = json.loads(card.read_text()).get("config", {}) if card is not None and card.exists() else {}
-        model = load_model(name, weights, **params)
+        model = load_model(name, weights)  # a card or checkpoint record beside other weights gives their config
     model.eval()
     keywords = tuple(model.classes[:-2])
     out: dict = {"parameters": sum(p.numel() for p in model.parameters()), "trained": getattr(model, "trained", None),

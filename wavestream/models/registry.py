@@ -102,7 +102,9 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
                **params) -> StreamingModule:
     """Build model ``name`` with its card's config (overridden by ``params``) and load its weights.
 
-    ``weights`` overrides the shipped file (FileNotFoundError if it does not exist). Without
+    ``weights`` overrides the shipped file (FileNotFoundError if it does not exist); a card or a training
+    checkpoint's record beside it (the same name, ``.json``) gives the config it was made with, so a run's
+    checkpoint of another architecture loads as itself (``config_beside``). Without
     shipped weights the model keeps its random init, ``model.trained`` is False and a warning is
     logged; with ``allow_untrained=False`` (the server's default) that is UntrainedModelError instead.
     """
@@ -116,7 +118,8 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
     if not trained and not allow_untrained:
         raise UntrainedModelError(f"model {name!r} has no trained weights; refusing to serve random ones "
                                   "(start the server with --allow-untrained to allow them)")
-    config = {**spec.card().get("config", {}), **params}
+    beside = config_beside(path) if weights is not None else {}
+    config = {**spec.card().get("config", {}), **beside, **params}
     model = spec.build(**config)
     model.trained = trained
     if trained:
@@ -124,6 +127,16 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
     else:
         log.warning("model %r has no trained weights (%s missing): it runs with random weights", name, path.name)
     return model.eval()
+
+
+def config_beside(weights: str | Path) -> dict:
+    """The model config recorded beside a weights file: a card's ``config``, or a training checkpoint's
+    ``run.config.model``; empty when there is neither."""
+    path = Path(weights).with_suffix(".json")
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text())
+    return record.get("config") or record.get("run", {}).get("config", {}).get("model", {})
 
 
 def describe(name: str) -> dict:
