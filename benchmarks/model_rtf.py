@@ -16,7 +16,7 @@ than an idle machine's, so each table also gives the thread's CPU time per call 
 core left out: near what an idle machine's wall clock shows, though a busy neighbour still costs caches).
 Medians over ``--rounds`` are printed. Nothing is asserted.
 
-    python benchmarks/model_rtf.py [--model enhance] [--chunks-ms 16,32] [--batches 1,4,8,16,32,64]
+    python benchmarks/model_rtf.py [--model enhance] [--weights PATH] [--chunks-ms 16,32] [--batches 1,4,8,16,32,64]
                                    [--seconds 10] [--rounds 3] [--onnx]
 """
 
@@ -132,6 +132,7 @@ def batched(model, chunk: int, batches: list[int], seconds: float, rounds: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="enhance", help="registry model (its shipped weights, else random ones)")
+    parser.add_argument("--weights", help="another weights file (a run's checkpoint loads with its own config)")
     parser.add_argument("--chunks-ms", default="16,32", help="chunk durations for the streaming runs")
     parser.add_argument("--batches", default="1,4,8,16,32,64",
                         help="streams per batched step, ascending ('' to skip); stops at the first that "
@@ -141,7 +142,7 @@ def main() -> None:
     parser.add_argument("--onnx", action="store_true", help="also export to ONNX and time ONNX Runtime")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = load_model(args.model)
+    model = load_model(args.model, args.weights)
     hop, rate = model.hop, model.sample_rate
     chunks = [chunk_samples(model, float(ms)) for ms in args.chunks_ms.split(",")]
     n = int(args.seconds * rate) // max(chunks) * max(chunks)
