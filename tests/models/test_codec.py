@@ -370,20 +370,27 @@ def test_shipped_codec_follows_real_speech_at_every_bitrate(speech):
 
 # -- the phase-vocoder decoder (issue 9) ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def vocoder_weights(weights) -> dict:
-    """A vocoder codec's random weights: the absolute codec's above with its magnitude rows only."""
-    n_freqs = SpectralCodec().decoder.istft.n_freqs
-    return {k: v[:n_freqs] if k.startswith("decoder.output_conv.") else v for k, v in weights.items()}
+def vocoder_codec(weights: dict, synthesis=None, mode: str = "roundtrip") -> SpectralCodec:
+    """A vocoder codec with the absolute codec's random weights, its output conv converted by ``warm_start``'s
+    rule (for other synthesis frames: resampled over frequency, one copy per synthesis frame)."""
+    from wavestream.train.codec import _convert_head
+
+    model = SpectralCodec(mode=mode, phase="vocoder", synthesis=synthesis).eval()
+    state = dict(weights)
+    head = ("decoder.output_conv.conv.weight", "decoder.output_conv.conv.bias")
+    state[head[0]], state[head[1]] = _convert_head(weights[head[0]], weights[head[1]], model)
+    model.load_state_dict(state)
+    return model
 
 
+@pytest.mark.parametrize("synthesis", [None, (480, 160)])
 @settings(max_examples=4, deadline=None)
 @given(frames=st.integers(3, 8), data=st.data())
-def test_vocoder_decoder_streaming(vocoder_weights, frames, data):
+def test_vocoder_decoder_streaming(weights, synthesis, frames, data):
     """The decoder on its own, in float64 as a served stream runs it (its peak picking compares values:
-    float32 rounding that differs with the chunking could decide a near tie the other way)."""
-    model = SpectralCodec(phase="vocoder").eval()
-    model.load_state_dict(vocoder_weights)
+    float32 rounding that differs with the chunking could decide a near tie the other way); also with two
+    synthesis frames of 480 / 160 samples per code frame."""
+    model = vocoder_codec(weights, synthesis)
     decoder = model.decoder.double()
     with torch.no_grad():
         latents = model.quantizer.decode(model.quantizer.encode(model.encoder(audio(3, frames, seed=frames)), 12))
@@ -394,13 +401,12 @@ def test_vocoder_decoder_streaming(vocoder_weights, frames, data):
     assert_batch_independent(decoder, [latents[i:i + 1] for i in range(3)], [0, 1, 2], frames // 2)
 
 
-@pytest.mark.parametrize("mode", ["decode", "roundtrip"])
-def test_vocoder_codec_long_stream_in_random_chunks(vocoder_weights, mode):
+@pytest.mark.parametrize("mode,synthesis", [("decode", None), ("roundtrip", None), ("decode", (480, 160))])
+def test_vocoder_codec_long_stream_in_random_chunks(weights, mode, synthesis):
     """A served stream decodes in float64: 20 s cut anywhere give the audio of one call, to float32's
     rounding (the phase adds up over the whole stream; a float32 decoder would let it drift)."""
     frames = 1000
-    model = SpectralCodec(mode=mode, phase="vocoder").eval()
-    model.load_state_dict(vocoder_weights)
+    model = vocoder_codec(weights, synthesis, mode)
     x = audio(1, frames, seed=5) if mode == "roundtrip" else \
         torch.randint(0, 1024, (1, 6, frames), generator=torch.Generator().manual_seed(5))
     rng = np.random.default_rng(0)
@@ -429,3 +435,26 @@ def test_vocoder_decoder_starts_from_absolute_weights(weights, tmp_path):
     assert state.keys() == weights.keys()
     for name, value in weights.items():
         assert torch.equal(state[name], value[:n_freqs] if name.startswith("decoder.output_conv.") else value), name
+
+
+def test_finer_synthesis_frames_keep_the_latency_and_start_from_the_encoders_frames(weights, tmp_path):
+    """480 / 160 synthesis frames lag by 320 samples as 640 / 320 ones do (latency 40 ms); their output conv
+    starts from a 640 / 320 codec's, resampled over frequency and repeated per synthesis frame."""
+    from safetensors.torch import save_file
+
+    from wavestream.train.codec import warm_start
+
+    assert SpectralCodec(phase="vocoder", synthesis=(480, 160)).algorithmic_latency == 640
+    with pytest.raises(ValueError, match="divide the frame"):
+        SpectralCodec(phase="vocoder", synthesis=(480, 192))
+    path = tmp_path / "absolute.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    finer = SpectralCodec(phase="vocoder", synthesis=(480, 160))
+    warm_start(finer, path, vectors_per_batch=1600)
+    head = finer.decoder.output_conv.conv.bias
+    assert head.shape == (2 * 241,) and torch.equal(head[:241], head[241:])
+    # bin 0 and the top bin keep the old rows (0 Hz and 8 kHz exist in both), shifted by log(240 / 320)
+    assert torch.allclose(head[0], weights["decoder.output_conv.conv.bias"][0] + np.log(240 / 320))
+    assert torch.allclose(head[240], weights["decoder.output_conv.conv.bias"][320] + np.log(240 / 320))
+    with pytest.raises(ValueError, match="cannot start"):
+        warm_start(SpectralCodec(phase="absolute", synthesis=(480, 160)), path, vectors_per_batch=1600)

@@ -98,44 +98,57 @@ class SpectralDecoder(StreamingModule):
     ``n_fft - hop`` samples (the inverse STFT's overlap): causal convs and a skip GRU over frames,
     then per frame a log magnitude and a phase per bin, inverse STFT.
 
-    ``phase="absolute"`` (the shipped weights): each frame's phase angle per bin, as in Vocos.
-    ``phase="vocoder"``: log magnitudes only; a causal phase vocoder (``PhaseVocoder``) gives the phase
-    from them, frame by frame, with no look-ahead."""
+    ``phase="absolute"``: each frame's phase angle per bin, as in Vocos. ``phase="vocoder"``: log
+    magnitudes only; a causal phase vocoder (``PhaseVocoder``) gives the phase from them, frame by frame,
+    with no look-ahead.
+
+    ``synthesis``: the inverse STFT's (window, hop), by default the encoder's; a hop that divides the
+    frame gives each code frame several synthesis frames (the output conv predicts them side by side).
+    More overlapping frames let the vocoder's phase follow the signal much better, and a shorter window
+    keeps the latency: (480, 160) lags by 320 samples, as (640, 320) does."""
 
     input_kind, output_kind = FEATURES, AUDIO
 
     def __init__(self, n_fft: int, hop: int, dimension: int, hidden: int, blocks: int, gru_layers: int,
-                 phase: str = "absolute"):
+                 phase: str = "absolute", synthesis: tuple[int, int] | None = None):
         super().__init__()
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
-        self.phase = phase
+        synthesis_fft, synthesis_hop = synthesis or (n_fft, hop)
+        if hop % synthesis_hop:
+            raise ValueError(f"the synthesis hop must divide the frame of {hop} samples, got {synthesis_hop}")
+        self.phase, self.subframes = phase, hop // synthesis_hop
         self.input_conv = CausalConv1d(dimension, hidden, 3)
         self.blocks = nn.ModuleList(ResidualUnit(hidden, dilation=2 ** j, conv_shortcut=False) for j in range(blocks))
         self.gru = GRU(hidden, hidden, gru_layers)
-        self.istft = ISTFT(n_fft, hop, "sqrt_hann")
+        self.istft = ISTFT(synthesis_fft, synthesis_hop, "sqrt_hann")
         n_freqs = self.istft.n_freqs
-        # absolute: one conv gives the log magnitudes and the angles; vocoder: the log magnitudes
-        self.output_conv = CausalConv1d(hidden, (2 if phase == "absolute" else 1) * n_freqs, 1)
+        # per synthesis frame, absolute: the log magnitudes and the angles; vocoder: the log magnitudes
+        self.values = (2 if phase == "absolute" else 1) * n_freqs
+        self.output_conv = CausalConv1d(hidden, self.subframes * self.values, 1)
         with torch.no_grad():  # start near silence (bins of e^-4), not at a loud white noise of e^0
-            self.output_conv.conv.bias[:n_freqs].fill_(INITIAL_LOG_MAGNITUDE)
+            for j in range(self.subframes):
+                self.output_conv.conv.bias[j * self.values:j * self.values + n_freqs].fill_(INITIAL_LOG_MAGNITUDE)
         if phase == "vocoder":
-            self.vocoder = PhaseVocoder(n_fft, hop)
+            self.vocoder = PhaseVocoder(synthesis_fft, synthesis_hop)
         self.hop, self.out_per_in = 1, Fraction(hop)
-        self.delay = n_fft - hop
+        self.delay = synthesis_fft - synthesis_hop
 
     def _spectrum(self, x: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
-        """The complex spectrum ``[B, 1, F, n]`` the inverse STFT turns into audio (frame k predicts the
-        encoder's STFT frame k)."""
+        """The complex spectrum ``[B, 1, F, n * subframes]`` the inverse STFT turns into audio (with the
+        encoder's frames, frame k predicts the encoder's STFT frame k)."""
         h = self.step_child("input_conv", x, state, new_state)
         for j in range(len(self.blocks)):
             h = self.step_child(f"blocks.{j}", h, state, new_state)
         h = h + self.step_child("gru", h, state, new_state)
-        h = F.elu(h)
+        out = self.step_child("output_conv", F.elu(h), state, new_state)
+        if self.subframes > 1:  # [B, subframes * values, n] -> [B, values, n * subframes], in time order
+            b, _, n = out.shape
+            out = out.view(b, self.subframes, self.values, n).permute(0, 2, 3, 1).reshape(b, self.values, -1)
         if self.phase == "absolute":
-            log_mag, angle = self.step_child("output_conv", h, state, new_state).chunk(2, dim=1)
+            log_mag, angle = out.chunk(2, dim=1)
         else:
-            mag = self.step_child("output_conv", h, state, new_state).clamp(max=MAX_LOG_MAGNITUDE).exp()
+            mag = out.clamp(max=MAX_LOG_MAGNITUDE).exp()
             return self.step_child("vocoder", mag[:, None], state, new_state)
         mag = log_mag.clamp(max=MAX_LOG_MAGNITUDE).exp()  # the clamp keeps an untrained decoder finite
         return torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))[:, None]
@@ -147,8 +160,8 @@ class SpectralDecoder(StreamingModule):
 
     def forward_with_spectrum(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward`` (a stream from a zero state) that also returns the complex spectrum it synthesized,
-        ``[B, 1, n_fft // 2 + 1, n]``: what the training's spectrum-level losses look at (the audio is
-        ``forward``'s, bit for bit)."""
+        ``[B, 1, F, n * subframes]`` in the synthesis frames: what the training's spectrum-level losses look
+        at (the audio is ``forward``'s, bit for bit)."""
         state, new_state = self.init_state(x.shape[0], x.device, x.dtype), {}
         spec = self._spectrum(x, state, new_state)
         return self.step_child("istft", spec, state, new_state), spec
@@ -164,12 +177,14 @@ class SpectralCodec(RVQCodec):
                  dimension: int = 64, hidden: int = 256, encoder_blocks: int = 2, decoder_blocks: int = 3,
                  gru_layers: int = 1, compress: float = 0.3, n_q: int = 12, codebook_size: int = 1024,
                  sample_rate: int = 16000, bitrates: Sequence[float] = BITRATES, dead_code_threshold: float = 0.1,
-                 phase: str = "absolute"):
-        super().__init__(SpectralEncoder(n_fft, hop, dimension, hidden, encoder_blocks, compress),
-                         SpectralDecoder(n_fft, hop, dimension, hidden, decoder_blocks, gru_layers, phase), mode=mode,
+                 phase: str = "absolute", synthesis: Sequence[int] | None = None):
+        encoder = SpectralEncoder(n_fft, hop, dimension, hidden, encoder_blocks, compress)  # first: the seed's draws
+        decoder = SpectralDecoder(n_fft, hop, dimension, hidden, decoder_blocks, gru_layers, phase,
+                                  tuple(synthesis) if synthesis else None)
+        super().__init__(encoder, decoder, mode=mode,
                          bitrate=bitrate, dimension=dimension, n_q=n_q, codebook_size=codebook_size,
                          sample_rate=sample_rate, bitrates=bitrates, dead_code_threshold=dead_code_threshold,
-                         decoder_delay=n_fft - hop)
+                         decoder_delay=decoder.delay)
         # the vocoder's phase adds up over the whole stream, and its peak picking is a comparison: float32
         # rounding that differs with the chunking (~1e-7) would drift it, and a near tie decided the other
         # way would move a phase for good

@@ -19,6 +19,7 @@ dev metrics). ``export`` writes the shipped weights (no EMA statistics) + card.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,12 +210,9 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
     if not path.is_absolute() and not path.exists():
         path = Path(wavestream.__file__).resolve().parents[1] / path
     weights = load_file(str(path))
-    n_freqs = model.decoder.istft.n_freqs
-    if model.decoder.phase != "absolute" and len(weights["decoder.output_conv.conv.bias"]) == 2 * n_freqs:
-        # an absolute-phase codec starts a vocoder one: its log-magnitude rows are kept, its angles (random
-        # from frame to frame, issue 9) dropped
-        for name in ("decoder.output_conv.conv.weight", "decoder.output_conv.conv.bias"):
-            weights[name] = weights[name][:n_freqs]
+    head = ("decoder.output_conv.conv.weight", "decoder.output_conv.conv.bias")
+    if weights[head[1]].shape != model.state_dict()[head[1]].shape:
+        weights[head[0]], weights[head[1]] = _convert_head(weights[head[0]], weights[head[1]], model)
     model.load_state_dict(weights)  # strict: names and shapes must match the config's model
     quantizer = model.quantizer
     if "quantizer.cluster_size" not in weights:
@@ -223,6 +221,27 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
             quantizer.cluster_size.fill_(count)
             quantizer.embed_avg.copy_(quantizer.embed * count)
     return path
+
+
+def _convert_head(weight: torch.Tensor, bias: torch.Tensor, model: SpectralCodec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output conv of a codec that synthesizes in the encoder's frames (absolute or vocoder) as a start
+    for ``model``'s vocoder decoder with other synthesis frames (or for a vocoder in the same frames): the
+    log-magnitude rows are kept (an absolute codec's angles, random from frame to frame, are dropped),
+    resampled linearly over frequency to the decoder's bins, shifted by the log of the windows' length
+    ratio (a sinusoid's bin magnitude grows with the window) and repeated for each synthesis frame of a
+    code frame."""
+    decoder, old_freqs = model.decoder, model.encoder.stft.n_freqs
+    if decoder.phase != "vocoder" or len(bias) not in (old_freqs, 2 * old_freqs):
+        raise ValueError(f"cannot start this decoder's output conv ({len(bias)} rows into "
+                         f"{decoder.output_conv.conv.out_channels}, phase {decoder.phase!r}) from that one")
+    n_freqs = decoder.istft.n_freqs
+    weight, bias = weight[:old_freqs], bias[:old_freqs]
+    position = torch.arange(n_freqs, dtype=torch.float64) * (old_freqs - 1) / (n_freqs - 1)
+    low = position.floor().long().clamp(max=old_freqs - 2)
+    frac = (position - low).to(weight.dtype)
+    new_weight = weight[low] * (1 - frac)[:, None, None] + weight[low + 1] * frac[:, None, None]
+    new_bias = bias[low] * (1 - frac) + bias[low + 1] * frac + math.log((n_freqs - 1) / (old_freqs - 1))
+    return new_weight.repeat(decoder.subframes, 1, 1), new_bias.repeat(decoder.subframes)
 
 
 def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> CleanSpeech:
@@ -266,6 +285,9 @@ def training_loss(model: RVQCodec, batch: torch.Tensor, criterion: CodecLoss, ad
     (clean,) = crop_to_hop(batch, hop=model.frame_size)
     quantized = model.quantizer.quantize(model.encoder(clean))
     if criterion.needs_spectrum:  # decoder frame k predicts the encoder's STFT frame k
+        if model.decoder.subframes > 1 or model.decoder.istft.n_fft != model.encoder.stft.n_fft:
+            raise ValueError("the spectrum terms compare the decoder's frames with the encoder's: they need the "
+                             "decoder to synthesize in the encoder's frames")
         decoded, spectrum = model.decoder.forward_with_spectrum(quantized.latents)
         output, target = aligned(decoded, clean, model.latency)
         loss, stats = criterion(output, target, quantized.commitment, spectrum, model.encoder.stft(clean))
