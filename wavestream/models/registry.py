@@ -103,8 +103,10 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
     """Build model ``name`` with its card's config (overridden by ``params``) and load its weights.
 
     ``weights`` overrides the shipped file (FileNotFoundError if it does not exist); a card or a training
-    checkpoint's record beside it (the same name, ``.json``) gives the config it was made with, so a run's
-    checkpoint of another architecture loads as itself (``config_beside``). Without
+    checkpoint's record beside it (the same name, ``.json``) gives the config it was made with, in place of
+    the shipped card's, so weights of another architecture load as themselves (``config_beside``; a
+    checkpoint's record holds the architecture only, so settings such as a detector's are the model's
+    defaults then). Without
     shipped weights the model keeps its random init, ``model.trained`` is False and a warning is
     logged; with ``allow_untrained=False`` (the server's default) that is UntrainedModelError instead.
     """
@@ -119,7 +121,7 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
         raise UntrainedModelError(f"model {name!r} has no trained weights; refusing to serve random ones "
                                   "(start the server with --allow-untrained to allow them)")
     beside = config_beside(path) if weights is not None else {}
-    config = {**spec.card().get("config", {}), **beside, **params}
+    config = {**(beside or spec.card().get("config", {})), **params}
     model = spec.build(**config)
     model.trained = trained
     if trained:
