@@ -9,7 +9,12 @@ from safetensors.torch import load_file, save_file
 from wavestream.cli import main
 from wavestream.engine import Output, StreamPipeline
 from wavestream.models.codec import SpectralCodec
+from wavestream.models.registry import get_spec
 from wavestream.streaming.tokens import read_token_file, write_token_file
+
+
+#: the shipped card's config: what a command builds for weights with no card beside them
+CONFIG = get_spec("codec").card().get("config", {})
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +22,7 @@ def weights(tmp_path_factory):
     """One set of random weights for every command (each command builds its own model instance)."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("codec") / "codec.safetensors"
-    save_file({k: v.contiguous() for k, v in SpectralCodec().state_dict().items()}, str(path))
+    save_file({k: v.contiguous() for k, v in SpectralCodec(**CONFIG).state_dict().items()}, str(path))
     return path
 
 
@@ -31,7 +36,7 @@ def write_input(path, rate, channels, seconds, seed=0):
 
 
 def model(weights, **config) -> SpectralCodec:
-    m = SpectralCodec(**config).eval()
+    m = SpectralCodec(**{**CONFIG, **config}).eval()
     m.load_state_dict(load_file(str(weights)))
     return m
 
