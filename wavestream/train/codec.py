@@ -371,7 +371,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
                        "convs + skip GRU -> "
                        + ("log magnitude per bin, phase from a causal phase vocoder (identity phase locking)"
                           if model.decoder.phase == "vocoder" else "log magnitude and phase per bin")
-                       + " -> inverse STFT",
+                       + f" -> inverse STFT ({model.decoder.istft.n_fft}-sample window, "
+                         f"{model.decoder.istft.hop_length}-sample hop: {model.decoder.subframes} a code frame)",
             "parameters": sum(p.numel() for p in model.parameters()),
             "sample_rate": model.sample_rate,
             "frame_rate": model.frame_rate,
