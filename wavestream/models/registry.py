@@ -104,9 +104,9 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
 
     ``weights`` overrides the shipped file (FileNotFoundError if it does not exist); a card or a training
     checkpoint's record beside it (the same name, ``.json``) gives the config it was made with, in place of
-    the shipped card's, so weights of another architecture load as themselves (``config_beside``; a
-    checkpoint's record holds the architecture only, so settings such as a detector's are the model's
-    defaults then). Without
+    the shipped card's, so weights of another architecture load as themselves (``config_beside``). A
+    checkpoint's record holds the architecture only: what a stream may set (``stream_params``, such as a
+    detector's settings) comes from the shipped card then. Without
     shipped weights the model keeps its random init, ``model.trained`` is False and a warning is
     logged; with ``allow_untrained=False`` (the server's default) that is UntrainedModelError instead.
     """
@@ -120,9 +120,14 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
     if not trained and not allow_untrained:
         raise UntrainedModelError(f"model {name!r} has no trained weights; refusing to serve random ones "
                                   "(start the server with --allow-untrained to allow them)")
-    beside = config_beside(path) if weights is not None else {}
-    config = {**(beside or spec.card().get("config", {})), **params}
+    shipped = spec.card().get("config", {})
+    beside, is_card = config_beside(path) if weights is not None else ({}, False)
+    config = {**(beside or shipped), **params}
     model = spec.build(**config)
+    if beside and not is_card:  # a checkpoint's architecture with the shipped card's stream settings
+        settings = {k: v for k, v in shipped.items() if k in getattr(model, "stream_params", ()) and k not in config}
+        if settings:
+            model = spec.build(**config, **settings)
     model.trained = trained
     if trained:
         model.load_state_dict(load_file(str(path)))
@@ -131,14 +136,16 @@ def load_model(name: str, weights: str | Path | None = None, *, allow_untrained:
     return model.eval()
 
 
-def config_beside(weights: str | Path) -> dict:
-    """The model config recorded beside a weights file: a card's ``config``, or a training checkpoint's
-    ``run.config.model``; empty when there is neither."""
+def config_beside(weights: str | Path) -> tuple[dict, bool]:
+    """The model config recorded beside a weights file, and whether a card recorded it: a card's ``config``
+    (True), or a training checkpoint's ``run.config.model`` (False); ``({}, False)`` when there is neither."""
     path = Path(weights).with_suffix(".json")
     if not path.is_file():
-        return {}
+        return {}, False
     record = json.loads(path.read_text())
-    return record.get("config") or record.get("run", {}).get("config", {}).get("model", {})
+    if "config" in record:
+        return record["config"], True
+    return record.get("run", {}).get("config", {}).get("model", {}), False
 
 
 def describe(name: str) -> dict:
