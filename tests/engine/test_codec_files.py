@@ -12,7 +12,6 @@ from wavestream.models.codec import SpectralCodec
 from wavestream.models.registry import get_spec
 from wavestream.streaming.tokens import read_token_file, write_token_file
 
-
 #: the shipped card's config: what a command builds for weights with no card beside them
 CONFIG = get_spec("codec").card().get("config", {})
 
