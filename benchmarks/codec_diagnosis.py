@@ -246,6 +246,11 @@ def vocoder_framings(devsets: list[str], limit: int, framings: list[tuple[int, i
     """The clean magnitude with the vocoder's phase, analysed and synthesized in each framing."""
     mel = MultiScaleMelLoss(RATE)
     print(f"clean magnitude + causal phase-vocoder phase: {limit or 'all'} clips per dev set; {machine_load()}")
+    clips = {}
+    for name in devsets:
+        folder, entries = load_devset(name)
+        entries = _spread(entries, limit) if limit else entries
+        clips[name] = [sf.read(str(folder / entry["clean"]), dtype="float32")[0] for entry in entries]
     header = " | ".join(f"{d} PESQ-WB | {d} STOI | {d} log-mel dB" for d in devsets)
     print(f"\n| window / hop | {header} |\n|---|" + "---|" * (3 * len(devsets)))
     for n_fft, hop in framings:
@@ -253,12 +258,7 @@ def vocoder_framings(devsets: list[str], limit: int, framings: list[tuple[int, i
         vocoder = PhaseVocoder(n_fft, hop)
         cells = []
         for name in devsets:
-            folder, entries = load_devset(name)
-            entries = _spread(entries, limit) if limit else entries
-            rows = []
-            for entry in entries:
-                x, _ = sf.read(str(folder / entry["clean"]), dtype="float32")
-                rows.append(scores(x, synthesize(istft, vocoder(analyse(stft, x).abs()), len(x)), mel))
+            rows = [scores(x, synthesize(istft, vocoder(analyse(stft, x).abs()), len(x)), mel) for x in clips[name]]
             cells.append(" | ".join(f"{np.mean([r[m] for r in rows]):{f}}"
                                     for m, f in (("pesq", ".2f"), ("stoi", ".3f"), ("mel_db", ".2f"))))
         print(f"| {n_fft} / {hop} | {' | '.join(cells)} |")
