@@ -30,7 +30,9 @@ equal a one-shot encoding's at every bitrate (tests/models/test_codec.py). Cost,
 for 20 ms steps (encode RTF 0.024 -> 0.021 at 1.5 kbps, measured side by side; the float64 convs run
 as matrix products, which skip oneDNN's per-call setup), ~1.5x for long chunks (10 s in one call:
 RTF 0.003 -> 0.005). Training calls ``encoder`` and ``quantizer.quantize`` directly: float32,
-unchanged. The decoder keeps float32 and its GRU: audio only has to agree within 1e-5.
+unchanged. A vocoder decoder streams in float64 too (``RVQCodec.float64_decoder``): its phase adds up
+over the whole stream and its peak picking compares bins, so chunking-dependent float32 rounding would
+drift it; an absolute-phase decoder keeps float32 (its audio only has to agree within 1e-5).
 
 The bitrate is per stream (``params: {"bitrate": 3}``, a state entry, see ``RVQCodec``), so streams at
 different bitrates share one instance and one batch; another value is refused. The modes
@@ -50,8 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavestream.streaming import AUDIO, FEATURES, GRU, ISTFT, STFT, CausalConv1d, State, StreamingModule
-from wavestream.streaming.phase import PhaseVocoder
+from wavestream.streaming import AUDIO, FEATURES, GRU, ISTFT, STFT, CausalConv1d, PhaseVocoder, State, StreamingModule
 from wavestream.streaming.seanet import ResidualUnit
 
 from .encodec import RVQCodec
