@@ -23,10 +23,11 @@ from wavestream.train.losses import si_sdr
 HOP = 256
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[{}, {"embed": 64, "hidden": 96, "context": 3}], ids=["default", "context3"])
+def model(request):
+    """The default architecture and a small one whose encoder looks back over three frames."""
     torch.manual_seed(0)
-    return GRUMaskEnhancer().eval()
+    return GRUMaskEnhancer(**request.param).eval()
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,8 @@ def test_shipped_model_passes_streaming_checks(shipped):
     assert_step_is_pure(shipped, x, units=2)
 
 
-def test_size_latency_and_declared_attributes(model):
-    assert sum(p.numel() for p in model.parameters()) <= 1_000_000
+def test_size_latency_and_declared_attributes(model, shipped):
+    assert sum(p.numel() for p in shipped.parameters()) <= 2_000_000  # the issue's budget
     assert model.latency == model.n_fft - model.hop_length == 256
     assert 1000 * model.latency / model.sample_rate <= 32
     assert 1000 * model.hop / model.sample_rate <= 16

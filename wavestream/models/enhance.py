@@ -2,7 +2,8 @@
 
 The fullband branch of FullSubNet / Fast FullSubNet, sized for a hard per-step budget: every 16 ms
 step is one STFT frame (512-point sqrt-Hann window, hop 256), its power-compressed magnitude goes
-through a compact projection into a 2-layer GRU, and a projection back gives a complex ratio mask
+through a compact projection (over the current frame, or with ``context`` > 1 over that many frames up to it,
+so the GRU sees how the spectrum moves) into a 2-layer GRU, and a projection back gives a complex ratio mask
 (cIRM, as in FullSubNet) whose magnitude is bounded by ``tanh`` (DCCRN's "E" mask). The masked
 spectrum is inverted by overlap-add. Few, wide ops keep PyTorch's per-op overhead within budget.
 
@@ -23,15 +24,16 @@ class GRUMaskEnhancer(StreamingModule):
     input_kind = output_kind = AUDIO
 
     def __init__(self, n_fft: int = 512, hop_length: int = 256, compress: float = 0.3, embed: int = 128,
-                 hidden: int = 256, layers: int = 2):
+                 hidden: int = 256, layers: int = 2, context: int = 1):
         super().__init__()
         if not 0 < compress <= 1:
             raise ValueError(f"compress must be in (0, 1], got {compress}")
         self.n_fft, self.hop_length, self.compress = n_fft, hop_length, compress
         freqs = n_fft // 2 + 1
         self.stft = STFT(n_fft, hop_length, "sqrt_hann")
-        # 1x1 causal convs are per-frame linear maps: the GRU carries all temporal context
-        self.encoder = CausalConv1d(freqs, embed, 1)
+        # causal convs over frames: the encoder sees `context` frames (1: a per-frame linear map), the
+        # decoder one; the GRU carries the longer temporal context
+        self.encoder = CausalConv1d(freqs, embed, context)
         self.gru = GRU(embed, hidden, layers)
         self.decoder = CausalConv1d(hidden, 2 * freqs, 1)
         self.istft = ISTFT(n_fft, hop_length, "sqrt_hann")
