@@ -10,7 +10,7 @@ from tests.data.tiny_keywords import add_tiny_keywords, write_tiny_keyword_devse
 from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
 from wavestream.models.registry import load_model
-from wavestream.train.kws import IGNORE, KeywordLoss, frame_targets
+from wavestream.train.kws import IGNORE, KeywordLoss, distillation_loss, frame_targets
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,18 @@ def test_losses_are_finite_and_differentiable():
         KeywordLoss("nope")
 
 
+def test_distillation_loss_is_zero_only_when_the_student_agrees_with_the_teacher():
+    teacher = torch.randn(2, 22, 30)
+    assert distillation_loss(teacher, teacher, 2.0).abs() < 1e-6
+    assert distillation_loss(teacher + 5.0, teacher, 2.0).abs() < 1e-6  # a shift of all logits: the same posteriors
+    student = torch.randn(2, 22, 30, requires_grad=True)
+    loss = distillation_loss(student, teacher, 2.0)
+    loss.backward()
+    assert loss > 0.1
+    # a small step against the gradient moves the student's posteriors toward the teacher's
+    assert distillation_loss(student.detach() - 0.1 * student.grad, teacher, 2.0) < loss
+
+
 def test_interrupted_and_resumed_run_equals_whole_run(config_path, tmp_path):
     assert_resume_is_exact(lambda out, *extra: _train(config_path, out, *extra), tmp_path)
     log = (tmp_path / "whole" / "train.log").read_text()
@@ -107,6 +119,24 @@ def test_spiking_recipe_starts_from_the_ann_weights(config_path, tmp_path):
            recipe="kws-spiking")
     meta = json.loads((tmp_path / "snn" / "last.json").read_text())
     assert meta["run"]["config"]["name"] == "kws-spiking" and meta["run"]["init"].endswith("best.safetensors")
+
+
+def test_spiking_recipe_distils_from_a_frozen_ann_teacher(config_path, tmp_path):
+    _train(config_path, tmp_path / "ann")
+    teacher = tmp_path / "ann" / "best.safetensors"
+    spiking = json.loads(config_path.read_text()) | {"name": "kws-spiking"}
+    spiking["loss"] = {"kind": "frame", "distill": {"teacher": "kws", "weights": str(teacher), "weight": 2.0,
+                                                    "temperature": 3.0}}
+    path = tmp_path / "distil.json"
+    path.write_text(json.dumps(spiking))
+    _train(path, tmp_path / "snn", "--steps", "2", "--init", str(teacher), recipe="kws-spiking")
+    log = (tmp_path / "snn" / "train.log").read_text()
+    terms = [float(line.split("distill=")[1].split()[0]) for line in log.splitlines() if "distill=" in line]
+    assert terms and all(0 < t < 100 for t in terms)  # a spiking student disagrees with its ANN teacher
+    spiking["loss"]["distill"]["weights"] = str(tmp_path / "missing.safetensors")
+    path.write_text(json.dumps(spiking))
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        _train(path, tmp_path / "snn2", "--steps", "1", recipe="kws-spiking")
 
 
 def test_dev_score_counts_alarms_on_keyword_free_audio(config_path, tmp_path):

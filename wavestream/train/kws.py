@@ -18,6 +18,12 @@ Loss (``loss.kind``):
   soft max-pool; no timing).
 - ``both``: their sum.
 
+``loss.distill`` (optional; ``{"teacher": "kws", "weights": null, "weight": 1.0, "temperature": 2.0}``)
+adds knowledge distillation: the KL divergence from a frozen teacher's per-frame class posteriors (both
+softened by ``temperature``, scaled by its square as usual) to the student's, on the same augmented
+clips. It is how the spiking model learns from the ANN: the teacher's soft posteriors say which words
+sound alike and when a word is complete, which hard frame targets cannot.
+
 Dev: the frozen keyword dev sets (``wavestream data devset --task keywords,keywords-real``); the
 checkpoint is chosen on ``dev_real_top1`` (recorded English keywords of a corpus never trained on:
 the out-of-domain set), with the synthetic dev voices logged beside it. ``--init`` starts from
@@ -41,7 +47,7 @@ from torch import nn
 from wavestream.data import default_root, load_entries
 from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword
-from wavestream.models.registry import WEIGHTS_DIR, get_spec
+from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
 from .loop import BEST, LoopConfig, export_best, fit, load_config, start_weights, step_batches
 
@@ -110,6 +116,21 @@ class KeywordLoss(nn.Module):
             stats["clip_ce"] = clip.item()
             stats["clip_acc"] = float((pooled.argmax(1) == labels).float().mean())
         return loss, stats
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over frames of KL(teacher || student) of the class posteriors at ``temperature``, times its
+    square (so the gradient's scale does not depend on it); logits ``[B, K, T]``."""
+    log_p = nn.functional.log_softmax(teacher / temperature, dim=1)
+    log_q = nn.functional.log_softmax(student / temperature, dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(1).mean() * temperature ** 2
+
+
+def load_teacher(distill: dict) -> nn.Module:
+    """The frozen teacher of ``loss.distill``: a registered model, its shipped weights or ``weights``."""
+    teacher = load_model(distill["teacher"], distill.get("weights"), allow_untrained=False).eval()
+    teacher.requires_grad_(False)
+    return teacher
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -182,7 +203,10 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     data = config["data"]
     batch_size = data["batch_size"]
     train_set = _dataset(data, "train", loop.steps * batch_size, data.get("seed", 0))
-    criterion = KeywordLoss(**config["loss"])
+    loss_config = dict(config["loss"])
+    distill = loss_config.pop("distill", None)
+    criterion = KeywordLoss(**loss_config)
+    teacher = load_teacher(distill) if distill else None
     dev = {"real": dev_clips(config, "keywords-real"), "syn": dev_clips(config, "keywords")}
     metric = config["dev"].get("metric", METRIC)
     if metric == "dev_score":  # real top-1 minus the share of alarm frames on keyword-free speech/noise
@@ -203,7 +227,14 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         audio, labels, spans = batch
         n = audio.shape[-1] // model.hop * model.hop
         logits = model.frame_logits(audio[..., :n])
-        return criterion(logits, labels, spans, model.hop, model.sample_rate)
+        loss, stats = criterion(logits, labels, spans, model.hop, model.sample_rate)
+        if teacher is not None:
+            with torch.no_grad():
+                soft = teacher.frame_logits(audio[..., :n])
+            kd = distillation_loss(logits, soft, distill.get("temperature", 2.0))
+            loss = loss + distill.get("weight", 1.0) * kd
+            stats["distill"] = kd.item()
+        return loss, stats
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         metrics = evaluate_on(model, *dev["real"], "dev_real")
