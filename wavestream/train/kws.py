@@ -22,7 +22,8 @@ Loss (``loss.kind``):
 adds knowledge distillation: the KL divergence from a frozen teacher's per-frame class posteriors (both
 softened by ``temperature``, scaled by its square as usual) to the student's, on the same augmented
 clips. It is how the spiking model learns from the ANN: the teacher's soft posteriors say which words
-sound alike and when a word is complete, which hard frame targets cannot.
+sound alike and when a word is complete, which hard frame targets cannot. ``weights: null`` means the
+shipped teacher at the time the run (or its resume) starts: pin a file for a resume that must be exact.
 
 Dev: the frozen keyword dev sets (``wavestream data devset --task keywords,keywords-real``); the
 checkpoint is chosen on ``dev_real_top1`` (recorded English keywords of a corpus never trained on:
@@ -225,12 +226,12 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
 
     def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
         audio, labels, spans = batch
-        n = audio.shape[-1] // model.hop * model.hop
-        logits = model.frame_logits(audio[..., :n])
+        audio = audio[..., :audio.shape[-1] // model.hop * model.hop]
+        logits = model.frame_logits(audio)
         loss, stats = criterion(logits, labels, spans, model.hop, model.sample_rate)
         if teacher is not None:
             with torch.no_grad():
-                soft = teacher.frame_logits(audio[..., :n])
+                soft = teacher.frame_logits(audio)
             kd = distillation_loss(logits, soft, distill.get("temperature", 2.0))
             loss = loss + distill.get("weight", 1.0) * kd
             stats["distill"] = kd.item()
