@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -274,6 +275,30 @@ def test_tts_clip_renders_speech(tmp_path):
     entry = _process(clip, tmp_path, 16000)
     assert entry["text"] and entry["duration"] > 1.0
     assert json.loads(json.dumps(entry)) == entry
+
+
+def test_one_package_without_a_candidate_does_not_block_the_others(monkeypatch):
+    """apt-get refuses a whole list when one name has no candidate (MBROLA voices without contrib/non-free):
+    the others are then installed one by one, and only the one that failed is reported missing."""
+    from wavestream.data import corpora
+    installed, calls = set(), []
+
+    def apt_get(command, **_):  # stands in for apt-get as root: this test must not touch the system
+        calls.append(command)
+        names = command[4:] if command[1] == "install" else []
+        ok = "mbrola" not in names
+        if ok:
+            installed.update(names)
+        return subprocess.CompletedProcess(command, 0 if ok else 100)
+
+    monkeypatch.setattr(corpora.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(corpora.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(corpora.subprocess, "run", apt_get)
+    monkeypatch.setattr(corpora, "missing_packages", lambda packages: [p for p in packages if p not in installed])
+    still, message = corpora.install_packages(["flite", "mbrola", "saytime"])
+    assert still == ["mbrola"] and installed == {"flite", "saytime"}
+    assert message == "installed flite saytime; could not install mbrola (their corpora are skipped)"
+    assert ["apt-get", "update"] in calls
 
 
 def test_missing_packages_give_a_clear_message_without_root(monkeypatch):

@@ -458,3 +458,23 @@ def test_finer_synthesis_frames_keep_the_latency_and_start_from_the_encoders_fra
     assert torch.allclose(head[240], weights["decoder.output_conv.conv.bias"][320] + np.log(240 / 320))
     with pytest.raises(ValueError, match="cannot start"):
         warm_start(SpectralCodec(phase="absolute", synthesis=(480, 160)), path, vectors_per_batch=1600)
+
+
+def test_deeper_decoder_starts_as_the_shallower_one(weights, tmp_path):
+    """``warm_start`` into a decoder with more residual blocks: the added blocks start as identities, so the
+    grown codec's first output is the old codec's; a block they cannot grow from (the encoder) is refused."""
+    from safetensors.torch import save_file
+
+    from wavestream.train.codec import warm_start
+
+    path = tmp_path / "codec.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    old, deeper = SpectralCodec().eval(), SpectralCodec(decoder_blocks=5).eval()
+    old.load_state_dict(weights)
+    warm_start(deeper, path, vectors_per_batch=1600)
+    assert not torch.equal(deeper.decoder.blocks[4].conv1.conv.weight, torch.zeros(()))
+    x = audio(1, 20, seed=5)
+    with torch.no_grad():
+        assert torch.equal(deeper(x), old(x))
+    with pytest.raises(RuntimeError, match="encoder.blocks.2"):
+        warm_start(SpectralCodec(encoder_blocks=3), path, vectors_per_batch=1600)

@@ -213,6 +213,7 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
     head = ("decoder.output_conv.conv.weight", "decoder.output_conv.conv.bias")
     if weights[head[1]].shape != model.state_dict()[head[1]].shape:
         weights[head[0]], weights[head[1]] = _convert_head(weights[head[0]], weights[head[1]], model)
+    _grow_blocks(model, weights, "decoder.blocks.")
     model.load_state_dict(weights)  # strict: names and shapes must match the config's model
     quantizer = model.quantizer
     if "quantizer.cluster_size" not in weights:
@@ -221,6 +222,16 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
             quantizer.cluster_size.fill_(count)
             quantizer.embed_avg.copy_(quantizer.embed * count)
     return path
+
+
+def _grow_blocks(model: SpectralCodec, weights: dict[str, torch.Tensor], prefix: str) -> None:
+    """A deeper stack than ``weights`` hold starts where the shallower one stands: each added residual
+    block (``prefix`` + its index) keeps its random first conv and gets a zero last conv, so it adds
+    nothing until training moves it and the warm start's output is the old model's."""
+    target = model.state_dict()
+    for name, value in target.items():
+        if name.startswith(prefix) and name not in weights:
+            weights[name] = torch.zeros_like(value) if ".conv2." in name else value.clone()
 
 
 def _convert_head(weight: torch.Tensor, bias: torch.Tensor, model: SpectralCodec) -> tuple[torch.Tensor, torch.Tensor]:
