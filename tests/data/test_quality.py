@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 
@@ -81,6 +82,30 @@ def test_prepare_scores_every_recorded_clip_once(scored_root):
                 read_manifest(manifest_path(scored_root, "speech", "train"))]
     assert quality.score_entries(scored_root, stripped, workers=1, log=lambda _: None) == 0
     assert all("dnsmos" in e for e in stripped)
+
+
+def test_a_fresh_root_takes_scores_from_the_shipped_table(scored_root, tmp_path, monkeypatch):
+    """A table written from one root's cache scores the same clips in another root without DNSMOS."""
+    table = tmp_path / "scores.jsonl.gz"
+    written = quality.write_score_table(scored_root, table)
+    rows = [json.loads(line) for line in gzip.decompress(table.read_bytes()).decode().splitlines()]
+    assert len(rows) == written and [r["sha1"] for r in rows] == sorted(r["sha1"] for r in rows)
+    first = table.read_bytes()
+    quality.write_score_table(scored_root, table)
+    assert table.read_bytes() == first  # byte-stable: the shipped table diffs by content only
+    entries = read_manifest(manifest_path(scored_root, "speech", "train"))
+    stripped = [{k: v for k, v in e.items() if k not in ("dnsmos", "bandwidth_hz")} for e in entries]
+    fresh = tmp_path / "fresh"  # the same FLACs, no cache
+    for e in entries:
+        (fresh / e["path"]).parent.mkdir(parents=True, exist_ok=True)
+        (fresh / e["path"]).write_bytes((scored_root / e["path"]).read_bytes())
+
+    def no_dnsmos(path):
+        raise AssertionError(f"{path} was scored again")
+    monkeypatch.setattr(quality, "score_file", no_dnsmos)
+    assert quality.score_entries(fresh, stripped, workers=1, log=lambda _: None, shipped=table) == 0
+    assert [(e["dnsmos"], e["bandwidth_hz"]) for e in stripped] == [(e["dnsmos"], e["bandwidth_hz"]) for e in entries]
+    assert not quality.cache_path(fresh).exists()
 
 
 def _mark_clean(root, speakers: set[str]) -> None:

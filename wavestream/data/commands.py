@@ -1,4 +1,5 @@
-"""`wavestream data prepare | devset`: corpora -> resampled clips + manifests, frozen dev sets with checksums."""
+"""`wavestream data prepare | devset | scores`: corpora -> resampled clips + manifests, frozen dev sets with
+checksums, the shipped table of speech-quality scores."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--force", action="store_true", help="rewrite even when an intact dev set exists")
     d.add_argument("--score", action="store_true",
                    help="also print the mean DNSMOS of each speech dev set's clean references (~0.3 s a clip)")
+    s = sub.add_parser("scores", help="write the shipped table of speech-quality scores from a data folder's "
+                       "cache (what lets a fresh `prepare` skip scoring the packaged corpora)")
+    s.add_argument("--root", default=None, help="data folder (default: $WAVESTREAM_DATA or ./data)")
+    s.add_argument("--out", default=None, help="table to write (default: the one shipped in the package)")
     for q in (p, d):
         q.add_argument("--min-bak", type=float, default=CLEAN_BAK,
                        help=f"dev-set references: recorded clips need DNSMOS BAK >= this and wide-band "
@@ -47,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.devsets:
             return 0
         args.task, args.force, args.score = None, False, False
+    if args.data_command == "scores":
+        from .quality import SHIPPED_SCORES, write_score_table
+        out = args.out or SHIPPED_SCORES
+        print(f"{write_score_table(root, out)} clips' scores -> {out}")
+        return 0
     if args.data_command in ("devset", "prepare"):
         from .devset import SPEECH_TASKS, TASKS, load_devset, reference_scores, write_devset
         tasks = [t.strip() for t in args.task.split(",") if t.strip()] if args.task else TASKS

@@ -12,6 +12,7 @@ minority of targets (``tts_share``).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -111,24 +112,51 @@ def needs_score(entry: dict) -> bool:
     return entry["kind"] == "speech" and entry["corpus"] not in TTS_CORPORA and "dnsmos" not in entry
 
 
+#: the scores of the packaged corpora's clips as ``data prepare`` writes them on Debian bookworm, keyed by
+#: the FLAC's content: scoring them all takes ~3 hours of CPU, so a fresh machine reads them from here
+SHIPPED_SCORES = Path(__file__).parent / "quality_scores.jsonl.gz"
+
+
+def _read_scores(path: Path) -> dict[str, dict]:
+    """sha1 -> {dnsmos, bandwidth_hz} from a JSONL score file (gzip if it ends in .gz)."""
+    if not path.exists():
+        return {}
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    scores = {}
+    for line in text.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            scores[row.pop("sha1")] = row
+    return scores
+
+
+def cache_path(root: str | Path) -> Path:
+    return Path(root) / "manifests" / "quality_cache.jsonl"
+
+
+def write_score_table(root: str | Path, path: str | Path = SHIPPED_SCORES) -> int:
+    """Write ``root``'s score cache, with the table already shipped, as a sorted gzip JSONL table (what
+    ``SHIPPED_SCORES`` holds); returns its rows. Sorted and without a timestamp, so it diffs by content."""
+    scores = {**_read_scores(SHIPPED_SCORES), **_read_scores(cache_path(root))}
+    lines = "".join(json.dumps({"sha1": key, **scores[key]}) + "\n" for key in sorted(scores))
+    Path(path).write_bytes(gzip.compress(lines.encode(), mtime=0))
+    return len(scores)
+
+
 def score_entries(root: str | Path, entries: list[dict], workers: int | None = None,
-                  log: Callable[[str], None] = print) -> int:
+                  log: Callable[[str], None] = print, shipped: Path | None = SHIPPED_SCORES) -> int:
     """Score (in place) every entry that ``needs_score``; returns how many were newly scored.
 
-    Scores are appended to ``<root>/manifests/quality_cache.jsonl`` as they come (keyed by the
-    clip's content hash), so an interrupted run resumes and a re-run of ``prepare`` costs nothing.
+    A clip whose content is in the ``shipped`` table or in ``<root>/manifests/quality_cache.jsonl`` takes
+    its scores from there; new scores are appended to the cache as they come, so an interrupted run
+    resumes and a re-run of ``prepare`` costs nothing.
     """
     root = Path(root)
     todo = [e for e in entries if needs_score(e)]
     if not todo:
         return 0
-    cache_path = root / "manifests" / "quality_cache.jsonl"
-    cache = {}
-    if cache_path.exists():
-        for line in cache_path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                cache[row.pop("sha1")] = row
+    cache_file_path = cache_path(root)
+    cache = {**(_read_scores(shipped) if shipped else {}), **_read_scores(cache_file_path)}
     keys = {e["path"]: hashlib.sha1((root / e["path"]).read_bytes()).hexdigest() for e in todo}
     for e in todo:
         if keys[e["path"]] in cache:
@@ -136,11 +164,11 @@ def score_entries(root: str | Path, entries: list[dict], workers: int | None = N
     todo = [e for e in todo if needs_score(e)]
     if not todo:
         return 0
-    log(f"scoring {len(todo)} speech clips (DNSMOS P.835 + bandwidth; cached in {cache_path}) ...")
+    log(f"scoring {len(todo)} speech clips (DNSMOS P.835 + bandwidth; cached in {cache_file_path}) ...")
     workers = workers or min(2, os.cpu_count() or 1)
     from tqdm import tqdm
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(workers) as pool, cache_path.open("a") as cache_file:
+    cache_file_path.parent.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers) as pool, cache_file_path.open("a") as cache_file:
         scores = pool.map(score_file, [root / e["path"] for e in todo], chunksize=8)
         for entry, score in tqdm(zip(todo, scores, strict=True), total=len(todo), unit="clip", mininterval=5.0):
             entry.update(score)
