@@ -955,14 +955,15 @@ def install_packages(packages: list[str]) -> tuple[list[str], str]:
         return missing, (f"missing Debian packages: {' '.join(missing)} (not root or no apt-get: run "
                          f"`sudo apt-get install {' '.join(missing)}`); their corpora are skipped")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    apt_install = ["apt-get", "install", "-y", "--no-install-recommends"]
+    install = [*apt_install, *missing]
     if subprocess.run(install, env=env, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update"], env=env, capture_output=True)
         if subprocess.run(install, env=env, capture_output=True).returncode != 0:
             # apt-get refuses the whole list when one package has no candidate (MBROLA voices need
             # contrib/non-free): install the rest one by one so the other corpora still prepare
             for package in missing:
-                subprocess.run([*install[:-len(missing)], package], env=env, capture_output=True)
+                subprocess.run([*apt_install, package], env=env, capture_output=True)
     still = missing_packages(missing)
     message = f"installed {' '.join(sorted(set(missing) - set(still)))}" if len(still) < len(missing) else ""
     if still:
