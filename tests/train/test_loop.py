@@ -80,6 +80,21 @@ def test_best_checkpoint_is_the_best_dev_score(tmp_path):
     assert (tmp_path / "best.safetensors").exists() and not (tmp_path / "best.optim.safetensors").exists()
 
 
+def test_a_fine_tune_scores_its_start_and_keeps_it_when_nothing_beats_it(tmp_path):
+    batches, loss_fn, evaluate = _problem()
+    model = _model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    diverging = dict(CFG, lr=50.0)  # every step makes the weights worse
+    meta = fit(model, loss_fn, batches, evaluate, LoopConfig(**diverging), tmp_path, "neg_mse", progress=False,
+               run_info={"init": "start.safetensors"})
+    assert [h["step"] for h in meta["history"]] == [0, 4, 8, 12]
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["step"] == 0 and "dev step 0 " in (tmp_path / "train.log").read_text()
+    from safetensors.torch import load_file
+    kept = load_file(str(tmp_path / "best.safetensors"))
+    assert all(torch.equal(kept[k], v) for k, v in start.items())
+
+
 def test_optimizer_state_round_trip():
     model = _model()
     opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.95))

@@ -239,7 +239,8 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
 
     ``batches(start)`` yields the batches of steps ``start, start + 1, ...``; ``evaluate`` returns dev
     metrics, of which ``metric`` (higher is better) picks the best checkpoint. ``run_info`` (e.g. the
-    recipe config) is stored in every checkpoint's JSON. ``companions`` are modules the recipe trains
+    recipe config) is stored in every checkpoint's JSON; with an ``init`` in it (a fine-tune), the starting
+    weights are scored as step 0 before the first step. ``companions`` are modules the recipe trains
     itself inside ``loss_fn`` with optimizers of its own (a discriminator): the loop only keeps them in
     the resumable checkpoints (not in ``best``, which holds the model alone) and restores them on resume.
     """
@@ -283,6 +284,10 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
             save_checkpoint(out, BEST, model, None, {**meta_now(), "metrics": metrics})
             log.info("new best %s=%.3f at step %d", metric, best, step)
 
+    if step == 0 and (run_info or {}).get("init"):
+        # a fine-tune first scores the weights it starts from: the log says what it must beat, and a run
+        # that never beats them keeps them as its best
+        run_eval()
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True, desc="train")
     running: dict[str, float] = {}
