@@ -143,6 +143,49 @@ def test_prepare_cleans_only_the_clips_that_fail_and_only_once(tmp_path, monkeyp
     assert not list((root / "speech" / "tiny-dfn").rglob("*.flac"))
 
 
+def _scores_some_narrow(path) -> dict:
+    """As ``_fake_scores``, but talkers 06-09 were recorded narrow-band (over a phone line)."""
+    scores = _fake_scores(path)
+    talker = int(str(path).split("talker")[1][:2])
+    if "-dfn/" not in str(path) and 6 <= talker < 10:
+        scores = {**scores, "bandwidth_hz": 3900}
+    return scores
+
+
+def _eating_clean(audio, rate, by="deepfilternet"):
+    return np.asarray(audio, np.float32) * 0.05  # -26 dB: the speech gone with the noise
+
+
+def _prepare_tiny(tmp_path, monkeypatch, scores, cleaner) -> list[dict]:
+    _, derived = _tiny_corpora(tmp_path, monkeypatch)
+    monkeypatch.setattr(quality, "score_file", scores)
+    monkeypatch.setattr("wavestream.data.prepare.clean", cleaner)
+    root = tmp_path / "data"
+    prepare(root, RATE, only=["tiny", derived.name], install=False, workers=1, log=lambda _: None)
+    return [e for split in ("train", "dev") for e in load_entries(root, "speech", split)]
+
+
+def test_a_narrow_band_clip_gets_no_cleaned_copy(tmp_path, monkeypatch):
+    pytest.importorskip("speechmos")
+    pytest.importorskip("pystoi")
+    entries = _prepare_tiny(tmp_path, monkeypatch, _scores_some_narrow, _fake_clean)
+    copied = {e["speaker"] for e in entries if e["corpus"] == "tiny-dfn"}
+    narrow = {e["speaker"] for e in entries if e["corpus"] == "tiny" and e["bandwidth_hz"] < quality.WIDEBAND_HZ}
+    assert narrow and copied and not narrow & copied  # a denoiser does not restore the band
+
+
+def test_a_copy_the_cleaning_damaged_is_not_scored(tmp_path, monkeypatch):
+    pytest.importorskip("speechmos")
+    pytest.importorskip("pystoi")
+    entries = _prepare_tiny(tmp_path, monkeypatch, _fake_scores, _eating_clean)
+    copies = [e for e in entries if e["corpus"] == "tiny-dfn"]
+    assert copies and all(e["cleaning"]["kept_db"] < quality.CLEANED_MIN_KEPT_DB for e in copies)
+    assert not [e for e in copies if "dnsmos" in e or quality.is_clean_target(e)]
+    assert not [e for e in copies if quality.needs_score(e)]  # so a re-run does not try again
+    cache = (tmp_path / "data" / "manifests" / "quality_cache.jsonl").read_text().splitlines()
+    assert len(cache) == len([e for e in entries if e["corpus"] == "tiny"])  # the originals only
+
+
 def test_prepare_without_scores_cleans_nothing(tmp_path, monkeypatch):
     _, derived = _tiny_corpora(tmp_path, monkeypatch)
     monkeypatch.setattr("wavestream.data.prepare.clean", _fake_clean)

@@ -28,7 +28,7 @@ from .cleaning import clean, integrity
 from .corpora import Clip, Corpus, folder_corpus, install_packages, select
 from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
 from .noise import generate_noise
-from .quality import CLEAN_BAK, clean_summary, clean_total, is_clean_target, score_entries
+from .quality import CLEAN_BAK, WIDEBAND_HZ, clean_summary, clean_total, is_clean_target, score_entries
 
 MIN_SECONDS = {"speech": 0.3, "noise": 0.25, "music": 1.0, "rir": 0.05, "keywords": 0.1}
 # None: keep the whole response
@@ -141,7 +141,8 @@ def _resumed(root: Path, todo: list[Clip]) -> dict[str, dict]:
 
 
 def _to_clean(derived: list[Clip], entries: list[dict], log: Callable[[str], None]) -> list[Clip]:
-    """The cleaned copies worth making: of clips that were prepared and scored, and fail the clean-target rule."""
+    """The cleaned copies worth making: of clips that were prepared and scored, fail the clean-target rule,
+    and are wide-band (a denoiser does not restore the band, so a narrow-band copy could not pass either)."""
     by_path = {e["path"]: e for e in entries}
     chosen, unscored = [], 0
     for clip in derived:
@@ -150,7 +151,7 @@ def _to_clean(derived: list[Clip], entries: list[dict], log: Callable[[str], Non
             continue
         if "dnsmos" not in source:
             unscored += 1
-        elif not is_clean_target(source):
+        elif not is_clean_target(source) and source.get("bandwidth_hz", 0) >= WIDEBAND_HZ:
             chosen.append(clip)
     if unscored:
         log(f"not cleaning {unscored} clips: their originals are not scored (needs the eval extra, and scoring on)")

@@ -109,7 +109,11 @@ def score_file(path: str | Path) -> dict:
 
 
 def needs_score(entry: dict) -> bool:
-    return entry["kind"] == "speech" and entry["corpus"] not in TTS_CORPORA and "dnsmos" not in entry
+    """Recorded speech not yet scored, except a cleaned copy whose speech the cleaning already damaged: no
+    score can make that one a target, and DNSMOS is the costly part of ``prepare``."""
+    if entry["kind"] != "speech" or entry["corpus"] in TTS_CORPORA or "dnsmos" in entry:
+        return False
+    return "cleaning" not in entry or cleaning_kept_speech(entry["cleaning"])
 
 
 #: the scores of the packaged corpora's clips as ``data prepare`` writes them on Debian bookworm, keyed by
@@ -198,11 +202,15 @@ def is_clean_target(entry: dict, min_bak: float = CLEAN_BAK, min_bandwidth: floa
     return scores["bak"] >= min_bak and entry.get("bandwidth_hz", 0) >= min_bandwidth
 
 
+def cleaning_kept_speech(cleaning: dict) -> bool:
+    """The checks made when the copy is cleaned: STOI against the original and level where the speech is."""
+    return cleaning.get("stoi", 0.0) >= CLEANED_MIN_STOI and cleaning.get("kept_db", -99.0) >= CLEANED_MIN_KEPT_DB
+
+
 def kept_speech(entry: dict) -> bool:
-    """A cleaned clip's speech survived: STOI against the original, level where the speech is, and SIG."""
-    cleaning, scores = entry["cleaning"], entry.get("dnsmos") or {}
-    return (cleaning.get("stoi", 0.0) >= CLEANED_MIN_STOI and cleaning.get("kept_db", -99.0) >= CLEANED_MIN_KEPT_DB
-            and scores.get("sig", 0.0) >= CLEANED_MIN_SIG)
+    """A cleaned clip's speech survived: the cleaning step's checks, and DNSMOS SIG."""
+    scores = entry.get("dnsmos") or {}
+    return cleaning_kept_speech(entry["cleaning"]) and scores.get("sig", 0.0) >= CLEANED_MIN_SIG
 
 
 def clean_summary(entries: list[dict], min_bak: float = CLEAN_BAK) -> list[dict]:
