@@ -312,3 +312,30 @@ def test_missing_packages_give_a_clear_message_without_root(monkeypatch):
     fake = corpora.Corpus("fake", "speech", lambda: iter(()), ("wavestream-no-such-package",))
     assert _available([fake], install=True, log=skipped.append) == []
     assert any("skipping fake" in line for line in skipped)
+
+
+def test_two_sources_named_alike_stop_the_run(tmp_path, monkeypatch):
+    from wavestream.data import corpora
+    from wavestream.data.corpora import Clip, Corpus
+    from wavestream.data.prepare import prepare
+    files = []
+    for folder, seed in (("us", 0), ("canadian", 1)):  # different recordings, one stamp name
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "penny.wav")
+        sf.write(files[-1], 0.1 * np.random.default_rng(seed).standard_normal(8000).astype(np.float32), 16000)
+    corpus = Corpus("twins", "speech", lambda: (Clip("speech", "twins", "one", "coins/penny", "CC0", path=str(f))
+                                               for f in files))
+    monkeypatch.setitem(corpora.CORPORA, "twins", corpus)
+    with pytest.raises(ValueError, match="name its clips apart"):
+        prepare(tmp_path / "data", 16000, only=["twins"], install=False, workers=1, log=lambda _: None)
+    assert not (tmp_path / "data" / "speech").exists()  # stopped before any work
+
+
+def test_tux_paint_names_every_recording_apart():
+    from wavestream.data import corpora
+    from wavestream.data.prepare import _out_rel, _unique
+    if corpora.missing_packages(["tuxpaint-stamps-default"]):
+        pytest.skip("tuxpaint-stamps-default is not installed")
+    for name in ("tuxpaint", "tuxpaint-en", "tuxpaint-speech"):
+        clips = _unique(list(corpora.CORPORA[name].lister()))
+        assert len({_out_rel(c) for c in clips}) == len(clips), name  # money/us/coins and money/canadian/coins

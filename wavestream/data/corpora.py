@@ -522,8 +522,10 @@ def _tuxpaint(english: bool) -> Iterator[Clip]:
         if digit and not english:
             continue
         word = KEYWORDS[int(stem.split("_")[0])] if digit else f"{stem} ({locale})"
+        # the whole folder in the name: stamps of one name live in several (money/us/coins, money/canadian/coins)
+        where = _slug(str(path.parent.relative_to(TUXPAINT_STAMPS)))
         yield Clip("keywords", "tuxpaint-en" if english else "tuxpaint", f"tuxpaint-{locale}",
-                   f"{locale}/{_slug(folder)}/{_slug(stem)}", "GPL-2 (tuxpaint-stamps-default)", path=str(path),
+                   f"{locale}/{where}/{_slug(stem)}", "GPL-2 (tuxpaint-stamps-default)", path=str(path),
                    text=word, language=locale.split("_")[0])
 
 

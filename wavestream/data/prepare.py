@@ -57,6 +57,7 @@ def prepare(root: str | Path, rate: int = 16000, only: list[str] | None = None,
             empty.append(corpus.name)
         jobs += clips
     jobs = _unique(jobs)
+    _check_names(jobs)
     derived = [c for c in jobs if c.cleaner]  # cleaned copies: only of clips that fail, so after scoring
     jobs = [c for c in jobs if not c.cleaner]
     workers = workers or min(2, os.cpu_count() or 1)
@@ -115,6 +116,18 @@ def _build(root: Path, jobs: list[Clip], old: dict[str, dict], rate: int, worker
     entries += [resumed[_out_rel(c)] if _out_rel(c) in resumed else old[_out_rel(c)] for c in jobs
                 if _out_rel(c) not in redone]
     return entries, fresh.count(None)
+
+
+def _check_names(clips: list[Clip]) -> None:
+    """Two different sources must not write one file: the last worker to finish would win, and the manifest
+    would hold the path twice (a corpus lister's naming bug, so it stops the run)."""
+    seen: dict[str, Clip] = {}
+    for clip in clips:
+        rel = _out_rel(clip)
+        if rel in seen:
+            raise ValueError(f"{seen[rel].path or seen[rel].name} and {clip.path or clip.name} would both be "
+                             f"prepared as {rel}: the {clip.corpus} corpus must name its clips apart")
+        seen[rel] = clip
 
 
 def _sha1(path: Path) -> str:
