@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from wavestream.train.loop import LoopConfig, fit, optimizer_from_tensors, optimizer_to_tensors
@@ -90,7 +91,6 @@ def test_a_fine_tune_scores_its_start_and_keeps_it_when_nothing_beats_it(tmp_pat
     assert [h["step"] for h in meta["history"]] == [0, 4, 8, 12]
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["step"] == 0 and "dev step 0 " in (tmp_path / "train.log").read_text()
-    from safetensors.torch import load_file
     kept = load_file(str(tmp_path / "best.safetensors"))
     assert all(torch.equal(kept[k], v) for k, v in start.items())
 
