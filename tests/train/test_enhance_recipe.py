@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors.torch import load_file
 
 from tests.data.tiny import prepare_tiny
 from tests.train.resume import assert_resume_is_exact
@@ -137,6 +138,23 @@ def test_export_writes_loadable_weights_and_card(config_path, tmp_path):
     assert model.trained and sum(p.numel() for p in model.parameters()) == card["architecture"]["parameters"]
     with torch.no_grad():
         assert model(torch.randn(1, 1, 2560)).shape == (1, 1, 2560)
+
+
+def test_export_of_the_last_checkpoint_ships_its_weights_and_says_so(config_path, tmp_path):
+    _train(config_path, tmp_path / "run")
+    weights = tmp_path / "weights"
+    assert main(["train", "enhance", "--out", str(tmp_path / "run"), "--export", "--checkpoint", "last",
+                 "--weights-dir", str(weights)]) == 0
+    card = json.loads((weights / "enhance.json").read_text())
+    last = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert card["training"]["checkpoint"] == "last" and card["training"]["best_step"] == last["step"] == 4
+    # the dev scores of the last step (it is evaluated: the run ends on an eval step), not the best one's
+    assert card["dev"]["dev_score"] == round(last["history"][-1]["dev_score"], 3)
+    shipped = load_file(str(weights / "enhance.safetensors"))
+    trained = load_file(str(tmp_path / "run" / "last.safetensors"))
+    assert shipped.keys() == trained.keys() and all(torch.equal(shipped[k], trained[k]) for k in shipped)
+    with pytest.raises(SystemExit):  # only the two checkpoints a run writes
+        main(["train", "enhance", "--out", str(tmp_path / "run"), "--export", "--checkpoint", "step3"])
 
 
 def test_config_without_a_section_is_rejected(tmp_path):

@@ -42,7 +42,7 @@ from .discriminator import (
     feature_matching_loss,
     generator_hinge_loss,
 )
-from .loop import LoopConfig, export_best, fit, step_batches
+from .loop import BEST, LoopConfig, export_checkpoint, fit, step_batches
 from .losses import (
     CompressedSpectrumLoss,
     MultiResolutionSTFTLoss,
@@ -357,12 +357,14 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
                progress=progress, companions=companions)
 
 
-def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
-    """Write the best checkpoint of ``run`` as ``{weights_dir}/codec.safetensors`` + ``codec.json``: the
+def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
+           checkpoint: str = BEST) -> Path:
+    """Write the best checkpoint of ``run`` (or ``checkpoint="last"``) as
+    ``{weights_dir}/codec.safetensors`` + ``codec.json``: the
     quantizer's EMA statistics left out (inference does not read them),
     keeping the fields of an existing card that training does not produce (evaluation, prose)."""
     run, weights_dir = Path(run), Path(weights_dir)
-    model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
+    model, meta, last, card = export_checkpoint(run, weights_dir, build_model, NAME, checkpoint)
     save_file({k: v.float().contiguous() for k, v in inference_state_dict(model).items()},
               str(weights_dir / f"{NAME}.safetensors"))
     config = meta["run"]["config"]

@@ -1,4 +1,4 @@
-"""`wavestream train RECIPE [--config FILE] [--out DIR] [--resume] [--steps N] [--export]`.
+"""`wavestream train RECIPE [--config FILE] [--out DIR] [--resume] [--steps N] [--export [--checkpoint last]]`.
 
 Each recipe module (one per model family) exposes ``add_arguments(parser)`` for its own options,
 ``run(args)`` to train (or, with ``--export``, to write the best checkpoint as shipped weights + card).
@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bar (the log file is still written)")
         p.add_argument("--export", action="store_true",
                        help="do not train: export the best checkpoint in --out as the shipped weights + card")
+        p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                       help="with --export: the checkpoint the run's dev score kept (best), or the last one "
+                            "(when a larger dev set, such as a frozen out-of-domain one, prefers it)")
         importlib.import_module(module_path).add_arguments(p)
 
 

@@ -28,7 +28,7 @@ from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit, start_weights, step_batches
+from .loop import BEST, LoopConfig, export_checkpoint, fit, start_weights, step_batches
 from .losses import CompressedSpectrumLoss, MultiResolutionSTFTLoss, si_sdr
 from .waveform import aligned, crop_to_hop
 
@@ -144,14 +144,16 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
                progress=progress)
 
 
-def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
-    """Write the best checkpoint of ``run`` as ``{weights_dir}/enhance.safetensors`` + ``enhance.json``.
+def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
+           checkpoint: str = BEST) -> Path:
+    """Write the best checkpoint of ``run`` (or ``checkpoint="last"``) as
+    ``{weights_dir}/enhance.safetensors`` + ``enhance.json``.
 
     Fields of an existing card that training does not produce (peer measurements under "metrics",
     prose) are kept, so re-exporting after more training does not lose them.
     """
     run, weights_dir = Path(run), Path(weights_dir)
-    model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
+    model, meta, last, card = export_checkpoint(run, weights_dir, build_model, NAME, checkpoint)
     config = meta["run"]["config"]
     card_path = weights_dir / f"{NAME}.json"
     card.update({
@@ -186,8 +188,11 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
                        f"the splits {list(config['dev'].get('splits', DEV_SPLITS))} (dev: the training mixture "
                        f"over held-out talkers and noise sources; ood: recorded talkers of a corpus never trained "
                        f"on over noise sources never trained on, mixed as the enhance-ood dev set), seed "
-                       f"{config['dev']['seed']}; checkpoint chosen by {METRIC} = the mean output "
-                       f"{'PESQ-WB' if config['dev'].get('pesq') else 'SI-SDR (dB)'} of the splits",
+                       f"{config['dev']['seed']}; "
+                       + (f"checkpoint chosen by {METRIC} = the mean output "
+                          f"{'PESQ-WB' if config['dev'].get('pesq') else 'SI-SDR (dB)'} of the splits"
+                          if meta["checkpoint"] == "best" else "the last checkpoint exported (--checkpoint last); "
+                          "the scores below are its step's"),
                 **{k: round(v, 3) for k, v in meta["metrics"].items()}},
     })
     card.setdefault("metrics", {})

@@ -50,7 +50,7 @@ from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
-from .loop import BEST, LoopConfig, export_best, fit, load_config, start_weights, step_batches
+from .loop import BEST, LoopConfig, export_checkpoint, fit, load_config, start_weights, step_batches
 
 METRIC = "dev_real_top1"
 CONFIGS = Path(__file__).parent / "configs"
@@ -281,23 +281,24 @@ def _training_data(root: Path, config: dict) -> list[dict]:
             for (k, c, lic), (d, n) in sorted(rows.items())]
 
 
-def best_model(run: str | Path) -> nn.Module:
-    """The best checkpoint of a run, in eval mode."""
-    config = json.loads((Path(run) / f"{BEST}.json").read_text())["run"]["config"]
+def checkpoint_model(run: str | Path, checkpoint: str = BEST) -> nn.Module:
+    """A checkpoint of a run (``best`` or ``last``), in eval mode."""
+    config = json.loads((Path(run) / f"{checkpoint}.json").read_text())["run"]["config"]
     model = build_model(config)
-    model.load_state_dict(load_file(str(Path(run) / f"{BEST}.safetensors")))
+    model.load_state_dict(load_file(str(Path(run) / f"{checkpoint}.safetensors")))
     return model.eval()
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
-           detector: dict | None = None, tuning: dict | None = None) -> Path:
-    """Write the best checkpoint of ``run`` as ``{weights_dir}/{name}.safetensors`` + ``{name}.json``.
+           detector: dict | None = None, tuning: dict | None = None, checkpoint: str = BEST) -> Path:
+    """Write the best checkpoint of ``run`` (or ``checkpoint="last"``) as ``{weights_dir}/{name}.safetensors``
+    + ``{name}.json``.
 
     ``detector`` overrides the event detector's settings in the card's config (tuned on the dev sets).
     Card fields training does not produce (``metrics``, ``evaluation``) are kept.
     """
     run, weights_dir = Path(run), Path(weights_dir)
-    model, meta, last, card = export_best(run, weights_dir, build_model)
+    model, meta, last, card = export_checkpoint(run, weights_dir, build_model, checkpoint=checkpoint)
     config = meta["run"]["config"]
     name = config["name"]
     card_path = weights_dir / f"{name}.json"
@@ -339,6 +340,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             "batch_size": config["data"]["batch_size"],
             "clip_seconds": config["data"].get("seconds", 1.5),
             "best_step": meta["step"],
+            "checkpoint": meta["checkpoint"],
             "steps_run": last["step"],
             "planned_steps": config["train"]["steps"],
             "training_hours": round(last["elapsed_s"] / 3600, 2),
@@ -443,9 +445,9 @@ def run(args) -> int:
             from wavestream.evaluate.kws import tune_detector
             torch.set_num_threads(1)
             root = json.loads((Path(args.out) / f"{BEST}.json").read_text())["run"]["config"]["data"].get("root")
-            tuning = tune_detector(best_model(args.out), root)
+            tuning = tune_detector(checkpoint_model(args.out, args.checkpoint), root)
             detector = {k: tuning[k] for k in ("smooth_frames", "threshold", "min_frames")}
-        print(export(args.out, args.weights_dir, detector=detector, tuning=tuning))
+        print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0
     config = load_config(args.config or CONFIGS / f"{args.recipe}.json", SECTIONS)
     if args.steps is not None:

@@ -23,7 +23,7 @@ from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.models.separate import ConvTasNet
 
 from . import waveform
-from .loop import LoopConfig, export_best, fit, start_weights, step_batches
+from .loop import BEST, LoopConfig, export_checkpoint, fit, start_weights, step_batches
 from .losses import si_sdr
 from .waveform import aligned, crop_to_hop
 
@@ -121,11 +121,13 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
                progress=progress)
 
 
-def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None) -> Path:
-    """Write the best checkpoint of ``run`` as ``{weights_dir}/separate.safetensors`` + ``separate.json``,
+def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
+           checkpoint: str = BEST) -> Path:
+    """Write the best checkpoint of ``run`` (or ``checkpoint="last"``) as
+    ``{weights_dir}/separate.safetensors`` + ``separate.json``,
     keeping the fields of an existing card that training does not produce (evaluation, prose)."""
     run, weights_dir = Path(run), Path(weights_dir)
-    model, meta, last, card = export_best(run, weights_dir, build_model, NAME)
+    model, meta, last, card = export_checkpoint(run, weights_dir, build_model, NAME, checkpoint)
     config = meta["run"]["config"]
     training = waveform.training_section(NAME, config, meta, last,
                                          "utterance-level PIT, negative SI-SDR (mean over the two sources)", init=True)

@@ -85,6 +85,7 @@ def training_section(name: str, config: dict, meta: dict, last: dict, loss, init
         "batch_size": config["data"]["batch_size"],
         "segment_seconds": config["data"]["seconds"],
         "best_step": meta["step"],
+        "checkpoint": meta["checkpoint"],  # which one was exported (--checkpoint)
         "steps_run": last["step"],
         "planned_steps": config["train"]["steps"],
         "training_hours": round(last["elapsed_s"] / 3600, 2),
@@ -141,7 +142,7 @@ def run(args, recipe) -> int:
         print(recipe.record_evaluation(args.record_eval, args.weights_dir))
         return 0
     if args.export:
-        print(recipe.export(args.out, args.weights_dir))
+        print(recipe.export(args.out, args.weights_dir, checkpoint=args.checkpoint))
         return 0
     config = load_config(args.config, recipe.SECTIONS)
     if args.steps is not None:
