@@ -1,11 +1,11 @@
 """`ready.latency_ms` measured end to end against the real server, for a client at 48 kHz.
 
-The output of a stream is time-aligned with its input (a click at input sample p comes back at
-output sample p); its latency is how much more input the server needs before it can send that
-output. Audio goes in one sample per message with a `flush` after each (`flushed` comes after all
-output for the audio before it), so the output count is known after every input sample, at the
-finest arrival there is: sample q can leave once the output count passes q. The longest such wait
-over every sample q is the stream's algorithmic latency, what `ready.latency_ms` states.
+The output of a stream is time-aligned with its input (input sample p comes back as output sample p:
+the cross-correlation of the two peaks at lag 0); its latency is how much more input the server needs
+before it can send that output. Audio goes in one sample per message with a `flush` after each
+(`flushed` comes after all output for the audio before it), so the output count is known after every
+input sample, at the finest arrival there is: sample q can leave once the output count passes q. The
+longest such wait over every sample q is the stream's algorithmic latency, what `ready.latency_ms` states.
 """
 
 from __future__ import annotations
@@ -80,13 +80,12 @@ def test_ready_latency_is_the_longest_wait_of_a_48khz_stream(server):
     xcorr = [np.dot(x[200:-200, 0], y[200 + lag:len(y) - 200 + lag]) for lag in lags]
     assert lags[int(np.argmax(xcorr))] == 0
 
-    # each click's peak comes back where it went in, and leaves once enough input has arrived
+    # each click's output sample leaves once enough input has arrived. (Where exactly a click's peak
+    # comes back is the model's business, not the service's: a denoiser may take a click for noise, and
+    # the weights of 2026-11-30 remove the first one; the alignment is the cross-correlation's above.)
     stated = ready["latency_ms"] * RATE / 1000  # in client samples
     for p in CLICKS:
-        window = slice(p - 24, p + 25)
-        peak = p - 24 + int(np.argmax(np.abs(y[window])))
-        assert abs(peak - p) <= 1, (p, peak)
-        sent = int(np.searchsorted(counts, peak + 1))  # input samples in when the peak went out
+        sent = int(np.searchsorted(counts, p + 1))  # input samples in when output sample p went out
         assert 0 < sent - p <= stated + 3
 
     # every sample as if it were an impulse: the longest wait is the stated latency, to one
