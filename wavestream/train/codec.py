@@ -359,10 +359,9 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
            checkpoint: str = BEST) -> Path:
-    """Write the best checkpoint of ``run`` (or ``checkpoint="last"``) as
-    ``{weights_dir}/codec.safetensors`` + ``codec.json``: the
-    quantizer's EMA statistics left out (inference does not read them),
-    keeping the fields of an existing card that training does not produce (evaluation, prose)."""
+    """Write the best checkpoint of ``run`` (or ``checkpoint="last"``) as ``{weights_dir}/codec.safetensors``
+    + ``codec.json``: the quantizer's EMA statistics left out (inference does not read them), keeping the
+    fields of an existing card that training does not produce (evaluation, prose)."""
     run, weights_dir = Path(run), Path(weights_dir)
     model, meta, last, card = export_checkpoint(run, weights_dir, build_model, NAME, checkpoint)
     save_file({k: v.float().contiguous() for k, v in inference_state_dict(model).items()},
