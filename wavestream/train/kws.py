@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from wavestream.data import default_root, load_entries
@@ -50,7 +49,7 @@ from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
-from .loop import BEST, LoopConfig, export_checkpoint, fit, load_config, start_weights, step_batches
+from .loop import BEST, LoopConfig, checkpoint_model, export_checkpoint, fit, load_config, start_weights, step_batches
 
 METRIC = "dev_real_top1"
 CONFIGS = Path(__file__).parent / "configs"
@@ -281,14 +280,6 @@ def _training_data(root: Path, config: dict) -> list[dict]:
             for (k, c, lic), (d, n) in sorted(rows.items())]
 
 
-def checkpoint_model(run: str | Path, checkpoint: str = BEST) -> nn.Module:
-    """A checkpoint of a run (``best`` or ``last``), in eval mode."""
-    config = json.loads((Path(run) / f"{checkpoint}.json").read_text())["run"]["config"]
-    model = build_model(config)
-    model.load_state_dict(load_file(str(Path(run) / f"{checkpoint}.safetensors")))
-    return model.eval()
-
-
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
            detector: dict | None = None, tuning: dict | None = None, checkpoint: str = BEST) -> Path:
     """Write the best checkpoint of ``run`` (or ``checkpoint="last"``) as ``{weights_dir}/{name}.safetensors``
@@ -444,8 +435,8 @@ def run(args) -> int:
         if args.tune_detector:
             from wavestream.evaluate.kws import tune_detector
             torch.set_num_threads(1)
-            root = json.loads((Path(args.out) / f"{BEST}.json").read_text())["run"]["config"]["data"].get("root")
-            tuning = tune_detector(checkpoint_model(args.out, args.checkpoint), root)
+            model, meta = checkpoint_model(args.out, build_model, args.checkpoint)
+            tuning = tune_detector(model.eval(), meta["run"]["config"]["data"].get("root"))
             detector = {k: tuning[k] for k in ("smooth_frames", "threshold", "min_frames")}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0

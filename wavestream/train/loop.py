@@ -42,30 +42,40 @@ def load_config(path: str | Path, sections: tuple[str, ...]) -> dict:
     return config
 
 
-def export_checkpoint(run: Path, weights_dir: Path, build_model: Callable[[dict], nn.Module],
-                      name: str | None = None, checkpoint: str = BEST) -> tuple[nn.Module, dict, dict, dict]:
-    """Write a checkpoint of ``run`` (``best``, the one the dev score kept, or ``last``) as
-    ``{weights_dir}/{name}.safetensors`` (float32; ``name`` defaults to the config's). Returns (model, that
-    checkpoint's meta, the last checkpoint's meta, the card already there or ``{}``): a recipe updates the
-    card, keeping fields training does not produce. The meta says which checkpoint it was (``"checkpoint"``)
-    and carries the dev scores of its step (``"metrics"``; empty for a last step that was not evaluated)."""
+def checkpoint_model(run: str | Path, build_model: Callable[[dict], nn.Module],
+                     checkpoint: str = BEST) -> tuple[nn.Module, dict]:
+    """A checkpoint of ``run`` (``best``, the one the dev score kept, or ``last``): the model built from the
+    run's config with its weights, and its meta. The meta says which checkpoint it is (``"checkpoint"``) and
+    carries the dev scores of its step (``"metrics"``; empty for a last step that was not evaluated)."""
     if checkpoint not in (BEST, LAST):
         raise ValueError(f"checkpoint must be {BEST!r} or {LAST!r}, got {checkpoint!r}")
+    run = Path(run)
     meta = json.loads((run / f"{checkpoint}.json").read_text())
     if checkpoint == LAST:  # only the best checkpoint stores its scores; the last one's are in the history
         scores = [h for h in meta.get("history", []) if h["step"] == meta["step"]]
         meta["metrics"] = {k: v for k, v in scores[-1].items() if k != "step"} if scores else {}
     meta["checkpoint"] = checkpoint
-    config = meta["run"]["config"]
-    name = name or config["name"]
-    model = build_model(config)
+    model = build_model(meta["run"]["config"])
     model.load_state_dict(load_file(str(run / f"{checkpoint}.safetensors")))  # checks names and shapes
+    return model, meta
+
+
+def export_checkpoint(run: Path, weights_dir: Path, build_model: Callable[[dict], nn.Module],
+                      name: str | None = None, checkpoint: str = BEST) -> tuple[nn.Module, dict, dict, dict]:
+    """Write a checkpoint of ``run`` (``checkpoint_model``) as ``{weights_dir}/{name}.safetensors`` (float32;
+    ``name`` defaults to the config's). Returns (model, that checkpoint's meta, the last checkpoint's meta,
+    the card already there or ``{}``): a recipe updates the card, keeping fields training does not produce."""
+    model, meta = checkpoint_model(run, build_model, checkpoint)
+    name = name or meta["run"]["config"]["name"]
     weights_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.float().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(weights_dir / f"{name}.safetensors"))
     card_path = weights_dir / f"{name}.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    last = json.loads((run / f"{LAST}.json").read_text()) if (run / f"{LAST}.json").exists() else meta
+    if checkpoint == LAST or not (run / f"{LAST}.json").exists():
+        last = meta
+    else:
+        last = json.loads((run / f"{LAST}.json").read_text())
     return model, meta, last, card
 
 
