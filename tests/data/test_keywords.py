@@ -127,3 +127,26 @@ def test_running_speech_mentions_no_keyword(root):
     assert not mentions_keyword("The old fisherman painted a heavy wooden box.", KEYWORDS)
     data = KeywordClips(root, "train", seconds=1.0)
     assert data.running and not any(mentions_keyword(e.get("text", ""), KEYWORDS) for e in data.running)
+
+
+def test_unknown_tts_share_draws_unknowns_from_tts_or_recordings(root, monkeypatch):
+    from wavestream.data import quality
+    # two of the tiny train voices count as TTS, the others as recordings
+    train_voices = sorted({e["speaker"] for e in KeywordClips(root, "train", seconds=1.0).other_words})
+    tts = set(train_voices[:2])
+    monkeypatch.setattr(quality, "TTS_VOICES", frozenset(tts))
+    unknown = len(KEYWORDS)
+    for share, expected in ((1.0, True), (0.0, False)):
+        data = KeywordClips(root, "train", seconds=1.0, running_speech_prob=0.0, context_prob=0.0,
+                            unknown_tts_share=share)
+        speakers = [data.synthesize(np.random.default_rng(seed), label=unknown)[2]["speaker"] for seed in range(30)]
+        assert all((s in tts) == expected for s in speakers)
+    data = KeywordClips(root, "train", seconds=1.0, running_speech_prob=0.0, unknown_tts_share=0.5)
+    speakers = [data.synthesize(np.random.default_rng(seed), label=unknown)[2]["speaker"] for seed in range(60)]
+    assert 10 < sum(s in tts for s in speakers) < 50
+    # the tiny running speech is all recorded: asking for TTS stretches of it is refused, by name
+    with pytest.raises(ValueError, match="TTS running speech"):
+        KeywordClips(root, "train", seconds=1.0, running_speech_prob=0.3, unknown_tts_share=0.5)
+    KeywordClips(root, "train", seconds=1.0, running_speech_prob=0.3, unknown_tts_share=0.0)
+    with pytest.raises(ValueError, match="probability"):
+        KeywordClips(root, "train", seconds=1.0, unknown_tts_share=1.5)

@@ -30,6 +30,7 @@ import torch
 
 from .audio import resample
 from .manifest import default_root, load_entries
+from .quality import is_tts
 from .synth import _convolve, _lowpass, _scale_to_snr, _SeededDataset, clip_segment, read_clip
 from .voice import shift_voice
 
@@ -92,6 +93,10 @@ class KeywordClips(_SeededDataset):
     keyword or unknown word (drawn independently; pitch moves without tempo, the formants by a
     vocal-tract length factor, > 1 shorter): TTS has few voices, real talkers are many. Off (0) by
     default: with both probabilities 0 no random number is drawn, so older configs give the same clips.
+    ``unknown_tts_share`` draws an unknown word or stretch of running speech from TTS talkers with this
+    probability, else from recordings (``quality.is_tts``). The keywords are TTS and most unknowns are
+    recorded, so without it "recorded" alone predicts "unknown", and real keywords are heard as unknown
+    words. None (default): every unknown weighs the same, and no extra random number is drawn.
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
@@ -105,7 +110,8 @@ class KeywordClips(_SeededDataset):
                  speed: tuple[float, float] = (0.85, 1.15), speed_prob: float = 0.5, bandlimit_prob: float = 0.15,
                  source_weights: dict[str, float] | None = None,
                  pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
-                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
+                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0,
+                 unknown_tts_share: float | None = None):
         from .corpora import KEYWORDS
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
@@ -154,6 +160,20 @@ class KeywordClips(_SeededDataset):
         # running speech is an "unknown": only transcripts without a keyword (TTS sentences read numbers)
         self.running = [e for e in self.speech if e["duration"] >= 1.0
                         and not mentions_keyword(e.get("text", ""), self.keywords)]
+        if unknown_tts_share is not None:
+            if not 0 <= unknown_tts_share <= 1:
+                raise ValueError(f"unknown_tts_share must be a probability in [0, 1] or None; got {unknown_tts_share}")
+            # [recorded, TTS] pools of each kind of unknown; a share of 0 or 1 needs only one of them
+            self.unknown_pools = {name: [[e for e in pool if is_tts(e) == tts] for tts in (False, True)]
+                                  for name, pool in (("words", self.other_words), ("running", self.running))}
+            kinds = [name for name, p in (("words", 1 - running_speech_prob), ("running", running_speech_prob))
+                     if p > 0]
+            voices = [tts for tts, p in ((False, 1 - unknown_tts_share), (True, unknown_tts_share)) if p > 0]
+            empty = [f"{'TTS' if tts else 'recorded'} {'running speech' if name == 'running' else 'other words'}"
+                     for name in kinds for tts in voices if not self.unknown_pools[name][tts]]
+            if empty:
+                raise ValueError(f"unknown_tts_share={unknown_tts_share} needs {', '.join(empty)} in {split}")
+        self.unknown_tts_share = unknown_tts_share
         self.noise = load_entries(self.root, "noise", split)
         self.music = load_entries(self.root, "music", split) if self.background.get("music", 0) > 0 else []
         if self.background.get("music", 0) > 0 and not self.music:
@@ -216,11 +236,14 @@ class KeywordClips(_SeededDataset):
                 takes = by[sources[rng.choice(len(sources), p=weights / weights.sum())]]
             entry = takes[rng.integers(len(takes))]
             return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": entry["text"]}
-        if rng.random() < self.running_speech_prob:  # a stretch of running speech (words cut anywhere)
-            entry = self.running[rng.integers(len(self.running))]
+        running = rng.random() < self.running_speech_prob  # a stretch of running speech (words cut anywhere)
+        pool = self.running if running else self.other_words
+        if self.unknown_tts_share is not None:
+            pool = self.unknown_pools["running" if running else "words"][int(rng.random() < self.unknown_tts_share)]
+        entry = pool[rng.integers(len(pool))]
+        if running:
             x = self._crop(rng, entry, int(self.rate * rng.uniform(*self.running_speech_s)))
             return x, {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": "(running speech)"}
-        entry = self.other_words[rng.integers(len(self.other_words))]
         return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"],
                                   "text": entry.get("text", "")}
 

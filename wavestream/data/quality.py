@@ -29,6 +29,8 @@ CLEAN_BAK = 3.7
 WIDEBAND_HZ = 6000
 #: synthetic speech corpora: clean by construction, never scored
 TTS_CORPORA = frozenset({"espeak", "flite"})
+#: TTS voices by the speaker name's source (up to its first "-"): keyword corpora mix them with recordings
+TTS_VOICES = frozenset({"espeak", "flite", "festival", "mbrola", "piper", "kokoro"})
 #: DNSMOS judges 9.01 s windows; longer clips are scored on non-overlapping windows, averaged
 WINDOW_S = 9.01
 #: at most this many windows per clip (a 90 s clip is judged on its first 90 s)
@@ -182,7 +184,7 @@ def score_entries(root: str | Path, entries: list[dict], workers: int | None = N
 
 
 def is_tts(entry: dict) -> bool:
-    return entry["corpus"] in TTS_CORPORA
+    return entry["corpus"] in TTS_CORPORA or entry.get("speaker", "").split("-", 1)[0] in TTS_VOICES
 
 
 def is_clean_target(entry: dict, min_bak: float = CLEAN_BAK, min_bandwidth: float = WIDEBAND_HZ) -> bool:
