@@ -150,3 +150,19 @@ def test_unknown_tts_share_draws_unknowns_from_tts_or_recordings(root, monkeypat
     KeywordClips(root, "train", seconds=1.0, running_speech_prob=0.3, unknown_tts_share=0.0)
     with pytest.raises(ValueError, match="probability"):
         KeywordClips(root, "train", seconds=1.0, unknown_tts_share=1.5)
+
+
+def test_digital_silence_leaves_exact_zeros_around_the_word(root):
+    data = KeywordClips(root, "train", seconds=1.0, reverb_prob=0.0, context_prob=0.0, bandlimit_prob=0.0,
+                        digital_silence_prob=1.0)
+    silence = data.labels.index(SILENCE)
+    for seed in range(6):
+        audio, label, info = data.synthesize(np.random.default_rng(seed), label=3 if seed % 2 else silence)
+        assert info["background"] == "none" and np.isfinite(audio).all()
+        if label == silence:
+            assert not audio.any()
+        else:
+            start, end = info["placed"]
+            assert not audio[:start].any() and not audio[end:].any() and np.abs(audio[start:end]).max() > 0
+    with pytest.raises(ValueError, match="probability"):
+        KeywordClips(root, "train", seconds=1.0, digital_silence_prob=-0.1)

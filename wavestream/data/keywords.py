@@ -97,6 +97,8 @@ class KeywordClips(_SeededDataset):
     probability, else from recordings (``quality.is_tts``). The keywords are TTS and most unknowns are
     recorded, so without it "recorded" alone predicts "unknown", and real keywords are heard as unknown
     words. None (default): every unknown weighs the same, and no extra random number is drawn.
+    ``digital_silence_prob``: the clip has no background at all (exact zeros around the word, as in a
+    trimmed or zero-padded recording, whose log-mel frames sit at the floor); 0 by default, no draw.
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
@@ -111,7 +113,7 @@ class KeywordClips(_SeededDataset):
                  source_weights: dict[str, float] | None = None,
                  pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
                  formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0,
-                 unknown_tts_share: float | None = None):
+                 unknown_tts_share: float | None = None, digital_silence_prob: float = 0.0):
         from .corpora import KEYWORDS
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
@@ -174,6 +176,9 @@ class KeywordClips(_SeededDataset):
             if empty:
                 raise ValueError(f"unknown_tts_share={unknown_tts_share} needs {', '.join(empty)} in {split}")
         self.unknown_tts_share = unknown_tts_share
+        if not 0 <= digital_silence_prob <= 1:
+            raise ValueError(f"digital_silence_prob must be a probability in [0, 1]; got {digital_silence_prob}")
+        self.digital_silence_prob = digital_silence_prob
         self.noise = load_entries(self.root, "noise", split)
         self.music = load_entries(self.root, "music", split) if self.background.get("music", 0) > 0 else []
         if self.background.get("music", 0) > 0 and not self.music:
@@ -307,7 +312,10 @@ class KeywordClips(_SeededDataset):
             speech *= np.sqrt(np.mean(dry.astype(np.float64) ** 2) / (np.mean(speech.astype(np.float64) ** 2) + 1e-20))
             info["reverb"] = True
         noise, kind = self._background(rng, n)
-        if label == len(self.keywords) + 1:
+        if self.digital_silence_prob > 0 and rng.random() < self.digital_silence_prob:
+            audio = np.zeros(n, np.float32) if label == len(self.keywords) + 1 else speech
+            info["background"] = "none"
+        elif label == len(self.keywords) + 1:
             audio = noise
             info["background"] = kind
         else:
