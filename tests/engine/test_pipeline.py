@@ -155,3 +155,21 @@ def test_latency_info():
     # the one-shot helper agrees with the pipeline's resamplers on what the model receives
     x = noise(4800, 1)
     assert resample(x, 48000, 16000).shape == (1600, 1)
+
+
+def test_an_events_model_hears_its_end_silence_after_the_stream():
+    class LateEvents(EventsModel):
+        end_silence_s = 0.02  # two hops
+
+    x = np.full((1600, 1), 0.9, np.float32)
+    for model, frames in ((EventsModel(), 10), (LateEvents(), 12)):
+        pipe = StreamPipeline(model, 16000, 1)
+        out = Output.concat([pipe.process(x), pipe.finish()])
+        assert out.frames.shape == (frames, 1, 1)
+        # the silence is silent: only the input's frames are loud
+        assert [e["start"] for e in out.events] == [pytest.approx(i / 100) for i in range(10)]
+    # an audio model's stream is never lengthened by it
+    class LateFilter(FilterModel):
+        end_silence_s = 0.02
+    pipe = StreamPipeline(LateFilter(), 16000, 1)
+    assert Output.concat([pipe.process(noise(1000, 1)), pipe.finish()]).audio.shape == (1000, 1)

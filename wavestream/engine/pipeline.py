@@ -22,7 +22,10 @@ round trip can be a frame short or long; the tail is zero-padded or cut to the i
 
 Events: a model with ``output_kind == "events"`` may offer ``event_detector(rows, frame_rate,
 **detector_params)``, which returns a fresh per-stream detector with ``push(frames [n, rows, K]) -> list[dict]`` (events
-completed in these frames) and ``flush() -> list[dict]`` (events still open at the end). The
+completed in these frames) and ``flush() -> list[dict]`` (events still open at the end), and
+``end_silence_s``: seconds of silence fed after the end of a stream, so that a word said at the very
+end is still judged (a keyword's posteriors rise after the word; the event times may then reach
+past the input's end by up to that much). The
 pipeline makes one in ``reset`` and feeds it every frame in order, so debouncing carries across
 chunk borders and the events do not depend on how the stream was cut. An event is a JSON-able
 dict ``{"label", "start", "end", "score"}`` (seconds of the stream; ``"channel"`` when the
@@ -263,6 +266,7 @@ class StreamPipeline:
         self.model, self.sample_rate, self.channels = model, int(sample_rate), int(channels)
         self.kind = model.output_kind
         self.model_rate, self.hop, self.latency = int(model.sample_rate), int(model.hop), int(model.latency)
+        self.end_silence = round(getattr(model, "end_silence_s", 0.0) * self.model_rate) if self.kind == EVENTS else 0
         self.rows = 1 if model_channels > 1 or self.tokens_in or self.mixdown else self.channels
         #: channels after the mixdown: what is resampled, framed and stepped
         self.model_in_channels = 1 if self.mixdown else self.channels
@@ -412,7 +416,7 @@ class StreamPipeline:
         self.model_valid += len(rest)
         if self.framer.frames_out == 0 and self.framer.pending + len(rest) == 0:
             return None  # nothing was ever sent: nothing to flush
-        lead_out = np.zeros((self.latency, self.model_in_channels), np.float32)
+        lead_out = np.zeros((self.latency + self.end_silence, self.model_in_channels), np.float32)
         ready = self.framer.push(np.concatenate([rest, lead_out]))
         tail, _ = self.framer.flush()
         x = np.concatenate([ready, tail])

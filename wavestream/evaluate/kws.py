@@ -192,10 +192,13 @@ def step_cost(model: nn.Module, window_frames: int, repeats: int = 200) -> dict:
 # -- running models over the dev sets ---------------------------------------------------------------
 
 def posteriors(model: nn.Module, audio: np.ndarray) -> np.ndarray:
-    """``[T, C]`` per-frame posteriors of one clip (the tail short of a hop is dropped)."""
+    """``[T, C]`` per-frame posteriors of one clip followed by the model's ``end_silence_s`` of silence, as
+    the service feeds at a stream's end (the tail short of a hop is dropped)."""
+    silence = np.zeros(round(getattr(model, "end_silence_s", 0.0) * model.sample_rate), np.float32)
+    audio = np.concatenate([np.asarray(audio, np.float32), silence])
     n = len(audio) // model.hop * model.hop
     with torch.no_grad():
-        y = model(torch.from_numpy(np.ascontiguousarray(audio[:n], dtype=np.float32))[None, None])
+        y = model(torch.from_numpy(np.ascontiguousarray(audio[:n]))[None, None])
     return y[0].T.numpy()
 
 
@@ -307,8 +310,9 @@ def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_al
     real = [e for e in real if e["label"] in model.classes[:keywords]]
     neg_folder, negative = load_devset(TASK_SETS["negative"], root, verify=False)
     real_post = [posteriors(model, sf.read(str(real_folder / e["audio"]), dtype="float32")[0]) for e in real]
-    neg_post = [posteriors(model, sf.read(str(neg_folder / e["audio"]), dtype="float32")[0]) for e in negative]
-    hours = sum(len(p) for p in neg_post) / 100 / 3600
+    neg_audio = [sf.read(str(neg_folder / e["audio"]), dtype="float32")[0] for e in negative]
+    neg_post = [posteriors(model, a) for a in neg_audio]
+    hours = sum(len(a) for a in neg_audio) / model.sample_rate / 3600  # the end silence is not an hour of speech
     trials = []
     for frames in smooth_frames:
         for threshold in thresholds:
