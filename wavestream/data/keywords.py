@@ -94,9 +94,9 @@ class KeywordClips(_SeededDataset):
     vocal-tract length factor, > 1 shorter): TTS has few voices, real talkers are many. Off (0) by
     default: with both probabilities 0 no random number is drawn, so older configs give the same clips.
     ``unknown_tts_share`` draws an unknown word or stretch of running speech from TTS talkers with this
-    probability, else from recordings (``quality.is_tts``). The keywords are TTS and most unknowns are
-    recorded, so without it "recorded" alone predicts "unknown", and real keywords are heard as unknown
-    words. None (default): every unknown weighs the same, and no extra random number is drawn.
+    probability, else from recordings (``quality.is_tts``). The keywords are TTS and about 80 % of the
+    unknowns recorded, so "recorded" alone could predict "unknown" (a share of 0.5 did not help real speech
+    in a 1000-step pilot; docs/models.md). None (default): every unknown weighs the same, no extra draw.
     ``digital_silence_prob``: the clip has no background at all (exact zeros around the word, as in a
     trimmed or zero-padded recording, whose log-mel frames sit at the floor); 0 by default, no draw.
     """

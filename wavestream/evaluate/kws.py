@@ -427,7 +427,7 @@ def markdown(results: dict, command: str) -> str:
                 f"{_pct(by.get(c, {}).get('top1_argmax'))} / {_pct(by.get(c, {}).get('top1_event'))}"
                 for c in conditions) + " |")
         lines += ["", "Real-speech top-1 (argmax / event) of the same keyword clips cut where the word ends, as a "
-                  "tightly trimmed recording is (the model then hears its 0.5 s end silence only):", ""]
+                  "tightly trimmed recording is (the model then hears only its end silence after the word):", ""]
         lines += [f"- {name}: {_pct(s['real'].get('cut_at_word_end', {}).get('top1_argmax'))} / "
                   f"{_pct(s['real'].get('cut_at_word_end', {}).get('top1_event'))}" for name, s in systems.items()]
     lines += ["", "Most frequent real-speech confusions (true->predicted: count):", ""]
