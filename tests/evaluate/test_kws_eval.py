@@ -120,7 +120,7 @@ def test_markdown_renders_a_row_per_model():
     assert "- kws: 50.0 % / 40.0 %" in text
 
 
-def test_eval_kws_end_to_end(tmp_path):
+def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     """Tiny dev sets, a tiny trained-for-two-steps model exported with its card, through the CLI."""
     from tests.data.tiny import prepare_tiny
     from tests.data.tiny_keywords import add_tiny_keywords, write_tiny_keyword_devsets
@@ -145,6 +145,18 @@ def test_eval_kws_end_to_end(tmp_path):
     front = tuned["detector_tuning"]["pareto"]
     assert front and all(a["false_alarms_per_hour"] <= b["false_alarms_per_hour"] and
                          a["real_top1_event"] < b["real_top1_event"] for a, b in zip(front, front[1:], strict=False))
+    # the shipped weights' detector chosen again (dev sets changed, weights not): the card's detector only
+    from wavestream.train.kws import TUNED
+    weights, trials = (tmp_path / "w" / "kws-spiking.safetensors").read_bytes(), tuned["detector_tuning"]["trials"]
+    (tmp_path / "w" / "kws-spiking.json").write_text(json.dumps(
+        {**tuned, "config": {**tuned["config"], "threshold": 0.95}, "detector_tuning": None}))
+    monkeypatch.setenv("WAVESTREAM_DATA", str(root))  # the dev sets it tunes on
+    assert main(["train", "kws-spiking", "--tune-detector", "--name", "kws-spiking", "--weights-dir",
+                 str(tmp_path / "w")]) == 0
+    retuned = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
+    assert retuned["detector_tuning"]["trials"] == trials and retuned["training"] == tuned["training"]
+    assert {k: retuned["config"][k] for k in TUNED} == {k: tuned["config"][k] for k in TUNED}
+    assert (tmp_path / "w" / "kws-spiking.safetensors").read_bytes() == weights
     out = tmp_path / "report"
     assert main(["eval", "kws", "--model", "kws-spiking", "--root", str(root), "--out", str(out), "--weights",
                  f"kws-spiking={tmp_path / 'w' / 'kws-spiking.safetensors'}"]) == 0

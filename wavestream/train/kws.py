@@ -388,6 +388,28 @@ def _phases(init: str | None) -> list[dict]:
     return phases
 
 
+#: the detector settings ``tune_detector`` chooses (the rest of the card's config stays)
+TUNED = ("smooth_frames", "threshold", "min_frames")
+
+
+def retune_detector(name: str, weights_dir: str | Path = WEIGHTS_DIR, root: str | Path | None = None) -> Path:
+    """Choose the event detector of the shipped weights ``name`` again on today's dev sets (the rule of
+    ``--export --tune-detector``), for when the dev sets or the detector's input changed but the weights did
+    not: the card's detector settings and ``detector_tuning`` are rewritten, the weights are untouched."""
+    from wavestream.evaluate.kws import tune_detector
+    from wavestream.models.registry import load_model
+    torch.set_num_threads(1)
+    weights_dir = Path(weights_dir)
+    model = load_model(name, str(weights_dir / f"{name}.safetensors")).eval()
+    tuning = tune_detector(model, root)
+    card_path = weights_dir / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    card["config"].update({k: tuning[k] for k in TUNED})
+    card["detector_tuning"] = tuning
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
 def record_evaluation(results: str | Path, name: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
     """Copy ``wavestream eval kws`` results of model ``name`` into its card ("metrics" + "evaluation")."""
     data = json.loads(Path(results).read_text())
@@ -419,15 +441,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tune-detector", action="store_true",
                         help="with --export: choose the detector's smoothing, threshold and minimum event length "
                              "on the dev sets "
-                             "(best real-speech top-1 at <= 1 false alarm per hour of the negative set)")
+                             "(best real-speech top-1 at <= 1 false alarm per hour of the negative set); "
+                             "without --export: do not train, choose it again for the shipped weights of --name")
     parser.add_argument("--record-eval", metavar="RESULTS_JSON", default=None,
                         help="do not train: copy `wavestream eval kws` results into the card of --name")
-    parser.add_argument("--name", default=None, help="with --record-eval: the model (kws or kws-spiking)")
+    parser.add_argument("--name", default=None,
+                        help="with --record-eval or --tune-detector alone: the model (kws or kws-spiking)")
 
 
 def run(args) -> int:
     if args.record_eval:
         print(record_evaluation(args.record_eval, args.name or "kws", args.weights_dir))
+        return 0
+    if args.tune_detector and not args.export:
+        print(retune_detector(args.name or "kws", args.weights_dir))
         return 0
     if args.export:
         detector = json.loads(args.detector) if args.detector else None
@@ -437,7 +464,7 @@ def run(args) -> int:
             torch.set_num_threads(1)
             model, meta = checkpoint_model(args.out, build_model, args.checkpoint)
             tuning = tune_detector(model.eval(), meta["run"]["config"]["data"].get("root"))
-            detector = {k: tuning[k] for k in ("smooth_frames", "threshold", "min_frames")}
+            detector = {k: tuning[k] for k in TUNED}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0
     config = load_config(args.config or CONFIGS / f"{args.recipe}.json", SECTIONS)
