@@ -295,8 +295,9 @@ def test_model_events_through_the_pipeline_do_not_depend_on_chunking():
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((16000 * 6, 1)) * np.repeat(rng.choice([0.0, 0.01, 0.3], 60), 1600)[:, None]
          ).astype(np.float32)
+    lead_out = model.latency + round(model.end_silence_s * model.sample_rate)  # what the pipeline feeds at the end
     with torch.no_grad():  # offline: the whole stream (plus the pipeline's lead-out) in one forward
-        padded = np.concatenate([x[:, 0], np.zeros(model.latency + -(len(x) + model.latency) % 160, np.float32)])
+        padded = np.concatenate([x[:, 0], np.zeros(lead_out + -(len(x) + lead_out) % 160, np.float32)])
         frames = model(torch.from_numpy(padded)[None, None])[0].T[:, None].numpy()
     offline = run_detector(model.event_detector(1, 100.0), frames)
     assert len(offline) >= 3
