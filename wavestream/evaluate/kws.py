@@ -209,7 +209,8 @@ def detect(model: nn.Module, post: np.ndarray) -> list[dict]:
 
 def score_clips(model: nn.Module, folder: Path, entries: list[dict], rate: int,
                 cut_at_word_end: bool = False) -> tuple[list[dict], float, float]:
-    """(per-clip rows, processing seconds, audio seconds). ``cut_at_word_end``: each clip ends where its word
+    """(per-clip rows, processing seconds, seconds of audio processed: the end silence counts, as its compute
+    does, so the RTF is the model's). ``cut_at_word_end``: each clip ends where its word
     does (``end``), as a tightly trimmed recording would; the model still hears its end silence after it."""
     keywords = len(model.classes) - 2
     smooth_frames = model.detector_config["smooth_frames"]
@@ -224,7 +225,7 @@ def score_clips(model: nn.Module, folder: Path, entries: list[dict], rate: int,
         post = posteriors(model, audio)
         events = detect(model, post)
         busy += time.perf_counter() - t0
-        total += len(audio) / sr
+        total += len(post) * model.hop / sr
         best, score = argmax_keyword(post, keywords, smooth_frames)
         top = top_event(events)
         row = {"id": entry["id"], "label": entry["label"], "argmax": model.classes[best],
@@ -274,8 +275,9 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
     for entry in entries:
         audio, sr = sf.read(str(folder / entry["audio"]), dtype="float32")
         t0 = time.perf_counter()
-        events = detect(model, posteriors(model, audio))
-        busy, audio_s = busy + time.perf_counter() - t0, audio_s + len(audio) / sr
+        post = posteriors(model, audio)
+        events = detect(model, post)
+        busy, audio_s = busy + time.perf_counter() - t0, audio_s + len(post) * model.hop / sr
         kind = "speech" if entry.get("kind") == "speech" else "noise/music"
         by_kind.setdefault(kind, ([], []))
         by_kind[kind][0].append(events)
