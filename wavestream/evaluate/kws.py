@@ -319,9 +319,12 @@ def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_al
     real = [e for e in real if e["label"] in model.classes[:keywords]]
     neg_folder, negative = load_devset(TASK_SETS["negative"], root, verify=False)
     real_post = [posteriors(model, sf.read(str(real_folder / e["audio"]), dtype="float32")[0]) for e in real]
-    neg_audio = [sf.read(str(neg_folder / e["audio"]), dtype="float32")[0] for e in negative]
-    neg_post = [posteriors(model, a) for a in neg_audio]
-    hours = sum(len(a) for a in neg_audio) / model.sample_rate / 3600  # the end silence is not an hour of speech
+    neg_post, samples = [], 0
+    for e in negative:  # one clip in memory at a time: the set is 45 min of audio
+        audio = sf.read(str(neg_folder / e["audio"]), dtype="float32")[0]
+        neg_post.append(posteriors(model, audio))
+        samples += len(audio)  # the end silence is not an hour of speech
+    hours = samples / model.sample_rate / 3600
     trials = []
     for frames in smooth_frames:
         for threshold in thresholds:

@@ -392,16 +392,19 @@ def _phases(init: str | None) -> list[dict]:
 TUNED = ("smooth_frames", "threshold", "min_frames")
 
 
+def _tune(model: nn.Module, root: str | Path | None) -> dict:
+    """``tune_detector`` on one thread, as every figure of the cards is measured."""
+    from wavestream.evaluate.kws import tune_detector
+    torch.set_num_threads(1)
+    return tune_detector(model.eval(), root)
+
+
 def retune_detector(name: str, weights_dir: str | Path = WEIGHTS_DIR, root: str | Path | None = None) -> Path:
     """Choose the event detector of the shipped weights ``name`` again on today's dev sets (the rule of
     ``--export --tune-detector``), for when the dev sets or the detector's input changed but the weights did
     not: the card's detector settings and ``detector_tuning`` are rewritten, the weights are untouched."""
-    from wavestream.evaluate.kws import tune_detector
-    from wavestream.models.registry import load_model
-    torch.set_num_threads(1)
     weights_dir = Path(weights_dir)
-    model = load_model(name, str(weights_dir / f"{name}.safetensors")).eval()
-    tuning = tune_detector(model, root)
+    tuning = _tune(load_model(name, str(weights_dir / f"{name}.safetensors")), root)
     card_path = weights_dir / f"{name}.json"
     card = json.loads(card_path.read_text())
     card["config"].update({k: tuning[k] for k in TUNED})
@@ -460,10 +463,8 @@ def run(args) -> int:
         detector = json.loads(args.detector) if args.detector else None
         tuning = None
         if args.tune_detector:
-            from wavestream.evaluate.kws import tune_detector
-            torch.set_num_threads(1)
             model, meta = checkpoint_model(args.out, build_model, args.checkpoint)
-            tuning = tune_detector(model.eval(), meta["run"]["config"]["data"].get("root"))
+            tuning = _tune(model, meta["run"]["config"]["data"].get("root"))
             detector = {k: tuning[k] for k in TUNED}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0
