@@ -79,6 +79,7 @@ def test_interrupted_and_resumed_run_equals_whole_run(config_path, tmp_path):
     assert_resume_is_exact(lambda out, *extra: _train(config_path, out, *extra), tmp_path)
     log = (tmp_path / "whole" / "train.log").read_text()
     assert "dev step 4 dev_real_top1=" in log and "dev_syn_top1=" in log
+    assert "dev_real_event_top1=" in log  # the events of the shipped detector's settings, beside the argmax
 
 
 def test_export_writes_loadable_weights_and_card(config_path, tmp_path):
