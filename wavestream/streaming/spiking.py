@@ -126,7 +126,8 @@ class LIF(StreamingModule):
         v = state["v"]
         if torch.is_grad_enabled() and (x.requires_grad or v.requires_grad):
             y, v = LIFFunction.apply(x, v, self.decay, self.threshold, self.slope)
-        elif x.device.type == "cpu" and x.dtype == v.dtype == torch.float32:  # inference: numpy's loop, no node
+        elif x.device.type == "cpu" and x.dtype == v.dtype == torch.float32 and not (
+                torch.jit.is_tracing() or torch.compiler.is_compiling()):  # inference: numpy's loop, no node
             y, v = lif_forward_numpy(x, v, self.decay, self.threshold)
         else:
             spikes, _, v = lif_forward(x, v, self.decay, self.threshold)
