@@ -166,24 +166,31 @@ def operation_counts(model: nn.Module, audio: list[np.ndarray]) -> dict:
 
 
 def step_cost(model: nn.Module, window_frames: int, repeats: int = 200) -> dict:
-    """Seconds for one streaming 10 ms step vs a recompute of ``window_frames`` frames from zero state."""
+    """Seconds for one streaming 10 ms step vs a recompute of ``window_frames`` frames from zero state:
+    medians of the calls (``repeats`` steps, ``repeats // 20`` recomputes, at least 5), so a call that
+    waited for the core does not weigh in."""
     hop = model.hop
     rng = np.random.default_rng(0)
     one = torch.from_numpy(rng.standard_normal((1, 1, hop)).astype(np.float32) * 0.05)
     window = torch.from_numpy(rng.standard_normal((1, 1, hop * window_frames)).astype(np.float32) * 0.05)
+
+    def timed(call) -> float:
+        t0 = time.perf_counter()
+        call()
+        return time.perf_counter() - t0
+
     with torch.no_grad():
         state = model.init_state(1)
         for _ in range(20):
             _, state = model.step(one, state)
-        t0 = time.perf_counter()
+        steps = []
         for _ in range(repeats):
+            t0 = time.perf_counter()
             _, state = model.step(one, state)
-        step = (time.perf_counter() - t0) / repeats
+            steps.append(time.perf_counter() - t0)
         model(window)
-        t0 = time.perf_counter()
-        for _ in range(max(5, repeats // 20)):
-            model(window)
-        recompute = (time.perf_counter() - t0) / max(5, repeats // 20)
+        recomputes = [timed(lambda: model(window)) for _ in range(max(5, repeats // 20))]
+    step, recompute = float(np.median(steps)), float(np.median(recomputes))
     return {"step_ms": round(1000 * step, 4), "recompute_ms": round(1000 * recompute, 3),
             "window_frames": window_frames, "step_over_recompute": round(step / recompute, 4),
             "step_rtf": round(step / (hop / model.sample_rate), 4)}
