@@ -173,12 +173,6 @@ def step_cost(model: nn.Module, window_frames: int, repeats: int = 200) -> dict:
     rng = np.random.default_rng(0)
     one = torch.from_numpy(rng.standard_normal((1, 1, hop)).astype(np.float32) * 0.05)
     window = torch.from_numpy(rng.standard_normal((1, 1, hop * window_frames)).astype(np.float32) * 0.05)
-
-    def timed(call) -> float:
-        t0 = time.perf_counter()
-        call()
-        return time.perf_counter() - t0
-
     with torch.no_grad():
         state = model.init_state(1)
         for _ in range(20):
@@ -189,7 +183,11 @@ def step_cost(model: nn.Module, window_frames: int, repeats: int = 200) -> dict:
             _, state = model.step(one, state)
             steps.append(time.perf_counter() - t0)
         model(window)
-        recomputes = [timed(lambda: model(window)) for _ in range(max(5, repeats // 20))]
+        recomputes = []
+        for _ in range(max(5, repeats // 20)):
+            t0 = time.perf_counter()
+            model(window)
+            recomputes.append(time.perf_counter() - t0)
     step, recompute = float(np.median(steps)), float(np.median(recomputes))
     return {"step_ms": round(1000 * step, 4), "recompute_ms": round(1000 * recompute, 3),
             "window_frames": window_frames, "step_over_recompute": round(step / recompute, 4),
