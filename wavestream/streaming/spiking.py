@@ -10,7 +10,8 @@ the per-op overhead of a loop over time. ``lif_forward`` takes four ops per fram
 preallocated ``[T, B, C]`` buffers, and ``LIFFunction`` makes the whole loop one autograd node with a
 three-op backward loop, where autograd would record ~6 ops per frame (~3x faster on whole clips).
 Inference on CPU runs the same loop in numpy (``lif_forward_numpy``), whose ops on a few hundred values
-cost a fraction of torch's dispatch: about 8x faster per layer, which is most of the spiking model's time.
+cost a fraction of torch's dispatch: 2.4-3x faster per layer for one stream, side by side
+(``benchmarks/lif_loop.py``); the loop had been most of the spiking model's time.
 
 Every path rounds the same way, so spikes never depend on which one ran (training, whole clips, one frame
 at a time): the decay is one multiply and the input one add, each rounded to float32 (no fused
