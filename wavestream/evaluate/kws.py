@@ -207,8 +207,9 @@ def posteriors(model: nn.Module, audio: np.ndarray) -> np.ndarray:
     return y[0].T.numpy()
 
 
-def detect(model: nn.Module, post: np.ndarray) -> list[dict]:
-    detector = model.event_detector()
+def detect(model: nn.Module, post: np.ndarray, **params) -> list[dict]:
+    """Events of one clip's ``[T, C]`` posteriors by the model's detector (``params`` override its settings)."""
+    detector = model.event_detector(**params)
     return detector.push(post[:, None, :]) + detector.flush()
 
 

@@ -46,7 +46,7 @@ from torch import nn
 
 from wavestream.data import default_root, load_entries
 from wavestream.data.keywords import KeywordClips
-from wavestream.evaluate.kws import argmax_keyword, top_event
+from wavestream.evaluate.kws import argmax_keyword, detect, top_event
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
 from .loop import BEST, LoopConfig, checkpoint_model, export_checkpoint, fit, load_config, start_weights, step_batches
@@ -193,8 +193,7 @@ def evaluate_on(model: nn.Module, audio: torch.Tensor, entries: list[dict], pref
         if e["label"] in model.classes[:keywords]:
             right.append(model.classes[best] == e["label"])
             if detector is not None:
-                found = model.event_detector(**detector)
-                top = top_event(found.push(p.T[:, None, :]) + found.flush())
+                top = top_event(detect(model, p.T, **detector))
                 events.append(top is not None and top["label"] == e["label"])
         else:
             peaks.append(score)
