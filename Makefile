@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e ".[fast]"
 	touch $@
 
 # + test tools, the peers and metrics the evaluation tests run, the training extras and Ray Serve

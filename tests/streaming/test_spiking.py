@@ -98,16 +98,22 @@ def test_lif_rejects_bad_config_and_input():
         LIF(2)(torch.zeros(1, 3, 4))
 
 
+@pytest.mark.parametrize("loop", ["numpy", "numba"])
 @pytest.mark.parametrize("channels", [5, 200])  # short rows and rows long enough for vectorized kernels
-def test_numpy_inference_loop_rounds_as_the_torch_loop(channels):
-    """Inference on CPU runs the time loop in numpy: the same spikes and membranes, bit for bit, as the torch
-    loop that training differentiates, for currents that put many membranes within an ulp or so of the
-    threshold."""
-    from wavestream.streaming.spiking import lif_forward, lif_forward_numpy
+def test_inference_loops_round_as_the_torch_loop(channels, loop, monkeypatch):
+    """Inference on CPU runs the time loop outside torch, compiled by numba where it is installed, else in
+    numpy: the same spikes and membranes, bit for bit, as the torch loop that training differentiates, for
+    currents that put many membranes within an ulp or so of the threshold."""
+    from wavestream.streaming import spiking
+    if loop == "numba":
+        pytest.importorskip("numba")
+        assert spiking.compiled_lif_rows() is not None
+    else:
+        monkeypatch.setattr(spiking, "compiled_lif_rows", lambda: None)
     g = torch.Generator().manual_seed(channels)
     x = torch.rand(2, channels, 300, generator=g) * 0.9 + 0.05
     v = torch.rand(2, channels, generator=g)
-    spikes, _, v_end = lif_forward(x, v, 0.83, 0.7)
-    y, v_numpy = lif_forward_numpy(x, v, 0.83, 0.7)
+    spikes, _, v_end = spiking.lif_forward(x, v, 0.83, 0.7)
+    y, v_numpy = spiking.lif_forward_numpy(x, v, 0.83, 0.7)
     assert 0.1 < spikes.mean() < 0.9
     assert torch.equal(y, spikes.permute(1, 2, 0)) and torch.equal(v_numpy, v_end)

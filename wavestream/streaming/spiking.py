@@ -9,9 +9,11 @@ The recurrence is inherently sequential (the reset depends on the last spike), s
 the per-op overhead of a loop over time. ``lif_forward`` takes four ops per frame, written into
 preallocated ``[T, B, C]`` buffers, and ``LIFFunction`` makes the whole loop one autograd node with a
 three-op backward loop, where autograd would record ~6 ops per frame (~3x faster on whole clips).
-Inference on CPU runs the same loop in numpy (``lif_forward_numpy``), whose ops on a few hundred values
-cost a fraction of torch's dispatch: 2.4-3x faster per layer for one stream, side by side
-(``benchmarks/lif_loop.py``); the loop had been most of the spiking model's time.
+Inference on CPU runs the same loop outside torch (``lif_forward_numpy``): compiled by numba where the
+optional ``fast`` extra is installed (``lif_jit``), ~15-20x faster per layer than numpy's per-frame ops
+for one stream, else in numpy, whose ops on a few hundred values cost a fraction of torch's dispatch
+(2.4-3x faster than the torch loop); ``benchmarks/lif_loop.py`` times the three side by side. The loop
+had been most of the spiking model's time.
 
 Every path rounds the same way, so spikes never depend on which one ran (training, whole clips, one frame
 at a time): the decay is one multiply and the input one add, each rounded to float32 (no fused
@@ -21,11 +23,16 @@ subtracts ``threshold`` or 0, exact either way.
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import numpy as np
 import torch
 
 from .module import StreamingModule
 from .state import State
+
+logger = logging.getLogger(__name__)
 
 
 class SpikeFunction(torch.autograd.Function):
@@ -66,19 +73,43 @@ def lif_forward(
 
 def lif_forward_numpy(x: torch.Tensor, v: torch.Tensor, decay: float, threshold: float) -> tuple[torch.Tensor,
                                                                                                   torch.Tensor]:
-    """``lif_forward`` for inference on CPU float32, in numpy with the same roundings: currents ``[B, C, T]``
-    and membrane ``[B, C]`` -> spikes ``[B, C, T]`` and the last membrane."""
+    """``lif_forward`` for inference on CPU float32, outside torch with the same roundings (numba's loop,
+    else numpy's): currents ``[B, C, T]`` and membrane ``[B, C]`` -> spikes ``[B, C, T]`` and the last
+    membrane."""
     xs = np.ascontiguousarray(x.detach().permute(2, 0, 1).numpy())  # [T, B, C]: one contiguous row per frame
     fired = np.empty(xs.shape, dtype=bool)
     v = v.detach().numpy().copy()
-    decay, threshold = np.float32(decay), np.float32(threshold)
-    for x_t, fired_t in zip(xs, fired, strict=True):
+    rows = compiled_lif_rows() or lif_rows
+    shape = (xs.shape[0], v.size)  # the loops see [T, B * C] rows and a flat membrane: views of the same memory
+    rows(xs.reshape(shape), v.reshape(-1), np.float32(decay), np.float32(threshold), fired.reshape(shape))
+    spikes = fired.astype(np.float32)
+    return torch.from_numpy(spikes).permute(1, 2, 0), torch.from_numpy(v)
+
+
+def lif_rows(currents: np.ndarray, v: np.ndarray, decay: np.float32, threshold: np.float32,
+             fired: np.ndarray) -> None:
+    """The loop over frames in numpy ops: currents ``[T, N]``, membranes ``[N]`` (updated in place) ->
+    ``fired`` ``[T, N]``; ``lif_jit.lif_rows`` compiles the same loop."""
+    for x_t, fired_t in zip(currents, fired, strict=True):
         np.multiply(v, decay, out=v)
         np.add(v, x_t, out=v)  # the membrane before the reset
         np.greater_equal(v, threshold, out=fired_t)
         np.subtract(v, threshold, out=v, where=fired_t)  # v - threshold * spike: v itself where none
-    spikes = fired.astype(np.float32)
-    return torch.from_numpy(spikes).permute(1, 2, 0), torch.from_numpy(v)
+
+
+@functools.cache
+def compiled_lif_rows():
+    """``lif_jit.lif_rows`` where numba is installed (the ``fast`` extra), else None: numpy's loop then."""
+    try:
+        from .lif_jit import lif_rows as compiled
+    except ImportError:
+        return None
+    except Exception as error:  # numba present but unusable (e.g. nowhere to keep its cache): the numpy loop
+        logger.warning("numba's LIF loop is unavailable (%s); spiking models run numpy's loop", error)
+        return None
+    one = np.zeros((1, 1), dtype=np.float32)  # compile (or load the cached code) now: ~1 s, once a process
+    compiled(one, one[0], np.float32(0.5), np.float32(1.0), np.zeros((1, 1), dtype=bool))
+    return compiled
 
 
 class LIFFunction(torch.autograd.Function):
@@ -117,6 +148,7 @@ class LIF(StreamingModule):
         if not 0 <= decay <= 1 or threshold <= 0 or slope <= 0:
             raise ValueError(f"need 0 <= decay <= 1, threshold > 0, slope > 0; got {decay}, {threshold}, {slope}")
         self.channels, self.decay, self.threshold, self.slope = channels, decay, threshold, slope
+        compiled_lif_rows()  # when a model is built, not in its first stream's first step
 
     def own_state(self, batch, device, dtype) -> State:
         return {"v": torch.zeros(batch, self.channels, device=device, dtype=dtype)}

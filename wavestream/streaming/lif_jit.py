@@ -1,0 +1,24 @@
+"""The LIF time loop compiled by numba (the optional ``fast`` extra: ``pip install "wavestream[fast]"``).
+
+Imported only by ``spiking.compiled_lif_rows``, so a process that never runs a spiking model never loads
+numba. The arithmetic is ``lif_forward``'s, value for value: the decay is one float32 multiply and the input
+one float32 add (numba compiles without fast-math, so LLVM fuses no multiply-add), and the soft reset
+subtracts the threshold exactly. ``cache=True`` keeps the compiled code between processes.
+"""
+
+from __future__ import annotations
+
+import numba
+
+
+@numba.njit(cache=True)
+def lif_rows(currents, v, decay, threshold, fired):  # pragma: no cover - compiled; tested through spiking
+    """Currents ``[T, N]`` float32, membranes ``[N]`` float32 (updated in place), ``decay`` and
+    ``threshold`` float32 scalars -> ``fired`` ``[T, N]`` bool."""
+    for t in range(currents.shape[0]):
+        for i in range(currents.shape[1]):
+            membrane = v[i] * decay
+            membrane = membrane + currents[t, i]  # a second rounding: no fused multiply-add
+            spiked = membrane >= threshold
+            fired[t, i] = spiked
+            v[i] = membrane - threshold if spiked else membrane
