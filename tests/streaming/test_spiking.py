@@ -117,3 +117,24 @@ def test_inference_loops_round_as_the_torch_loop(channels, loop, monkeypatch):
     y, v_numpy = spiking.lif_forward_numpy(x, v, 0.83, 0.7)
     assert 0.1 < spikes.mean() < 0.9
     assert torch.equal(y, spikes.permute(1, 2, 0)) and torch.equal(v_numpy, v_end)
+
+
+@pytest.mark.parametrize("loop", ["torch", "numba"])
+def test_one_frame_steps_give_the_whole_clips_spikes(loop, monkeypatch):
+    """``LIF.frame`` (a streaming step's path: torch ops, or numba's loop where it is installed) gives the
+    spikes and membranes of the torch loop over the whole clip, frame by frame, bit for bit."""
+    from wavestream.streaming import spiking
+    if loop == "numba":
+        pytest.importorskip("numba")
+    else:
+        monkeypatch.setattr(spiking, "compiled_lif_rows", lambda: None)
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 64, 200, generator=g) * 0.9 + 0.05
+    v = torch.rand(2, 64, generator=g)
+    spikes, _, v_end = spiking.lif_forward(x, v, 0.83, 0.7)
+    lif = LIF(64, decay=0.83, threshold=0.7)
+    with torch.no_grad():
+        for t in range(x.shape[-1]):
+            s, v = lif.frame(x[..., t].contiguous(), v)
+            assert torch.equal(s, spikes[t])
+    assert torch.equal(v, v_end)
