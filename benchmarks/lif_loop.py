@@ -23,6 +23,7 @@ import time
 import torch
 
 from wavestream.evaluate.harness import machine_load
+from wavestream.evaluate.kws import step_cost
 from wavestream.models.registry import load_model
 from wavestream.streaming import spiking
 from wavestream.streaming.spiking import compiled_lif_rows, lif_forward, lif_forward_numpy
@@ -83,10 +84,21 @@ def main() -> None:
                 t = time.perf_counter()
                 model(audio)
                 runs[name].append(time.perf_counter() - t)
-    use_loop("numba" if "numba" in loops else "numpy")
     rtf = {name: statistics.median(r) / args.seconds for name, r in runs.items()}
     print(f"\nkws-spiking offline RTF ({args.seconds:g} s, medians of 5, interleaved), LIF loops in "
           + ", ".join(f"{n} {rtf[n]:.4f}" for n in loops))
+    # the eval's streaming figure: one 10 ms step (LIF.frame: numba's loop, else torch ops) against a
+    # recompute of the 128-frame window (LIF.step's loop)
+    costs: dict[str, list[dict]] = {n: [] for n in loops[1:]}
+    for _ in range(5):
+        for name in costs:
+            use_loop(name)
+            costs[name].append(step_cost(model, 128, repeats=300))
+    use_loop("numba" if "numba" in loops else "numpy")
+    print("\n| LIF loop | 10 ms step (ms) | recompute of 128 frames (ms) | step / recompute |\n|---|---|---|---|")
+    for name, rows in costs.items():
+        step, full = (statistics.median(r[k] for r in rows) for k in ("step_ms", "recompute_ms"))
+        print(f"| {name} | {step:.3f} | {full:.2f} | {step / full:.3f} |")
     print(f"machine: {machine_load()}")
 
 
