@@ -138,3 +138,22 @@ def test_one_frame_steps_give_the_whole_clips_spikes(loop, monkeypatch):
             s, v = lif.frame(x[..., t].contiguous(), v)
             assert torch.equal(s, spikes[t])
     assert torch.equal(v, v_end)
+
+
+def test_without_numba_inference_runs_numpys_loop(monkeypatch):
+    """numba is an optional extra: where it cannot be imported, the compiled loop is None and inference
+    takes numpy's loop, with the same spikes."""
+    import sys
+
+    from wavestream.streaming import spiking
+    spiking.compiled_lif_rows.cache_clear()
+    monkeypatch.setitem(sys.modules, "wavestream.streaming.lif_jit", None)  # import fails as without numba
+    try:
+        assert spiking.compiled_lif_rows() is None
+        x = torch.rand(1, 8, 50, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
+        spikes, _, v_end = spiking.lif_forward(x, torch.zeros(1, 8), 0.83, 0.7)
+        with torch.no_grad():
+            y, state = LIF(8, decay=0.83, threshold=0.7).step(x, {"v": torch.zeros(1, 8)})
+        assert torch.equal(y, spikes.permute(1, 2, 0)) and torch.equal(state["v"], v_end)
+    finally:
+        spiking.compiled_lif_rows.cache_clear()
