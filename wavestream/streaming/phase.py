@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .module import FEATURES, StreamingModule
@@ -54,38 +55,46 @@ class PhaseVocoder(StreamingModule):
         return torch.polar(x, phase.to(x.dtype)), new_state
 
     def _phase(self, magnitude: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The loop over frames, in numpy: ~25 elementwise ops a frame on a few hundred bins, where numpy's
+        per-call cost is a fraction of torch's (the loop was most of the codec's decoding time)."""
         b, c, f, n = magnitude.shape
-        mag = magnitude.reshape(b * c, f, n)
-        prev, prev_omega = state["phase"].reshape(b * c, f), state["omega"].reshape(b * c, f)
-        bins = torch.arange(f, device=mag.device, dtype=torch.float64).expand(b * c, f)
-        index = torch.arange(f, device=mag.device).expand(b * c, f)
+        mag = magnitude.reshape(b * c, f, n).cpu().numpy()
+        prev = state["phase"].reshape(b * c, f).cpu().numpy()
+        prev_omega = state["omega"].reshape(b * c, f).cpu().numpy()
+        bins = np.arange(f, dtype=np.float64)
+        index = np.arange(f)
         step = 2 * math.pi * self.hop_length / self.n_fft  # phase advance per frame of one bin of frequency
         spread = math.pi * (self.n_fft - 1) / self.n_fft  # a partial's phase across its bins, per bin
         floor = self.floor_db / 20 * math.log(10)
-        out = []
+        phase = np.empty((b * c, f, n))
+        rows = np.arange(b * c)[:, None] * f  # a row's first bin in the flattened [rows * F] arrays
         for t in range(n):
             m = mag[..., t]
-            log_m = torch.log(m + 1e-9)
+            with np.errstate(invalid="ignore", divide="ignore"):  # NaN for a bad input, as torch.log gives
+                log_m = np.log(m + 1e-9)
             left, centre, right = log_m[:, :-2], log_m[:, 1:-1], log_m[:, 2:]
-            peak = torch.zeros_like(m, dtype=torch.bool)
+            peak = np.zeros(m.shape, dtype=bool)
             peak[:, 1:-1] = (m[:, 1:-1] > m[:, :-2]) & (m[:, 1:-1] >= m[:, 2:]) & \
-                (centre > log_m.amax(1, keepdim=True) - floor)
+                (centre > log_m.max(1, keepdims=True) - floor)
             # the parabola's vertex through the three log magnitudes, in bins from the peak
             curve = left - 2 * centre + right
-            offset = torch.zeros_like(m)
-            vertex = 0.5 * (left - right) / curve.clamp(max=-1e-12)
-            offset[:, 1:-1] = torch.where(curve < 0, vertex, 0.0).clamp(-0.5, 0.5)
+            offset = np.zeros(m.shape)
+            vertex = 0.5 * (left - right) / np.minimum(curve, -1e-12)
+            offset[:, 1:-1] = np.minimum(np.maximum(np.where(curve < 0, vertex, 0.0), -0.5), 0.5)
             omega = bins + offset * peak
             # the nearest peak of each bin (ties to the lower one); a frame without one: each bin its own
-            below = torch.where(peak, index, -1).cummax(1).values
-            above = torch.where(peak, index, f).flip(1).cummin(1).values.flip(1)
+            below = np.maximum.accumulate(np.where(peak, index, -1), axis=1)
+            above = np.minimum.accumulate(np.where(peak, index, f)[:, ::-1], axis=1)[:, ::-1]
             use_above = (below < 0) | ((above < f) & (above - index < index - below))
-            owner = torch.where(use_above, above, below)
-            owner = torch.where(peak.any(1, keepdim=True), owner, index)
-            owner_omega = omega.gather(1, owner)
-            advance = step * (owner_omega + prev_omega.gather(1, owner)) / 2
-            phase = prev.gather(1, owner) + advance - spread * (bins - owner)
-            prev, prev_omega = torch.remainder(phase, 2 * math.pi), owner_omega
-            out.append(prev)
-        phase = torch.stack(out, -1) if out else mag.new_zeros(b * c, f, 0)
-        return phase.reshape(b, c, f, n), {"phase": prev.reshape(b, c, f), "omega": prev_omega.reshape(b, c, f)}
+            owner = np.where(use_above, above, below)
+            owner = np.where(peak.any(1, keepdims=True), owner, index)
+            flat = owner + rows  # each bin's owner as an index into the flattened arrays (a gather)
+            owner_omega = omega.take(flat)
+            advance = step * (owner_omega + prev_omega.take(flat)) / 2
+            now = prev.take(flat) + advance - spread * (bins - owner)
+            prev, prev_omega = np.remainder(now, 2 * math.pi), owner_omega
+            phase[..., t] = prev
+        device = magnitude.device
+        return (torch.from_numpy(phase).to(device).reshape(b, c, f, n),
+                {"phase": torch.from_numpy(prev).to(device).reshape(b, c, f),
+                 "omega": torch.from_numpy(prev_omega).to(device).reshape(b, c, f)})
