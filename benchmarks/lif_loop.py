@@ -3,7 +3,7 @@ one thread.
 
 The spiking keyword spotter spends most of a whole clip's time in its LIF layers' loops over frames
 (three to five elementwise ops per frame on a few hundred values: per-op dispatch, not arithmetic). On CPU,
-inference runs the loop outside torch (``lif_forward_numpy``: numba's compiled loop where the ``fast``
+inference runs the loop outside torch (``lif_forward_inference``: numba's compiled loop where the ``fast``
 extra is installed, else numpy's ops), training in torch (``lif_forward``, one autograd node); all round
 the same way, so the spikes are identical (checked here on every shape timed).
 
@@ -26,7 +26,7 @@ from wavestream.evaluate.harness import machine_load
 from wavestream.evaluate.kws import step_cost
 from wavestream.models.registry import load_model
 from wavestream.streaming import spiking
-from wavestream.streaming.spiking import compiled_lif_rows, lif_forward, lif_forward_numpy
+from wavestream.streaming.spiking import compiled_lif_rows, lif_forward, lif_forward_inference
 
 
 def torch_loop(x, v, decay, threshold):
@@ -36,7 +36,7 @@ def torch_loop(x, v, decay, threshold):
 
 def use_loop(name: str) -> None:
     """Make ``LIF.step``'s inference loop the one named: "torch", "numpy" or "numba"."""
-    spiking.lif_forward_numpy = torch_loop if name == "torch" else lif_forward_numpy
+    spiking.lif_forward_inference = torch_loop if name == "torch" else lif_forward_inference
     spiking.compiled_lif_rows = compiled_lif_rows if name == "numba" else (lambda: None)
 
 
@@ -64,7 +64,7 @@ def main() -> None:
                 for name in loops:
                     use_loop(name)
                     t = time.perf_counter()
-                    outputs[name] = spiking.lif_forward_numpy(x, v, 0.5, 1.0)
+                    outputs[name] = spiking.lif_forward_inference(x, v, 0.5, 1.0)
                     times[name].append(time.perf_counter() - t)
         use_loop("numba" if "numba" in loops else "numpy")
         same = all(torch.equal(y, outputs["torch"][0]) and torch.equal(v_end, outputs["torch"][1])

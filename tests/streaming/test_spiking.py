@@ -114,7 +114,7 @@ def test_inference_loops_round_as_the_torch_loop(channels, loop, monkeypatch):
     x = torch.rand(2, channels, 300, generator=g) * 0.9 + 0.05
     v = torch.rand(2, channels, generator=g)
     spikes, _, v_end = spiking.lif_forward(x, v, 0.83, 0.7)
-    y, v_numpy = spiking.lif_forward_numpy(x, v, 0.83, 0.7)
+    y, v_numpy = spiking.lif_forward_inference(x, v, 0.83, 0.7)
     assert 0.1 < spikes.mean() < 0.9
     assert torch.equal(y, spikes.permute(1, 2, 0)) and torch.equal(v_numpy, v_end)
 

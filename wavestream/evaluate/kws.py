@@ -165,6 +165,16 @@ def operation_counts(model: nn.Module, audio: list[np.ndarray]) -> dict:
     return out
 
 
+def median_seconds(call: Callable[[], object], times: int) -> float:
+    """The median wall time of ``times`` calls: a call that waited for the core does not weigh in."""
+    seconds = []
+    for _ in range(times):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds))
+
+
 def step_cost(model: nn.Module, window_frames: int, repeats: int = 200) -> dict:
     """Seconds for one streaming 10 ms step vs a recompute of ``window_frames`` frames from zero state:
     medians of the calls (``repeats`` steps, ``repeats // 20`` recomputes, at least 5), so a call that
@@ -173,22 +183,17 @@ def step_cost(model: nn.Module, window_frames: int, repeats: int = 200) -> dict:
     rng = np.random.default_rng(0)
     one = torch.from_numpy(rng.standard_normal((1, 1, hop)).astype(np.float32) * 0.05)
     window = torch.from_numpy(rng.standard_normal((1, 1, hop * window_frames)).astype(np.float32) * 0.05)
+    state = model.init_state(1)
+
+    def one_step() -> None:
+        nonlocal state
+        _, state = model.step(one, state)
+
     with torch.no_grad():
-        state = model.init_state(1)
-        for _ in range(20):
-            _, state = model.step(one, state)
-        steps = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            _, state = model.step(one, state)
-            steps.append(time.perf_counter() - t0)
+        median_seconds(one_step, 20)  # warm-up
+        step = median_seconds(one_step, repeats)
         model(window)
-        recomputes = []
-        for _ in range(max(5, repeats // 20)):
-            t0 = time.perf_counter()
-            model(window)
-            recomputes.append(time.perf_counter() - t0)
-    step, recompute = float(np.median(steps)), float(np.median(recomputes))
+        recompute = median_seconds(lambda: model(window), max(5, repeats // 20))
     return {"step_ms": round(1000 * step, 4), "recompute_ms": round(1000 * recompute, 3),
             "window_frames": window_frames, "step_over_recompute": round(step / recompute, 4),
             "step_rtf": round(step / (hop / model.sample_rate), 4)}

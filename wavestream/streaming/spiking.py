@@ -9,7 +9,7 @@ The recurrence is inherently sequential (the reset depends on the last spike), s
 the per-op overhead of a loop over time. ``lif_forward`` takes four ops per frame, written into
 preallocated ``[T, B, C]`` buffers, and ``LIFFunction`` makes the whole loop one autograd node with a
 three-op backward loop, where autograd would record ~6 ops per frame (~3x faster on whole clips).
-Inference on CPU runs the same loop outside torch (``lif_forward_numpy``): compiled by numba where the
+Inference on CPU runs the same loop outside torch (``lif_forward_inference``): compiled by numba where the
 optional ``fast`` extra is installed (``lif_jit``), ~15-20x faster per layer than numpy's per-frame ops
 for one stream, else in numpy, whose ops on a few hundred values cost a fraction of torch's dispatch
 (2.4-3x faster than the torch loop); ``benchmarks/lif_loop.py`` times the three side by side. The loop
@@ -71,19 +71,25 @@ def lif_forward(
     return spikes, before, v
 
 
-def lif_forward_numpy(x: torch.Tensor, v: torch.Tensor, decay: float, threshold: float) -> tuple[torch.Tensor,
+def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: float, threshold: float) -> tuple[torch.Tensor,
                                                                                                   torch.Tensor]:
     """``lif_forward`` for inference on CPU float32, outside torch with the same roundings (numba's loop,
     else numpy's): currents ``[B, C, T]`` and membrane ``[B, C]`` -> spikes ``[B, C, T]`` and the last
     membrane."""
     xs = np.ascontiguousarray(x.detach().permute(2, 0, 1).numpy())  # [T, B, C]: one contiguous row per frame
-    fired = np.empty(xs.shape, dtype=bool)
-    v = v.detach().numpy().copy()
-    rows = compiled_lif_rows() or lif_rows
-    shape = (xs.shape[0], v.size)  # the loops see [T, B * C] rows and a flat membrane: views of the same memory
-    rows(xs.reshape(shape), v.reshape(-1), np.float32(decay), np.float32(threshold), fired.reshape(shape))
-    spikes = fired.astype(np.float32)
+    spikes, v = _run_rows(compiled_lif_rows() or lif_rows, xs, v, np.float32(decay), np.float32(threshold))
     return torch.from_numpy(spikes).permute(1, 2, 0), torch.from_numpy(v)
+
+
+def _run_rows(rows, currents: np.ndarray, v: torch.Tensor, decay: np.float32,
+              threshold: np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Currents ``[T, B, C]`` (C-contiguous) and membrane ``v [B, C]`` through a rows loop (``lif_rows`` or
+    its compiled twin) -> float32 spikes ``[T, B, C]`` and the last membrane ``[B, C]``."""
+    membrane = v.detach().numpy().copy()
+    fired = np.empty(currents.shape, dtype=bool)
+    shape = (currents.shape[0], membrane.size)  # [T, B * C] rows and a flat membrane: views of the same memory
+    rows(currents.reshape(shape), membrane.reshape(-1), decay, threshold, fired.reshape(shape))
+    return fired.astype(np.float32), membrane
 
 
 def lif_rows(currents: np.ndarray, v: np.ndarray, decay: np.float32, threshold: np.float32,
@@ -167,7 +173,7 @@ class LIF(StreamingModule):
         if torch.is_grad_enabled() and (x.requires_grad or v.requires_grad):
             y, v = LIFFunction.apply(x, v, self.decay, self.threshold, self.slope)
         elif _outside_torch(x, v):  # inference: numba's or numpy's loop, no node
-            y, v = lif_forward_numpy(x, v, self.decay, self.threshold)
+            y, v = lif_forward_inference(x, v, self.decay, self.threshold)
         else:
             spikes, _, v = lif_forward(x, v, self.decay, self.threshold)
             y = spikes.permute(1, 2, 0)
@@ -179,10 +185,8 @@ class LIF(StreamingModule):
         one call instead of five torch ops (a streaming step of ``kws-spiking`` has ten of these)."""
         if (rows := compiled_lif_rows()) is not None and _outside_torch(x, v) and x.is_contiguous() \
                 and not (x.requires_grad or v.requires_grad):
-            membrane = v.numpy().copy()
-            fired = np.empty(membrane.shape, dtype=bool)
-            rows(x.numpy().reshape(1, -1), membrane.reshape(-1), self._decay32, self._threshold32, fired.reshape(1, -1))
-            return torch.from_numpy(fired.astype(np.float32)), torch.from_numpy(membrane)
+            spikes, membrane = _run_rows(rows, x.numpy()[None], v, self._decay32, self._threshold32)
+            return torch.from_numpy(spikes[0]), torch.from_numpy(membrane)
         before = torch.mul(v, self.decay).add_(x)
         spikes = torch.ge(before, self.threshold).to(x.dtype)
         return spikes, torch.sub(before, spikes, alpha=self.threshold)
