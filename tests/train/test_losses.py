@@ -1,9 +1,17 @@
-"""The spectral losses' STFT helper and the compressed-spectrum loss (issue 11's PESQ-oriented fine-tune)."""
+"""The spectral losses' STFT helper, the compressed-spectrum loss (issue 11's PESQ-oriented fine-tune) and the
+STOI-shaped intelligibility loss (issue 9)."""
 
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from wavestream.train.losses import CompressedSpectrumLoss, MultiResolutionSTFTLoss, stft
+from wavestream.train.losses import CompressedSpectrumLoss, IntelligibilityLoss, MultiResolutionSTFTLoss, stft
+
+SPEECH = Path(__file__).parents[1] / "models" / "data" / "speech_16k.flac"  # real recorded speech
 
 
 def _stft_loss_before_the_helper(estimate, reference, resolutions=((512, 128), (1024, 256), (256, 64)), eps=1e-6):
@@ -130,3 +138,52 @@ def test_consistency_loss_has_finite_gradients(power):
         value = SpectralConsistencyLoss(640, 320, power=power)(spec, reference)
         (grad,) = torch.autograd.grad(value, spec)
         assert torch.isfinite(value) and torch.isfinite(grad).all()
+
+
+def _speech() -> torch.Tensor:
+    audio, rate = sf.read(str(SPEECH), dtype="float32")
+    assert rate == 16000
+    return torch.from_numpy(audio)[None]
+
+
+def _noisy(clean: torch.Tensor, snr_db: float, seed: int = 0) -> torch.Tensor:
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
+    return clean + noise * clean.norm() / noise.norm() * 10 ** (-snr_db / 20)
+
+
+def test_intelligibility_is_one_for_the_reference_at_any_level_and_falls_with_noise():
+    clean = _speech()
+    loss = IntelligibilityLoss()
+    assert loss.score(clean, clean).item() == pytest.approx(1.0, abs=1e-5)
+    assert loss.score(0.1 * clean, clean).item() == pytest.approx(1.0, abs=1e-5)  # STOI ignores the level
+    scores = [loss.score(_noisy(clean, snr), clean).item() for snr in (20, 10, 0, -10)]
+    assert scores == sorted(scores, reverse=True) and scores[-1] < 0.7
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pystoi") is None, reason="pystoi is not installed (the eval extra)")
+def test_intelligibility_follows_stoi_on_real_speech():
+    from wavestream.evaluate.metrics import stoi
+    clean = _speech()
+    loss = IntelligibilityLoss()
+    ours, theirs = [], []
+    for snr in (15, 5, 0, -5, -10):
+        noisy = _noisy(clean, snr, seed=snr + 20)
+        ours.append(loss.score(noisy, clean).item())
+        theirs.append(stoi(clean[0].numpy(), noisy[0].numpy()))
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.98
+    assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < 0.08
+
+
+def test_intelligibility_loss_has_finite_gradients_and_checks_its_input():
+    clean = _speech()[:, :16000].repeat(2, 1)
+    estimate = torch.zeros_like(clean)
+    estimate[1] = _noisy(clean[1:], 0)[0]
+    estimate.requires_grad_(True)
+    loss = IntelligibilityLoss()
+    value = loss(estimate, clean)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(estimate.grad).all() and estimate.grad[1].abs().sum() > 0
+    with pytest.raises(ValueError, match="equal shapes"):
+        loss(clean[:, :-1], clean)
+    too_short = loss.score(clean[:, :4000], clean[:, :4000])  # 19 frames, fewer than one 30-frame window
+    assert torch.equal(too_short, torch.zeros(2))

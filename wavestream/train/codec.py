@@ -45,6 +45,7 @@ from .discriminator import (
 from .loop import BEST, LoopConfig, export_checkpoint, fit, step_batches
 from .losses import (
     CompressedSpectrumLoss,
+    IntelligibilityLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     SpectralConsistencyLoss,
@@ -72,6 +73,8 @@ class CodecLoss(nn.Module):
       ``{"power": 0.3}``), normalized by the reference spectrum's energy in the decoder's frames;
     - ``compressed_weight``: ``CompressedSpectrumLoss`` of the output against the reference (``compressed``:
       its options; complex + magnitude, so it scores the phase too);
+    - ``stoi_weight``: ``IntelligibilityLoss`` of the output against the reference (``stoi``: its options),
+      the band-envelope correlations STOI measures;
 
     ``frames``: the decoder's ``(n_fft, hop)`` (the consistency term's STFT); the recipe passes the model's."""
 
@@ -80,18 +83,21 @@ class CodecLoss(nn.Module):
                  stft_resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64)),
                  consistency_weight: float = 0.0, consistency: dict | None = None,
                  compressed_weight: float = 0.0, compressed: dict | None = None,
-                 frames: tuple[int, int] = (640, 320)):
+                 stoi_weight: float = 0.0, stoi: dict | None = None, frames: tuple[int, int] = (640, 320)):
         super().__init__()
         self.weights = {"mel": mel_weight, "stft": stft_weight, "l1": l1_weight, "commitment": commitment_weight}
         self.mel = MultiScaleMelLoss(sample_rate, tuple(mel_windows))
         self.stft = MultiResolutionSTFTLoss([tuple(r) for r in stft_resolutions])
-        self.consistency = self.compressed = None
+        self.consistency = self.compressed = self.intelligibility = None
         if consistency_weight:
             self.weights["consistency"] = consistency_weight
             self.consistency = SpectralConsistencyLoss(*frames, **(consistency or {}))
         if compressed_weight:
             self.weights["compressed"] = compressed_weight
             self.compressed = CompressedSpectrumLoss(**(compressed or {}))
+        if stoi_weight:
+            self.weights["stoi"] = stoi_weight
+            self.intelligibility = IntelligibilityLoss(sample_rate, **(stoi or {}))
 
     @property
     def needs_spectrum(self) -> bool:
@@ -110,6 +116,8 @@ class CodecLoss(nn.Module):
             terms["consistency"] = self.consistency(spectrum, reference)
         if self.compressed is not None:
             terms["compressed"] = self.compressed(output, target)
+        if self.intelligibility is not None:
+            terms["stoi"] = self.intelligibility(output, target)
         return terms
 
     def forward(self, output: torch.Tensor, target: torch.Tensor, commitment: torch.Tensor,
@@ -271,9 +279,9 @@ def dev_examples(config: dict, split: str) -> torch.Tensor:
 
 
 def evaluate_on(model: SpectralCodec, clean: torch.Tensor, prefix: str, mel: MultiScaleMelLoss,
-                batch: int = 8, pesq: bool = False) -> dict[str, float]:
-    """Mel distance (dB) and SI-SDR of the decoded clips at each of the model's bitrates, and with ``pesq``
-    their PESQ-WB (the harness's, ~0.02 s a 3 s clip)."""
+                batch: int = 8, pesq: bool = False, stoi: bool = False) -> dict[str, float]:
+    """Mel distance (dB) and SI-SDR of the decoded clips at each of the model's bitrates, with ``pesq``
+    their PESQ-WB (the harness's, ~0.02 s a 3 s clip), with ``stoi`` their STOI (the harness's)."""
     (clean,) = crop_to_hop(clean, hop=model.hop)
     latents = torch.cat([model.encoder(clean[i:i + batch]) for i in range(0, len(clean), batch)])
     metrics = {}
@@ -286,6 +294,8 @@ def evaluate_on(model: SpectralCodec, clean: torch.Tensor, prefix: str, mel: Mul
         metrics[f"{prefix}_si_sdr_{bitrate:g}k"] = si_sdr(out, ref).mean().item()
         if pesq:
             metrics[f"{prefix}_pesq_{bitrate:g}k"] = waveform.mean_pesq(out, ref)
+        if stoi:
+            metrics[f"{prefix}_stoi_{bitrate:g}k"] = waveform.mean_stoi(out, ref)
     return metrics
 
 
@@ -342,11 +352,12 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     if score not in DEV_SCORES:
         raise ValueError(f"unknown dev score {score!r}; choose one of {DEV_SCORES}")
     pesq = bool(config["dev"].get("pesq", False)) or score == "pesq"
+    stoi = bool(config["dev"].get("stoi", False))
 
     def evaluate(model: SpectralCodec) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for name, clean in dev_sets.items():
-            metrics.update(evaluate_on(model, clean, name, criterion.mel, pesq=pesq))
+            metrics.update(evaluate_on(model, clean, name, criterion.mel, pesq=pesq, stoi=stoi))
         values = [v for k, v in metrics.items() if f"_{score}_" in k]
         metrics[METRIC] = (-1 if score == "mel_db" else 1) * sum(values) / len(values)
         return metrics

@@ -41,6 +41,15 @@ def mean_pesq(output: torch.Tensor, reference: torch.Tensor) -> float:
     return float(np.nanmean(values)) if not np.all(np.isnan(values)) else 1.0
 
 
+def mean_stoi(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean STOI (the eval harness's, ``wavestream.evaluate.metrics.stoi``) of aligned clips ``[N, 1, T]``, for
+    a recipe's dev scores. Needs the eval extra."""
+    from wavestream.evaluate.metrics import stoi  # the eval extra
+
+    return sum(stoi(r[0].numpy(), o[0].numpy()) for r, o in zip(reference.detach().double(), output.detach().double(),
+                                                                 strict=True)) / len(reference)
+
+
 def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "music", "rir")) -> list[dict]:
     """Corpora and licences of the training split, read from the manifests that were used."""
     rows: dict[tuple[str, str, str], float] = {}
