@@ -1,6 +1,6 @@
 """Each term of a recipe's loss on one real training batch, with the gradient norm it puts on the model's
-parameters: the numbers to weigh a new term against the others (issue 11's compressed-spectrum loss for
-``enhance``; issue 9's phase terms for ``codec``).
+parameters: the numbers to weigh a new term against the others (issue 11's compressed-spectrum and
+STOI-shaped losses for ``enhance``; issue 9's phase terms for ``codec``).
 
     OMP_NUM_THREADS=1 nice -n 15 python benchmarks/loss_terms.py \\
         [--recipe enhance|codec] [--weights PATH] [--config PATH] \\
@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.train import enhance as recipe
 from wavestream.train.loop import load_config
-from wavestream.train.losses import CompressedSpectrumLoss, MultiResolutionSTFTLoss, si_sdr
+from wavestream.train.losses import CompressedSpectrumLoss, IntelligibilityLoss, MultiResolutionSTFTLoss, si_sdr
 from wavestream.train.waveform import aligned, crop_to_hop
 
 
@@ -153,6 +153,8 @@ def enhance_terms(args) -> None:
                                                            loss.get("compressed_weight", 0.0)),
         "  its complex MSE": (complex_mse, loss.get("compressed_weight", 0.0) * mix),
         "  its magnitude MSE": (magnitude_mse, loss.get("compressed_weight", 0.0) * (1 - mix)),
+        "1 - STOI-shaped score": (IntelligibilityLoss(**(loss.get("stoi") or {}))(output, target),
+                                  loss.get("stoi_weight", 0.0)),
     }
     total = print_terms(terms, params)
     criterion = recipe.EnhanceLoss(**loss)

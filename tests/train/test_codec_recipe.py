@@ -351,6 +351,25 @@ def test_phase_config_is_the_codec_config_plus_the_phase_terms():
             phase["train"]["eval_every"]) == (2500, 2e-4, 100, 250)
 
 
+def test_stoi_config_is_the_fine_tune_plus_the_intelligibility_term():
+    from wavestream.train.codec import DEFAULT_CONFIG, CodecLoss
+    from wavestream.train.losses import IntelligibilityLoss
+
+    fine = json.loads((DEFAULT_CONFIG.parent / "codec-fine.json").read_text())
+    stoi = json.loads((DEFAULT_CONFIG.parent / "codec-stoi.json").read_text())
+    assert stoi["model"] == fine["model"] and stoi["init"] == fine["init"]
+    assert stoi["dev"] == fine["dev"] | {"stoi": True}
+    assert stoi["loss"] == fine["loss"] | {"stoi_weight": 2.0}
+    torch.manual_seed(0)
+    clean = 0.1 * torch.randn(2, 1, 16000)
+    output = clean + 0.05 * torch.randn_like(clean)
+    commitment = torch.tensor(0.01)
+    base, _ = CodecLoss(16000, **fine["loss"])(output, clean, commitment)
+    loss, logged = CodecLoss(16000, **stoi["loss"])(output, clean, commitment)
+    assert logged["stoi"] == pytest.approx(IntelligibilityLoss()(output, clean).item())
+    assert loss.item() == pytest.approx(base.item() + 2.0 * logged["stoi"], rel=1e-6)
+
+
 def test_vocoder_run_trains_exports_and_its_checkpoints_load_as_themselves(root, tmp_path):
     """A ``phase="vocoder"`` codec trains and exports like the default one; a checkpoint of the run loads
     with no config given (``load_model`` reads the run's record beside it), and so do the exported weights

@@ -74,9 +74,10 @@ def test_interrupted_and_resumed_run_equals_whole_run(config_path, tmp_path):
 
 
 def test_pesq_picks_the_checkpoint_when_the_config_asks(config_path, tmp_path):
-    """With ``dev.pesq`` the dev score is the mean PESQ-WB of the two splits, each on PESQ's scale."""
+    """With ``dev.pesq`` the dev score is the mean PESQ-WB of the two splits, each on PESQ's scale; ``dev.stoi``
+    adds their STOI."""
     config = json.loads(config_path.read_text())
-    config["dev"]["pesq"] = True
+    config["dev"]["pesq"] = config["dev"]["stoi"] = True
     config["train"]["steps"] = 2
     path = tmp_path / "pesq.json"
     path.write_text(json.dumps(config))
@@ -85,6 +86,7 @@ def test_pesq_picks_the_checkpoint_when_the_config_asks(config_path, tmp_path):
         assert 1.0 <= h["in_domain_pesq"] <= 4.64 and 1.0 <= h["out_of_domain_pesq"] <= 4.64
         assert 1.0 not in (h["in_domain_pesq"], h["out_of_domain_pesq"])  # measured, not the no-speech floor
         assert h["dev_score"] == pytest.approx((h["in_domain_pesq"] + h["out_of_domain_pesq"]) / 2)
+        assert 0 < h["in_domain_stoi"] <= 1 and 0 < h["out_of_domain_stoi"] <= 1
 
 
 def test_the_card_lists_the_corpora_the_run_started_on(config_path, tmp_path):
@@ -216,7 +218,30 @@ def test_compressed_weight_mixes_in_the_compressed_loss():
     assert loss.item() == pytest.approx((base + 2.0 * compressed).item(), rel=1e-6)
 
 
+def test_stoi_weight_adds_the_intelligibility_loss():
+    from wavestream.train.losses import IntelligibilityLoss
+
+    torch.manual_seed(0)
+    clean = 0.1 * torch.randn(2, 1, 16000)
+    output = clean + 0.05 * torch.randn_like(clean)
+    base, _ = EnhanceLoss()(output, clean)
+    loss, logged = EnhanceLoss(stoi_weight=3.0)(output, clean)
+    intelligibility = IntelligibilityLoss()(output, clean)
+    assert 0 < logged["stoi"] == pytest.approx(intelligibility.item())
+    assert loss.item() == pytest.approx((base + 3.0 * intelligibility).item(), rel=1e-6)
+
+
 CONFIGS = DEFAULT_CONFIG.parent
+
+
+def test_stoi_config_is_the_shipped_fine_tune_plus_the_intelligibility_term():
+    previous = json.loads((CONFIGS / "enhance-pesqmix2.json").read_text())
+    stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
+    assert stoi["model"] == previous["model"] == get_spec("enhance").card()["config"]
+    assert stoi["data"] == previous["data"] | {"seed": 4}  # fresh examples
+    assert stoi["dev"] == previous["dev"] | {"stoi": True}
+    assert stoi["loss"] == previous["loss"] | {"stoi_weight": 10.0}
+    EnhanceLoss(**stoi["loss"])
 
 
 def test_pesq_config_fine_tunes_the_shipped_model_with_the_compressed_loss():

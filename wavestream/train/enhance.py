@@ -1,7 +1,8 @@
 """Training recipe for the "enhance" model: noisy speech -> clean speech at 16 kHz.
 
 Loss: negative SI-SDR (waveform) + multi-resolution STFT magnitude loss (spectral convergence +
-log magnitude), and optionally (``loss.compressed_weight``) an MSE of power-law compressed spectra, all on
+log magnitude), and optionally (``loss.compressed_weight``) an MSE of power-law compressed spectra and
+(``loss.stoi_weight``) the STOI-shaped ``IntelligibilityLoss``, all on
 the output aligned with the clean target (the model delays by its latency). ``--init`` fine-tunes from
 given weights (e.g. the shipped ones with ``configs/enhance-pesq.json``).
 Data: ``wavestream.data.NoisySpeech`` (seeded per index). Dev: fixed examples of the training mixture
@@ -29,7 +30,7 @@ from wavestream.models.registry import WEIGHTS_DIR
 
 from . import waveform
 from .loop import BEST, LoopConfig, export_checkpoint, fit, start_weights, step_batches
-from .losses import CompressedSpectrumLoss, MultiResolutionSTFTLoss, si_sdr
+from .losses import CompressedSpectrumLoss, IntelligibilityLoss, MultiResolutionSTFTLoss, si_sdr
 from .waveform import aligned, crop_to_hop
 
 NAME = "enhance"
@@ -45,17 +46,20 @@ _KEPT_FOR_OOD = ("root", "min_bak", "min_native_rate")
 
 class EnhanceLoss(nn.Module):
     """``stft_weight`` x multi-resolution STFT loss - ``sisdr_weight`` x SI-SDR (dB) + ``compressed_weight``
-    x compressed-spectrum MSE (``compressed``: the options of ``CompressedSpectrumLoss``). With
-    ``compressed_weight`` 0 (the default) that term is not computed: the loss and the logged values are
-    those of the recipe before it."""
+    x compressed-spectrum MSE (``compressed``: the options of ``CompressedSpectrumLoss``) + ``stoi_weight`` x
+    ``IntelligibilityLoss`` (``stoi``: its options). A term whose weight is 0 (the default for the last two)
+    is not computed: the loss and the logged values are those of the recipe before it."""
 
     def __init__(self, sisdr_weight: float = 0.1, stft_weight: float = 1.0,
                  resolutions: list[list[int]] = ((512, 128), (1024, 256), (256, 64)),
-                 compressed_weight: float = 0.0, compressed: dict | None = None):
+                 compressed_weight: float = 0.0, compressed: dict | None = None,
+                 stoi_weight: float = 0.0, stoi: dict | None = None):
         super().__init__()
         self.sisdr_weight, self.stft_weight, self.compressed_weight = sisdr_weight, stft_weight, compressed_weight
         self.stft = MultiResolutionSTFTLoss([tuple(r) for r in resolutions])
         self.compressed = CompressedSpectrumLoss(**(compressed or {})) if compressed_weight else None
+        self.stoi_weight = stoi_weight
+        self.intelligibility = IntelligibilityLoss(**(stoi or {})) if stoi_weight else None
 
     def forward(self, output: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         sdr = si_sdr(output, clean).mean()
@@ -66,6 +70,10 @@ class EnhanceLoss(nn.Module):
             compressed = self.compressed(output, clean)
             loss = loss + self.compressed_weight * compressed
             logged["compressed"] = compressed.item()
+        if self.intelligibility is not None:
+            intelligibility = self.intelligibility(output, clean)
+            loss = loss + self.stoi_weight * intelligibility
+            logged["stoi"] = intelligibility.item()
         return loss, logged
 
 
@@ -94,7 +102,7 @@ def dev_examples(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate_on(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, prefix: str,
-                batch: int = 16, pesq: bool = False) -> dict[str, float]:
+                batch: int = 16, pesq: bool = False, stoi: bool = False) -> dict[str, float]:
     noisy, clean = crop_to_hop(noisy, clean, hop=model.hop)
     outs = torch.cat([model(noisy[i:i + batch]) for i in range(0, len(noisy), batch)])
     out, ref = aligned(outs, clean, model.latency)
@@ -102,6 +110,8 @@ def evaluate_on(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, pref
     scores = {f"{prefix}_si_sdr": sdr_out, f"{prefix}_si_sdr_input": sdr_in, f"{prefix}_si_sdri": sdr_out - sdr_in}
     if pesq:
         scores[f"{prefix}_pesq"] = waveform.mean_pesq(out, ref)
+    if stoi:
+        scores[f"{prefix}_stoi"] = waveform.mean_stoi(out, ref)
     return scores
 
 
@@ -122,6 +132,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
     criterion = EnhanceLoss(**config["loss"])
     pesq = bool(config["dev"].get("pesq", False))
+    stoi = bool(config["dev"].get("stoi", False))
 
     def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
@@ -134,7 +145,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     def evaluate(model: nn.Module) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for name, (noisy, clean) in dev_sets.items():
-            metrics.update(evaluate_on(model, noisy, clean, name, pesq=pesq))
+            metrics.update(evaluate_on(model, noisy, clean, name, pesq=pesq, stoi=stoi))
         score = "pesq" if pesq else "si_sdr"
         metrics[METRIC] = sum(metrics[f"{name}_{score}"] for name in dev_sets) / len(dev_sets)
         return metrics
