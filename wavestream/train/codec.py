@@ -417,7 +417,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             **({"adversarial": {**ADVERSARIAL_DEFAULTS, **config["adversarial"]}} if "adversarial" in config else {}),
             **({"init": meta["run"].get("init") or config["init"]} if config.get("init") else {}),
             "dev_history": [{k: round(v, 3) for k, v in h.items()
-                             if k == "step" or "mel_db" in k or "_pesq_" in k or k == METRIC}
+                             if k == "step" or "mel_db" in k or "_pesq_" in k or "_stoi_" in k or k == METRIC}
                             for h in last.get("history", [])],
         },
         "dev": {"set": f"{config['dev']['items']} clean CleanSpeech clips x {config['dev']['seconds']} s from each "

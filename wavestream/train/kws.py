@@ -49,6 +49,7 @@ from wavestream.data.keywords import KeywordClips
 from wavestream.evaluate.kws import argmax_keyword, detect, top_event
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
+from . import waveform
 from .loop import BEST, LoopConfig, checkpoint_model, export_checkpoint, fit, load_config, start_weights, step_batches
 
 METRIC = "dev_real_top1"
@@ -337,7 +338,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
                                 "(never used for training, tuning or evaluation)",
         },
         "training": {
-            "recipe": _recipe_line(config, meta["run"].get("init")),
+            "recipe": waveform.recipe_line(config["name"], config, meta["run"].get("init")),
             "init": meta["run"].get("init"),
             "loss": config["loss"],
             "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip",
@@ -367,22 +368,6 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     card.setdefault("metrics", {})
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card_path
-
-
-def _recipe_line(config: dict, init: str | None) -> str:
-    """The command that trains this run: the shipped config file with the same content (data root and
-    step count aside; a run extended with ``--steps N --resume`` says so)."""
-    def plain(c: dict) -> dict:
-        return {**c, "data": {k: v for k, v in c["data"].items() if k != "root"},
-                "train": {k: v for k, v in c["train"].items() if k != "steps"}}
-    path = next((f for f in sorted(CONFIGS.glob("kws*.json")) if plain(json.loads(f.read_text())) == plain(config)),
-                None)
-    source = f"wavestream/train/configs/{path.name}" if path else "<the config in this card>"
-    line = f"wavestream train {config['name']} --config {source}" + (f" --init {init}" if init else "")
-    planned = json.loads(path.read_text())["train"]["steps"] if path else config["train"]["steps"]
-    if planned != config["train"]["steps"]:
-        line += f", then --steps {config['train']['steps']} --resume"
-    return line
 
 
 def _phases(init: str | None) -> list[dict]:

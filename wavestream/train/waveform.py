@@ -79,14 +79,32 @@ def exported_corpora(last: dict, config: dict, kinds: tuple[str, ...],
     return recorded if recorded is not None else run_corpora(config, kinds, data_root)
 
 
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def recipe_line(name: str, config: dict, init: str | None = None) -> str:
+    """The command that trains this run: the shipped config file with the same content (data root and
+    step count aside; a run extended with ``--steps N --resume`` says so)."""
+    def plain(c: dict) -> dict:
+        return {**c, "data": {k: v for k, v in c["data"].items() if k != "root"},
+                "train": {k: v for k, v in c["train"].items() if k != "steps"}}
+    path = next((f for f in sorted(CONFIGS.glob(f"{name}*.json")) if plain(json.loads(f.read_text())) == plain(config)),
+                None)
+    source = f"wavestream/train/configs/{path.name}" if path else "<the config in this card>"
+    line = f"wavestream train {name} --config {source}" + (f" --init {init}" if init else "")
+    planned = json.loads(path.read_text())["train"]["steps"] if path else config["train"]["steps"]
+    if planned != config["train"]["steps"]:
+        line += f", then --steps {config['train']['steps']} --resume"
+    return line
+
+
 def training_section(name: str, config: dict, meta: dict, last: dict, loss, init: bool = False) -> dict:
     """The card's "training" entry: recipe, loss, optimizer, batches, steps and time (the recipe adds its
     dev history); ``meta`` is the best checkpoint's, ``last`` the last one's. ``init``: the recipe offers
     ``--init``, and a fine-tune's entry says what it started from (the run's ``init``)."""
     started = meta["run"].get("init") if init else None
     return {
-        "recipe": f"wavestream train {name} --config wavestream/train/configs/{name}.json"
-                  + (f" --init {started}" if started else ""),
+        "recipe": recipe_line(name, config, started),
         **({"init": started} if started else {}),
         "loss": loss,
         "optimizer": {k: config["train"][k] for k in ("lr", "warmup_steps", "min_lr_ratio", "grad_clip")
