@@ -192,7 +192,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "training": {
             **waveform.training_section(NAME, config, meta, last, config["loss"], init=True),
             "dev_history": [{k: round(v, 3) for k, v in h.items()
-                             if k in ("step", METRIC) or k.endswith(("si_sdr", "pesq"))}
+                             if k in ("step", METRIC) or k.endswith(("si_sdr", "pesq", "stoi"))}
                             for h in last.get("history", [])],
         },
         "dev": {"set": f"{config['dev']['items']} NoisySpeech examples x {config['dev']['seconds']} s from each of "

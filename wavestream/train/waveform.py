@@ -84,7 +84,7 @@ CONFIGS = Path(__file__).parent / "configs"
 
 def recipe_line(name: str, config: dict, init: str | None = None) -> str:
     """The command that trains this run: the shipped config file with the same content (data root and
-    step count aside; a run extended with ``--steps N --resume`` says so)."""
+    step count aside; a run of another length says ``--steps N``, given at its start or to ``--resume``)."""
     def plain(c: dict) -> dict:
         return {**c, "data": {k: v for k, v in c["data"].items() if k != "root"},
                 "train": {k: v for k, v in c["train"].items() if k != "steps"}}
@@ -94,7 +94,7 @@ def recipe_line(name: str, config: dict, init: str | None = None) -> str:
     line = f"wavestream train {name} --config {source}" + (f" --init {init}" if init else "")
     planned = json.loads(path.read_text())["train"]["steps"] if path else config["train"]["steps"]
     if planned != config["train"]["steps"]:
-        line += f", then --steps {config['train']['steps']} --resume"
+        line += f" --steps {config['train']['steps']} (at the start, or later with --resume)"
     return line
 
 
