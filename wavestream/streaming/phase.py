@@ -68,32 +68,33 @@ class PhaseVocoder(StreamingModule):
         floor = self.floor_db / 20 * math.log(10)
         phase = np.empty((b * c, f, n))
         rows = np.arange(b * c)[:, None] * f  # a row's first bin in the flattened [rows * F] arrays
-        for t in range(n):
-            m = mag[..., t]
-            with np.errstate(invalid="ignore", divide="ignore"):  # NaN for a bad input, as torch.log gives
+        # NaN for a bad input, as torch.log gives; set once a call, not once a frame
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for t in range(n):
+                m = mag[..., t]
                 log_m = np.log(m + 1e-9)
-            left, centre, right = log_m[:, :-2], log_m[:, 1:-1], log_m[:, 2:]
-            peak = np.zeros(m.shape, dtype=bool)
-            peak[:, 1:-1] = (m[:, 1:-1] > m[:, :-2]) & (m[:, 1:-1] >= m[:, 2:]) & \
-                (centre > log_m.max(1, keepdims=True) - floor)
-            # the parabola's vertex through the three log magnitudes, in bins from the peak
-            curve = left - 2 * centre + right
-            offset = np.zeros(m.shape)
-            vertex = 0.5 * (left - right) / np.minimum(curve, -1e-12)
-            offset[:, 1:-1] = np.minimum(np.maximum(np.where(curve < 0, vertex, 0.0), -0.5), 0.5)
-            omega = bins + offset * peak
-            # the nearest peak of each bin (ties to the lower one); a frame without one: each bin its own
-            below = np.maximum.accumulate(np.where(peak, index, -1), axis=1)
-            above = np.minimum.accumulate(np.where(peak, index, f)[:, ::-1], axis=1)[:, ::-1]
-            use_above = (below < 0) | ((above < f) & (above - index < index - below))
-            owner = np.where(use_above, above, below)
-            owner = np.where(peak.any(1, keepdims=True), owner, index)
-            flat = owner + rows  # each bin's owner as an index into the flattened arrays (a gather)
-            owner_omega = omega.take(flat)
-            advance = step * (owner_omega + prev_omega.take(flat)) / 2
-            now = prev.take(flat) + advance - spread * (bins - owner)
-            prev, prev_omega = np.remainder(now, 2 * math.pi), owner_omega
-            phase[..., t] = prev
+                left, centre, right = log_m[:, :-2], log_m[:, 1:-1], log_m[:, 2:]
+                peak = np.zeros(m.shape, dtype=bool)
+                peak[:, 1:-1] = (m[:, 1:-1] > m[:, :-2]) & (m[:, 1:-1] >= m[:, 2:]) & \
+                    (centre > log_m.max(1, keepdims=True) - floor)
+                # the parabola's vertex through the three log magnitudes, in bins from the peak
+                curve = left - 2 * centre + right
+                offset = np.zeros(m.shape)
+                vertex = 0.5 * (left - right) / np.minimum(curve, -1e-12)
+                offset[:, 1:-1] = np.minimum(np.maximum(np.where(curve < 0, vertex, 0.0), -0.5), 0.5)
+                omega = bins + offset * peak
+                # the nearest peak of each bin (ties to the lower one); a frame without one: each bin its own
+                below = np.maximum.accumulate(np.where(peak, index, -1), axis=1)
+                above = np.minimum.accumulate(np.where(peak, index, f)[:, ::-1], axis=1)[:, ::-1]
+                use_above = (below < 0) | ((above < f) & (above - index < index - below))
+                owner = np.where(use_above, above, below)
+                owner = np.where(peak.any(1, keepdims=True), owner, index)
+                flat = owner + rows  # each bin's owner as an index into the flattened arrays (a gather)
+                owner_omega = omega.take(flat)
+                advance = step * (owner_omega + prev_omega.take(flat)) / 2
+                now = prev.take(flat) + advance - spread * (bins - owner)
+                prev, prev_omega = np.remainder(now, 2 * math.pi), owner_omega
+                phase[..., t] = prev
         device = magnitude.device
         return (torch.from_numpy(phase).to(device).reshape(b, c, f, n),
                 {"phase": torch.from_numpy(prev).to(device).reshape(b, c, f),

@@ -71,8 +71,8 @@ def lif_forward(
     return spikes, before, v
 
 
-def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: float, threshold: float) -> tuple[torch.Tensor,
-                                                                                                  torch.Tensor]:
+def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: float,
+                          threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``lif_forward`` for inference on CPU float32, outside torch with the same roundings (numba's loop,
     else numpy's): currents ``[B, C, T]`` and membrane ``[B, C]`` -> spikes ``[B, C, T]`` and the last
     membrane."""

@@ -53,7 +53,6 @@ from . import waveform
 from .loop import BEST, LoopConfig, checkpoint_model, export_checkpoint, fit, load_config, start_weights, step_batches
 
 METRIC = "dev_real_top1"
-CONFIGS = Path(__file__).parent / "configs"
 SECTIONS = ("name", "model", "data", "dev", "loss", "train")
 IGNORE = -100
 #: the detector settings ``tune_detector`` chooses (the rest of the card's config stays)
@@ -464,7 +463,7 @@ def run(args) -> int:
             detector = {k: tuning[k] for k in TUNED}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0
-    config = load_config(args.config or CONFIGS / f"{args.recipe}.json", SECTIONS)
+    config = load_config(args.config or waveform.CONFIGS / f"{args.recipe}.json", SECTIONS)
     if args.steps is not None:
         config["train"]["steps"] = args.steps
     started = time.time()

@@ -28,6 +28,12 @@ def aligned(output: torch.Tensor, target: torch.Tensor, latency: int) -> tuple[t
     return output[..., latency:], target[..., :n]
 
 
+def _per_clip(metric, output: torch.Tensor, reference: torch.Tensor) -> list[float]:
+    """``metric(reference, output)`` of each aligned clip of ``[N, 1, T]`` tensors, in float64 numpy."""
+    return [metric(r[0].numpy(), o[0].numpy())
+            for r, o in zip(reference.detach().double(), output.detach().double(), strict=True)]
+
+
 def mean_pesq(output: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean PESQ-WB (the eval harness's, ``wavestream.evaluate.metrics.pesq_wb``) of aligned clips
     ``[N, 1, T]``, for a recipe's dev scores: a clip where PESQ finds no speech is skipped; none at all scores
@@ -36,8 +42,7 @@ def mean_pesq(output: torch.Tensor, reference: torch.Tensor) -> float:
 
     from wavestream.evaluate.metrics import pesq_wb  # the eval extra
 
-    values = [pesq_wb(r[0].numpy(), o[0].numpy())
-              for r, o in zip(reference.detach().double(), output.detach().double(), strict=True)]
+    values = _per_clip(pesq_wb, output, reference)
     return float(np.nanmean(values)) if not np.all(np.isnan(values)) else 1.0
 
 
@@ -46,8 +51,8 @@ def mean_stoi(output: torch.Tensor, reference: torch.Tensor) -> float:
     a recipe's dev scores. Needs the eval extra."""
     from wavestream.evaluate.metrics import stoi  # the eval extra
 
-    return sum(stoi(r[0].numpy(), o[0].numpy()) for r, o in zip(reference.detach().double(), output.detach().double(),
-                                                                 strict=True)) / len(reference)
+    values = _per_clip(stoi, output, reference)
+    return sum(values) / len(values)
 
 
 def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "music", "rir")) -> list[dict]:
