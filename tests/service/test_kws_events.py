@@ -115,7 +115,7 @@ def test_job_result_is_the_json_list(server, http, clip, reference):
     assert_same_events(result.json(), reference)
 
 
-def test_cli_stream_and_process_write_the_same_json_list(server, tmp_path, clip, reference):
+def test_cli_stream_and_process_write_the_same_json_list(server, tmp_path, clip, reference, capsys):
     x, rate = clip
     source = tmp_path / "in.wav"
     sf.write(source, x, rate, subtype="FLOAT")
@@ -123,6 +123,8 @@ def test_cli_stream_and_process_write_the_same_json_list(server, tmp_path, clip,
     assert cli_main(["stream", "kws", str(source), str(streamed), "--url", server.ws,
                      "--params", json.dumps(FIRING)]) == 0
     assert_same_events(json.loads(streamed.read_text()), reference)
+    count = len(reference)
+    assert f"wrote {streamed}: {count} event{'s' * (count != 1)};" in capsys.readouterr().out
     # `process` builds its own model: random weights differ from the server's, so only the form is checked
     params = [arg for key, value in FIRING.items() for arg in ("--param", f"{key}={value}")]
     assert cli_main(["process", "kws", str(source), str(processed), *params]) == 0

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     stats, header = summary["done"].get("latency_ms") or {}, summary["header"]
     wrote = f"{summary['done'].get('samples_out', 0)} frames"
+    if summary.get("events") is not None:  # an events model sends no audio: say what the file holds
+        wrote = f"{summary['events']} event{'s' * (summary['events'] != 1)}"
     if header is not None:  # a token file written (encode) or read (decode, cut to the file's length)
         wrote = f"{header.frames} token frames" if args.output.suffix.lower() == SUFFIX else \
             f"{header.samples} frames at {header.sample_rate} Hz"
@@ -78,8 +80,8 @@ async def stream_file(url: str, model: str, source: Path, target: Path, chunk_ms
                       realtime: bool = False, encoding: str = "pcm_f32le", params: dict | None = None,
                       api_key: str | None = None) -> dict:
     """Stream ``source`` through ``model`` on the server into ``target``. Returns ``done`` (the server's
-    stats), ``header`` (the token file's, when one is read or written, else None) and ``token_bytes``
-    (token bytes on the wire, both ways)."""
+    stats), ``header`` (the token file's, when one is read or written, else None), ``events`` (how many
+    an events model sent, else None) and ``token_bytes`` (token bytes on the wire, both ways)."""
     source, target = Path(source), Path(target)
     if source.suffix.lower() == SUFFIX:
         return await _decode_token_file(url, model, source, target, chunk_ms, realtime, encoding, params, api_key)
@@ -95,7 +97,8 @@ async def stream_file(url: str, model: str, source: Path, target: Path, chunk_ms
             with _Writer(target, ready.output, model, src.samplerate, src.frames) as writer:
                 await _pump(client, _send_audio(client, src, chunk, realtime), writer.write)
             tokens = ready.output.kind == "tokens"
-            return {"done": client.done.stats, "header": writer.header,
+            events = len(writer.events) if ready.output.kind == "events" else None
+            return {"done": client.done.stats, "header": writer.header, "events": events,
                     "token_bytes": client.bytes_received if tokens else 0}
 
 
