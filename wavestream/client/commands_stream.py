@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     stats, header = summary["done"].get("latency_ms") or {}, summary["header"]
     wrote = f"{summary['done'].get('samples_out', 0)} frames"
-    if summary.get("events") is not None:  # an events model sends no audio: say what the file holds
-        wrote = f"{summary['events']} event{'s' * (summary['events'] != 1)}"
+    if (events := summary["events"]) is not None:  # an events model sends no audio: say what the file holds
+        wrote = f"{events} event{'s' * (events != 1)}"
     if header is not None:  # a token file written (encode) or read (decode, cut to the file's length)
         wrote = f"{header.frames} token frames" if args.output.suffix.lower() == SUFFIX else \
             f"{header.samples} frames at {header.sample_rate} Hz"
@@ -167,7 +167,7 @@ async def _decode_token_file(url: str, model: str, source: Path, target: Path, c
             await _together(*(_pump(client, _send_codes(client, codes[:, c], chunk, header.frame_rate, realtime),
                                      lambda item, c=c: columns.add(c, item)) for c, client in enumerate(clients)))
             columns.finish()
-        return {"done": clients[0].done.stats, "header": header,
+        return {"done": clients[0].done.stats, "header": header, "events": None,
                 "token_bytes": sum(client.bytes_sent for client in clients)}
 
 
