@@ -26,7 +26,7 @@ from wavestream.evaluate.harness import machine_load
 from wavestream.evaluate.kws import step_cost
 from wavestream.models.registry import load_model
 from wavestream.streaming import spiking
-from wavestream.streaming.spiking import compiled_lif_rows, lif_forward, lif_forward_inference
+from wavestream.streaming.spiking import compiled_lif, lif_forward, lif_forward_inference
 
 
 def torch_loop(x, v, decay, threshold):
@@ -37,7 +37,7 @@ def torch_loop(x, v, decay, threshold):
 def use_loop(name: str) -> None:
     """Make ``LIF.step``'s inference loop the one named: "torch", "numpy" or "numba"."""
     spiking.lif_forward_inference = torch_loop if name == "torch" else lif_forward_inference
-    spiking.compiled_lif_rows = compiled_lif_rows if name == "numba" else (lambda: None)
+    spiking.compiled_lif = compiled_lif if name == "numba" else (lambda: None)
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="audio for the model's offline RTF")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    loops = ["torch", "numpy"] + (["numba"] if compiled_lif_rows() else [])  # compiled here, not in a timing
+    loops = ["torch", "numpy"] + (["numba"] if compiled_lif() else [])  # compiled here, not in a timing
     print(f"torch {torch.__version__}, 1 thread, wall time, medians of {args.rounds}; {machine_load()}")
     print(f"loops: {', '.join(loops)}" + ("" if "numba" in loops else " (numba is not installed)") + "\n")
     columns = " | ".join(f"{n} loop (ms)" for n in loops)

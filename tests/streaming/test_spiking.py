@@ -107,9 +107,9 @@ def test_inference_loops_round_as_the_torch_loop(channels, loop, monkeypatch):
     from wavestream.streaming import spiking
     if loop == "numba":
         pytest.importorskip("numba")
-        assert spiking.compiled_lif_rows() is not None
+        assert spiking.compiled_lif() is not None
     else:
-        monkeypatch.setattr(spiking, "compiled_lif_rows", lambda: None)
+        monkeypatch.setattr(spiking, "compiled_lif", lambda: None)
     g = torch.Generator().manual_seed(channels)
     x = torch.rand(2, channels, 300, generator=g) * 0.9 + 0.05
     v = torch.rand(2, channels, generator=g)
@@ -127,7 +127,7 @@ def test_one_frame_steps_give_the_whole_clips_spikes(loop, monkeypatch):
     if loop == "numba":
         pytest.importorskip("numba")
     else:
-        monkeypatch.setattr(spiking, "compiled_lif_rows", lambda: None)
+        monkeypatch.setattr(spiking, "compiled_lif", lambda: None)
     g = torch.Generator().manual_seed(3)
     x = torch.rand(2, 64, 200, generator=g) * 0.9 + 0.05
     v = torch.rand(2, 64, generator=g)
@@ -146,14 +146,14 @@ def test_without_numba_inference_runs_numpys_loop(monkeypatch):
     import sys
 
     from wavestream.streaming import spiking
-    spiking.compiled_lif_rows.cache_clear()
+    spiking.compiled_lif.cache_clear()
     monkeypatch.setitem(sys.modules, "wavestream.streaming.lif_jit", None)  # import fails as without numba
     try:
-        assert spiking.compiled_lif_rows() is None
+        assert spiking.compiled_lif() is None
         x = torch.rand(1, 8, 50, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
         spikes, _, v_end = spiking.lif_forward(x, torch.zeros(1, 8), 0.83, 0.7)
         with torch.no_grad():
             y, state = LIF(8, decay=0.83, threshold=0.7).step(x, {"v": torch.zeros(1, 8)})
         assert torch.equal(y, spikes.permute(1, 2, 0)) and torch.equal(state["v"], v_end)
     finally:
-        spiking.compiled_lif_rows.cache_clear()
+        spiking.compiled_lif.cache_clear()

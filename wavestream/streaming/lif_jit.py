@@ -1,14 +1,16 @@
-"""The LIF time loop compiled by numba (the optional ``fast`` extra: ``pip install "wavestream[fast]"``).
+"""The LIF time loop and its one-frame step compiled by numba (the optional ``fast`` extra: ``pip install
+"wavestream[fast]"``).
 
-Imported only by ``spiking.compiled_lif_rows``, so a process that never runs a spiking model never loads
-numba. The arithmetic is ``lif_forward``'s, value for value: the decay is one float32 multiply and the input
-one float32 add (numba compiles without fast-math, so LLVM fuses no multiply-add), and the soft reset
-subtracts the threshold exactly. ``cache=True`` keeps the compiled code between processes.
+Imported only by ``spiking.compiled_lif``, so a process that never runs a spiking model never loads numba.
+The arithmetic is ``lif_forward``'s, value for value: the decay is one float32 multiply and the input one
+float32 add (numba compiles without fast-math, so LLVM fuses no multiply-add), and the soft reset subtracts
+the threshold exactly. ``cache=True`` keeps the compiled code between processes.
 """
 
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True)
@@ -22,3 +24,19 @@ def lif_rows(currents, v, decay, threshold, fired):  # pragma: no cover - compil
             spiked = membrane >= threshold
             fired[t, i] = spiked
             v[i] = membrane - threshold if spiked else membrane
+
+
+@numba.njit(cache=True)
+def lif_frame(currents, v, decay, threshold):  # pragma: no cover - compiled; tested through spiking
+    """One time step: currents and membranes ``[B, C]`` float32 (any strides; ``v`` is left as it is) ->
+    ``[2, B, C]`` float32: the spikes (0 or 1), then the new membranes. One array, so the caller wraps one
+    buffer: on a streaming step's few hundred values the conversions cost more than the loop."""
+    out = np.empty((2, currents.shape[0], currents.shape[1]), dtype=np.float32)
+    for b in range(currents.shape[0]):
+        for i in range(currents.shape[1]):
+            membrane = v[b, i] * decay
+            membrane = membrane + currents[b, i]
+            spiked = membrane >= threshold
+            out[0, b, i] = 1.0 if spiked else 0.0
+            out[1, b, i] = membrane - threshold if spiked else membrane
+    return out

@@ -24,6 +24,7 @@ subtracts ``threshold`` or 0, exact either way.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 
 import numpy as np
@@ -77,7 +78,8 @@ def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: float,
     else numpy's): currents ``[B, C, T]`` and membrane ``[B, C]`` -> spikes ``[B, C, T]`` and the last
     membrane."""
     xs = np.ascontiguousarray(x.detach().permute(2, 0, 1).numpy())  # [T, B, C]: one contiguous row per frame
-    spikes, v = _run_rows(compiled_lif_rows() or lif_rows, xs, v, np.float32(decay), np.float32(threshold))
+    rows = compiled.lif_rows if (compiled := compiled_lif()) else lif_rows
+    spikes, v = _run_rows(rows, xs, v, np.float32(decay), np.float32(threshold))
     return torch.from_numpy(spikes).permute(1, 2, 0), torch.from_numpy(v)
 
 
@@ -110,18 +112,21 @@ def _outside_torch(x: torch.Tensor, v: torch.Tensor) -> bool:
 
 
 @functools.cache
-def compiled_lif_rows():
-    """``lif_jit.lif_rows`` where numba is installed (the ``fast`` extra), else None: numpy's loop then."""
+def compiled_lif():
+    """The ``lif_jit`` module (``lif_rows``, ``lif_frame``) where numba is installed (the ``fast`` extra), else
+    None: numpy's loop and torch's frame ops then."""
     try:
-        from .lif_jit import lif_rows as compiled
+        lif_jit = importlib.import_module(".lif_jit", __package__)
     except ImportError:
         return None
     except Exception as error:  # numba present but unusable (e.g. nowhere to keep its cache): the numpy loop
         logger.warning("numba's LIF loop is unavailable (%s); spiking models run numpy's loop", error)
         return None
-    one = np.zeros((1, 1), dtype=np.float32)  # compile (or load the cached code) now: ~1 s, once a process
-    compiled(one, one[0], np.float32(0.5), np.float32(1.0), np.zeros((1, 1), dtype=bool))
-    return compiled
+    # compile (or load the cached code) now: ~1 s, once a process, not in a stream's first step
+    one = np.zeros((1, 1), dtype=np.float32)
+    lif_jit.lif_rows(one, one[0], np.float32(0.5), np.float32(1.0), np.zeros((1, 1), dtype=bool))
+    lif_jit.lif_frame(one, one, np.float32(0.5), np.float32(1.0))
+    return lif_jit
 
 
 class LIFFunction(torch.autograd.Function):
@@ -161,7 +166,7 @@ class LIF(StreamingModule):
             raise ValueError(f"need 0 <= decay <= 1, threshold > 0, slope > 0; got {decay}, {threshold}, {slope}")
         self.channels, self.decay, self.threshold, self.slope = channels, decay, threshold, slope
         self._decay32, self._threshold32 = np.float32(decay), np.float32(threshold)  # the compiled loop's
-        compiled_lif_rows()  # when a model is built, not in its first stream's first step
+        compiled_lif()  # when a model is built, not in its first stream's first step
 
     def own_state(self, batch, device, dtype) -> State:
         return {"v": torch.zeros(batch, self.channels, device=device, dtype=dtype)}
@@ -181,12 +186,14 @@ class LIF(StreamingModule):
 
     def frame(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``step`` on one time step without autograd or checks: currents and membrane ``[B, C]`` -> spikes
-        and the new membrane ``[B, C]``, the ops of ``lif_forward``. On CPU float32 with numba, its loop:
-        one call instead of five torch ops (a streaming step of ``kws-spiking`` has ten of these)."""
-        if (rows := compiled_lif_rows()) is not None and _outside_torch(x, v) and x.is_contiguous() \
+        and the new membrane ``[B, C]``, the ops of ``lif_forward``. On CPU float32 with numba, its one-frame
+        loop: one call and one buffer instead of five torch ops (a streaming step of ``kws-spiking`` has ten
+        of these; ~20 us a layer less than the rows loop's wrapping, which cost more than the arithmetic)."""
+        if (compiled := compiled_lif()) is not None and _outside_torch(x, v) \
                 and not (x.requires_grad or v.requires_grad):
-            spikes, membrane = _run_rows(rows, x.numpy()[None], v, self._decay32, self._threshold32)
-            return torch.from_numpy(spikes[0]), torch.from_numpy(membrane)
+            spikes, membrane = torch.from_numpy(
+                compiled.lif_frame(x.numpy(), v.numpy(), self._decay32, self._threshold32)).unbind(0)
+            return spikes, membrane
         before = torch.mul(v, self.decay).add_(x)
         spikes = torch.ge(before, self.threshold).to(x.dtype)
         return spikes, torch.sub(before, spikes, alpha=self.threshold)
