@@ -28,15 +28,15 @@ def lif_rows(currents, v, decay, threshold, fired):  # pragma: no cover - compil
 
 @numba.njit(cache=True)
 def lif_frame(currents, v, decay, threshold):  # pragma: no cover - compiled; tested through spiking
-    """One time step: currents and membranes ``[B, C]`` float32 (any strides; ``v`` is left as it is) ->
-    ``[2, B, C]`` float32: the spikes (0 or 1), then the new membranes. One array, so the caller wraps one
-    buffer: on a streaming step's few hundred values the conversions cost more than the loop."""
-    out = np.empty((2, currents.shape[0], currents.shape[1]), dtype=np.float32)
+    """One time step: currents and membranes ``[B, C]`` float32 (``v`` is left as it is) -> the spikes (0 or 1)
+    and the new membranes, new ``[B, C]`` float32 arrays. On a streaming step's few hundred values the
+    wrapping costs more than the loop, so this is one call with nothing else to convert."""
+    spikes, membranes = np.empty_like(currents), np.empty_like(currents)
     for b in range(currents.shape[0]):
         for i in range(currents.shape[1]):
             membrane = v[b, i] * decay
             membrane = membrane + currents[b, i]
             spiked = membrane >= threshold
-            out[0, b, i] = 1.0 if spiked else 0.0
-            out[1, b, i] = membrane - threshold if spiked else membrane
-    return out
+            spikes[b, i] = 1.0 if spiked else 0.0
+            membranes[b, i] = membrane - threshold if spiked else membrane
+    return spikes, membranes
