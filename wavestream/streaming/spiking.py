@@ -187,10 +187,11 @@ class LIF(StreamingModule):
     def frame(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``step`` on one time step without autograd or checks: currents and membrane ``[B, C]`` -> spikes
         and the new membrane ``[B, C]``, the ops of ``lif_forward``. On CPU float32 with numba, its one-frame
-        loop: one call instead of five torch ops (a streaming step of ``kws-spiking`` has ten
-        of these; ~20 us a layer less than the rows loop's wrapping, which cost more than the arithmetic)."""
-        if (compiled := compiled_lif()) is not None and _outside_torch(x, v) \
-                and not (x.requires_grad or v.requires_grad):
+        loop: one call instead of five torch ops (a streaming step of ``kws-spiking`` has ten of these; ~15 us a
+        layer less than wrapping the rows loop did). Contiguous inputs only: another layout would compile
+        another version of the loop in a stream's step."""
+        if (compiled := compiled_lif()) is not None and _outside_torch(x, v) and x.is_contiguous() \
+                and v.is_contiguous() and not (x.requires_grad or v.requires_grad):
             spikes, membrane = compiled.lif_frame(x.numpy(), v.numpy(), self._decay32, self._threshold32)
             return torch.from_numpy(spikes), torch.from_numpy(membrane)
         before = torch.mul(v, self.decay).add_(x)
