@@ -13,17 +13,22 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, inline="always")
+def _update(v, current, decay, threshold):  # pragma: no cover - compiled; tested through spiking
+    """One neuron, one time step -> (fired, the new membrane): the arithmetic both loops share."""
+    membrane = v * decay
+    membrane = membrane + current  # a second rounding: no fused multiply-add
+    spiked = membrane >= threshold
+    return spiked, membrane - threshold if spiked else membrane
+
+
 @numba.njit(cache=True)
 def lif_rows(currents, v, decay, threshold, fired):  # pragma: no cover - compiled; tested through spiking
     """Currents ``[T, N]`` float32, membranes ``[N]`` float32 (updated in place), ``decay`` and
     ``threshold`` float32 scalars -> ``fired`` ``[T, N]`` bool."""
     for t in range(currents.shape[0]):
         for i in range(currents.shape[1]):
-            membrane = v[i] * decay
-            membrane = membrane + currents[t, i]  # a second rounding: no fused multiply-add
-            spiked = membrane >= threshold
-            fired[t, i] = spiked
-            v[i] = membrane - threshold if spiked else membrane
+            fired[t, i], v[i] = _update(v[i], currents[t, i], decay, threshold)
 
 
 @numba.njit(cache=True)
@@ -34,9 +39,6 @@ def lif_frame(currents, v, decay, threshold):  # pragma: no cover - compiled; te
     spikes, membranes = np.empty_like(currents), np.empty_like(currents)
     for b in range(currents.shape[0]):
         for i in range(currents.shape[1]):
-            membrane = v[b, i] * decay
-            membrane = membrane + currents[b, i]
-            spiked = membrane >= threshold
+            spiked, membranes[b, i] = _update(v[b, i], currents[b, i], decay, threshold)
             spikes[b, i] = 1.0 if spiked else 0.0
-            membranes[b, i] = membrane - threshold if spiked else membrane
     return spikes, membranes
