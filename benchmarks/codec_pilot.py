@@ -25,7 +25,7 @@ import torch
 from wavestream.evaluate.harness import machine_load
 from wavestream.models.codec import BITRATES, SpectralCodec
 from wavestream.models.encodec import EncodecStreaming
-from wavestream.train.codec import DEFAULT_CONFIG, CodecLoss, _dataset, training_loss
+from wavestream.train.codec import DEFAULT_CONFIG, CodecLoss, dataset, training_loss
 
 
 def seanet() -> EncodecStreaming:
@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = json.loads(DEFAULT_CONFIG.read_text())
-    data = _dataset(config["data"], "train", args.batch, args.seconds, seed=0)
+    data = dataset(config["data"], "train", args.batch, args.seconds, seed=0)
     batch = torch.stack([data[i] for i in range(args.batch)])
     criterion = CodecLoss(16000, **config["loss"])
     print(f"one batch of {args.batch} x {args.seconds:g} s, {args.steps} steps, lr {args.lr:g}, one thread; "

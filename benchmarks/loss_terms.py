@@ -78,7 +78,7 @@ def codec_terms(args) -> None:
     codec.warm_start(model, args.weights or WEIGHTS_DIR / "codec.safetensors", data["batch_size"] * frames)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    ds = codec._dataset(data, "train", args.start + args.batch, data["seconds"], data.get("seed", 0))
+    ds = codec.dataset(data, "train", args.start + args.batch, data["seconds"], data.get("seed", 0))
     (clean,) = crop_to_hop(torch.stack([ds[i] for i in range(args.start, args.start + args.batch)]),
                            hop=model.frame_size)
     quantized = model.quantizer.quantize(model.encoder(clean))
@@ -131,7 +131,7 @@ def enhance_terms(args) -> None:
     model = recipe.build_model(config)
     model.load_state_dict(load_file(args.weights or str(WEIGHTS_DIR / "enhance.safetensors")))
     params = [p for p in model.parameters() if p.requires_grad]
-    ds = recipe._dataset(data, "train", args.start + args.batch, data["seconds"], data.get("seed", 0))
+    ds = recipe.dataset(data, "train", args.start + args.batch, data["seconds"], data.get("seed", 0))
     pairs = [ds[i] for i in range(args.start, args.start + args.batch)]
     noisy, clean = crop_to_hop(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]), hop=model.hop)
     output, target = aligned(model(noisy), clean, model.latency)

@@ -1,6 +1,6 @@
 """Why does ``separate`` underfit? Data, loss and alignment checks on the recipe's own training mixtures.
 
-Draws training mixtures exactly as the recipe does (``wavestream.train.separate._dataset`` on the run's
+Draws training mixtures exactly as the recipe does (``wavestream.train.separate.dataset`` on the run's
 config, the loader's seed, whole batches of ``batch_size`` consecutive indices: every ``--stride``-th
 step from step 0), and measures per source:
 
@@ -305,7 +305,7 @@ def main() -> None:
         config = last.get("run", {}).get("config") or load_config(recipe.DEFAULT_CONFIG, recipe.SECTIONS)
     data = config["data"] = {**config["data"], **json.loads(args.data or "{}")}
     bs = data["batch_size"]
-    ds = recipe._dataset(data, "train", max(args.steps, config["train"]["steps"]) * bs, data["seconds"],
+    ds = recipe.dataset(data, "train", max(args.steps, config["train"]["steps"]) * bs, data["seconds"],
                          data.get("seed", 0))
     indices = [s * bs + j for s in range(0, args.steps, args.stride) for j in range(bs)]
     m0, s0 = ds[indices[0]]
@@ -445,7 +445,7 @@ def main() -> None:
     # -- 3. easy cases ----------------------------------------------------------------------------
     if args.easy:
         easy_data = {**data, "overlap": [1.0, 1.0], "noise_prob": 0.0, "reverb_prob": 0.0}
-        eds = recipe._dataset(easy_data, "train", args.easy, data["seconds"], 4242)
+        eds = recipe.dataset(easy_data, "train", args.easy, data["seconds"], 4242)
         easy = draw(eds, list(range(args.easy)))
         run_model(model, easy, grad=False)
         rows = []

@@ -77,12 +77,12 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
 
     if args.data:
-        from wavestream.train.separate import _dataset
+        from wavestream.train import separate
         data = config["data"]
-        dataset = _dataset(data, "train", 1000, seconds, 0)
+        mixtures = separate.dataset(data, "train", 1000, seconds, 0)
         t = time.perf_counter()
         for i in range(batch):
-            dataset[i]
+            mixtures[i]
         print(f"data: one batch of {batch} mixtures synthesized in {1000 * (time.perf_counter() - t):.0f} ms "
               f"(a loader worker, num_workers {data.get('num_workers', 0)}, makes it beside the step)")
 

@@ -143,7 +143,7 @@ def test_recipe_passes_the_options_to_training_but_not_to_dev(monkeypatch):
     _built.clear()
     base = load_config(CONFIGS / "separate.json", recipe.SECTIONS)
     dense = load_config(CONFIGS / "separate-dense.json", recipe.SECTIONS)
-    recipe._dataset(dense["data"], "train", 10, 4.0, 0)
+    recipe.dataset(dense["data"], "train", 10, 4.0, 0)
     train_options = _built.pop()
     assert train_options["pause_s"] == (0.02, 0.15) and train_options["trim_silence"] is True
     assert train_options["overlap"] == (0.5, 1.0)

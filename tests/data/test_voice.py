@@ -146,7 +146,7 @@ def test_bad_ranges_are_rejected(root, bad):
 
 
 def test_voices_recipe_is_the_fine_tune_plus_the_augmentation(root):
-    from wavestream.train.kws import _dataset
+    from wavestream.train.kws import dataset
     ft = json.loads((CONFIGS / "kws-ft.json").read_text())
     voices = json.loads((CONFIGS / "kws-voices.json").read_text())
     added = {"pitch_semitones", "pitch_prob", "formant_warp", "formant_prob"}
@@ -155,5 +155,5 @@ def test_voices_recipe_is_the_fine_tune_plus_the_augmentation(root):
     assert {k: v for k, v in voices.items() if k != "data"} == {k: v for k, v in ft.items() if k != "data"}
     assert voices["data"]["pitch_prob"] > 0 and voices["data"]["formant_prob"] > 0
     options = {k: voices["data"][k] for k in added} | {"root": root, "seconds": 1.0, "batch_size": 2}
-    data = _dataset(options, "train", 4, 0)  # lists from JSON arrive as ranges
+    data = dataset(options, "train", 4, 0)  # lists from JSON arrive as ranges
     assert data.pitch_semitones == (-4, 4) and data.formant_warp == (0.88, 1.12)

@@ -263,7 +263,7 @@ def _convert_head(weight: torch.Tensor, bias: torch.Tensor, model: SpectralCodec
     return new_weight.repeat(decoder.subframes, 1, 1), new_bias.repeat(decoder.subframes)
 
 
-def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> CleanSpeech:
+def dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> CleanSpeech:
     options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed", "seconds")}
     if isinstance(options.get("level_db"), list):
         options["level_db"] = tuple(options["level_db"])
@@ -274,7 +274,7 @@ def dev_examples(config: dict, split: str) -> torch.Tensor:
     """The fixed clean dev clips of ``split``, ``[N, 1, T]``: the same every run."""
     dev = config["dev"]
     data = {k: v for k, v in config["data"].items() if k in ("level_db", "root")}
-    ds = _dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
+    ds = dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
     return torch.stack([ds[i] for i in range(dev["items"])])
 
 
@@ -331,7 +331,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     model = build_model(config)
     data = config["data"]
     batch_size, seconds = data["batch_size"], data["seconds"]
-    train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
+    train_set = dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
     dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
     criterion = build_loss(config, model)
     adversary = Adversary(config["adversarial"], model.sample_rate) if "adversarial" in config else None
@@ -408,10 +408,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         "config": config["model"],
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors", "bytes": size,
                     "note": "no EMA codebook statistics (inference does not read them)"},
-        "data": {
-            "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
-        },
+        "data": waveform.card_data(last, config, CORPUS_KINDS, data_root),
         "training": {
             **waveform.training_section(NAME, config, meta, last, config["loss"]),
             **({"adversarial": {**ADVERSARIAL_DEFAULTS, **config["adversarial"]}} if "adversarial" in config else {}),

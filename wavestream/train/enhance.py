@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
 from . import waveform
-from .loop import BEST, LoopConfig, export_checkpoint, fit, start_weights, step_batches
+from .loop import BEST, export_checkpoint
 from .losses import CompressedSpectrumLoss, IntelligibilityLoss, MultiResolutionSTFTLoss, si_sdr
 from .waveform import aligned, crop_to_hop
 
@@ -77,7 +76,7 @@ class EnhanceLoss(nn.Module):
         return loss, logged
 
 
-def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> NoisySpeech:
+def dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> NoisySpeech:
     options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed", "seconds")}
     for key in ("snr_db", "level_db"):
         if key in options:
@@ -96,7 +95,7 @@ def dev_examples(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if split == "ood":
         data = {k: v for k, v in data.items() if k in _KEPT_FOR_OOD}
         data |= enhance_mixing(data.get("root"), split) | {"snr_db": (min(ENHANCE_SNRS), max(ENHANCE_SNRS))}
-    ds = _dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
+    ds = dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
     pairs = [ds[i] for i in range(dev["items"])]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
@@ -122,37 +121,20 @@ def build_model(config: dict) -> GRUMaskEnhancer:
 def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
           init: str | Path | None = None) -> dict:
     """Train from fresh weights, or fine-tune from ``init`` (``--init``: a run's or the shipped safetensors)."""
-    loop = LoopConfig.from_dict(config["train"])
-    torch.manual_seed(loop.seed)  # the same initial weights for the same seed
-    model = build_model(config)
-    init = start_weights(model, init, out, resume)
-    data = config["data"]
-    batch_size, seconds = data["batch_size"], data["seconds"]
-    train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
-    dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
     criterion = EnhanceLoss(**config["loss"])
     pesq = bool(config["dev"].get("pesq", False))
     stoi = bool(config["dev"].get("stoi", False))
-
-    def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
 
     def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         noisy, clean = crop_to_hop(*batch, hop=model.hop)
         output, target = aligned(model(noisy), clean, model.latency)
         return criterion(output, target)
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        for name, (noisy, clean) in dev_sets.items():
-            metrics.update(evaluate_on(model, noisy, clean, name, pesq=pesq, stoi=stoi))
-        score = "pesq" if pesq else "si_sdr"
-        metrics[METRIC] = sum(metrics[f"{name}_{score}"] for name in dev_sets) / len(dev_sets)
-        return metrics
+    def evaluate_split(model: nn.Module, examples: tuple[torch.Tensor, torch.Tensor], name: str) -> dict[str, float]:
+        return evaluate_on(model, *examples, name, pesq=pesq, stoi=stoi)
 
-    return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config, "init": init, "corpora": waveform.run_corpora(config, CORPUS_KINDS)},
-               progress=progress)
+    return waveform.fit_recipe(sys.modules[__name__], config, out, resume, progress, init, loss_fn, evaluate_split,
+                               "pesq" if pesq else "si_sdr")
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
@@ -185,10 +167,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         },
         "config": config["model"],
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
-        "data": {
-            "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
-        },
+        "data": waveform.card_data(last, config, CORPUS_KINDS, data_root),
         "training": {
             **waveform.training_section(NAME, config, meta, last, config["loss"], init=True),
             "dev_history": [{k: round(v, 3) for k, v in h.items()

@@ -137,7 +137,7 @@ def load_teacher(distill: dict) -> nn.Module:
 
 # -- data -------------------------------------------------------------------------------------------
 
-def _dataset(data: dict, split: str, length: int, seed: int) -> KeywordClips:
+def dataset(data: dict, split: str, length: int, seed: int) -> KeywordClips:
     options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed")}
     for key in ("snr_db", "level_db", "speed", "pitch_semitones", "formant_warp"):
         if key in options:
@@ -213,7 +213,7 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
     init = start_weights(model, init, out, resume, allow_missing=True)
     data = config["data"]
     batch_size = data["batch_size"]
-    train_set = _dataset(data, "train", loop.steps * batch_size, data.get("seed", 0))
+    train_set = dataset(data, "train", loop.steps * batch_size, data.get("seed", 0))
     loss_config = dict(config["loss"])
     distill = loss_config.pop("distill", None)
     criterion = KeywordLoss(**loss_config)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from wavestream.models.registry import WEIGHTS_DIR
 from wavestream.models.separate import ConvTasNet
 
 from . import waveform
-from .loop import BEST, LoopConfig, export_checkpoint, fit, start_weights, step_batches
+from .loop import BEST, export_checkpoint
 from .losses import si_sdr
 from .waveform import aligned, crop_to_hop
 
@@ -49,7 +48,7 @@ def pit_si_sdr(estimates: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Te
     return torch.maximum(straight, swapped), ordered
 
 
-def _dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> SpeakerMixtures:
+def dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> SpeakerMixtures:
     options = {k: v for k, v in data.items() if k not in ("batch_size", "num_workers", "seed", "seconds")}
     for key in ("overlap", "sir_db", "noise_snr_db", "level_db", "pause_s"):
         if isinstance(options.get(key), list):
@@ -69,7 +68,7 @@ def dev_examples(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     dev = config["dev"]
     data = {k: v for k, v in config["data"].items() if k in (*DEV_DATA_KEYS, "root")}
     data.update({k: v for k, v in dev.items() if k in DEV_DATA_KEYS})
-    ds = _dataset({**data, "reverb_prob": 0.0}, split, dev["items"], dev["seconds"], dev["seed"])
+    ds = dataset({**data, "reverb_prob": 0.0}, split, dev["items"], dev["seconds"], dev["seed"])
     pairs = [ds[i] for i in range(dev["items"])]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
@@ -91,17 +90,6 @@ def build_model(config: dict) -> ConvTasNet:
 def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
           init: str | Path | None = None) -> dict:
     """Train from fresh weights, or fine-tune from ``init`` (``--init``: a run's or the shipped safetensors)."""
-    loop = LoopConfig.from_dict(config["train"])
-    torch.manual_seed(loop.seed)  # the same initial weights for the same seed
-    model = build_model(config)
-    init = start_weights(model, init, out, resume)
-    data = config["data"]
-    batch_size, seconds = data["batch_size"], data["seconds"]
-    train_set = _dataset(data, "train", loop.steps * batch_size, seconds, data.get("seed", 0))
-    dev_sets = {DEV_SPLITS[split]: dev_examples(config, split) for split in config["dev"].get("splits", DEV_SPLITS)}
-
-    def batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
 
     def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         mixture, sources = crop_to_hop(*batch, hop=model.hop)
@@ -109,16 +97,11 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         score, _ = pit_si_sdr(output, target)
         return -score.mean(), {"si_sdr": score.mean().item()}
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        for name, (mixture, sources) in dev_sets.items():
-            metrics.update(evaluate_on(model, mixture, sources, name))
-        metrics[METRIC] = sum(metrics[f"{name}_si_sdri"] for name in dev_sets) / len(dev_sets)
-        return metrics
+    def evaluate_split(model: nn.Module, examples: tuple[torch.Tensor, torch.Tensor], name: str) -> dict[str, float]:
+        return evaluate_on(model, *examples, name)
 
-    return fit(model, loss_fn, batches, evaluate, loop, Path(out), METRIC, resume=resume,
-               run_info={"config": config, "init": init, "corpora": waveform.run_corpora(config, CORPUS_KINDS)},
-               progress=progress)
+    return waveform.fit_recipe(sys.modules[__name__], config, out, resume, progress, init, loss_fn, evaluate_split,
+                               "si_sdri")
 
 
 def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: str | Path | None = None,
@@ -152,10 +135,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
         },
         "config": config["model"],
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
-        "data": {
-            "synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
-            "corpora": waveform.exported_corpora(last, config, CORPUS_KINDS, data_root),
-        },
+        "data": waveform.card_data(last, config, CORPUS_KINDS, data_root),
         "training": {
             **training,
             "dev_history": [{k: round(v, 3) for k, v in h.items() if k == "step" or k.endswith("si_sdri")}

@@ -1,19 +1,22 @@
 """What the recipes of waveform-output models (enhance, separate, codec) share: cropping to whole hops,
-aligning a delayed output with its target, the training corpora and licences for the card, copying
-the eval harness's measurements into the card, and the command line."""
+aligning a delayed output with its target, the training run of a recipe scored on dev splits, the
+training corpora and licences for the card, copying the eval harness's measurements into the card, and
+the command line."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from wavestream.data import default_root, load_entries
 from wavestream.models.registry import WEIGHTS_DIR
 
-from .loop import load_config
+from .loop import LoopConfig, fit, load_config, start_weights, step_batches
 
 
 def crop_to_hop(*signals: torch.Tensor, hop: int) -> tuple[torch.Tensor, ...]:
@@ -55,6 +58,39 @@ def mean_stoi(output: torch.Tensor, reference: torch.Tensor) -> float:
     return sum(values) / len(values)
 
 
+def fit_recipe(recipe, config: dict, out: str | Path, resume: bool, progress: bool, init: str | Path | None,
+               loss_fn: Callable[[nn.Module, object], tuple[torch.Tensor, dict[str, float]]],
+               evaluate_split: Callable[[nn.Module, tuple, str], dict[str, float]], score: str) -> dict:
+    """The training run of ``recipe`` (a module with ``build_model``, ``dataset``, ``dev_examples``,
+    ``DEV_SPLITS``, ``METRIC`` and ``CORPUS_KINDS``): fresh weights for the loop's seed, or ``init``'s
+    (``start_weights``); batches of the config's training examples; every dev split of the config scored
+    by ``evaluate_split(model, examples, name)``, and ``METRIC``, what picks the best checkpoint, the mean
+    of their ``{name}_{score}``."""
+    loop = LoopConfig.from_dict(config["train"])
+    torch.manual_seed(loop.seed)  # the same initial weights for the same seed
+    model = recipe.build_model(config)
+    init = start_weights(model, init, out, resume)
+    data = config["data"]
+    batch_size = data["batch_size"]
+    train_set = recipe.dataset(data, "train", loop.steps * batch_size, data["seconds"], data.get("seed", 0))
+    dev_sets = {recipe.DEV_SPLITS[split]: recipe.dev_examples(config, split)
+                for split in config["dev"].get("splits", recipe.DEV_SPLITS)}
+
+    def batches(start: int) -> Iterator:
+        return step_batches(train_set, batch_size, start, loop.steps, data.get("num_workers", 0))
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name, examples in dev_sets.items():
+            metrics.update(evaluate_split(model, examples, name))
+        metrics[recipe.METRIC] = sum(metrics[f"{name}_{score}"] for name in dev_sets) / len(dev_sets)
+        return metrics
+
+    return fit(model, loss_fn, batches, evaluate, loop, Path(out), recipe.METRIC, resume=resume,
+               run_info={"config": config, "init": init, "corpora": run_corpora(config, recipe.CORPUS_KINDS)},
+               progress=progress)
+
+
 def training_corpora(root: Path, kinds: tuple[str, ...] = ("speech", "noise", "music", "rir")) -> list[dict]:
     """Corpora and licences of the training split, read from the manifests that were used."""
     rows: dict[tuple[str, str, str], float] = {}
@@ -76,12 +112,13 @@ def run_corpora(config: dict, kinds: tuple[str, ...], data_root: str | Path | No
     return training_corpora(Path(config["data"].get("root") or data_root or default_root()), kinds)
 
 
-def exported_corpora(last: dict, config: dict, kinds: tuple[str, ...],
-                     data_root: str | Path | None = None) -> list[dict]:
-    """The card's corpora: as recorded when the run (or its last resume) started; runs from before that was
-    recorded fall back to today's manifests."""
+def card_data(last: dict, config: dict, kinds: tuple[str, ...], data_root: str | Path | None = None) -> dict:
+    """The card's ``data``: the run's synthesis settings (not its loader or where it read from) and its corpora,
+    as recorded when the run (or its last resume) started; runs from before that was recorded fall back to
+    today's manifests."""
     recorded = last.get("run", {}).get("corpora")
-    return recorded if recorded is not None else run_corpora(config, kinds, data_root)
+    return {"synthesis": {k: v for k, v in config["data"].items() if k not in ("num_workers", "root")},
+            "corpora": recorded if recorded is not None else run_corpora(config, kinds, data_root)}
 
 
 CONFIGS = Path(__file__).parent / "configs"
