@@ -57,6 +57,15 @@ def test_clean_speech_items_are_reproducible_and_at_a_level(root):
     assert CleanSpeech(root, "ood", seconds=0.5, length=1)[0].shape == (1, 8000)
 
 
+def test_dev_clips_keep_their_level_when_the_config_pins_it(root):
+    from wavestream.train.codec import dev_examples
+    base = {"data": {"root": str(root), "level_db": [-30, -20]}, "dev": {"items": 2, "seconds": 0.6, "seed": 5}}
+    louder = {"data": {**base["data"], "level_db": [-20, -10]}, "dev": base["dev"]}
+    pinned = {"data": louder["data"], "dev": {**base["dev"], "level_db": [-30, -20]}}
+    assert torch.equal(dev_examples(pinned, "dev"), dev_examples(base, "dev"))
+    assert not torch.equal(dev_examples(louder, "dev"), dev_examples(base, "dev"))
+
+
 def test_interrupted_and_resumed_run_equals_whole_run(root, tmp_path):
     config = write_config(tmp_path, root)
     assert_resume_is_exact(lambda out, *extra: _train(config, out, *extra), tmp_path)

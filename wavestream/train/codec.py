@@ -271,9 +271,12 @@ def dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> C
 
 
 def dev_examples(config: dict, split: str) -> torch.Tensor:
-    """The fixed clean dev clips of ``split``, ``[N, 1, T]``: the same every run."""
+    """The fixed clean dev clips of ``split``, ``[N, 1, T]``: the same every run. Their levels are the training
+    data's unless ``dev`` pins its own ``level_db`` (a config that trains on other levels keeps the dev set of
+    earlier runs, so its scores stay comparable)."""
     dev = config["dev"]
     data = {k: v for k, v in config["data"].items() if k in ("level_db", "root")}
+    data.update({k: v for k, v in dev.items() if k == "level_db"})
     ds = dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
     return torch.stack([ds[i] for i in range(dev["items"])])
 
