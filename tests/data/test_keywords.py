@@ -10,7 +10,7 @@ from tests.data.tiny_keywords import OTHER, add_tiny_keywords
 from wavestream.data import devset
 from wavestream.data.corpora import CORPORA, KEYWORDS, OTHER_WORDS, _tuxpaint_locale
 from wavestream.data.devset import load_devset, write_devset
-from wavestream.data.keywords import SILENCE, UNKNOWN, KeywordClips, sounds_like_keyword
+from wavestream.data.keywords import DEV_ONLY_CORPORA, SILENCE, UNKNOWN, KeywordClips, sounds_like_keyword
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_sounds_like_keyword():
 
 def test_clips_hold_their_word_where_they_say(root):
     data = KeywordClips(root, "train", seconds=1.0, length=60, reverb_prob=0.5, speed_prob=0.5)
-    assert "tuxpaint-en" not in {e["corpus"] for es in data.by_word.values() for e in es}  # dev-only corpus
+    trained = {e["corpus"] for es in data.by_word.values() for e in es} | {e["corpus"] for e in data.other_words}
+    assert "tiny-tts" in trained and not trained & set(DEV_ONLY_CORPORA)  # the dev talkers' words, none of them
     assert data.labels[-2:] == (UNKNOWN, SILENCE)
     seen = set()
     for i in range(60):
@@ -92,8 +93,8 @@ def test_keyword_dev_sets(root, monkeypatch):
     write_devset("keywords-real", root)
     _, real = load_devset("keywords-real", root)
     recorded = [e for e in real if e["label"] in KEYWORDS]
-    assert {e["corpus"] for e in recorded} == {"tuxpaint-en"}
-    assert len(recorded) == 20 * len(devset.REAL_CONDITIONS)  # 2 talkers x 10 digits in every condition
+    assert {e["corpus"] for e in recorded} == {"tuxpaint-en", "saytime"}
+    assert len(recorded) == 30 * len(devset.REAL_CONDITIONS)  # 3 talkers x 10 digits in every condition
     assert {e["condition"] for e in real} == {c[0] for c in devset.REAL_CONDITIONS} | {"unknown", "silence"}
     assert all(e["text"] not in KEYWORDS for e in real if e["condition"] == "unknown")
     write_devset("keywords-negative", root)

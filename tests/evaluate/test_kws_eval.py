@@ -164,9 +164,9 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     s = results["systems"]["kws-spiking"]
     card = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
     assert s["parameters"] == card["architecture"]["parameters"]
-    assert s["real"]["keyword_clips"] == 100 and set(s["real"]["by_condition"]) == {
+    assert s["real"]["keyword_clips"] == 150 and set(s["real"]["by_condition"]) == {
         "quiet", "snr20", "snr10", "snr5", "room-snr15"}
-    assert s["real"]["cut_at_word_end"]["keyword_clips"] == 100  # the same clips, each cut where its word ends
+    assert s["real"]["cut_at_word_end"]["keyword_clips"] == 150  # the same clips, each cut where its word ends
     assert 0 <= s["ops"]["spike_rate"] <= 1 and s["ops"]["synops_per_s"] >= 0 and s["ops"]["macs_per_s"] > 0
     assert s["false_alarms_per_hour"]["all"] >= 0 and s["negative_hours"] == pytest.approx(12 / 3600, abs=1e-3)
     assert s["streaming"]["step_ms"] > 0 and "kws-spiking" in (out / "README.md").read_text()

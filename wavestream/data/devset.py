@@ -10,9 +10,10 @@ Tasks: ``enhance`` (noisy/clean at -5, 0, 5, 10, 15 dB SNR, 20 clips each, 4-6 s
 ``separate-ood``, ``codec-ood``: talkers of a corpus no model trains on, Tux Paint's volunteer
 readers of 12 languages, over held-out city/industry/machine noise; see ``manifest.OUT_OF_DOMAIN``),
 ``keywords`` (labelled 2 s clips of the dev TTS voices and dev backgrounds: in-domain), ``keywords-real``
-(recorded English digits and words of a corpus never trained on, Tux Paint, in quiet, noise and a room:
-out-of-domain, the set kws checkpoints are chosen on) and ``keywords-negative`` (long stretches of dev speech without
-keywords, noise and music: false alarms per hour).
+(recorded English digits and words of the corpora never trained on, ``keywords.DEV_ONLY_CORPORA``: Tux Paint,
+saytime and spokennumbers, in quiet, noise and a room: out-of-domain, the set kws checkpoints are chosen on)
+and ``keywords-negative`` (long stretches of dev speech without keywords, noise and music: false alarms per
+hour).
 
 References pass the clean-target rule (DNSMOS BAK >= 3.7, wide-band; ``quality.py``): a dev set
 whose "clean" speech carries room tone rewards models that keep noise. ``checksum.txt`` records the
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .keywords import KeywordClips
+from .keywords import DEV_ONLY_CORPORA, KeywordClips
 from .manifest import default_root, load_entries
 from .quality import CLEAN_BAK
 from .synth import NoisySpeech, SpeakerMixtures
@@ -55,7 +56,6 @@ KEYWORD_SECONDS, KEYWORD_TAIL_S = 2.0, 0.5  # the word ends at least 0.5 s befor
 #: (name, snr dB or None for quiet, reverb): every real keyword recording in each condition
 REAL_CONDITIONS = (("quiet", None, False), ("snr20", 20.0, False), ("snr10", 10.0, False), ("snr5", 5.0, False),
                    ("room-snr15", 15.0, True))
-REAL_CORPUS = "tuxpaint-en"
 REAL_UNKNOWN, REAL_SILENCE = 40, 20
 NEGATIVE_SPEECH, NEGATIVE_BACKGROUND, NEGATIVE_SECONDS = 30, 15, 60.0
 SEED = 20240601
@@ -63,7 +63,8 @@ SEED = 20240601
 RECORDED = ["fillets", "hedgewars", "klettres", "ktuberling", "asterisk", "codec2", "tuxpaint-speech"]
 #: 2: references pass the clean-target rule (quality.py); out-of-domain sets (split "ood") added
 #: 3: out-of-domain speech is Tux Paint's read words, not Hedgewars' game voices (manifest.OUT_OF_DOMAIN)
-VERSION = 3
+#: 4: keywords-real holds the recorded digits of three corpora (DEV_ONLY_CORPORA: four talkers), not Tux Paint's alone
+VERSION = 4
 
 
 def devset_dir(root: str | Path | None, task: str) -> Path:
@@ -178,23 +179,25 @@ def _keywords(folder: Path, root, rate: int) -> list[dict]:
 
 
 def _real_words(root, rate: int) -> tuple[list[dict], list[dict]]:
-    """(keyword recordings, other word recordings) of the real-speech corpus, both splits."""
+    """(keyword recordings, other word recordings) of the real-speech corpora (``DEV_ONLY_CORPORA``), both
+    splits."""
     root = root if root is not None else default_root()
     words = []
     for split in ("train", "dev"):
         try:
-            words += [e for e in load_entries(root, "keywords", split, [REAL_CORPUS])]
+            words += [e for e in load_entries(root, "keywords", split, list(DEV_ONLY_CORPORA))]
         except ValueError:
             pass
     if not words:
-        raise ValueError(f"no {REAL_CORPUS} clips in {root}: run `wavestream data prepare --only {REAL_CORPUS}`")
+        raise ValueError(f"no clips of {', '.join(DEV_ONLY_CORPORA)} in {root}: run `wavestream data prepare --only "
+                         f"{','.join(DEV_ONLY_CORPORA)}`")
     from .corpora import KEYWORDS
     words.sort(key=lambda e: e["path"])
     return [e for e in words if e.get("text") in KEYWORDS], [e for e in words if e.get("text") not in KEYWORDS]
 
 
 def _keywords_real(folder: Path, root, rate: int) -> list[dict]:
-    """Every recorded keyword of ``REAL_CORPUS`` in each of ``REAL_CONDITIONS`` (dev noises and rooms),
+    """Every recorded keyword of ``DEV_ONLY_CORPORA`` in each of ``REAL_CONDITIONS`` (dev noises and rooms),
     plus recorded other words and background-only clips."""
     keywords, others = _real_words(root, rate)
     base = dict(rate=rate, speed_prob=0.0, bandlimit_prob=0.0, context_prob=0.0, quiet_prob=0.0,

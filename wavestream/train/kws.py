@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from wavestream.data import default_root, load_entries
-from wavestream.data.keywords import KeywordClips
+from wavestream.data.keywords import DEV_ONLY_CORPORA, KeywordClips
 from wavestream.evaluate.kws import argmax_keyword, detect, top_event
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
@@ -279,7 +279,6 @@ def _training_data(root: Path, config: dict) -> list[dict]:
             row = rows.setdefault((kind, e["corpus"], e["licence"]), [0.0, 0])
             row[0] += e["duration"]
             row[1] += 1
-    from wavestream.data.keywords import DEV_ONLY_CORPORA
     for kind in ("keywords", "speech", "noise", "music", "rir"):
         try:
             entries = load_entries(root, kind, "train")
@@ -333,8 +332,8 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             # runs from before the corpora were recorded fall back to today's manifests
             "corpora": last.get("run", {}).get("corpora")
             or _training_data(Path(config["data"].get("root") or data_root or default_root()), config),
-            "never_trained_on": "tuxpaint-en (the real-speech dev set) and the sources of the held-out test "
-                                "(never used for training, tuning or evaluation)",
+            "never_trained_on": f"{', '.join(DEV_ONLY_CORPORA)} (the real-speech dev set) and the sources of the "
+                                "held-out test (never used for training, tuning or evaluation)",
         },
         "training": {
             "recipe": waveform.recipe_line(config["name"], config, meta["run"].get("init")),
