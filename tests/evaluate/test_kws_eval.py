@@ -112,12 +112,14 @@ def test_markdown_renders_a_row_per_model():
     system = {"parameters": 1000, "trained": True, "rtf": 0.001, "synthetic": {"top1_argmax": 0.9, "top1_event": 0.8},
               "real": {"top1_argmax": 0.7, "top1_event": 0.6, "rejection": 0.9, "delay_median_s": 0.2,
                        "by_condition": {"quiet": {"top1_argmax": 0.8, "top1_event": 0.7}}, "confusions": {"a->b": 2},
+                       "by_talker": {"tux-gb": {"top1_argmax": 0.75, "top1_event": 0.25}},
                        "cut_at_word_end": {"top1_argmax": 0.5, "top1_event": 0.4}},
               "false_alarms_per_hour": {"speech": 1.0, "noise/music": 0.0, "all": 0.7},
               "streaming": {"step_ms": 0.2, "recompute_ms": 5.0}, "ops": {"macs_per_s": 2e6, "synops_per_s": 0}}
     text = markdown({"date": "today", "machine": {"cpu": "cpu"}, "systems": {"kws": system}}, "wavestream eval kws")
     assert "| kws | 1 k | 90.0 % / 80.0 % | 70.0 % / 60.0 % |" in text and "a->b: 2" in text
     assert "- kws: 50.0 % / 40.0 %" in text
+    assert "| model | tux-gb |" in text and "| kws | 75.0 % / 25.0 % |" in text
 
 
 def test_eval_kws_end_to_end(tmp_path, monkeypatch):
@@ -167,6 +169,8 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     assert s["real"]["keyword_clips"] == 150 and set(s["real"]["by_condition"]) == {
         "quiet", "snr20", "snr10", "snr5", "room-snr15"}
     assert s["real"]["cut_at_word_end"]["keyword_clips"] == 150  # the same clips, each cut where its word ends
+    assert {t: v["keyword_clips"] for t, v in s["real"]["by_talker"].items()} == {
+        "real-us": 50, "real-gb": 50, "saytime-tiny": 50}  # 10 digits x 5 conditions each
     assert 0 <= s["ops"]["spike_rate"] <= 1 and s["ops"]["synops_per_s"] >= 0 and s["ops"]["macs_per_s"] > 0
     assert s["false_alarms_per_hour"]["all"] >= 0 and s["negative_hours"] == pytest.approx(12 / 3600, abs=1e-3)
     assert s["streaming"]["step_ms"] > 0 and "kws-spiking" in (out / "README.md").read_text()

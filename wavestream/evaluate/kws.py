@@ -241,8 +241,9 @@ def score_clips(model: nn.Module, folder: Path, entries: list[dict], rate: int,
         top = top_event(events)
         row = {"id": entry["id"], "label": entry["label"], "argmax": model.classes[best],
                "argmax_score": round(score, 4), "event": top["label"] if top else None, "events": len(events)}
-        if "condition" in entry:
-            row["condition"] = entry["condition"]
+        for key in ("condition", "speaker"):
+            if key in entry:
+                row[key] = entry[key]
         if top and "end" in entry:
             row["delay_s"] = round(delay_s(top, entry["end"] / rate), 3)
         rows.append(row)
@@ -273,6 +274,10 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
             conditions = sorted({r["condition"] for r in rows if r["label"] in keywords})
             out[key]["by_condition"] = {c: summarize([r for r in rows if r.get("condition") == c], keywords)
                                         for c in conditions}
+            # the talkers differ far more than the conditions do: a set's mean hides which voices fail
+            spoken = [r for r in rows if r["label"] in keywords]
+            out[key]["by_talker"] = {t: summarize([r for r in spoken if r.get("speaker") == t], keywords)
+                                     for t in sorted({r.get("speaker", "?") for r in spoken})}
             out[key]["confusions"] = _confusions(rows, keywords)
             spoken = [e for e in entries if e["label"] in keywords]
             out[key]["cut_at_word_end"] = summarize(score_clips(model, folder, spoken, model.sample_rate,
@@ -442,6 +447,15 @@ def markdown(results: dict, command: str) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 f"{_pct(by.get(c, {}).get('top1_argmax'))} / {_pct(by.get(c, {}).get('top1_event'))}"
                 for c in conditions) + " |")
+        talkers = sorted({t for s in systems.values() for t in s["real"].get("by_talker", {})})
+        if talkers:
+            lines += ["", "Real-speech top-1 (argmax / event) by talker, over the conditions:", "",
+                      "| model | " + " | ".join(talkers) + " |", "|---|" + "---|" * len(talkers)]
+            for name, s in systems.items():
+                by = s["real"].get("by_talker", {})
+                lines.append(f"| {name} | " + " | ".join(
+                    f"{_pct(by.get(t, {}).get('top1_argmax'))} / {_pct(by.get(t, {}).get('top1_event'))}"
+                    for t in talkers) + " |")
         lines += ["", "Real-speech top-1 (argmax / event) of the same keyword clips cut where the word ends, as a "
                   "tightly trimmed recording is (the model then hears only its end silence after the word):", ""]
         lines += [f"- {name}: {_pct(s['real'].get('cut_at_word_end', {}).get('top1_argmax'))} / "
@@ -452,9 +466,9 @@ def markdown(results: dict, command: str) -> str:
     lines += ["", "Dev sets (`wavestream data devset --task keywords,keywords-real,keywords-negative`):", "",
               "- synthetic (`keywords`): 300 clips of 2 s, dev TTS voices (held out from training), balanced over "
               "the 20 keywords, unknown words and background, noise 0-20 dB, rooms, speed, band-limiting.",
-              "- real (`keywords-real`): the recorded English digits of Tux Paint (2 talkers, US and British; a "
-              "corpus never trained on) in 5 conditions (quiet, 20/10/5 dB dev noise or music, a room at 15 dB), "
-              "plus 40 recorded English non-keyword words and 20 background-only clips.",
+              "- real (`keywords-real`): the recorded English digits of the corpora no run trains on (Tux Paint's "
+              "2 talkers, US and British; saytime; spokennumbers) in 5 conditions (quiet, 20/10/5 dB dev noise or "
+              "music, a room at 15 dB), plus 40 recorded English non-keyword words and 20 background-only clips.",
               "- negative (`keywords-negative`): 30 min of dev speech with no keyword (recorded talkers and TTS "
               "sentences without keyword words, half over noise) and 15 min of noise/music: false alarms per hour.",
               "", "Definitions: argmax = the keyword whose smoothed posterior peaks highest in the clip (no "
