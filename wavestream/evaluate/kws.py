@@ -275,9 +275,9 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
             out[key]["by_condition"] = {c: summarize([r for r in rows if r.get("condition") == c], keywords)
                                         for c in conditions}
             # the talkers differ far more than the conditions do: a set's mean hides which voices fail
-            spoken = [r for r in rows if r["label"] in keywords]
-            out[key]["by_talker"] = {t: summarize([r for r in spoken if r.get("speaker") == t], keywords)
-                                     for t in sorted({r.get("speaker", "?") for r in spoken})}
+            keyword_rows = [r for r in rows if r["label"] in keywords]
+            out[key]["by_talker"] = {t: summarize([r for r in keyword_rows if r.get("speaker") == t], keywords)
+                                     for t in sorted({r.get("speaker", "?") for r in keyword_rows})}
             out[key]["confusions"] = _confusions(rows, keywords)
             spoken = [e for e in entries if e["label"] in keywords]
             out[key]["cut_at_word_end"] = summarize(score_clips(model, folder, spoken, model.sample_rate,
