@@ -33,7 +33,7 @@ import torch
 from wavestream.data.devset import load_devset
 from wavestream.evaluate.harness import machine_load
 from wavestream.evaluate.kws import argmax_keyword, detect, posteriors, top_event
-from wavestream.evaluate.metrics import pesq_wb, si_sdr, stoi
+from wavestream.evaluate.metrics import pesq_wb, pit_order, si_sdr, stoi
 from wavestream.models.registry import load_model
 
 #: model -> (dev set, the manifest's input field, its reference fields)
@@ -49,7 +49,9 @@ def keyword_scores(model, audio: np.ndarray, label: str) -> dict[str, float]:
             "top1_event": float((top_event(detect(model, post)) or {}).get("label") == label)}
 
 
-def scores(name: str, model, audio: np.ndarray, references: list[np.ndarray]) -> dict[str, float]:
+def scores(name: str, model, audio: np.ndarray, references: list) -> dict[str, float]:
+    """The model's scores on one scaled clip: ``references`` are the scaled reference signals, or for a
+    spotter the clip's label."""
     if name.startswith("kws"):
         return keyword_scores(model, audio, references[0])
     n = len(audio) // model.hop * model.hop
@@ -59,9 +61,9 @@ def scores(name: str, model, audio: np.ndarray, references: list[np.ndarray]) ->
     refs = [r[:out.shape[1]] for r in references]
     if name == "separate":
         mix = audio[:out.shape[1]].astype(np.float64)
-        straight = np.mean([si_sdr(r, o) for r, o in zip(refs, out, strict=True)])
-        swapped = np.mean([si_sdr(r, o) for r, o in zip(refs, out[::-1], strict=True)])
-        return {"si_sdri": max(straight, swapped) - np.mean([si_sdr(r, mix) for r in refs])}
+        order = pit_order(np.stack(refs), out)
+        return {"si_sdri": float(np.mean([si_sdr(r, out[i]) - si_sdr(r, mix)
+                                          for r, i in zip(refs, order, strict=True)]))}
     ref, est = refs[0], out[0]
     figures = {"pesq": pesq_wb(ref, est), "stoi": stoi(ref, est)}
     if name == "enhance":
@@ -89,19 +91,21 @@ def main() -> None:
         model = load_model(name, weights=weights.get(name))
         folder, entries = load_devset(task, verify=False)
         if name.startswith("kws"):  # the keyword clips; the label is what they are scored against
-            clips = [(sf.read(str(folder / e[source]), dtype="float32")[0], [e["label"]])
-                     for e in entries if e["label"] in model.classes[:-2]][:args.clips]
-        else:
-            clips = [(sf.read(str(folder / e[source]), dtype="float32")[0],
-                      [sf.read(str(folder / e[k]), dtype="float64")[0] for k in reference_keys])
-                     for e in entries[:args.clips]]
+            entries = [e for e in entries if e["label"] in model.classes[:-2]]
+        clips = []
+        for e in entries[:args.clips]:
+            audio = sf.read(str(folder / e[source]), dtype="float64")[0]  # the codec's reference is its input
+            refs = [audio if k == source else sf.read(str(folder / e[k]), dtype="float64")[0] for k in reference_keys]
+            clips.append((audio, refs, e.get("label")))
         for gain in gains:
-            scales = [0.99 / np.abs(a).max() if gain == "peak" else 10 ** (float(gain) / 20) for a, _ in clips]
-            rows = [scores(name, model, audio * np.float32(k), [r if isinstance(r, str) else r * k for r in refs])
-                    for (audio, refs), k in zip(clips, scales, strict=True)]
-            level = np.mean([10 * np.log10(np.mean(np.square(a * k, dtype=np.float64)) + 1e-20)
-                             for (a, _), k in zip(clips, scales, strict=True)])
-            past = np.mean([np.mean(np.abs(a * k) > 1) for (a, _), k in zip(clips, scales, strict=True)])
+            rows, levels, past = [], [], []
+            for audio, refs, label in clips:
+                k = 0.99 / np.abs(audio).max() if gain == "peak" else 10 ** (float(gain) / 20)
+                scaled = (audio * k).astype(np.float32)
+                rows.append(scores(name, model, scaled, [label] if label else [r * k for r in refs]))
+                levels.append(10 * np.log10(np.mean(np.square(audio * k)) + 1e-20))
+                past.append(np.mean(np.abs(scaled) > 1))
+            level, past = np.mean(levels), np.mean(past)
             figures = ", ".join(f"{k} {np.nanmean([r[k] for r in rows]):.3f}" for k in rows[0])
             shown = gain if gain == "peak" else f"{float(gain):+g}"
             print(f"| {name} | {task} ({len(clips)} clips) | {shown} | {level:.1f} | {past:.4f} | {figures} |",

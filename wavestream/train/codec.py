@@ -276,7 +276,8 @@ def dev_examples(config: dict, split: str) -> torch.Tensor:
     earlier runs, so its scores stay comparable)."""
     dev = config["dev"]
     data = {k: v for k, v in config["data"].items() if k in ("level_db", "root")}
-    data.update({k: v for k, v in dev.items() if k == "level_db"})
+    if "level_db" in dev:
+        data["level_db"] = dev["level_db"]
     ds = dataset(data, split, dev["items"], dev["seconds"], dev["seed"])
     return torch.stack([ds[i] for i in range(dev["items"])])
 
