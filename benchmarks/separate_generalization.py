@@ -16,12 +16,12 @@ A checkpoint loads with the same-name ``.json`` beside it, as ``--weights`` does
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
 from wavestream.models.registry import load_model
 from wavestream.train import separate as recipe
+from wavestream.train.loop import load_config
 
 SPLITS = ("train", "dev", "ood")
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    config = json.loads(open(args.config).read())
+    config = load_config(args.config, recipe.SECTIONS)
     config["dev"] = {**config["dev"], "items": args.items, "seed": args.seed}
     examples = {split: recipe.dev_examples(config, split) for split in SPLITS}
     print(f"{args.items} dry mixtures x {config['dev']['seconds']} s per split, seed {args.seed}; SI-SDRi dB")
