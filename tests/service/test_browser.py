@@ -155,7 +155,7 @@ def test_browser_microphone_enhance_round_trip(page, site, images):
     assert page.get_attribute("#listen-0", "aria-pressed") == "true"
     screenshot(page, images, "enhance")
     page.click("#stop")
-    wait_for(page, "s.status === 'done'")
+    wait_for(page, "s.status === 'done' && s.closeCode !== null")  # `done`, then the close frame
     state = figures(page)
     # after `end`, every input frame has its output frame; the noise is gone from the processed audio
     assert state["receivedFrames"] == state["sentFrames"] > 0
@@ -311,7 +311,7 @@ def test_browser_decodes_a_dropped_token_file(page, site, tmp_path, images):
     assert float(page.input_value("#param-bitrate")) == 1.5
     assert "codec tokens, 2.0 s at 1.5 kbps (3 codebooks × 50 frames/s)" in page.text_content("#drop-name")
     page.click("#start")
-    wait_for(page, "s.status === 'done'")
+    wait_for(page, "s.status === 'done' && s.closeCode !== null")  # `done`, then the close frame
     state = figures(page)
     ready = state["ready"]
     assert ready["model"]["params"] == {"mode": "decode", "bitrate": 1.5} and state["tracks"] == ["Decoded"]

@@ -46,7 +46,7 @@ def test_browser_page_streams_through_the_proxy(browser, proxy):  # noqa: F811 (
         page.click("#start")
         wait_for(page, "s.receivedFrames > s.sampleRate && document.getElementById('latency').textContent !== '–'")
         page.click("#stop")
-        wait_for(page, "s.status === 'done'")
+        wait_for(page, "s.status === 'done' && s.closeCode !== null")  # `done`, then the close frame
         state = figures(page)
         assert state["receivedFrames"] == state["sentFrames"] > 0 and state["closeCode"] == 1000
     finally:
