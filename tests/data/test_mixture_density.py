@@ -167,3 +167,37 @@ def test_dense_config_fine_tunes_the_shipped_model():
     assert (dense["train"]["steps"], dense["train"]["lr"], dense["train"]["warmup_steps"]) == (5000, 0.0005, 100)
     assert {k: v for k, v in dense["train"].items() if k not in ("steps", "lr")} == \
         {k: v for k, v in base["train"].items() if k not in ("steps", "lr")}
+
+
+def test_new_talkers_change_each_talker_and_keep_the_mixture_their_sum(root):
+    options = dict(seconds=1.2, length=8, seed=5)
+    on = SpeakerMixtures(root, "train", pitch_prob=1.0, formant_prob=1.0, **options)
+    off = SpeakerMixtures(root, "train", **options)
+    for i in range(8):
+        mixture, sources = on[i]
+        again = on[i]
+        assert torch.equal(mixture, again[0]) and torch.equal(sources, again[1])  # seeded per index
+        assert torch.allclose(mixture[0], sources.sum(dim=0), atol=1e-6)  # dry: still the sum of its sources
+        assert not torch.equal(sources, off[i][1])
+        _, _, info = on.synthesize(on.rng(i))
+        assert len(info["new_talkers"]) == 2
+        for voice in info["new_talkers"]:  # drawn for each talker on its own
+            assert -4 <= voice["pitch_semitones"] <= 4 and 0.88 <= voice["formant_warp"] <= 1.12
+    _, _, info = off.synthesize(off.rng(0))
+    assert "new_talkers" not in info
+
+
+def test_voices_config_is_the_gentle_run_plus_new_talkers_for_training_only(monkeypatch):
+    gentle = json.loads((CONFIGS / "separate-gentle.json").read_text())
+    voices = json.loads((CONFIGS / "separate-voices.json").read_text())
+    added = {"pitch_semitones", "pitch_prob", "formant_warp", "formant_prob"}
+    assert set(voices["data"]) - set(gentle["data"]) == added
+    assert {k: v for k, v in voices["data"].items() if k not in added} == gentle["data"]
+    assert {k: v for k, v in voices.items() if k != "data"} == {k: v for k, v in gentle.items() if k != "data"}
+    monkeypatch.setattr(recipe, "SpeakerMixtures", _Recorder)
+    _built.clear()
+    config = load_config(CONFIGS / "separate-voices.json", recipe.SECTIONS)
+    recipe.dataset(config["data"], "train", 10, 4.0, 0)
+    assert _built.pop()["pitch_prob"] == 0.5
+    recipe.dev_examples(config, "dev")
+    assert not added & set(_built.pop())  # the dev mixtures stay those of earlier runs

@@ -128,11 +128,11 @@ def test_clips_with_new_talkers_are_reproducible(root):
 
 def test_off_by_default_draws_nothing(root):
     data = KeywordClips(root, "train", seconds=1.0, length=4)
-    assert data.pitch_prob == 0 and data.formant_prob == 0
+    assert data.new_talker.pitch_prob == 0 and data.new_talker.formant_prob == 0
     rng = np.random.default_rng(3)
     before = rng.bit_generator.state
     word = np.ones(100, np.float32)
-    assert data._new_talker(rng, word, {}) is word
+    assert data.new_talker(rng, word, RATE, {}) is word
     assert rng.bit_generator.state == before  # so the clips of older configs stay the same
 
 
@@ -156,4 +156,4 @@ def test_voices_recipe_is_the_fine_tune_plus_the_augmentation(root):
     assert voices["data"]["pitch_prob"] > 0 and voices["data"]["formant_prob"] > 0
     options = {k: voices["data"][k] for k in added} | {"root": root, "seconds": 1.0, "batch_size": 2}
     data = dataset(options, "train", 4, 0)  # lists from JSON arrive as ranges
-    assert data.pitch_semitones == (-4, 4) and data.formant_warp == (0.88, 1.12)
+    assert data.new_talker.pitch_semitones == (-4, 4) and data.new_talker.formant_warp == (0.88, 1.12)

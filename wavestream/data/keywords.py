@@ -10,7 +10,7 @@
 - "silence" (label K+1): background only;
 
 placed at a random offset (time shift), optionally after a short other word (context), then:
-new talkers out of the word's recording (pitch without tempo, formants: ``voice.shift_voice``; off by
+new talkers out of the word's recording (pitch without tempo, formants: ``voice.NewTalkers``; off by
 default), speed/pitch perturbation (resampling: tape-speed, both change together), band-limiting (8-12 kHz
 sample rate), a room (full impulse response from ``rir`` manifests), background noise / music /
 babble at an SNR, and a random level. ``synthesize`` also returns where the word starts and ends (in
@@ -32,7 +32,7 @@ from .audio import resample
 from .manifest import default_root, load_entries
 from .quality import is_tts
 from .synth import _convolve, _lowpass, _scale_to_snr, _SeededDataset, clip_segment, read_clip
-from .voice import shift_voice
+from .voice import NewTalkers
 
 #: the recorded English keyword corpora, the real-speech dev set (``keywords-real``): never trained on, not even
 #: their other words (a talker whose every word in training is "unknown" teaches the model that voice means
@@ -198,17 +198,7 @@ class KeywordClips(_SeededDataset):
         self.snr_db, self.quiet_prob, self.level_db = snr_db, quiet_prob, level_db
         self.reverb_prob, self.speed, self.speed_prob = reverb_prob, speed, speed_prob
         self.bandlimit_prob = bandlimit_prob
-        for name, p in (("pitch_prob", pitch_prob), ("formant_prob", formant_prob)):
-            if not 0 <= p <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1]; got {p}")
-        if len(pitch_semitones) != 2 or not -12 <= pitch_semitones[0] <= pitch_semitones[1] <= 12:
-            raise ValueError(f"pitch_semitones must be (low, high) with -12 <= low <= high <= 12; "
-                             f"got {pitch_semitones}")
-        if len(formant_warp) != 2 or not 0.7 <= formant_warp[0] <= formant_warp[1] <= 1.4:
-            raise ValueError(f"formant_warp must be (low, high) factors with 0.7 <= low <= high <= 1.4 (1: unchanged); "
-                             f"got {formant_warp}")
-        self.pitch_semitones, self.pitch_prob = tuple(pitch_semitones), pitch_prob
-        self.formant_warp, self.formant_prob = tuple(formant_warp), formant_prob
+        self.new_talker = NewTalkers(pitch_semitones, pitch_prob, formant_warp, formant_prob)
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, entry: dict) -> np.ndarray:
@@ -255,17 +245,6 @@ class KeywordClips(_SeededDataset):
         return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"],
                                   "text": entry.get("text", "")}
 
-    def _new_talker(self, rng: np.random.Generator, word: np.ndarray, info: dict) -> np.ndarray:
-        # draw only when switched on: a probability of 0 must leave the random stream (and the clips) as before
-        semitones, warp = 0.0, 1.0
-        if self.pitch_prob > 0 and rng.random() < self.pitch_prob:
-            semitones = float(rng.uniform(*self.pitch_semitones))
-            info["pitch_semitones"] = round(semitones, 2)
-        if self.formant_prob > 0 and rng.random() < self.formant_prob:
-            warp = float(rng.uniform(*self.formant_warp))
-            info["formant_warp"] = round(warp, 3)
-        return shift_voice(word, self.rate, semitones, warp)
-
     def synthesize(self, rng: np.random.Generator, samples: int | None = None, label: int | None = None,
                    word: tuple[np.ndarray, dict] | None = None, tail_s: float = 0.0) -> tuple[np.ndarray, int, dict]:
         """(audio, label, info); info has ``start``/``end`` (samples, keyword or unknown word) and what was drawn.
@@ -285,7 +264,7 @@ class KeywordClips(_SeededDataset):
         if label <= len(self.keywords):
             word, drawn = word if word is not None else self._word(rng, label)
             info.update(drawn)
-            word = self._new_talker(rng, word, info)
+            word = self.new_talker(rng, word, self.rate, info)
             if rng.random() < self.speed_prob:
                 factor = float(rng.uniform(*self.speed))  # > 1: faster and higher
                 word = resample(word, int(round(self.rate * factor)), self.rate)

@@ -36,6 +36,7 @@ from .audio import trim_silence as trim_edges
 from .manifest import default_root, load_entries, manifest_path
 from .noise import synthetic_noise
 from .quality import CLEAN_BAK, is_clean_target, is_tts
+from .voice import NewTalkers
 
 EARLY_REFLECTIONS_S = 0.05
 #: (low, high) pause in seconds between the utterances joined into one talker's segment
@@ -338,7 +339,10 @@ class SpeakerMixtures(_SeededDataset):
     ``reverb_prob`` gives each talker a room response of its own (the mixture gets the full responses,
     the sources their early part, as in NoisySpeech). ``pause_s`` and ``trim_silence`` shape each talker's
     span (``_Pools.speech_segment``): shorter pauses between trimmed clips leave less silence in it, so
-    more of the overlap is both talking at once.
+    more of the overlap is both talking at once. ``pitch_semitones`` / ``pitch_prob`` and ``formant_warp`` /
+    ``formant_prob`` turn each talker, drawn for each independently, into a new one (``voice.NewTalkers``):
+    more talkers than the corpora hold. Off by default, drawing nothing, so older configs give the same
+    mixtures; the dev sets never use it.
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
@@ -347,7 +351,9 @@ class SpeakerMixtures(_SeededDataset):
                  noise_snr_db: tuple[float, float] | None = None, level_db: tuple[float, float] = (-35.0, -15.0),
                  speech_corpora: list[str] | None = None, min_native_rate: int = 16000,
                  min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE, noise_prob: float = 1.0,
-                 reverb_prob: float = 0.0, pause_s: tuple[float, float] = PAUSE_S, trim_silence: bool = False):
+                 reverb_prob: float = 0.0, pause_s: tuple[float, float] = PAUSE_S, trim_silence: bool = False,
+                 pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
         low, high = (overlap, overlap) if isinstance(overlap, int | float) else overlap
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"overlap must be within [0, 1], got {overlap}")
@@ -363,6 +369,7 @@ class SpeakerMixtures(_SeededDataset):
         self._init_sampling(rate, seconds, length, seed)
         self.sir_db, self.noise_snr_db, self.level_db = sir_db, noise_snr_db, level_db
         self.noise_prob, self.reverb_prob = noise_prob, reverb_prob
+        self.new_talker = NewTalkers(pitch_semitones, pitch_prob, formant_warp, formant_prob)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         mixture, sources, _ = self.synthesize(self.rng(index))
@@ -376,6 +383,8 @@ class SpeakerMixtures(_SeededDataset):
         b_speaker = pools.pick_speaker(rng, exclude=(a_speaker,))
         a, _ = pools.speech_segment(rng, span, a_speaker, pause_s=self.pause_s, trim_silence=self.trim_silence)
         b, _ = pools.speech_segment(rng, span, b_speaker, pause_s=self.pause_s, trim_silence=self.trim_silence)
+        voices: list[dict] = [{}, {}]
+        a, b = (self.new_talker(rng, x, self.rate, v) for x, v in zip((a, b), voices, strict=True))
         sources = np.zeros((2, n), np.float32)
         sources[0, :span] = a
         sources[1, n - span:] = b
@@ -383,6 +392,8 @@ class SpeakerMixtures(_SeededDataset):
         sources[1] = _scale_to_snr(sources[0], sources[1], sir)
         info = {"speakers": [a_speaker, b_speaker], "overlap": round(overlap, 3),
                 "sir_db": round(sir, 2)}
+        if any(voices):
+            info["new_talkers"] = voices
         if self.reverb_prob and rng.random() < self.reverb_prob:
             rooms = [pools.room(rng) for _ in range(2)]
             heard = np.stack([_convolve(s, full) for s, (full, _) in zip(sources, rooms, strict=True)])

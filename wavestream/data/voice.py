@@ -97,3 +97,35 @@ def shift_voice(x: np.ndarray, rate: int, semitones: float = 0.0, formant: float
     result = np.zeros(n, np.float32)
     result[:min(n, len(y))] = y[:n]
     return result
+
+
+class NewTalkers:
+    """A random new talker out of a recording: with ``pitch_prob`` a pitch shift drawn from ``pitch_semitones``,
+    with ``formant_prob`` (drawn independently) a formant factor from ``formant_warp`` (> 1: a shorter vocal
+    tract). With both probabilities 0 no random number is drawn, so a dataset that has it switched off gives
+    the same examples as before it existed."""
+
+    def __init__(self, pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
+        for name, p in (("pitch_prob", pitch_prob), ("formant_prob", formant_prob)):
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1]; got {p}")
+        if len(pitch_semitones) != 2 or not -12 <= pitch_semitones[0] <= pitch_semitones[1] <= 12:
+            raise ValueError(f"pitch_semitones must be (low, high) with -12 <= low <= high <= 12; "
+                             f"got {pitch_semitones}")
+        if len(formant_warp) != 2 or not 0.7 <= formant_warp[0] <= formant_warp[1] <= 1.4:
+            raise ValueError(f"formant_warp must be (low, high) factors with 0.7 <= low <= high <= 1.4 (1: unchanged); "
+                             f"got {formant_warp}")
+        self.pitch_semitones, self.pitch_prob = tuple(pitch_semitones), pitch_prob
+        self.formant_warp, self.formant_prob = tuple(formant_warp), formant_prob
+
+    def __call__(self, rng: np.random.Generator, x: np.ndarray, rate: int, info: dict) -> np.ndarray:
+        """``x`` as a new talker; what was drawn goes into ``info`` (``pitch_semitones``, ``formant_warp``)."""
+        semitones, warp = 0.0, 1.0
+        if self.pitch_prob > 0 and rng.random() < self.pitch_prob:
+            semitones = float(rng.uniform(*self.pitch_semitones))
+            info["pitch_semitones"] = round(semitones, 2)
+        if self.formant_prob > 0 and rng.random() < self.formant_prob:
+            warp = float(rng.uniform(*self.formant_warp))
+            info["formant_warp"] = round(warp, 3)
+        return shift_voice(x, rate, semitones, warp)
