@@ -11,6 +11,7 @@ import torch
 
 from wavestream.data import synth
 from wavestream.data.synth import SpeakerMixtures
+from wavestream.data.voice import NEW_TALKER_OPTIONS
 from wavestream.train import separate as recipe
 from wavestream.train.loop import load_config
 
@@ -190,7 +191,7 @@ def test_new_talkers_change_each_talker_and_keep_the_mixture_their_sum(root):
 def test_voices_config_is_the_gentle_run_plus_new_talkers_for_training_only(monkeypatch):
     gentle = json.loads((CONFIGS / "separate-gentle.json").read_text())
     voices = json.loads((CONFIGS / "separate-voices.json").read_text())
-    added = {"pitch_semitones", "pitch_prob", "formant_warp", "formant_prob"}
+    added = set(NEW_TALKER_OPTIONS)
     assert set(voices["data"]) - set(gentle["data"]) == added
     assert {k: v for k, v in voices["data"].items() if k not in added} == gentle["data"]
     assert {k: v for k, v in voices.items() if k != "data"} == {k: v for k, v in gentle.items() if k != "data"}

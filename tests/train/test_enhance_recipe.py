@@ -12,8 +12,9 @@ from tests.data.tiny import prepare_tiny
 from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
 from wavestream.data.manifest import manifest_path, read_manifest, write_manifest
+from wavestream.data.voice import NEW_TALKER_OPTIONS
 from wavestream.models.registry import get_spec, load_model
-from wavestream.train.enhance import DEFAULT_CONFIG, EnhanceLoss, dev_examples
+from wavestream.train.enhance import DEFAULT_CONFIG, EnhanceLoss, dataset, dev_examples
 
 TONE_HZ = 5000.0  # the held-out noise: far above the tiny talkers' harmonics (< 3.6 kHz); training noise is white
 
@@ -242,6 +243,29 @@ def test_stoi_config_is_the_shipped_fine_tune_plus_the_intelligibility_term():
     assert stoi["dev"] == previous["dev"] | {"stoi": True}
     assert stoi["loss"] == previous["loss"] | {"stoi_weight": 10.0}
     EnhanceLoss(**stoi["loss"])
+
+
+def test_voices_config_is_the_stoi_fine_tune_plus_new_talkers():
+    stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
+    voices = json.loads((CONFIGS / "enhance-voices.json").read_text())
+    added = {k: voices["data"][k] for k in NEW_TALKER_OPTIONS}
+    assert added["pitch_prob"] > 0 and added["formant_prob"] > 0
+    assert voices["data"] == stoi["data"] | added | {"seed": 5}  # fresh examples
+    assert {k: v for k, v in voices.items() if k not in ("data", "train")} == \
+        {k: v for k, v in stoi.items() if k not in ("data", "train")}
+    assert voices["train"] == stoi["train"] | {"seed": 5}
+
+
+def test_new_talkers_reach_training_but_not_the_dev_examples(config_path):
+    config = json.loads(config_path.read_text())
+    voices = {**config, "data": config["data"] | {"pitch_prob": 1.0, "formant_prob": 1.0}}
+    train = dataset(voices["data"], "train", 4, 1.0, 0)
+    for i in range(4):
+        _, _, info = train.synthesize(train.rng(i))
+        assert -4 <= info["pitch_semitones"] <= 4 and 0.88 <= info["formant_warp"] <= 1.12
+    for split in ("dev", "ood"):
+        for a, b in zip(dev_examples(voices, split), dev_examples(config, split), strict=True):
+            assert torch.equal(a, b)
 
 
 def test_pesq_config_fine_tunes_the_shipped_model_with_the_compressed_loss():

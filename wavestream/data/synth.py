@@ -249,6 +249,8 @@ class NoisySpeech(_SeededDataset):
     split: a training kind). ``eq_prob`` colours that share of examples with a random channel EQ.
     ``min_native_rate=16000`` keeps 8 kHz recordings out of the clean
     targets. ``length`` is the epoch size (items are synthesized, so any number works).
+    ``pitch_semitones`` / ``pitch_prob`` and ``formant_warp`` / ``formant_prob`` turn the talker into a new
+    one (``voice.NewTalkers``; off by default, drawing nothing, so older configs give the same examples).
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
@@ -257,7 +259,9 @@ class NoisySpeech(_SeededDataset):
                  bandlimit_prob: float = 0.1, clip_prob: float = 0.03, eq_prob: float = 0.0,
                  background: dict[str, float] | None = None, speech_corpora: list[str] | None = None,
                  noise_corpora: list[str] | None = None, min_native_rate: int = 16000,
-                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE):
+                 min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE,
+                 pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
         if not 0.0 <= eq_prob <= 1.0:
@@ -275,6 +279,7 @@ class NoisySpeech(_SeededDataset):
         self.snr_db, self.level_db = snr_db, level_db
         self.reverb_prob, self.bandlimit_prob, self.clip_prob = reverb_prob, bandlimit_prob, clip_prob
         self.eq_prob = eq_prob
+        self.new_talker = NewTalkers(pitch_semitones, pitch_prob, formant_warp, formant_prob)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         noisy, clean, _ = self.synthesize(self.rng(index))
@@ -285,6 +290,7 @@ class NoisySpeech(_SeededDataset):
         n, rate, pools = samples or self.samples, self.rate, self.pools
         speech, speaker = pools.speech_segment(rng, n)
         info: dict = {"speaker": speaker}
+        speech = self.new_talker(rng, speech, rate, info)
         if rng.random() < self.bandlimit_prob:
             cutoff_rate = int(rng.choice([8000, 11025, 12000]))
             speech = _lowpass(speech, rate, cutoff_rate)

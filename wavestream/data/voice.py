@@ -99,6 +99,10 @@ def shift_voice(x: np.ndarray, rate: int, semitones: float = 0.0, formant: float
     return result
 
 
+#: the dataset options that switch NewTalkers on and shape it (dev sets leave them out)
+NEW_TALKER_OPTIONS = ("pitch_semitones", "pitch_prob", "formant_warp", "formant_prob")
+
+
 class NewTalkers:
     """A random new talker out of a recording: with ``pitch_prob`` a pitch shift drawn from ``pitch_semitones``,
     with ``formant_prob`` (drawn independently) a formant factor from ``formant_warp`` (> 1: a shorter vocal

@@ -24,6 +24,7 @@ from torch import nn
 
 from wavestream.data import NoisySpeech
 from wavestream.data.devset import ENHANCE_SNRS, enhance_mixing
+from wavestream.data.voice import NEW_TALKER_OPTIONS
 from wavestream.models.enhance import GRUMaskEnhancer
 from wavestream.models.registry import WEIGHTS_DIR
 
@@ -87,11 +88,13 @@ def dataset(data: dict, split: str, length: int, seconds: float, seed: int) -> N
 def dev_examples(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed dev examples (noisy, clean) of ``split``, each ``[N, 1, T]``, the same every run.
 
-    "dev": the training mixture (the config's ``data``) over the dev split's talkers and noise sources.
+    "dev": the training mixture (the config's ``data``, without new talkers) over the dev split's talkers and
+    noise sources.
     "ood": the mixing of the frozen ``enhance-ood`` set (``devset.enhance_mixing``) at -5..15 dB SNR:
     recorded talkers of the held-out corpus over the held-out noise corpus and their babble; never a
     training noise, synthetic noise or channel effect."""
     dev, data = config["dev"], config["data"]
+    data = {k: v for k, v in data.items() if k not in NEW_TALKER_OPTIONS}  # dev talkers stay as recorded
     if split == "ood":
         data = {k: v for k, v in data.items() if k in _KEPT_FOR_OOD}
         data |= enhance_mixing(data.get("root"), split) | {"snr_db": (min(ENHANCE_SNRS), max(ENHANCE_SNRS))}
