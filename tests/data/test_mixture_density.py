@@ -181,11 +181,11 @@ def test_new_talkers_change_each_talker_and_keep_the_mixture_their_sum(root):
         assert torch.allclose(mixture[0], sources.sum(dim=0), atol=1e-6)  # dry: still the sum of its sources
         assert not torch.equal(sources, off[i][1])
         _, _, info = on.synthesize(on.rng(i))
-        assert len(info["new_talkers"]) == 2
-        for voice in info["new_talkers"]:  # drawn for each talker on its own
+        assert len(info["talker_changes"]) == 2
+        for voice in info["talker_changes"]:  # drawn for each talker on its own
             assert -4 <= voice["pitch_semitones"] <= 4 and 0.88 <= voice["formant_warp"] <= 1.12
     _, _, info = off.synthesize(off.rng(0))
-    assert "new_talkers" not in info
+    assert "talker_changes" not in info
 
 
 def test_voices_config_is_the_gentle_run_plus_new_talkers_for_training_only(monkeypatch):
@@ -202,3 +202,25 @@ def test_voices_config_is_the_gentle_run_plus_new_talkers_for_training_only(monk
     assert _built.pop()["pitch_prob"] == 0.5
     recipe.dev_examples(config, "dev")
     assert not added & set(_built.pop())  # the dev mixtures stay those of earlier runs
+
+
+def test_channels_colour_each_talker_in_the_mixture_and_its_source_alike(root):
+    options = dict(seconds=1.2, length=8, seed=5)
+    on = SpeakerMixtures(root, "train", eq_prob=1.0, **options)
+    off = SpeakerMixtures(root, "train", **options)
+    for i in range(8):
+        mixture, sources = on[i]
+        assert torch.allclose(mixture[0], sources.sum(dim=0), atol=1e-6)
+        assert not torch.equal(sources, off[i][1])
+        _, _, info = on.synthesize(on.rng(i))
+        assert info["talker_changes"] == [{"eq": True}, {"eq": True}]
+    with pytest.raises(ValueError, match="eq_prob"):
+        SpeakerMixtures(root, "train", eq_prob=1.5, **options)
+
+
+def test_channels_config_is_the_gentle_run_plus_a_channel_per_talker():
+    gentle = json.loads((CONFIGS / "separate-gentle.json").read_text())
+    channels = json.loads((CONFIGS / "separate-channels.json").read_text())
+    assert channels["data"] == gentle["data"] | {"eq_prob": 0.5}
+    assert {k: v for k, v in channels.items() if k != "data"} == {k: v for k, v in gentle.items() if k != "data"}
+    assert "eq_prob" not in recipe.DEV_DATA_KEYS  # the dev mixtures stay those of earlier runs

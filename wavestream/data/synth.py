@@ -348,7 +348,8 @@ class SpeakerMixtures(_SeededDataset):
     more of the overlap is both talking at once. ``pitch_semitones`` / ``pitch_prob`` and ``formant_warp`` /
     ``formant_prob`` turn each talker, drawn for each independently, into a new one (``voice.NewTalkers``):
     more talkers than the corpora hold. Off by default, drawing nothing, so older configs give the same
-    mixtures; the dev sets never use it.
+    mixtures; the dev sets never use it. ``eq_prob`` passes each talker, on its own, through a random channel
+    EQ (``random_eq``), in the mixture and its source alike: two talkers recorded on two microphones.
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 4.0,
@@ -359,15 +360,17 @@ class SpeakerMixtures(_SeededDataset):
                  min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE, noise_prob: float = 1.0,
                  reverb_prob: float = 0.0, pause_s: tuple[float, float] = PAUSE_S, trim_silence: bool = False,
                  pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
-                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
+                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0,
+                 eq_prob: float = 0.0):
         low, high = (overlap, overlap) if isinstance(overlap, int | float) else overlap
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"overlap must be within [0, 1], got {overlap}")
         if not 0.0 <= pause_s[0] <= pause_s[1]:
             raise ValueError(f"pause_s must be a (low, high) range of seconds >= 0, got {pause_s}")
         self.pause_s, self.trim_silence = (float(pause_s[0]), float(pause_s[1])), bool(trim_silence)
-        if not (0.0 <= noise_prob <= 1.0 and 0.0 <= reverb_prob <= 1.0):
-            raise ValueError(f"noise_prob and reverb_prob must be within [0, 1], got {noise_prob}, {reverb_prob}")
+        if not all(0.0 <= p <= 1.0 for p in (noise_prob, reverb_prob, eq_prob)):
+            raise ValueError(f"noise_prob, reverb_prob and eq_prob must be within [0, 1], "
+                             f"got {noise_prob}, {reverb_prob}, {eq_prob}")
         self.overlap = (float(low), float(high))
         need = (("noise",) if noise_snr_db and noise_prob > 0 else ()) + (("rir",) if reverb_prob > 0 else ())
         self.pools = _Pools(root, split, rate, speech_corpora, None, min_native_rate, need, min_bak, tts_share)
@@ -376,10 +379,17 @@ class SpeakerMixtures(_SeededDataset):
         self.sir_db, self.noise_snr_db, self.level_db = sir_db, noise_snr_db, level_db
         self.noise_prob, self.reverb_prob = noise_prob, reverb_prob
         self.new_talker = NewTalkers(pitch_semitones, pitch_prob, formant_warp, formant_prob)
+        self.eq_prob = eq_prob
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         mixture, sources, _ = self.synthesize(self.rng(index))
         return _to_tensor(mixture[None], sources)
+
+    def _channel(self, rng: np.random.Generator, x: np.ndarray, info: dict) -> np.ndarray:
+        if rng.random() >= self.eq_prob:
+            return x
+        info["eq"] = True
+        return equalize(x, random_eq(rng, self.rate)).astype(np.float32)
 
     def synthesize(self, rng: np.random.Generator, samples: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         n, pools = samples or self.samples, self.pools
@@ -391,6 +401,8 @@ class SpeakerMixtures(_SeededDataset):
         b, _ = pools.speech_segment(rng, span, b_speaker, pause_s=self.pause_s, trim_silence=self.trim_silence)
         voices: list[dict] = [{}, {}]
         a, b = (self.new_talker(rng, x, self.rate, v) for x, v in zip((a, b), voices, strict=True))
+        if self.eq_prob:  # no draw when off: older configs give the same mixtures
+            a, b = (self._channel(rng, x, v) for x, v in zip((a, b), voices, strict=True))
         sources = np.zeros((2, n), np.float32)
         sources[0, :span] = a
         sources[1, n - span:] = b
@@ -399,7 +411,7 @@ class SpeakerMixtures(_SeededDataset):
         info = {"speakers": [a_speaker, b_speaker], "overlap": round(overlap, 3),
                 "sir_db": round(sir, 2)}
         if any(voices):
-            info["new_talkers"] = voices
+            info["talker_changes"] = voices  # per talker: new voice, channel
         if self.reverb_prob and rng.random() < self.reverb_prob:
             rooms = [pools.room(rng) for _ in range(2)]
             heard = np.stack([_convolve(s, full) for s, (full, _) in zip(sources, rooms, strict=True)])
