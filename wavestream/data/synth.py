@@ -399,10 +399,10 @@ class SpeakerMixtures(_SeededDataset):
         b_speaker = pools.pick_speaker(rng, exclude=(a_speaker,))
         a, _ = pools.speech_segment(rng, span, a_speaker, pause_s=self.pause_s, trim_silence=self.trim_silence)
         b, _ = pools.speech_segment(rng, span, b_speaker, pause_s=self.pause_s, trim_silence=self.trim_silence)
-        voices: list[dict] = [{}, {}]
-        a, b = (self.new_talker(rng, x, self.rate, v) for x, v in zip((a, b), voices, strict=True))
+        changes: list[dict] = [{}, {}]  # per talker: its new voice, its channel
+        a, b = (self.new_talker(rng, x, self.rate, c) for x, c in zip((a, b), changes, strict=True))
         if self.eq_prob:  # no draw when off: older configs give the same mixtures
-            a, b = (self._channel(rng, x, v) for x, v in zip((a, b), voices, strict=True))
+            a, b = (self._channel(rng, x, c) for x, c in zip((a, b), changes, strict=True))
         sources = np.zeros((2, n), np.float32)
         sources[0, :span] = a
         sources[1, n - span:] = b
@@ -410,8 +410,8 @@ class SpeakerMixtures(_SeededDataset):
         sources[1] = _scale_to_snr(sources[0], sources[1], sir)
         info = {"speakers": [a_speaker, b_speaker], "overlap": round(overlap, 3),
                 "sir_db": round(sir, 2)}
-        if any(voices):
-            info["talker_changes"] = voices  # per talker: new voice, channel
+        if any(changes):
+            info["talker_changes"] = changes
         if self.reverb_prob and rng.random() < self.reverb_prob:
             rooms = [pools.room(rng) for _ in range(2)]
             heard = np.stack([_convolve(s, full) for s, (full, _) in zip(sources, rooms, strict=True)])
