@@ -32,7 +32,7 @@ from .audio import resample
 from .manifest import default_root, load_entries
 from .quality import is_tts
 from .synth import _convolve, _lowpass, _scale_to_snr, _SeededDataset, clip_segment, read_clip
-from .voice import NewTalkers
+from .voice import FORMANT_WARP, PITCH_SEMITONES, NewTalkers
 
 #: the recorded English keyword corpora, the real-speech dev set (``keywords-real``): never trained on, not even
 #: their other words (a talker whose every word in training is "unknown" teaches the model that voice means
@@ -114,8 +114,8 @@ class KeywordClips(_SeededDataset):
                  background: dict[str, float] | None = None, reverb_prob: float = 0.3,
                  speed: tuple[float, float] = (0.85, 1.15), speed_prob: float = 0.5, bandlimit_prob: float = 0.15,
                  source_weights: dict[str, float] | None = None,
-                 pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
-                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0,
+                 pitch_semitones: tuple[float, float] = PITCH_SEMITONES, pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = FORMANT_WARP, formant_prob: float = 0.0,
                  unknown_tts_share: float | None = None, digital_silence_prob: float = 0.0):
         from .corpora import KEYWORDS
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:

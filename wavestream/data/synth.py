@@ -36,7 +36,7 @@ from .audio import trim_silence as trim_edges
 from .manifest import default_root, load_entries, manifest_path
 from .noise import synthetic_noise
 from .quality import CLEAN_BAK, is_clean_target, is_tts
-from .voice import NewTalkers
+from .voice import FORMANT_WARP, PITCH_SEMITONES, NewTalkers
 
 EARLY_REFLECTIONS_S = 0.05
 #: (low, high) pause in seconds between the utterances joined into one talker's segment
@@ -260,8 +260,8 @@ class NoisySpeech(_SeededDataset):
                  background: dict[str, float] | None = None, speech_corpora: list[str] | None = None,
                  noise_corpora: list[str] | None = None, min_native_rate: int = 16000,
                  min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE,
-                 pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
-                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
+                 pitch_semitones: tuple[float, float] = PITCH_SEMITONES, pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = FORMANT_WARP, formant_prob: float = 0.0):
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
         if not 0.0 <= eq_prob <= 1.0:
@@ -359,8 +359,8 @@ class SpeakerMixtures(_SeededDataset):
                  speech_corpora: list[str] | None = None, min_native_rate: int = 16000,
                  min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE, noise_prob: float = 1.0,
                  reverb_prob: float = 0.0, pause_s: tuple[float, float] = PAUSE_S, trim_silence: bool = False,
-                 pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
-                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0,
+                 pitch_semitones: tuple[float, float] = PITCH_SEMITONES, pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = FORMANT_WARP, formant_prob: float = 0.0,
                  eq_prob: float = 0.0):
         low, high = (overlap, overlap) if isinstance(overlap, int | float) else overlap
         if not 0.0 <= low <= high <= 1.0:

@@ -101,6 +101,9 @@ def shift_voice(x: np.ndarray, rate: int, semitones: float = 0.0, formant: float
 
 #: the dataset options that switch NewTalkers on and shape it (dev sets leave them out)
 NEW_TALKER_OPTIONS = ("pitch_semitones", "pitch_prob", "formant_warp", "formant_prob")
+#: default ranges of a new talker's pitch shift (semitones) and formant factor, for every dataset that takes them
+PITCH_SEMITONES = (-4.0, 4.0)
+FORMANT_WARP = (0.88, 1.12)
 
 
 class NewTalkers:
@@ -109,8 +112,8 @@ class NewTalkers:
     tract). With both probabilities 0 no random number is drawn, so a dataset that has it switched off gives
     the same examples as before it existed."""
 
-    def __init__(self, pitch_semitones: tuple[float, float] = (-4.0, 4.0), pitch_prob: float = 0.0,
-                 formant_warp: tuple[float, float] = (0.88, 1.12), formant_prob: float = 0.0):
+    def __init__(self, pitch_semitones: tuple[float, float] = PITCH_SEMITONES, pitch_prob: float = 0.0,
+                 formant_warp: tuple[float, float] = FORMANT_WARP, formant_prob: float = 0.0):
         for name, p in (("pitch_prob", pitch_prob), ("formant_prob", formant_prob)):
             if not 0 <= p <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1]; got {p}")
