@@ -9,8 +9,9 @@ from tests.data.tiny import prepare_tiny
 from tests.data.tiny_keywords import add_tiny_keywords, write_tiny_keyword_devsets
 from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
+from wavestream.models.kws import LMUFormerKWS
 from wavestream.models.registry import load_model
-from wavestream.train.kws import IGNORE, KeywordLoss, distillation_loss, frame_targets
+from wavestream.train.kws import IGNORE, KeywordLoss, distillation_loss, frame_targets, widen
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +140,42 @@ def test_spiking_recipe_distils_from_a_frozen_ann_teacher(config_path, tmp_path)
     path.write_text(json.dumps(spiking))
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         _train(path, tmp_path / "snn2", "--steps", "1", recipe="kws-spiking")
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+@pytest.mark.parametrize("factor", [2, 3])
+def test_a_widened_model_starts_with_the_narrow_models_posteriors(spiking, factor):
+    """Every width grows (embedding, residual stream, MLP), and the grown model computes what the narrow one
+    did: the same posteriors frame by frame, spikes included; the copies differ from the originals' values."""
+    torch.manual_seed(0)
+    sizes = dict(blocks=2, memory_channels=4, memory_order=8, theta=32, mlp_ratio=2, lif_decay=0.5, lif_slope=5.0)
+    narrow = LMUFormerKWS(spiking=spiking, dim=16, **sizes).eval()
+    with torch.no_grad():  # a trained model's norms are not all ones: grow those too
+        for name, value in narrow.named_parameters():
+            if "norm" in name:
+                value.add_(0.3 * torch.randn_like(value))
+    wide = LMUFormerKWS(spiking=spiking, dim=16 * factor, **sizes).eval()
+    wide.load_state_dict(widen(narrow.state_dict(), wide.state_dict()))
+    audio = 0.1 * torch.randn(2, 1, 16000)
+    with torch.no_grad():
+        expected, got = narrow.frame_logits(audio), wide.frame_logits(audio)
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    if spiking:  # the head reads spikes only: logits that move over time mean spikes got through
+        assert expected.std(dim=-1).mean() > 1e-3
+    same = narrow.state_dict()
+    assert widen(same, narrow.state_dict()) is same
+    with pytest.raises(ValueError, match="not a multiple"):
+        widen(narrow.state_dict(), LMUFormerKWS(dim=24, **sizes).state_dict())
+
+
+def test_init_from_a_narrower_run_widens_its_weights(config_path, tmp_path):
+    _train(config_path, tmp_path / "narrow", "--steps", "2")
+    wide = json.loads(config_path.read_text())
+    wide["model"]["dim"] = 32
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(wide))
+    _train(path, tmp_path / "wide", "--steps", "1", "--init", str(tmp_path / "narrow" / "best.safetensors"))
+    assert json.loads((tmp_path / "wide" / "last.json").read_text())["run"]["init"].endswith("best.safetensors")
 
 
 def test_dev_score_counts_alarms_on_keyword_free_audio(config_path, tmp_path):

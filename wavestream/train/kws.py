@@ -205,12 +205,45 @@ def evaluate_on(model: nn.Module, audio: torch.Tensor, entries: list[dict], pref
     return out
 
 
+def widen(weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A narrower model's weights as a start for a model ``factor`` times as wide (every width: the embedding's,
+    the residual stream's, the MLP's), computing the same function (Net2Net's widening): each channel is
+    repeated ``factor`` times, and a layer reading repeated channels takes 1/``factor`` of the old weight from
+    each copy. Layer norms see the same mean and variance, LIF neurons the same currents, so the wide model's
+    posteriors are the narrow one's. The copies part ways in training: the residual dropout draws a mask per
+    channel. Weights of the model's own shapes pass unchanged."""
+    old_dim, new_dim = weights["head.weight"].shape[1], target["head.weight"].shape[1]
+    if old_dim == new_dim:
+        return weights
+    if new_dim % old_dim:
+        raise ValueError(f"--init: a model of width {new_dim} cannot grow from width {old_dim} (not a multiple)")
+    factor = new_dim // old_dim
+    out = {}
+    for name, value in weights.items():
+        want = target[name].shape if name in target else value.shape
+        for axis, (old, new) in enumerate(zip(value.shape, want, strict=True)):
+            if old == new:
+                continue
+            if axis == 0 and new == factor * old:  # output channels (and their biases, norm scales)
+                value = torch.cat([value] * factor, dim=0)
+            elif axis == 1 and (new - old) % (factor - 1) == 0:  # input channels
+                # the repeated channels come after the ones that stay (memory_out reads the memory, then h)
+                width = (new - old) // (factor - 1)
+                kept, repeated = value.split([old - width, width], dim=1)
+                value = torch.cat([kept] + [repeated / factor] * factor, dim=1)
+            else:
+                raise ValueError(f"--init: cannot grow {name} from {tuple(value.shape)} to {tuple(want)}")
+        out[name] = value
+    return out
+
+
 def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
           init: str | Path | None = None) -> dict:
     loop = LoopConfig.from_dict(config["train"])
     torch.manual_seed(loop.seed)
     model = build_model(config)
-    init = start_weights(model, init, out, resume, allow_missing=True)
+    init = start_weights(model, init, out, resume, allow_missing=True,
+                         adapt=lambda weights: widen(weights, model.state_dict()))
     data = config["data"]
     batch_size = data["batch_size"]
     train_set = dataset(data, "train", loop.steps * batch_size, data.get("seed", 0))

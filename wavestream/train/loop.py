@@ -215,17 +215,20 @@ def load_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.opti
 
 
 def start_weights(model: nn.Module, init: str | Path | None, out: str | Path, resume: bool,
-                  allow_missing: bool = False) -> str | None:
+                  allow_missing: bool = False,
+                  adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None) -> str | None:
     """``--init``: load ``init`` (a checkpoint's or shipped safetensors) into ``model`` before a run starts; returns
     the path to record in the run's ``run_info``. A resumed run has its weights in its checkpoint already and
     keeps recording the path it started from. ``allow_missing``: the model may have weights the file lacks
-    (they keep their fresh values); weights the model does not have are refused either way."""
+    (they keep their fresh values); weights the model does not have are refused either way. ``adapt`` turns the
+    file's weights into the model's shapes first (e.g. a wider model from a narrower one's weights)."""
     last = Path(out) / f"{LAST}.json"
     if resume and last.exists():
         return str(init) if init is not None else json.loads(last.read_text())["run"].get("init")
     if init is None:
         return None
-    missing, unexpected = model.load_state_dict(load_file(str(init)), strict=False)
+    weights = load_file(str(init))
+    missing, unexpected = model.load_state_dict(adapt(weights) if adapt else weights, strict=False)
     if unexpected or (missing and not allow_missing):
         raise ValueError(f"--init {init}: weights the model does not have: {unexpected[:5]}; "
                          f"weights the file lacks: {missing[:5]}")
