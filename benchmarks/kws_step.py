@@ -17,7 +17,8 @@ Medians over repeated calls; the figures vary with machine load (printed), less 
 ``--cpu-time`` (the thread's CPU clock instead of the wall clock: time other processes take from
 this one's core is not counted). Nothing is asserted.
 
-    python benchmarks/kws_step.py [--seconds 10] [--steps 500] [--batch 32] [--cpu-time]
+    python benchmarks/kws_step.py [--seconds 10] [--steps 500] [--batch 32] [--cpu-time] \
+        [--models kws,kws-spiking,kws-spiking=runs/R/best.safetensors]
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def mflop(fn) -> float:
     return counter.get_total_flops() / 1e6
 
 
-def row(name: str, args: argparse.Namespace) -> str:
-    model = load_model(name)
+def row(item: str, args: argparse.Namespace) -> str:
+    name, _, weights = item.partition("=")  # a run's checkpoint loads with the config beside it
+    model = load_model(name, weights or None)
     frame_s = model.hop / model.sample_rate
     window = int(model.blocks[0].memory.theta) * model.hop
     with torch.inference_mode():
@@ -78,7 +80,7 @@ def row(name: str, args: argparse.Namespace) -> str:
         step_work = mflop(lambda: model.step(x[..., :model.hop], model.init_state(1)))
         recompute_work = mflop(lambda: model(x))
     params = sum(p.numel() for p in model.parameters())
-    return (f"| {name} | {params:,} | {1000 * step:.3f} | {1000 * recompute:.2f} | {recompute / step:.1f}x | "
+    return (f"| {item} | {params:,} | {1000 * step:.3f} | {1000 * recompute:.2f} | {recompute / step:.1f}x | "
             f"{step / frame_s:.4f} | {offline / (audio.shape[-1] / model.sample_rate):.4f} | "
             f"{1000 * batched:.4f} | {step_work:.3f} | {recompute_work:.1f} |")
 
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="10 ms steps timed per model (default 500)")
     parser.add_argument("--batch", type=int, default=32, help="streams in the batched step (default 32)")
     parser.add_argument("--repeats", type=int, default=20, help="window recomputes / offline runs timed")
+    parser.add_argument("--models", default="kws,kws-spiking",
+                        help="comma-separated models, each NAME or NAME=WEIGHTS (another weights file)")
     parser.add_argument("--cpu-time", action="store_true", help="time by the thread's CPU clock, not the wall clock")
     args = parser.parse_args()
     global clock
@@ -100,8 +104,8 @@ def main() -> None:
           f"offline RTF ({args.seconds:g} s) | batched step, per stream (ms, batch {args.batch}) | "
           "step MFLOP | recompute MFLOP |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in ("kws", "kws-spiking"):
-        print(row(name, args))
+    for item in args.models.split(","):
+        print(row(item, args))
     print(f"\nmachine: {machine_load()}")
 
 

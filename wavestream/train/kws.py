@@ -28,8 +28,9 @@ shipped teacher at the time the run (or its resume) starts: pin a file for a res
 Dev: the frozen keyword dev sets (``wavestream data devset --task keywords,keywords-real``); the
 checkpoint is chosen on ``dev_real_top1`` (recorded English keywords of a corpus never trained on:
 the out-of-domain set), with the synthetic dev voices logged beside it. ``--init`` starts from
-another run's weights (e.g. the spiking model from the ANN's). ``--export`` writes the shipped
-weights + card.
+another run's weights (e.g. the spiking model from the ANN's); weights of a model an integer factor
+narrower are widened first (``widen``: the wide model starts with the narrow one's posteriors).
+``--export`` writes the shipped weights + card.
 """
 
 from __future__ import annotations
