@@ -112,6 +112,19 @@ def test_source_weights_pick_the_source_first(root):
         assert info["speaker"] == "tinyvoice0"
 
 
+def test_real_corpora_train_on_a_dev_talker_from_both_splits(root):
+    # the leave-one-source-out runs: saytime (listed in train) and both Tux Paint talkers (listed in either split)
+    data = KeywordClips(root, "train", seconds=1.0, real_corpora=["tuxpaint-en", "saytime"],
+                        source_weights={"tinyvoice0": 1.0, "real": 1.0, "saytime": 1.0})
+    speakers = {data.synthesize(np.random.default_rng(i), label=i % 10)[2]["speaker"] for i in range(60)}
+    assert speakers == {"tinyvoice0", "real-us", "real-gb", "saytime-tiny"}
+    assert {"circle", "square", "o'clock"} <= {e["text"] for e in data.other_words}
+    with pytest.raises(ValueError, match="real_corpora"):
+        KeywordClips(root, "train", seconds=1.0, real_corpora=["tiny-tts"])
+    # by default the dev talkers stay out of training altogether
+    assert not {e["corpus"] for e in KeywordClips(root, "train", seconds=1.0).other_words} & set(DEV_ONLY_CORPORA)
+
+
 def test_voiced_span_skips_room_tone():
     from wavestream.data.keywords import voiced_span
     rng = np.random.default_rng(0)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .keywords import DEV_ONLY_CORPORA, KeywordClips
+from .keywords import DEV_ONLY_CORPORA, KeywordClips, recorded_entries
 from .manifest import default_root, load_entries
 from .quality import CLEAN_BAK
 from .synth import NoisySpeech, SpeakerMixtures
@@ -181,18 +181,11 @@ def _keywords(folder: Path, root, rate: int) -> list[dict]:
 def _real_words(root, rate: int) -> tuple[list[dict], list[dict]]:
     """(keyword recordings, other word recordings) of the real-speech corpora (``DEV_ONLY_CORPORA``), both
     splits."""
-    root = root if root is not None else default_root()
-    words = []
-    for split in ("train", "dev"):
-        try:
-            words += [e for e in load_entries(root, "keywords", split, list(DEV_ONLY_CORPORA))]
-        except ValueError:
-            pass
+    words = recorded_entries(root if root is not None else default_root(), DEV_ONLY_CORPORA)
     if not words:
         raise ValueError(f"no clips of {', '.join(DEV_ONLY_CORPORA)} in {root}: run `wavestream data prepare --only "
                          f"{','.join(DEV_ONLY_CORPORA)}`")
     from .corpora import KEYWORDS
-    words.sort(key=lambda e: e["path"])
     return [e for e in words if e.get("text") in KEYWORDS], [e for e in words if e.get("text") not in KEYWORDS]
 
 

@@ -44,6 +44,18 @@ WORD_CORPORA = ("hedgewars", "ktuberling", "klettres")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
 
 
+def recorded_entries(root: str | Path, corpora: list[str] | tuple[str, ...]) -> list[dict]:
+    """Every keyword-manifest entry of ``corpora``, both splits, sorted by path: the real-speech corpora are
+    a few talkers each, so their train/dev split by talker would hide one corpus or another from the dev set."""
+    entries = []
+    for split in ("train", "dev"):
+        try:
+            entries += load_entries(root, "keywords", split, list(corpora))
+        except ValueError:  # no manifest for that split
+            pass
+    return sorted(entries, key=lambda e: e["path"])
+
+
 def _letters(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower())
 
@@ -102,6 +114,9 @@ class KeywordClips(_SeededDataset):
     in a 1000-step pilot; docs/models.md). None (default): every unknown weighs the same, no extra draw.
     ``digital_silence_prob``: the clip has no background at all (exact zeros around the word, as in a
     trimmed or zero-padded recording, whose log-mel frames sit at the floor); 0 by default, no draw.
+    ``real_corpora``: recorded corpora of ``DEV_ONLY_CORPORA`` to train on anyway, every clip of both splits
+    (keywords and other words; their talkers' source names weigh as any source): for leave-one-source-out
+    measurements, where the real dev set's other talkers are the held-out test.
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", seconds: float = 1.5,
@@ -116,7 +131,8 @@ class KeywordClips(_SeededDataset):
                  source_weights: dict[str, float] | None = None,
                  pitch_semitones: tuple[float, float] = PITCH_SEMITONES, pitch_prob: float = 0.0,
                  formant_warp: tuple[float, float] = FORMANT_WARP, formant_prob: float = 0.0,
-                 unknown_tts_share: float | None = None, digital_silence_prob: float = 0.0):
+                 unknown_tts_share: float | None = None, digital_silence_prob: float = 0.0,
+                 real_corpora: list[str] | None = None):
         from .corpora import KEYWORDS
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
@@ -133,6 +149,10 @@ class KeywordClips(_SeededDataset):
         words = load_entries(self.root, "keywords", split)
         chosen = corpora if corpora is not None else sorted({e["corpus"] for e in words} - set(DEV_ONLY_CORPORA))
         words = [e for e in words if e["corpus"] in chosen]
+        if real_corpora:
+            if not set(real_corpora) <= set(DEV_ONLY_CORPORA):
+                raise ValueError(f"real_corpora must be among {DEV_ONLY_CORPORA}; got {real_corpora}")
+            words = [e for e in words if e["corpus"] not in real_corpora] + recorded_entries(self.root, real_corpora)
         self.by_word: dict[str, list[dict]] = defaultdict(list)
         self.other_words: list[dict] = []
         for e in words:

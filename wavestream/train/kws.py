@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from wavestream.data import default_root, load_entries
-from wavestream.data.keywords import DEV_ONLY_CORPORA, KeywordClips
+from wavestream.data.keywords import DEV_ONLY_CORPORA, KeywordClips, recorded_entries
 from wavestream.evaluate.kws import argmax_keyword, detect, top_event
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
@@ -321,6 +321,8 @@ def _training_data(root: Path, config: dict) -> list[dict]:
         if kind == "keywords":
             chosen = data.get("corpora")
             entries = [e for e in entries if (e["corpus"] in chosen if chosen else e["corpus"] not in DEV_ONLY_CORPORA)]
+            real = data.get("real_corpora") or []
+            entries = [e for e in entries if e["corpus"] not in real] + recorded_entries(root, real)
         if kind == "rir" and not data.get("reverb_prob", 0.3):
             continue
         add(kind, entries)
