@@ -100,6 +100,20 @@ def test_export_writes_loadable_weights_and_card(config_path, tmp_path):
         assert model(torch.randn(1, 1, 3200) * 0.05).shape == (1, 22, 20)
 
 
+def test_a_run_on_real_corpora_lists_them_as_trained_on(config_path, tmp_path):
+    config = json.loads(config_path.read_text())
+    config["data"]["real_corpora"] = ["saytime"]
+    config["train"]["steps"] = 2
+    path = tmp_path / "real.json"
+    path.write_text(json.dumps(config))
+    _train(path, tmp_path / "run")
+    assert main(["train", "kws", "--out", str(tmp_path / "run"), "--export", "--weights-dir", str(tmp_path / "w")]) == 0
+    card = json.loads((tmp_path / "w" / "kws.json").read_text())
+    assert "saytime" in {c["corpus"] for c in card["data"]["corpora"]}
+    assert "tuxpaint-en" not in {c["corpus"] for c in card["data"]["corpora"]}
+    assert "saytime" not in card["data"]["never_trained_on"] and "tuxpaint-en" in card["data"]["never_trained_on"]
+
+
 def test_the_card_lists_the_corpora_recorded_when_the_run_started(config_path, tmp_path):
     # corpora prepared after a run started are in the manifests at export but were never read by the run
     _train(config_path, tmp_path / "run")

@@ -344,6 +344,7 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     name = config["name"]
     card_path = weights_dir / f"{name}.json"
     model_config = {**config["model"], **(detector or {})}
+    real = config["data"].get("real_corpora") or []  # dev talkers a leave-one-source-out run trained on
     card.update({
         "name": name,
         "task": "kws",
@@ -368,8 +369,9 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
             # runs from before the corpora were recorded fall back to today's manifests
             "corpora": last.get("run", {}).get("corpora")
             or _training_data(Path(config["data"].get("root") or data_root or default_root()), config),
-            "never_trained_on": f"{', '.join(DEV_ONLY_CORPORA)} (the real-speech dev set) and the sources of the "
-                                "held-out test (never used for training, tuning or evaluation)",
+            "never_trained_on": f"{', '.join(c for c in DEV_ONLY_CORPORA if c not in real)} (the real-speech dev "
+                                "set) and the sources of the held-out test (never used for training, tuning or "
+                                "evaluation)",
         },
         "training": {
             "recipe": waveform.recipe_line(config["name"], config, meta["run"].get("init")),
