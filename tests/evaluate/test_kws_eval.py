@@ -178,3 +178,16 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
                  "--weights-dir", str(tmp_path / "w")]) == 0
     card = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
     assert card["metrics"]["real_top1"] == s["real"]["top1_event"]
+    # a run that trained on a real dev talker tunes its detector on the other real talkers only
+    from wavestream.evaluate import kws as kws_eval
+    from wavestream.models.registry import load_model
+    scored = []
+    real_posteriors = kws_eval.posteriors
+    monkeypatch.setattr(kws_eval, "posteriors", lambda m, audio: scored.append(len(audio)) or real_posteriors(m, audio))
+    model = load_model("kws-spiking", str(tmp_path / "w" / "kws-spiking.safetensors")).eval()
+    one_setting = {"smooth_frames": (5,), "thresholds": (0.5,), "min_frames": (1,), "log": lambda s: None}
+    kws_eval.tune_detector(model, root, **one_setting)
+    everyone = len(scored)
+    scored.clear()
+    kws_eval.tune_detector(model, root, trained_corpora=("saytime",), **one_setting)
+    assert everyone - len(scored) == 50  # saytime-tiny's 10 digits x 5 conditions

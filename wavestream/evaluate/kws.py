@@ -315,13 +315,14 @@ def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_al
                   fallback_false_alarms: float = 25.0, min_share: float = 0.5,
                   thresholds: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9),
                   smooth_frames: tuple[int, ...] = (5, 10, 20, 30), min_frames: tuple[int, ...] = (1, 10, 20, 30, 40),
-                  log: Callable[[str], None] = print) -> dict:
+                  trained_corpora: tuple[str, ...] = (), log: Callable[[str], None] = print) -> dict:
     """Detector settings (smoothing, threshold, minimum event length) with the best real-speech event
     top-1 among those with at most ``max_false_alarms`` per hour on the negative dev set. When the
     best of those finds fewer than ``min_share`` of what the best setting finds at any alarm rate (a
     detector that hardly ever fires is no default), the bound is relaxed to ``fallback_false_alarms``;
     with nothing under either, the fewest alarms. Ties go to fewer alarms, then to the shorter
-    minimum length (the plainer detector).
+    minimum length (the plainer detector). ``trained_corpora``: real dev talkers the model trained on
+    (``real_corpora`` of a leave-one-source-out run), left out of the real keywords scored here.
 
     Posteriors are computed once; every setting replays them through a fresh detector (dev sets only:
     the held-out test is never looked at). The result has ``pareto``: the trials no other trial beats
@@ -332,7 +333,7 @@ def tune_detector(model: nn.Module, root: str | Path | None = None, max_false_al
     keywords = len(model.classes) - 2
     refractory = model.detector_config["refractory_frames"]
     real_folder, real = load_devset(TASK_SETS["real"], root, verify=False)
-    real = [e for e in real if e["label"] in model.classes[:keywords]]
+    real = [e for e in real if e["label"] in model.classes[:keywords] and e["corpus"] not in trained_corpora]
     neg_folder, negative = load_devset(TASK_SETS["negative"], root, verify=False)
     real_post = [posteriors(model, sf.read(str(real_folder / e["audio"]), dtype="float32")[0]) for e in real]
     neg_post, samples = [], 0

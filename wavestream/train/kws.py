@@ -424,11 +424,12 @@ def _phases(init: str | None) -> list[dict]:
     return phases
 
 
-def _tune(model: nn.Module, root: str | Path | None) -> dict:
-    """``tune_detector`` on one thread, as every figure of the cards is measured."""
+def _tune(model: nn.Module, data: dict) -> dict:
+    """``tune_detector`` on one thread, as every figure of the cards is measured, on the run's data root and
+    the real talkers it did not train on."""
     from wavestream.evaluate.kws import tune_detector
     torch.set_num_threads(1)
-    return tune_detector(model.eval(), root)
+    return tune_detector(model.eval(), data.get("root"), trained_corpora=tuple(data.get("real_corpora") or ()))
 
 
 def retune_detector(name: str, weights_dir: str | Path = WEIGHTS_DIR, root: str | Path | None = None) -> Path:
@@ -436,9 +437,10 @@ def retune_detector(name: str, weights_dir: str | Path = WEIGHTS_DIR, root: str 
     ``--export --tune-detector``), for when the dev sets or the detector's input changed but the weights did
     not: the card's detector settings and ``detector_tuning`` are rewritten, the weights are untouched."""
     weights_dir = Path(weights_dir)
-    tuning = _tune(load_model(name, str(weights_dir / f"{name}.safetensors")), root)
     card_path = weights_dir / f"{name}.json"
     card = json.loads(card_path.read_text())
+    data = {**card.get("data", {}).get("synthesis", {}), "root": root}
+    tuning = _tune(load_model(name, str(weights_dir / f"{name}.safetensors")), data)
     card["config"].update({k: tuning[k] for k in TUNED})
     card["detector_tuning"] = tuning
     card_path.write_text(json.dumps(card, indent=2) + "\n")
@@ -496,7 +498,7 @@ def run(args) -> int:
         tuning = None
         if args.tune_detector:
             model, meta = checkpoint_model(args.out, build_model, args.checkpoint)
-            tuning = _tune(model, meta["run"]["config"]["data"].get("root"))
+            tuning = _tune(model, meta["run"]["config"]["data"])
             detector = {k: tuning[k] for k in TUNED}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0
