@@ -132,7 +132,8 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     write_tiny_keyword_devsets(root, negative_speech=1, negative_seconds=6.0)
     config = {"name": "kws-spiking",
               "model": {"dim": 16, "blocks": 1, "memory_channels": 2, "memory_order": 8, "theta": 32, "mlp_ratio": 1},
-              "data": {"root": str(root), "batch_size": 2, "seconds": 1.0, "num_workers": 0, "reverb_prob": 0.0},
+              "data": {"root": str(root), "batch_size": 2, "seconds": 1.0, "num_workers": 0, "reverb_prob": 0.0,
+                       "real_corpora": ["saytime"]},  # a leave-one-source-out run: one real dev talker trained on
               "dev": {"limit": 10}, "loss": {"kind": "frame"},
               "train": {"steps": 2, "eval_every": 2, "checkpoint_every": 2, "warmup_steps": 0, "threads": 1}}
     (tmp_path / "c.json").write_text(json.dumps(config))
@@ -171,6 +172,8 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     assert s["real"]["cut_at_word_end"]["keyword_clips"] == 150  # the same clips, each cut where its word ends
     assert {t: v["keyword_clips"] for t, v in s["real"]["by_talker"].items()} == {
         "real-us": 50, "real-gb": 50, "saytime-tiny": 50}  # 10 digits x 5 conditions each
+    assert s["real"]["trained_talkers"] == ["saytime-tiny"] and s["real"]["held_out"]["keyword_clips"] == 100
+    assert "(trained on)" in (out / "README.md").read_text()
     assert 0 <= s["ops"]["spike_rate"] <= 1 and s["ops"]["synops_per_s"] >= 0 and s["ops"]["macs_per_s"] > 0
     assert s["false_alarms_per_hour"]["all"] >= 0 and s["negative_hours"] == pytest.approx(12 / 3600, abs=1e-3)
     assert s["streaming"]["step_ms"] > 0 and "kws-spiking" in (out / "README.md").read_text()

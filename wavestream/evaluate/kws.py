@@ -241,13 +241,25 @@ def score_clips(model: nn.Module, folder: Path, entries: list[dict], rate: int,
         top = top_event(events)
         row = {"id": entry["id"], "label": entry["label"], "argmax": model.classes[best],
                "argmax_score": round(score, 4), "event": top["label"] if top else None, "events": len(events)}
-        for key in ("condition", "speaker"):
+        for key in ("condition", "speaker", "corpus"):
             if key in entry:
                 row[key] = entry[key]
         if top and "end" in entry:
             row["delay_s"] = round(delay_s(top, entry["end"] / rate), 3)
         rows.append(row)
     return rows, busy, total
+
+
+def trained_real_corpora(name: str, weights: str | None = None) -> list[str]:
+    """The real dev corpora that the weights trained on (a leave-one-source-out run's ``real_corpora``), from
+    the card or checkpoint record beside them: their talkers' scores are not held-out figures."""
+    from wavestream.models.registry import card_path
+    path = Path(weights).with_suffix(".json") if weights else card_path(name)
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    data = record.get("data", {}).get("synthesis") or record.get("run", {}).get("config", {}).get("data", {})
+    return list(data.get("real_corpora") or [])
 
 
 def evaluate_model(name: str, root: str | Path | None = None, weights: str | None = None, limit: int | None = None,
@@ -279,6 +291,11 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
             out[key]["by_talker"] = {t: summarize([r for r in keyword_rows if r.get("speaker") == t], keywords)
                                      for t in sorted({r.get("speaker", "?") for r in keyword_rows})}
             out[key]["confusions"] = _confusions(rows, keywords)
+            trained = trained_real_corpora(name, weights) if weights or model is None else []
+            if trained:
+                out[key]["trained_on"] = trained
+                out[key]["trained_talkers"] = sorted({r["speaker"] for r in rows if r.get("corpus") in trained})
+                out[key]["held_out"] = summarize([r for r in rows if r.get("corpus") not in trained], keywords)
             spoken = [e for e in entries if e["label"] in keywords]
             out[key]["cut_at_word_end"] = summarize(score_clips(model, folder, spoken, model.sample_rate,
                                                                 cut_at_word_end=True)[0], keywords)
@@ -453,10 +470,16 @@ def markdown(results: dict, command: str) -> str:
             lines += ["", "Real-speech top-1 (argmax / event) by talker, over the conditions:", "",
                       "| model | " + " | ".join(talkers) + " |", "|---|" + "---|" * len(talkers)]
             for name, s in systems.items():
-                by = s["real"].get("by_talker", {})
+                by, trained = s["real"].get("by_talker", {}), s["real"].get("trained_talkers", [])
                 lines.append(f"| {name} | " + " | ".join(
                     f"{_pct(by.get(t, {}).get('top1_argmax'))} / {_pct(by.get(t, {}).get('top1_event'))}"
-                    for t in talkers) + " |")
+                    + (" (trained on)" if t in trained else "") for t in talkers) + " |")
+            for name, s in systems.items():
+                if s["real"].get("trained_on"):
+                    held = s["real"]["held_out"]
+                    lines += ["", f"{name} trained on the recorded dev talkers of {', '.join(s['real']['trained_on'])};"
+                              f" on the other talkers (held out) its real-speech top-1 is "
+                              f"{_pct(held.get('top1_argmax'))} / {_pct(held.get('top1_event'))}."]
         lines += ["", "Real-speech top-1 (argmax / event) of the same keyword clips cut where the word ends, as a "
                   "tightly trimmed recording is (the model then hears only its end silence after the word):", ""]
         lines += [f"- {name}: {_pct(s['real'].get('cut_at_word_end', {}).get('top1_argmax'))} / "
