@@ -267,6 +267,8 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
     from wavestream.data.devset import load_devset
     from wavestream.models.registry import load_model
     torch.set_num_threads(1)
+    # the weights' record says which real talkers they trained on; a model passed in without its weights has none
+    trained = trained_real_corpora(name, weights) if weights or model is None else []
     if model is None:
         model = load_model(name, weights)  # a card or checkpoint record beside other weights gives their config
     model.eval()
@@ -291,7 +293,6 @@ def evaluate_model(name: str, root: str | Path | None = None, weights: str | Non
             out[key]["by_talker"] = {t: summarize([r for r in keyword_rows if r.get("speaker") == t], keywords)
                                      for t in sorted({r.get("speaker", "?") for r in keyword_rows})}
             out[key]["confusions"] = _confusions(rows, keywords)
-            trained = trained_real_corpora(name, weights) if weights or model is None else []
             if trained:
                 out[key]["trained_on"] = trained
                 out[key]["trained_talkers"] = sorted({r["speaker"] for r in rows if r.get("corpus") in trained})
