@@ -491,9 +491,9 @@ def markdown(results: dict, command: str) -> str:
     lines += ["", "Dev sets (`wavestream data devset --task keywords,keywords-real,keywords-negative`):", "",
               "- synthetic (`keywords`): 300 clips of 2 s, dev TTS voices (held out from training), balanced over "
               "the 20 keywords, unknown words and background, noise 0-20 dB, rooms, speed, band-limiting.",
-              "- real (`keywords-real`): the recorded English digits of the corpora the standard recipes never train "
-              "on (Tux Paint's 2 talkers, US and British; saytime; spokennumbers; a leave-one-source-out run may, "
-              "and its talkers are marked above) in 5 conditions (quiet, 20/10/5 dB dev noise or "
+              "- real (`keywords-real`): the recorded English digits of four talkers kept out of training unless a "
+              "run's `real_corpora` names them (Tux Paint's 2 talkers, US and British; saytime; spokennumbers; the "
+              "talkers a model trained on are marked above) in 5 conditions (quiet, 20/10/5 dB dev noise or "
               "music, a room at 15 dB), plus 40 recorded English non-keyword words and 20 background-only clips.",
               "- negative (`keywords-negative`): 30 min of dev speech with no keyword (recorded talkers and TTS "
               "sentences without keyword words, half over noise) and 15 min of noise/music: false alarms per hour.",
