@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 RECIPES = {
     "codec": "wavestream.train.codec",
@@ -35,4 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(RECIPES[args.recipe]).run(args)
+    from wavestream.models.catalog import write_catalog  # not at the top: listing the models loads no torch
+    from wavestream.models.registry import WEIGHTS_DIR
+    rc = importlib.import_module(RECIPES[args.recipe]).run(args)
+    wrote_card = args.export or getattr(args, "record_eval", None) or getattr(args, "tune_detector", False)
+    if rc == 0 and wrote_card and Path(args.weights_dir).resolve() == WEIGHTS_DIR.resolve():
+        # the catalog copies the shipped cards' configs (detector settings, stream params): keep it in step
+        write_catalog()
+    return rc
