@@ -47,7 +47,7 @@ from torch import nn
 
 from wavestream.data import default_root, load_entries
 from wavestream.data.keywords import DEV_ONLY_CORPORA, KeywordClips, recorded_entries
-from wavestream.evaluate.kws import argmax_keyword, detect, top_event
+from wavestream.evaluate.kws import argmax_keyword, detect, top_event, trained_real_corpora
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
 from . import waveform
@@ -424,12 +424,12 @@ def _phases(init: str | None) -> list[dict]:
     return phases
 
 
-def _tune(model: nn.Module, data: dict) -> dict:
-    """``tune_detector`` on one thread, as every figure of the cards is measured, on the run's data root and
-    the real talkers it did not train on."""
+def _tune(model: nn.Module, root: str | Path | None, trained_corpora: list[str]) -> dict:
+    """``tune_detector`` on one thread, as every figure of the cards is measured, on the real talkers the
+    model did not train on."""
     from wavestream.evaluate.kws import tune_detector
     torch.set_num_threads(1)
-    return tune_detector(model.eval(), data.get("root"), trained_corpora=tuple(data.get("real_corpora") or ()))
+    return tune_detector(model.eval(), root, trained_corpora=tuple(trained_corpora))
 
 
 def retune_detector(name: str, weights_dir: str | Path = WEIGHTS_DIR, root: str | Path | None = None) -> Path:
@@ -437,10 +437,10 @@ def retune_detector(name: str, weights_dir: str | Path = WEIGHTS_DIR, root: str 
     ``--export --tune-detector``), for when the dev sets or the detector's input changed but the weights did
     not: the card's detector settings and ``detector_tuning`` are rewritten, the weights are untouched."""
     weights_dir = Path(weights_dir)
+    weights = str(weights_dir / f"{name}.safetensors")
+    tuning = _tune(load_model(name, weights), root, trained_real_corpora(name, weights))
     card_path = weights_dir / f"{name}.json"
     card = json.loads(card_path.read_text())
-    data = {**card.get("data", {}).get("synthesis", {}), "root": root}
-    tuning = _tune(load_model(name, str(weights_dir / f"{name}.safetensors")), data)
     card["config"].update({k: tuning[k] for k in TUNED})
     card["detector_tuning"] = tuning
     card_path.write_text(json.dumps(card, indent=2) + "\n")
@@ -498,7 +498,8 @@ def run(args) -> int:
         tuning = None
         if args.tune_detector:
             model, meta = checkpoint_model(args.out, build_model, args.checkpoint)
-            tuning = _tune(model, meta["run"]["config"]["data"])
+            data = meta["run"]["config"]["data"]
+            tuning = _tune(model, data.get("root"), data.get("real_corpora") or [])
             detector = {k: tuning[k] for k in TUNED}
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0
