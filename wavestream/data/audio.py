@@ -114,5 +114,31 @@ def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0, frame_ms
     return audio[start:stop]
 
 
+def speech_segments(audio: np.ndarray, rate: int, floor_db: float = -35.0, frame_ms: float = 10.0,
+                    min_gap_ms: float = 150.0, margin_ms: float = 30.0) -> list[tuple[int, int]]:
+    """(start, stop) samples of each stretch of sound in a recording of several words: frames within ``floor_db``
+    of the loudest one, split where a pause lasts ``min_gap_ms`` or more, each kept with ``margin_ms`` around it
+    (not past the middle of the pause). Empty for digital silence."""
+    frame = max(1, int(rate * frame_ms / 1000))
+    n = len(audio) // frame
+    if n == 0:
+        return []
+    energy = (audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
+    if energy.max() <= 1e-10:
+        return []
+    active = np.flatnonzero(10 * np.log10(energy / energy.max() + 1e-20) > floor_db)
+    gap = max(1, int(round(min_gap_ms / frame_ms)))
+    breaks = np.flatnonzero(np.diff(active) > gap)
+    spans = [(int(active[a]) * frame, (int(active[b]) + 1) * frame)
+             for a, b in zip(np.r_[0, breaks + 1], np.r_[breaks, len(active) - 1], strict=True)]
+    margin = int(rate * margin_ms / 1000)
+    out = []
+    for k, (start, stop) in enumerate(spans):
+        before = (spans[k - 1][1] + start) // 2 if k else 0
+        after = (stop + spans[k + 1][0]) // 2 if k + 1 < len(spans) else len(audio)
+        out.append((max(before, start - margin), min(after, stop + margin)))
+    return out
+
+
 def rms_db(audio: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.asarray(audio, dtype=np.float64) ** 2) + 1e-12))

@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ class Clip:
     language: str | None = None
     cleaner: str | None = None  # with ``path``: the enhancer that cleans it (cleaning.py) ...
     source: str | None = None  # ... and the corpus whose prepared clip of the same name it cleans
+    segment: int | None = None  # with ``path``: keep only this stretch of sound of a several-word recording
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Corpus:
     description: str = ""
     tools: tuple[str, ...] = field(default=())  # executables the corpus needs (TTS engines)
     modules: tuple[str, ...] = field(default=())  # Python packages it needs
+    sdists: tuple[str, ...] = field(default=())  # PyPI source archives ("name==version") it reads, see ``sdist``
 
 
 def _files(folder: str | Path) -> list[Path]:
@@ -575,6 +578,62 @@ def _spokennumbers() -> Iterator[Clip]:
                    text=_said(path.stem, {}), language="en")
 
 
+# Two more recorded talkers of English digits and one of "left"/"right", found in the searches of 2026-11-29 and
+# loaded on 2026-12-03 (docs/data.md): too few takes to be a dev set, so they train. praat-parselmouth's docs
+# examples: one..five said by two talkers ("_b", "_y": the file name is the digit), only in the source archive.
+# alsa-utils' speaker-test voice says each channel's name, "Front Left" ... "Side Right", one talker: the second
+# word is the keyword (left, right) or "center", the first an unknown word (front, rear, side).
+PARSELMOUTH_SDIST = "praat-parselmouth==0.4.7"
+ALSA_CHANNEL_SOUNDS = Path("/usr/share/sounds/alsa")
+
+
+def sdist(requirement: str, fetch: bool = False) -> Path | None:
+    """The unpacked PyPI source archive of ``requirement`` ("name==version") under ``CACHE``; with ``fetch``, a
+    missing one is downloaded first (``pip download``, source only, no dependencies). None when it is not there."""
+    import tarfile
+    name, version = requirement.split("==")
+    folder = CACHE / "sdists" / f"{name}-{version}"
+    if folder.is_dir() or not fetch:
+        return folder if folder.is_dir() else None
+    download = folder.with_name(folder.name + ".download")
+    shutil.rmtree(download, ignore_errors=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name, requirement,
+                           "-d", str(download), "-q"], capture_output=True)
+    archives = sorted(download.glob("*.tar.gz"))
+    if done.returncode != 0 or not archives:
+        return None
+    part = folder.with_name(folder.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(part, filter="data")
+    part.replace(folder)
+    shutil.rmtree(download, ignore_errors=True)
+    return folder
+
+
+def _parselmouth_digits() -> Iterator[Clip]:
+    folder = sdist(PARSELMOUTH_SDIST)
+    if folder is None:
+        return
+    for path in _files(folder):
+        digit, _, talker = path.stem.partition("_")
+        if path.parent.name != "audio" or path.parent.parent.name != "examples" or not digit.isdigit():
+            continue
+        yield Clip("keywords", "parselmouth", f"parselmouth-{talker}", f"{talker}/{digit}",
+                   "GPL-3+ (praat-parselmouth source archive, docs/examples/audio)", path=str(path),
+                   text=_said(digit, {}), language="en")
+
+
+def _alsa_channels() -> Iterator[Clip]:
+    for path in _files(ALSA_CHANNEL_SOUNDS):
+        words = path.stem.lower().split("_")
+        if len(words) != 2:  # Noise.wav
+            continue
+        for k, word in enumerate(words):
+            yield Clip("keywords", "alsa-channels", "alsa-channels", f"{path.stem.lower()}-{word}",
+                       "GPL-2 (alsa-utils)", path=str(path), text=word, language="en", segment=k)
+
+
 # -- noise and music -----------------------------------------------------------------------------
 def _lmms_noise() -> Iterator[Clip]:
     root = Path("/usr/share/lmms/samples")
@@ -893,6 +952,11 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     # no Debian package (as for Piper): the recordings ship in the wheel; its CLI needs pydub, the lister does not
     Corpus("spokennumbers", "keywords", _spokennumbers, (), "recorded English digits zero..nine and letters a, b, c: "
            "one talker, 44.1 kHz (pip install --no-deps spokennumbers)", modules=(SPOKENNUMBERS_MODULE,)),
+    Corpus("parselmouth", "keywords", _parselmouth_digits, (), "recorded English digits one..five: two talkers, "
+           "44.1 kHz (praat-parselmouth's source archive, fetched from PyPI into ~/.cache/wavestream)",
+           sdists=(PARSELMOUTH_SDIST,)),
+    Corpus("alsa-channels", "keywords", _alsa_channels, ("alsa-utils",), "recorded English \"left\", \"right\" "
+           "(and front, rear, side, center): speaker-test's channel names, one talker, 48 kHz (alsa-utils)"),
     Corpus("rooms", "rir", _rooms, (), "shoebox rooms, RT60 0.15-1.0 s (pyroomacoustics hybrid ISM + ray tracing)",
            modules=("pyroomacoustics",)),
 ]}

