@@ -117,7 +117,7 @@ def test_prepare_writes_one_word_of_a_two_word_recording(tmp_path, monkeypatch):
 
 
 def test_parselmouth_digits_come_from_the_source_archive(tmp_path, monkeypatch):
-    audio = tmp_path / "praat-parselmouth-0.4.7" / "docs" / "examples" / "audio"
+    audio = tmp_path / "praat-parselmouth-0.4.7" / "praat_parselmouth-0.4.7" / "docs" / "examples" / "audio"
     audio.mkdir(parents=True)
     for stem in ("1_b", "5_y", "bat", "the_north_wind_and_the_sun"):
         _tone(audio / f"{stem}.wav", 44100, "PCM_16")

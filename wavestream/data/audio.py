@@ -92,6 +92,19 @@ def write_audio(path: str | Path, audio: np.ndarray, rate: int) -> None:
     sf.write(str(path), audio, rate, subtype="PCM_16")
 
 
+def _active_frames(audio: np.ndarray, rate: int, floor_db: float, frame_ms: float) -> tuple[int, np.ndarray | None]:
+    """(frame length, indices of the frames within ``floor_db`` of the loudest one); None for no whole frame or
+    digital silence (the loudest frame below -100 dBFS)."""
+    frame = max(1, int(rate * frame_ms / 1000))
+    n = len(audio) // frame
+    if n == 0:
+        return frame, None
+    energy = (audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
+    if energy.max() <= 1e-10:
+        return frame, None
+    return frame, np.flatnonzero(10 * np.log10(energy / energy.max() + 1e-20) > floor_db)
+
+
 def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0, frame_ms: float = 20.0,
                  margin_ms: float = 60.0) -> np.ndarray:
     """Cut leading and trailing frames quieter than ``floor_db`` below the loudest frame (energy gate).
@@ -99,15 +112,9 @@ def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0, frame_ms
     A margin of ``margin_ms`` is kept around the voiced region so onsets and decays survive.
     Returns an empty array when nothing is above the gate (digital silence).
     """
-    frame = max(1, int(rate * frame_ms / 1000))
-    n = len(audio) // frame
-    if n == 0:
+    frame, active = _active_frames(audio, rate, floor_db, frame_ms)
+    if active is None:
         return audio[:0]
-    energy = (audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
-    loudest = energy.max()
-    if loudest <= 1e-10:  # below -100 dBFS: silence
-        return audio[:0]
-    active = np.flatnonzero(10 * np.log10(energy / loudest + 1e-20) > floor_db)
     margin = int(rate * margin_ms / 1000)
     start = max(0, active[0] * frame - margin)
     stop = min(len(audio), (active[-1] + 1) * frame + margin)
@@ -119,14 +126,9 @@ def speech_segments(audio: np.ndarray, rate: int, floor_db: float = -35.0, frame
     """(start, stop) samples of each stretch of sound in a recording of several words: frames within ``floor_db``
     of the loudest one, split where a pause lasts ``min_gap_ms`` or more, each kept with ``margin_ms`` around it
     (not past the middle of the pause). Empty for digital silence."""
-    frame = max(1, int(rate * frame_ms / 1000))
-    n = len(audio) // frame
-    if n == 0:
+    frame, active = _active_frames(audio, rate, floor_db, frame_ms)
+    if active is None:
         return []
-    energy = (audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
-    if energy.max() <= 1e-10:
-        return []
-    active = np.flatnonzero(10 * np.log10(energy / energy.max() + 1e-20) > floor_db)
     gap = max(1, int(round(min_gap_ms / frame_ms)))
     breaks = np.flatnonzero(np.diff(active) > gap)
     spans = [(int(active[a]) * frame, (int(active[b]) + 1) * frame)

