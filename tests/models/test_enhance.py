@@ -23,9 +23,12 @@ from wavestream.train.losses import si_sdr
 HOP = 256
 
 
-@pytest.fixture(scope="module", params=[{}, {"embed": 64, "hidden": 96, "context": 3}], ids=["default", "context3"])
+@pytest.fixture(scope="module", params=[{}, {"embed": 64, "hidden": 96, "context": 3},
+                                        {"embed": 64, "hidden": 96, "lookahead": 2}],
+                ids=["default", "context3", "lookahead2"])
 def model(request):
-    """The default architecture and a small one whose encoder looks back over three frames."""
+    """The default architecture, a small one whose encoder looks back over three frames, and a small one
+    that waits two frames ahead before it masks a frame."""
     torch.manual_seed(0)
     return GRUMaskEnhancer(**request.param).eval()
 
@@ -73,8 +76,9 @@ def test_shipped_model_passes_streaming_checks(shipped):
 
 
 def test_size_latency_and_declared_attributes(model):
-    assert model.latency == model.n_fft - model.hop_length == 256
-    assert 1000 * model.latency / model.sample_rate <= 32
+    assert model.latency == model.n_fft - model.hop_length + model.lookahead * model.hop_length
+    assert model.algorithmic_latency == model.n_fft + model.lookahead * model.hop_length
+    assert 1000 * model.algorithmic_latency / model.sample_rate <= 32 + 16 * model.lookahead
     assert 1000 * model.hop / model.sample_rate <= 16
     assert (model.sample_rate, model.input_kind, model.output_kind) == (16000, "audio", "audio")
     info = describe("enhance")
@@ -89,6 +93,8 @@ def test_rejects_bad_input(model):
         model.step(torch.zeros(1, 1, HOP + 1), state)
     with pytest.raises(ValueError, match="compress"):
         GRUMaskEnhancer(compress=0)
+    with pytest.raises(ValueError, match="lookahead"):
+        GRUMaskEnhancer(lookahead=-1)
 
 
 def test_shipped_weights_are_safetensors_and_card_is_complete(shipped):

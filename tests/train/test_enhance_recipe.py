@@ -315,3 +315,28 @@ def test_a_run_from_fresh_weights_records_no_init(config_path, tmp_path):
                  "--weights-dir", str(tmp_path / "weights")]) == 0
     training = json.loads((tmp_path / "weights" / "enhance.json").read_text())["training"]
     assert "init" not in training and "--init" not in training["recipe"]
+
+
+def test_lookahead_config_is_the_stoi_fine_tune_waiting_one_frame():
+    stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
+    ahead = json.loads((CONFIGS / "enhance-lookahead.json").read_text())
+    assert ahead["model"] == stoi["model"] | {"lookahead": 1}
+    assert ahead["data"] == stoi["data"] | {"seed": 6} and ahead["train"] == stoi["train"] | {"seed": 6}
+    assert (ahead["dev"], ahead["loss"]) == (stoi["dev"], stoi["loss"])
+
+
+def test_a_lookahead_model_starts_as_the_shipped_model_delayed_by_its_lookahead():
+    """``--init`` of the look-ahead model from the shipped weights: the frames ahead start with zero weight, so
+    its output is the shipped model's, a hop later; the file's other weights load unchanged."""
+    from wavestream.train.enhance import adapt_init, build_model
+
+    shipped = load_model("enhance")
+    ahead = build_model({"model": get_spec("enhance").card()["config"] | {"lookahead": 1}})
+    weights = load_file(str(get_spec("enhance").weights_path))
+    ahead.load_state_dict(adapt_init(ahead, weights))
+    x = torch.randn(1, 1, 40 * 256, generator=torch.Generator().manual_seed(9)) * 0.1
+    with torch.no_grad():
+        before, after = shipped(x), ahead(x)
+    assert ahead.latency == shipped.latency + 256
+    torch.testing.assert_close(after[..., 256:], before[..., :-256], rtol=0, atol=1e-6)
+    assert torch.equal(after[..., :256], torch.zeros(1, 1, 256))

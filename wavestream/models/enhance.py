@@ -7,7 +7,10 @@ so the GRU sees how the spectrum moves) into a 2-layer GRU, and a projection bac
 (cIRM, as in FullSubNet) whose magnitude is bounded by ``tanh`` (DCCRN's "E" mask). The masked
 spectrum is inverted by overlap-add. Few, wide ops keep PyTorch's per-op overhead within budget.
 
-Algorithmic latency is one window minus one hop: 256 samples = 16 ms at 16 kHz.
+The output is delayed by one window minus one hop (256 samples) and the algorithmic latency is the window,
+512 samples = 32 ms at 16 kHz. ``lookahead`` = L > 0 frames trades latency for context: the mask of frame t is
+computed once frames t+1..t+L have been heard (a decoder over the GRU's outputs t..t+L), and the spectrum waits
+L frames for it, L hops (16 ms each) more latency.
 """
 
 from __future__ import annotations
@@ -24,21 +27,29 @@ class GRUMaskEnhancer(StreamingModule):
     input_kind = output_kind = AUDIO
 
     def __init__(self, n_fft: int = 512, hop_length: int = 256, compress: float = 0.3, embed: int = 128,
-                 hidden: int = 256, layers: int = 2, context: int = 1):
+                 hidden: int = 256, layers: int = 2, context: int = 1, lookahead: int = 0):
         super().__init__()
         if not 0 < compress <= 1:
             raise ValueError(f"compress must be in (0, 1], got {compress}")
-        self.n_fft, self.hop_length, self.compress = n_fft, hop_length, compress
-        freqs = n_fft // 2 + 1
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
+        self.n_fft, self.hop_length, self.compress, self.lookahead = n_fft, hop_length, compress, lookahead
+        self.freqs = freqs = n_fft // 2 + 1
         self.stft = STFT(n_fft, hop_length, "sqrt_hann")
         # causal convs over frames: the encoder sees `context` frames (1: a per-frame linear map), the
-        # decoder one; the GRU carries the longer temporal context
+        # decoder one plus the look-ahead; the GRU carries the longer temporal context
         self.encoder = CausalConv1d(freqs, embed, context)
         self.gru = GRU(embed, hidden, layers)
-        self.decoder = CausalConv1d(hidden, 2 * freqs, 1)
+        self.decoder = CausalConv1d(hidden, 2 * freqs, 1 + lookahead)
         self.istft = ISTFT(n_fft, hop_length, "sqrt_hann")
         self.hop = hop_length
-        self.latency = n_fft - hop_length
+        self.latency = n_fft - hop_length + lookahead * hop_length
+
+    def own_state(self, batch, device, dtype) -> State:
+        if not self.lookahead:
+            return {}
+        # the spectrum frames heard but not yet masked (real and imaginary parts)
+        return {"pending": torch.zeros(batch, 2, self.freqs, self.lookahead, device=device, dtype=dtype)}
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if x.dim() != 3 or x.shape[1] != 1:
@@ -55,6 +66,10 @@ class GRUMaskEnhancer(StreamingModule):
         norm = (mask_re.square() + mask_im.square() + 1e-8).sqrt()
         gain = torch.tanh(norm) / norm
         mask_re, mask_im = mask_re * gain, mask_im * gain
+        if self.lookahead:  # the masks are those of the frames `lookahead` back: pair them with those frames
+            frames = torch.cat([state["pending"], torch.stack([re, im], 1)], dim=-1)
+            new_state["pending"] = frames[..., frames.shape[-1] - self.lookahead:]
+            re, im = frames[:, 0, :, :re.shape[-1]], frames[:, 1, :, :re.shape[-1]]
         enhanced = torch.complex((re * mask_re - im * mask_im)[:, None], (re * mask_im + im * mask_re)[:, None])
         y = self.step_child("istft", enhanced, state, new_state)
         return y, new_state

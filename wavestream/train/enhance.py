@@ -121,6 +121,19 @@ def build_model(config: dict) -> GRUMaskEnhancer:
     return GRUMaskEnhancer(**config["model"])
 
 
+def adapt_init(model: GRUMaskEnhancer, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``--init`` of a look-ahead model from weights without one (or with less): the decoder's taps become its
+    oldest and the taps over the frames ahead start at zero, so the fine-tune starts from exactly the
+    model it was given, delayed by the look-ahead, and learns what the frames ahead are worth."""
+    key = "decoder.conv.weight"
+    old, want = weights[key], model.decoder.conv.weight
+    if old.shape[-1] < want.shape[-1] and old.shape[:-1] == want.shape[:-1]:
+        grown = torch.zeros(want.shape, dtype=old.dtype)
+        grown[..., :old.shape[-1]] = old
+        weights = {**weights, key: grown}
+    return weights
+
+
 def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
           init: str | Path | None = None) -> dict:
     """Train from fresh weights, or fine-tune from ``init`` (``--init``: a run's or the shipped safetensors)."""
