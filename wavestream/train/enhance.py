@@ -165,21 +165,24 @@ def export(run: str | Path, weights_dir: str | Path = WEIGHTS_DIR, data_root: st
     model, meta, last, card = export_checkpoint(run, weights_dir, build_model, NAME, checkpoint)
     config = meta["run"]["config"]
     card_path = weights_dir / f"{NAME}.json"
+    latency_ms = 1000 * model.algorithmic_latency / model.sample_rate
     card.update({
         "name": NAME,
         "task": "enhance",
-        "description": "Causal speech enhancement at 16 kHz with 32 ms algorithmic latency: a fullband GRU "
-                       "predicts a bounded complex ratio mask on a 512/256 sqrt-Hann STFT.",
+        "description": f"Causal speech enhancement at 16 kHz with {latency_ms:g} ms algorithmic latency: a fullband "
+                       "GRU predicts a bounded complex ratio mask on a 512/256 sqrt-Hann STFT"
+                       + (f", {model.lookahead} frame(s) of look-ahead." if model.lookahead else "."),
         "architecture": {
             "class": "wavestream.models.enhance.GRUMaskEnhancer",
             "family": "FullSubNet / Fast FullSubNet (fullband branch, cIRM output)",
             "summary": "STFT 512/256 sqrt-Hann -> |X|^0.3 (257) -> 1x1 conv 257->embed + ReLU -> GRU x layers "
-                       "-> 1x1 conv -> complex mask (|M| = tanh|m|) x X -> ISTFT (overlap-add)",
+                       + ("-> 1x1 conv" if not model.lookahead else f"-> conv over {1 + model.lookahead} frames")
+                       + " -> complex mask (|M| = tanh|m|) x X -> ISTFT (overlap-add)",
             "parameters": sum(p.numel() for p in model.parameters()),
             "sample_rate": model.sample_rate,
             "hop_samples": model.hop,
             "latency_samples": model.algorithmic_latency,
-            "latency_ms": 1000 * model.algorithmic_latency / model.sample_rate,
+            "latency_ms": latency_ms,
         },
         "config": config["model"],
         "weights": {"format": "safetensors", "dtype": "float32", "file": f"{NAME}.safetensors"},
