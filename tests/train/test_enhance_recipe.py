@@ -323,6 +323,8 @@ def test_lookahead_config_is_the_stoi_fine_tune_waiting_one_frame():
     assert ahead["model"] == stoi["model"] | {"lookahead": 1}
     assert ahead["data"] == stoi["data"] | {"seed": 6} and ahead["train"] == stoi["train"] | {"seed": 6}
     assert (ahead["dev"], ahead["loss"]) == (stoi["dev"], stoi["loss"])
+    two = json.loads((CONFIGS / "enhance-lookahead2.json").read_text())
+    assert two == ahead | {"model": ahead["model"] | {"lookahead": 2}}
 
 
 def test_a_lookahead_model_starts_as_the_shipped_model_delayed_by_its_lookahead():
