@@ -335,7 +335,7 @@ def test_a_lookahead_model_starts_as_the_shipped_model_delayed_by_its_lookahead(
     shipped = load_model("enhance")
     ahead = build_model({"model": get_spec("enhance").card()["config"] | {"lookahead": 1}})
     weights = load_file(str(get_spec("enhance").weights_path))
-    ahead.load_state_dict(adapt_init(ahead, weights))
+    ahead.load_state_dict(adapt_init(weights, ahead.state_dict()))
     x = torch.randn(1, 1, 40 * 256, generator=torch.Generator().manual_seed(9)) * 0.1
     with torch.no_grad():
         before, after = shipped(x), ahead(x)

@@ -121,16 +121,14 @@ def build_model(config: dict) -> GRUMaskEnhancer:
     return GRUMaskEnhancer(**config["model"])
 
 
-def adapt_init(model: GRUMaskEnhancer, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``--init`` of a look-ahead model from weights without one (or with less): the decoder's taps become its
-    oldest and the taps over the frames ahead start at zero, so the fine-tune starts from exactly the
-    model it was given, delayed by the look-ahead, and learns what the frames ahead are worth."""
+def adapt_init(weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``--init`` of a look-ahead model (state dict ``target``) from weights without one (or with less): the
+    decoder's taps become its oldest and the taps over the frames ahead start at zero, so the fine-tune starts
+    from exactly the model it was given, delayed by the look-ahead, and learns what the frames ahead are worth."""
     key = "decoder.conv.weight"
-    old, want = weights[key], model.decoder.conv.weight
+    old, want = weights[key], target[key]
     if old.shape[-1] < want.shape[-1] and old.shape[:-1] == want.shape[:-1]:
-        grown = torch.zeros(want.shape, dtype=old.dtype)
-        grown[..., :old.shape[-1]] = old
-        weights = {**weights, key: grown}
+        weights = {**weights, key: torch.nn.functional.pad(old, (0, want.shape[-1] - old.shape[-1]))}
     return weights
 
 

@@ -63,15 +63,16 @@ def fit_recipe(recipe, config: dict, out: str | Path, resume: bool, progress: bo
                evaluate_split: Callable[[nn.Module, tuple, str], dict[str, float]], score: str) -> dict:
     """The training run of ``recipe`` (a module with ``build_model``, ``dataset``, ``dev_examples``,
     ``DEV_SPLITS``, ``METRIC`` and ``CORPUS_KINDS``, optionally ``adapt_init``): fresh weights for the loop's
-    seed, or ``init``'s (``start_weights``, through ``recipe.adapt_init(model, weights)`` where the recipe
-    turns other shapes into the model's); batches of the config's training examples; every dev split of the
-    config scored by ``evaluate_split(model, examples, name)``, and ``METRIC``, what picks the best checkpoint, the mean
-    of their ``{name}_{score}``."""
+    seed, or ``init``'s (``start_weights``, through ``recipe.adapt_init(weights, model.state_dict())`` where the
+    recipe turns other shapes into the model's, as kws's ``widen`` does); batches of the config's training
+    examples; every dev split of the config scored by ``evaluate_split(model, examples, name)``, and ``METRIC``,
+    what picks the best checkpoint, the mean of their ``{name}_{score}``."""
     loop = LoopConfig.from_dict(config["train"])
     torch.manual_seed(loop.seed)  # the same initial weights for the same seed
     model = recipe.build_model(config)
     adapt = getattr(recipe, "adapt_init", None)
-    init = start_weights(model, init, out, resume, adapt=adapt and (lambda weights: adapt(model, weights)))
+    init = start_weights(model, init, out, resume,
+                         adapt=adapt and (lambda weights: adapt(weights, model.state_dict())))
     data = config["data"]
     batch_size = data["batch_size"]
     train_set = recipe.dataset(data, "train", loop.steps * batch_size, data["seconds"], data.get("seed", 0))
