@@ -342,26 +342,3 @@ def test_a_lookahead_model_starts_as_the_shipped_model_delayed_by_its_lookahead(
     assert ahead.latency == shipped.latency + 256
     torch.testing.assert_close(after[..., 256:], before[..., :-256], rtol=0, atol=1e-6)
     assert torch.equal(after[..., :256], torch.zeros(1, 1, 256))
-
-
-def test_subband_config_is_the_stoi_fine_tune_with_a_per_bin_head():
-    stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
-    head = json.loads((CONFIGS / "enhance-subband.json").read_text())
-    assert head["model"] == stoi["model"] | {"subband": 16}
-    assert head["data"] == stoi["data"] | {"seed": 7} and head["train"] == stoi["train"] | {"seed": 7}
-    assert (head["dev"], head["loss"]) == (stoi["dev"], stoi["loss"])
-
-
-def test_a_model_with_a_per_bin_head_starts_as_the_shipped_model():
-    """``--init`` from weights without the head: the head keeps its fresh weights and its zero output layer, so
-    the output is the shipped model's; the head is there to train (its output layer gets a gradient)."""
-    from wavestream.train.enhance import adapt_init, build_model
-
-    shipped = load_model("enhance")
-    head = build_model({"model": get_spec("enhance").card()["config"] | {"subband": 16}})
-    head.load_state_dict(adapt_init(load_file(str(get_spec("enhance").weights_path)), head.state_dict()))
-    x = torch.randn(1, 1, 40 * 256, generator=torch.Generator().manual_seed(10)) * 0.1
-    with torch.no_grad():
-        torch.testing.assert_close(head(x), shipped(x), rtol=0, atol=1e-6)
-    head(x).square().mean().backward()
-    assert head.subband_out.weight.grad.abs().sum() > 0

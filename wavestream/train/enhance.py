@@ -122,17 +122,14 @@ def build_model(config: dict) -> GRUMaskEnhancer:
 
 
 def adapt_init(weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``--init`` of a model (state dict ``target``) with more than the given weights have, so that the fine-tune
-    starts from exactly the model it was given and learns what the addition is worth. A look-ahead model from
-    weights without one (or with less): the decoder's taps become its oldest and the taps over the frames ahead
-    start at zero (the output is the given model's, delayed by the look-ahead). A per-bin head the weights lack
-    keeps its fresh values, whose zero output layer leaves the fullband mask as it was."""
+    """``--init`` of a look-ahead model (state dict ``target``) from weights without one (or with less): the
+    decoder's taps become its oldest and the taps over the frames ahead start at zero, so the fine-tune starts
+    from exactly the model it was given, delayed by the look-ahead, and learns what the frames ahead are worth."""
     key = "decoder.conv.weight"
     old, want = weights[key], target[key]
     if old.shape[-1] < want.shape[-1] and old.shape[:-1] == want.shape[:-1]:
         weights = {**weights, key: torch.nn.functional.pad(old, (0, want.shape[-1] - old.shape[-1]))}
-    head = {k: v for k, v in target.items() if k.startswith("subband_") and k not in weights}
-    return {**weights, **head}
+    return weights
 
 
 def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
