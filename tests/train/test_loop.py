@@ -155,3 +155,18 @@ def test_step_batches_follow_the_step_and_leave_the_global_rng_alone():
     # making a loader with workers must not draw from the RNG a resumed run restores from its checkpoint
     assert torch.equal(torch.get_rng_state(), before)
     assert [b[:, 0].tolist() for b in batches] == [[6.0, 7.0], [8.0, 9.0], [10.0, 11.0]]
+
+
+def test_the_command_line_overrides_steps_and_both_seeds():
+    import argparse
+
+    from wavestream.train.commands import add_arguments, apply_overrides
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = {"train": {"steps": 5000, "seed": 0}, "data": {"seed": 0, "batch_size": 32}}
+    args = parser.parse_args(["kws", "--seed", "3", "--steps", "10"])
+    assert apply_overrides(config, args) == {"train": {"steps": 10, "seed": 3}, "data": {"seed": 3, "batch_size": 32}}
+    unchanged = {"train": {"steps": 5000, "seed": 0}, "data": {"seed": 0}}
+    assert apply_overrides(unchanged, parser.parse_args(["enhance"])) == {"train": {"steps": 5000, "seed": 0},
+                                                                         "data": {"seed": 0}}

@@ -1,4 +1,5 @@
-"""`wavestream train RECIPE [--config FILE] [--out DIR] [--resume] [--steps N] [--export [--checkpoint last]]`.
+"""`wavestream train RECIPE [--config FILE] [--out DIR] [--resume] [--steps N] [--seed N] [--export
+[--checkpoint last]]`.
 
 Each recipe module (one per model family) exposes ``add_arguments(parser)`` for its own options,
 ``run(args)`` to train (or, with ``--export``, to write the best checkpoint as shipped weights + card).
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--out", default=f"runs/{name}", help=f"run folder: checkpoints and train.log (runs/{name})")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
         p.add_argument("--steps", type=int, default=None, help="override the config's number of steps")
+        p.add_argument("--seed", type=int, default=None,
+                       help="override the config's seeds (fresh weights and training examples alike): "
+                            "the same recipe run again, to tell a change from the spread between runs")
         p.add_argument("--quiet", action="store_true", help="no progress bar (the log file is still written)")
         p.add_argument("--export", action="store_true",
                        help="do not train: export the best checkpoint in --out as the shipped weights + card")
@@ -33,6 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --export: the checkpoint the run's dev score kept (best), or the last one "
                             "(when a larger dev set, such as a frozen out-of-domain one, prefers it)")
         importlib.import_module(module_path).add_arguments(p)
+
+
+def apply_overrides(config: dict, args: argparse.Namespace) -> dict:
+    """The command line's ``--steps`` and ``--seed`` over the recipe's config (in place; returned)."""
+    if args.steps is not None:
+        config["train"]["steps"] = args.steps
+    if getattr(args, "seed", None) is not None:
+        config["train"]["seed"] = config["data"]["seed"] = args.seed
+    return config
 
 
 def run(args: argparse.Namespace) -> int:

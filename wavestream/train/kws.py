@@ -51,6 +51,7 @@ from wavestream.evaluate.kws import argmax_keyword, detect, top_event, trained_r
 from wavestream.models.registry import WEIGHTS_DIR, get_spec, load_model
 
 from . import waveform
+from .commands import apply_overrides
 from .loop import BEST, LoopConfig, checkpoint_model, export_checkpoint, fit, load_config, start_weights, step_batches
 
 METRIC = "dev_real_top1"
@@ -504,8 +505,7 @@ def run(args) -> int:
         print(export(args.out, args.weights_dir, detector=detector, tuning=tuning, checkpoint=args.checkpoint))
         return 0
     config = load_config(args.config or waveform.CONFIGS / f"{args.recipe}.json", SECTIONS)
-    if args.steps is not None:
-        config["train"]["steps"] = args.steps
+    apply_overrides(config, args)
     started = time.time()
     meta = train(config, args.out, resume=args.resume, progress=not args.quiet, init=args.init)
     metric = config["dev"].get("metric", METRIC)

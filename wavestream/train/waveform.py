@@ -16,6 +16,7 @@ from torch import nn
 from wavestream.data import default_root, load_entries
 from wavestream.models.registry import WEIGHTS_DIR
 
+from .commands import apply_overrides
 from .loop import LoopConfig, fit, load_config, start_weights, step_batches
 
 
@@ -217,8 +218,7 @@ def run(args, recipe) -> int:
         print(recipe.export(args.out, args.weights_dir, checkpoint=args.checkpoint))
         return 0
     config = load_config(args.config, recipe.SECTIONS)
-    if args.steps is not None:
-        config["train"]["steps"] = args.steps
+    apply_overrides(config, args)
     started = time.time()
     extra = {"init": args.init} if hasattr(args, "init") else {}  # only recipes that offer --init
     meta = recipe.train(config, args.out, resume=args.resume, progress=not args.quiet, **extra)
