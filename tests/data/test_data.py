@@ -127,6 +127,17 @@ def test_synthetic_noise_is_tonal_or_hiss_and_reproducible():
     assert seen == set(SYNTHETIC_KINDS)
 
 
+def test_synthetic_noise_kinds_can_be_weighed():
+    def drawn(kinds):
+        return [synthetic_noise(np.random.default_rng(seed), 1600, kinds=kinds)[1] for seed in range(200)]
+
+    assert set(drawn({"hiss": 1.0})) == {"hiss"}
+    share = drawn({"hum": 1, "buzz": 1, "hiss": 3}).count("hiss") / 200
+    assert 0.5 < share < 0.7  # 3 of 5
+    with pytest.raises(ValueError, match="synthetic kinds"):
+        synthetic_noise(np.random.default_rng(0), 1600, kinds={"rumble": 1.0})
+
+
 def test_channel_eq_biquads_match_the_cookbook_and_filter_exactly():
     rate = 16000
     signal = pytest.importorskip("scipy.signal")

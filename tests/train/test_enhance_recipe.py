@@ -342,3 +342,11 @@ def test_a_lookahead_model_starts_as_the_shipped_model_delayed_by_its_lookahead(
     assert ahead.latency == shipped.latency + 256
     torch.testing.assert_close(after[..., 256:], before[..., :-256], rtol=0, atol=1e-6)
     assert torch.equal(after[..., :256], torch.zeros(1, 1, 256))
+
+
+def test_hiss_config_is_the_stoi_fine_tune_with_more_hiss():
+    stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
+    hiss = json.loads((CONFIGS / "enhance-hiss.json").read_text())
+    more_hiss = {"seed": 8, "synthetic_kinds": {"hum": 1, "buzz": 1, "hiss": 3}}
+    assert hiss["data"] == stoi["data"] | more_hiss and hiss["train"] == stoi["train"] | {"seed": 8}
+    assert (hiss["model"], hiss["dev"], hiss["loss"]) == (stoi["model"], stoi["dev"], stoi["loss"])

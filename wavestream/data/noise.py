@@ -68,8 +68,10 @@ SYNTHETIC_KINDS = ("hum", "buzz", "hiss")
 _TABLE = 2048  # samples in the one-period wavetable of a tone (harmonics up to 1023)
 
 
-def synthetic_noise(rng: np.random.Generator, n: int, rate: int = 16000) -> tuple[np.ndarray, str]:
-    """``n`` samples of stationary noise drawn from ``rng``, and its kind (``SYNTHETIC_KINDS``).
+def synthetic_noise(rng: np.random.Generator, n: int, rate: int = 16000,
+                    kinds: dict[str, float] | None = None) -> tuple[np.ndarray, str]:
+    """``n`` samples of stationary noise drawn from ``rng``, and its kind (``SYNTHETIC_KINDS``, with equal chances,
+    or as ``kinds`` weighs them).
 
     hum: mains (50 or 60 Hz, half the time) or a 40-400 Hz fundamental, harmonics falling as
     k**-p (p 0.5-2) with random weights; buzz: the same fundamentals, sawtooth-like (every harmonic at
@@ -77,7 +79,13 @@ def synthetic_noise(rng: np.random.Generator, n: int, rate: int = 16000) -> tupl
     50 %) over a hiss 15-35 dB below, harmonics below 0.9 x Nyquist (no aliasing). hiss: noise of
     spectral slope 0 to -6 dB/octave (white to brown) above 50 Hz, flat below. RMS 1.
     """
-    kind = SYNTHETIC_KINDS[rng.integers(len(SYNTHETIC_KINDS))]
+    if kinds is None:  # the draw of older configs, so that their examples stay the same
+        kind = SYNTHETIC_KINDS[rng.integers(len(SYNTHETIC_KINDS))]
+    else:
+        if not set(kinds) <= set(SYNTHETIC_KINDS) or sum(kinds.values()) <= 0 or min(kinds.values()) < 0:
+            raise ValueError(f"synthetic kinds must weigh {', '.join(SYNTHETIC_KINDS)} (>= 0, some > 0); got {kinds}")
+        weights = np.array([kinds.get(k, 0.0) for k in SYNTHETIC_KINDS], dtype=np.float64)
+        kind = SYNTHETIC_KINDS[rng.choice(len(SYNTHETIC_KINDS), p=weights / weights.sum())]
     hiss = _coloured(rng, n, rng.uniform(0.0, 2.0), rate, flat_below_hz=50.0)
     hiss /= np.sqrt(np.mean(hiss ** 2)) + 1e-12
     if kind == "hiss":

@@ -246,7 +246,8 @@ class NoisySpeech(_SeededDataset):
 
     ``background`` weights the interferer kind: real/generated noise, music, babble (3-6 other
     speakers of the same split) or synthetic hum, buzz and hiss (drawn per example, the same in every
-    split: a training kind). ``eq_prob`` colours that share of examples with a random channel EQ.
+    split: a training kind; ``synthetic_kinds`` weighs hum, buzz and hiss, equal by default).
+    ``eq_prob`` colours that share of examples with a random channel EQ.
     ``min_native_rate=16000`` keeps 8 kHz recordings out of the clean
     targets. ``length`` is the epoch size (items are synthesized, so any number works).
     ``pitch_semitones`` / ``pitch_prob`` and ``formant_warp`` / ``formant_prob`` turn the talker into a new
@@ -257,7 +258,8 @@ class NoisySpeech(_SeededDataset):
                  rate: int = 16000, length: int = 10000, seed: int = 0, snr_db: tuple[float, float] = (-5.0, 20.0),
                  level_db: tuple[float, float] = (-40.0, -15.0), reverb_prob: float = 0.0,
                  bandlimit_prob: float = 0.1, clip_prob: float = 0.03, eq_prob: float = 0.0,
-                 background: dict[str, float] | None = None, speech_corpora: list[str] | None = None,
+                 background: dict[str, float] | None = None, synthetic_kinds: dict[str, float] | None = None,
+                 speech_corpora: list[str] | None = None,
                  noise_corpora: list[str] | None = None, min_native_rate: int = 16000,
                  min_bak: float | None = CLEAN_BAK, tts_share: float = TTS_SHARE,
                  pitch_semitones: tuple[float, float] = PITCH_SEMITONES, pitch_prob: float = 0.0,
@@ -278,7 +280,7 @@ class NoisySpeech(_SeededDataset):
         self._init_sampling(rate, seconds, length, seed)
         self.snr_db, self.level_db = snr_db, level_db
         self.reverb_prob, self.bandlimit_prob, self.clip_prob = reverb_prob, bandlimit_prob, clip_prob
-        self.eq_prob = eq_prob
+        self.eq_prob, self.synthetic_kinds = eq_prob, synthetic_kinds
         self.new_talker = NewTalkers(pitch_semitones, pitch_prob, formant_warp, formant_prob)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,7 +311,7 @@ class NoisySpeech(_SeededDataset):
                        for _ in range(rng.integers(3, 7))]
             noise = np.sum([_scale_to_snr(dry, t, rng.uniform(-3, 3)) for t in talkers], axis=0)
         elif kind == "synthetic":
-            noise, info["synthetic"] = synthetic_noise(rng, n, rate)
+            noise, info["synthetic"] = synthetic_noise(rng, n, rate, self.synthetic_kinds)
         else:
             noise = pools.background(rng, pools.noise if kind == "noise" else pools.music, n)
             if kind == "noise" and rng.random() < 0.3:  # a second noise source now and then
