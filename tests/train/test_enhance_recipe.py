@@ -347,6 +347,6 @@ def test_a_lookahead_model_starts_as_the_shipped_model_delayed_by_its_lookahead(
 def test_hiss_config_is_the_stoi_fine_tune_with_more_hiss():
     stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
     hiss = json.loads((CONFIGS / "enhance-hiss.json").read_text())
-    more_hiss = {"seed": 8, "synthetic_kinds": {"hum": 1, "buzz": 1, "hiss": 3}}
+    more_hiss = {"seed": 8, "synthetic_kinds": {"hum": 1, "buzz": 1, "hiss": 6}}
     assert hiss["data"] == stoi["data"] | more_hiss and hiss["train"] == stoi["train"] | {"seed": 8}
     assert (hiss["model"], hiss["dev"], hiss["loss"]) == (stoi["model"], stoi["dev"], stoi["loss"])
