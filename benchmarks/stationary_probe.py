@@ -53,8 +53,8 @@ def build(root: Path, source: Path) -> None:
 
 
 def table(root: Path, report: Path) -> None:
-    kinds = {json.loads(line)["id"]: json.loads(line)["background"]
-             for line in (root / "devsets" / "enhance-ood" / "manifest.jsonl").read_text().splitlines()}
+    entries = map(json.loads, (root / "devsets" / "enhance-ood" / "manifest.jsonl").read_text().splitlines())
+    kinds = {entry["id"]: entry["background"] for entry in entries}
     results = json.loads((report / "results.json").read_text())
     print("| system | " + " | ".join(f"{k} SI-SDR / PESQ-WB / STOI" for k in SYNTHETIC_KINDS) + " | all |")
     print("|---|" + "---|" * (len(SYNTHETIC_KINDS) + 1))

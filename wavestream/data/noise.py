@@ -68,6 +68,14 @@ SYNTHETIC_KINDS = ("hum", "buzz", "hiss")
 _TABLE = 2048  # samples in the one-period wavetable of a tone (harmonics up to 1023)
 
 
+def synthetic_kind_chances(kinds: dict[str, float]) -> np.ndarray:
+    """The chance of each of ``SYNTHETIC_KINDS`` from weights over them (checked: a bad config fails here)."""
+    if not set(kinds) <= set(SYNTHETIC_KINDS) or sum(kinds.values()) <= 0 or min(kinds.values()) < 0:
+        raise ValueError(f"synthetic kinds must weigh {', '.join(SYNTHETIC_KINDS)} (>= 0, some > 0); got {kinds}")
+    weights = np.array([kinds.get(k, 0.0) for k in SYNTHETIC_KINDS], dtype=np.float64)
+    return weights / weights.sum()
+
+
 def synthetic_noise(rng: np.random.Generator, n: int, rate: int = 16000,
                     kinds: dict[str, float] | None = None) -> tuple[np.ndarray, str]:
     """``n`` samples of stationary noise drawn from ``rng``, and its kind (``SYNTHETIC_KINDS``, with equal chances,
@@ -82,10 +90,7 @@ def synthetic_noise(rng: np.random.Generator, n: int, rate: int = 16000,
     if kinds is None:  # the draw of older configs, so that their examples stay the same
         kind = SYNTHETIC_KINDS[rng.integers(len(SYNTHETIC_KINDS))]
     else:
-        if not set(kinds) <= set(SYNTHETIC_KINDS) or sum(kinds.values()) <= 0 or min(kinds.values()) < 0:
-            raise ValueError(f"synthetic kinds must weigh {', '.join(SYNTHETIC_KINDS)} (>= 0, some > 0); got {kinds}")
-        weights = np.array([kinds.get(k, 0.0) for k in SYNTHETIC_KINDS], dtype=np.float64)
-        kind = SYNTHETIC_KINDS[rng.choice(len(SYNTHETIC_KINDS), p=weights / weights.sum())]
+        kind = SYNTHETIC_KINDS[rng.choice(len(SYNTHETIC_KINDS), p=synthetic_kind_chances(kinds))]
     hiss = _coloured(rng, n, rng.uniform(0.0, 2.0), rate, flat_below_hz=50.0)
     hiss /= np.sqrt(np.mean(hiss ** 2)) + 1e-12
     if kind == "hiss":

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from .audio import read_segment, resample
 from .audio import trim_silence as trim_edges
 from .manifest import default_root, load_entries, manifest_path
-from .noise import synthetic_noise
+from .noise import synthetic_kind_chances, synthetic_noise
 from .quality import CLEAN_BAK, is_clean_target, is_tts
 from .voice import FORMANT_WARP, PITCH_SEMITONES, NewTalkers
 
@@ -280,6 +280,8 @@ class NoisySpeech(_SeededDataset):
         self._init_sampling(rate, seconds, length, seed)
         self.snr_db, self.level_db = snr_db, level_db
         self.reverb_prob, self.bandlimit_prob, self.clip_prob = reverb_prob, bandlimit_prob, clip_prob
+        if synthetic_kinds is not None:
+            synthetic_kind_chances(synthetic_kinds)  # a bad config fails before any example is drawn
         self.eq_prob, self.synthetic_kinds = eq_prob, synthetic_kinds
         self.new_talker = NewTalkers(pitch_semitones, pitch_prob, formant_warp, formant_prob)
 

@@ -43,7 +43,7 @@ def apply_overrides(config: dict, args: argparse.Namespace) -> dict:
     """The command line's ``--steps`` and ``--seed`` over the recipe's config (in place; returned)."""
     if args.steps is not None:
         config["train"]["steps"] = args.steps
-    if getattr(args, "seed", None) is not None:
+    if args.seed is not None:
         config["train"]["seed"] = config["data"]["seed"] = args.seed
     return config
 
