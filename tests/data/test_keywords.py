@@ -180,3 +180,29 @@ def test_digital_silence_leaves_exact_zeros_around_the_word(root):
             assert not audio[:start].any() and not audio[end:].any() and np.abs(audio[start:end]).max() > 0
     with pytest.raises(ValueError, match="probability"):
         KeywordClips(root, "train", seconds=1.0, digital_silence_prob=-0.1)
+
+
+def test_foils_are_keyword_takes_reversed_or_cut_short(root):
+    data = KeywordClips(root, "train", seconds=1.0, running_speech_prob=0.0, context_prob=0.0, foil_prob=1.0)
+    unknown = data.labels.index(UNKNOWN)
+    takes = {e["path"]: e for es in data.by_word.values() for e in es}
+    kinds = set()
+    for seed in range(30):
+        x, info = data._word(np.random.default_rng(seed), unknown)
+        kind, _, word = info["text"].removeprefix("(foil: ").removesuffix(")").partition(" of ")
+        assert word in data.keywords
+        take = next(data.read(e) for e in takes.values() if e["speaker"] == info["speaker"] and e["text"] == word)
+        if kind == "reversed":
+            assert np.array_equal(x, take[::-1])
+        else:  # a head or a tail: part of the take, at most 55 % of its voiced span plus the silence kept
+            assert kind in ("head", "tail") and 0 < len(x) < len(take)
+            assert np.array_equal(x, take[:len(x)] if kind == "head" else take[len(take) - len(x):])
+        kinds.add(kind)
+    assert kinds == {"reversed", "head", "tail"}
+    # the foil is an unknown word: its clip is labelled unknown like any other
+    assert data.synthesize(np.random.default_rng(0), label=unknown)[1] == unknown
+    # off by default, and then no random number is drawn: older configs give the same clips
+    plain, off = KeywordClips(root, "train", seconds=1.0), KeywordClips(root, "train", seconds=1.0, foil_prob=0.0)
+    assert np.array_equal(plain.synthesize(np.random.default_rng(3))[0], off.synthesize(np.random.default_rng(3))[0])
+    with pytest.raises(ValueError, match="probability"):
+        KeywordClips(root, "train", seconds=1.0, foil_prob=2.0)

@@ -42,6 +42,10 @@ DEV_ONLY_CORPORA = ("tuxpaint-en", "saytime", "spokennumbers")
 #: speech corpora whose short clips are single words or short phrases ("unknown" words)
 WORD_CORPORA = ("hedgewars", "ktuberling", "klettres")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
+#: how a foil is cut from a keyword take (``KeywordClips(foil_prob=...)``), and the share of the voiced
+#: span a head or tail keeps: short enough not to be the keyword any more
+FOIL_KINDS = ("reversed", "head", "tail")
+FOIL_PART = (0.3, 0.55)
 
 
 def recorded_entries(root: str | Path, corpora: list[str] | tuple[str, ...]) -> list[dict]:
@@ -114,6 +118,10 @@ class KeywordClips(_SeededDataset):
     in a 1000-step pilot; docs/models.md). None (default): every unknown weighs the same, no extra draw.
     ``digital_silence_prob``: the clip has no background at all (exact zeros around the word, as in a
     trimmed or zero-padded recording, whose log-mel frames sit at the floor); 0 by default, no draw.
+    ``foil_prob``: an unknown word is, with this probability, a foil cut from a keyword take: the take
+    reversed, or only its first or last 30-55 % (``FOIL_KINDS``). Keyword sounds in the wrong order or
+    unfinished are what short foreign words and letter names look like to the spotter (its false alarms);
+    a foil teaches that a keyword needs the whole word. 0 by default: no extra draw, older configs unchanged.
     ``real_corpora``: recorded corpora of ``DEV_ONLY_CORPORA`` to train on anyway, every clip of both splits
     (keywords and other words; their talkers' source names weigh as any source): for leave-one-source-out
     measurements, where the real dev set's other talkers are the held-out test.
@@ -132,7 +140,7 @@ class KeywordClips(_SeededDataset):
                  pitch_semitones: tuple[float, float] = PITCH_SEMITONES, pitch_prob: float = 0.0,
                  formant_warp: tuple[float, float] = FORMANT_WARP, formant_prob: float = 0.0,
                  unknown_tts_share: float | None = None, digital_silence_prob: float = 0.0,
-                 real_corpora: list[str] | None = None):
+                 real_corpora: list[str] | None = None, foil_prob: float = 0.0):
         from .corpora import KEYWORDS
         if seconds <= 0 or length <= 0 or snr_db[0] > snr_db[1] or level_db[0] > level_db[1]:
             raise ValueError("seconds and length must be positive and ranges (low, high) ordered")
@@ -202,6 +210,9 @@ class KeywordClips(_SeededDataset):
         if not 0 <= digital_silence_prob <= 1:
             raise ValueError(f"digital_silence_prob must be a probability in [0, 1]; got {digital_silence_prob}")
         self.digital_silence_prob = digital_silence_prob
+        if not 0 <= foil_prob <= 1:
+            raise ValueError(f"foil_prob must be a probability in [0, 1]; got {foil_prob}")
+        self.foil_prob = foil_prob
         self.noise = load_entries(self.root, "noise", split)
         self.music = load_entries(self.root, "music", split) if self.background.get("music", 0) > 0 else []
         if self.background.get("music", 0) > 0 and not self.music:
@@ -244,16 +255,33 @@ class KeywordClips(_SeededDataset):
         span = torch.tensor([info.get("start", -1), info.get("end", -1)], dtype=torch.long)
         return torch.from_numpy(np.ascontiguousarray(audio))[None], label, span
 
+    def _keyword_take(self, rng: np.random.Generator, label: int) -> dict:
+        takes = self.by_word[self.keywords[label]]
+        if self.source_weights:
+            by = self.by_source[self.keywords[label]]
+            sources = sorted(s for s in by if by[s])
+            weights = np.array([self.source_weights[s] for s in sources], dtype=np.float64)
+            takes = by[sources[rng.choice(len(sources), p=weights / weights.sum())]]
+        return takes[rng.integers(len(takes))]
+
+    def _foil(self, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        entry = self._keyword_take(rng, int(rng.integers(len(self.keywords))))
+        x = self.read(entry)
+        kind = FOIL_KINDS[rng.integers(len(FOIL_KINDS))]
+        if kind == "reversed":
+            x = x[::-1].copy()
+        else:
+            on, off = voiced_span(x, self.rate)
+            part = int((off - on) * rng.uniform(*FOIL_PART))
+            x = x[:on + part] if kind == "head" else x[off - part:]
+        return x, {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": f"(foil: {kind} of {entry['text']})"}
+
     def _word(self, rng: np.random.Generator, label: int) -> tuple[np.ndarray, dict]:
         if label < len(self.keywords):
-            takes = self.by_word[self.keywords[label]]
-            if self.source_weights:
-                by = self.by_source[self.keywords[label]]
-                sources = sorted(s for s in by if by[s])
-                weights = np.array([self.source_weights[s] for s in sources], dtype=np.float64)
-                takes = by[sources[rng.choice(len(sources), p=weights / weights.sum())]]
-            entry = takes[rng.integers(len(takes))]
+            entry = self._keyword_take(rng, label)
             return self.read(entry), {"speaker": entry["speaker"], "corpus": entry["corpus"], "text": entry["text"]}
+        if self.foil_prob > 0 and rng.random() < self.foil_prob:
+            return self._foil(rng)
         running = rng.random() < self.running_speech_prob  # a stretch of running speech (words cut anywhere)
         pool = self.running if running else self.other_words
         if self.unknown_tts_share is not None:
