@@ -8,9 +8,14 @@ stationary noise on unseen talkers, not how it meets new noise kinds.
     wavestream eval enhance --devset enhance-ood --root /tmp/probe --out /tmp/probe/report \\
         --model enhance [--weights enhance=PATH] --metrics si_sdr,pesq,stoi --no-plots
     python benchmarks/stationary_probe.py table --root /tmp/probe
+    OMP_NUM_THREADS=1 python benchmarks/stationary_probe.py bands --root /tmp/probe --kind hiss \\
+        --systems noisy,enhance,dtln,rnnoise
 
 ``build`` writes the probe where the harness looks for ``enhance-ood`` under ``--root`` (not a frozen set:
-never pick weights on it); ``table`` prints SI-SDR / PESQ-WB / STOI per system and noise kind from the report.
+never pick weights on it); ``table`` prints SI-SDR / PESQ-WB / STOI per system and noise kind from the report;
+``bands`` runs the systems on one noise kind's clips and splits STOI by its 15 one-third-octave bands: the mean
+correlation of each band's 384 ms envelopes with the clean ones (STOI is the mean over bands), and the output's
+level against the clean speech's in that band (dB; above 0, noise left in; below, speech or noise taken out).
 """
 
 from __future__ import annotations
@@ -69,18 +74,70 @@ def table(root: Path, report: Path) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def band_scores(clean: np.ndarray, estimate: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(correlation [15], level dB [15]): STOI's intermediate measure averaged per band instead of over all of them,
+    computed as pystoi computes STOI (10 kHz, silent frames of the clean speech dropped, clipping at -15 dB SDR)."""
+    from pystoi import utils
+    from pystoi.stoi import BETA, DYN_RANGE, FS, N_FRAME, NFFT, OBM, N
+    x, y = (utils.resample_oct(a, FS, rate) for a in (clean, estimate))
+    x, y = utils.remove_silent_frames(x, y, DYN_RANGE, N_FRAME, N_FRAME // 2)
+    x, y = (np.sqrt(OBM @ np.abs(utils.stft(a, N_FRAME, NFFT, overlap=2).T) ** 2) for a in (x, y))
+    level = 10 * np.log10(((y ** 2).mean(1) + 1e-20) / ((x ** 2).mean(1) + 1e-20))
+    xs, ys = (np.stack([a[:, m - N:m] for m in range(N, a.shape[1] + 1)]) for a in (x, y))
+    ys = ys * np.linalg.norm(xs, axis=2, keepdims=True) / (np.linalg.norm(ys, axis=2, keepdims=True) + 1e-12)
+    ys = np.minimum(ys, xs * (1 + 10 ** (-BETA / 20)))
+    xs, ys = (a - a.mean(2, keepdims=True) for a in (xs, ys))
+    xs, ys = (a / (np.linalg.norm(a, axis=2, keepdims=True) + 1e-12) for a in (xs, ys))
+    return (xs * ys).sum(2).mean(0), level
+
+
+def bands(root: Path, kind: str, systems: list[str], weights: dict[str, str]) -> None:
+    import torch
+
+    from wavestream.evaluate.peers import RegistryModel, load_peer
+    from wavestream.models.registry import model_names
+    torch.set_num_threads(1)
+    folder = root / "devsets" / "enhance-ood"
+    entries = [e for e in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines())
+               if e["background"] == kind]
+    runners = {name: RegistryModel(name, weights.get(name)) if name in model_names() else load_peer(name)
+               for name in systems}
+    scores = {name: [] for name in systems}
+    for entry in entries:
+        clean, rate = sf.read(folder / entry["clean"], dtype="float32")
+        noisy, _ = sf.read(folder / entry["noisy"], dtype="float32")
+        for name, runner in runners.items():
+            runner.reset()
+            scores[name].append(band_scores(clean, runner.process(noisy, rate), rate))
+    print(f"{len(entries)} {kind} clips; per band: envelope correlation | output level against the clean speech (dB)")
+    print("| band (Hz) | " + " | ".join(systems) + " | " + " | ".join(f"{name} dB" for name in systems) + " |")
+    print("|---|" + "---|" * 2 * len(systems))
+    centres = [150 * 2 ** (k / 3) for k in range(15)]
+    for band, centre in enumerate(centres):
+        corr = [f"{np.mean([s[0][band] for s in scores[name]]):.3f}" for name in systems]
+        level = [f"{np.mean([s[1][band] for s in scores[name]]):+.1f}" for name in systems]
+        print(f"| {centre:.0f} | " + " | ".join(corr + level) + " |")
+    print("| STOI | " + " | ".join(f"{np.mean([s[0] for s in scores[name]]):.3f}" for name in systems)
+          + " |" + " |" * len(systems))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["build", "table"])
+    parser.add_argument("action", choices=["build", "table", "bands"])
     parser.add_argument("--root", type=Path, required=True, help="folder to write the probe's devsets/ under")
     parser.add_argument("--source", type=Path, default=Path("data/devsets/enhance-ood"),
                         help="the frozen out-of-domain set whose clean clips and SNRs are used")
     parser.add_argument("--report", type=Path, help="the eval report folder (default ROOT/report)")
+    parser.add_argument("--kind", choices=SYNTHETIC_KINDS, default="hiss", help="bands: the noise kind's clips")
+    parser.add_argument("--systems", default="noisy,enhance,dtln,rnnoise", help="bands: our models and peers")
+    parser.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH", help="bands: other weights")
     args = parser.parse_args()
     if args.action == "build":
         build(args.root, args.source)
-    else:
+    elif args.action == "table":
         table(args.root, args.report or args.root / "report")
+    else:
+        bands(args.root, args.kind, args.systems.split(","), dict(w.split("=", 1) for w in args.weights))
 
 
 if __name__ == "__main__":
