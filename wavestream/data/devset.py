@@ -64,7 +64,9 @@ RECORDED = ["fillets", "hedgewars", "klettres", "ktuberling", "asterisk", "codec
 #: 2: references pass the clean-target rule (quality.py); out-of-domain sets (split "ood") added
 #: 3: out-of-domain speech is Tux Paint's read words, not Hedgewars' game voices (manifest.OUT_OF_DOMAIN)
 #: 4: keywords-real holds the recorded digits of three corpora (DEV_ONLY_CORPORA: four talkers), not Tux Paint's alone
-VERSION = 4
+#: 5: rooms' impulse responses are seeded (prepare.simulate_room): keywords and keywords-real, the sets with rooms,
+#:    are the same on every machine (before, the ray tracer drew other tails on each build)
+VERSION = 5
 
 
 def devset_dir(root: str | Path | None, task: str) -> Path:

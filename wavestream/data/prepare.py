@@ -293,6 +293,9 @@ def simulate_room(seed: int, rate: int) -> tuple[np.ndarray, dict]:
             break
     room.add_source(source)
     room.add_microphone(mic)
+    # the ray tracer draws its rays from pyroomacoustics' own generators, seeded from the OS unless set: seed
+    # them per room, or every machine builds other tails and the dev sets with rooms get other checksums
+    pra.random.seed(numpy=[seed, 8], libroom=seed)
     room.compute_rir()
     rir = np.asarray(room.rir[0][0], dtype=np.float32)
     rir = rir / (np.abs(rir).max() + 1e-9) * 0.9
