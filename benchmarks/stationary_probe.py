@@ -9,13 +9,15 @@ stationary noise on unseen talkers, not how it meets new noise kinds.
         --model enhance [--weights enhance=PATH] --metrics si_sdr,pesq,stoi --no-plots
     python benchmarks/stationary_probe.py table --root /tmp/probe
     OMP_NUM_THREADS=1 python benchmarks/stationary_probe.py bands --root /tmp/probe --kind hiss \\
-        --systems noisy,enhance,dtln,rnnoise
+        --systems noisy,enhance,dtln,rnnoise [--mask-floor 300:0.5]
 
 ``build`` writes the probe where the harness looks for ``enhance-ood`` under ``--root`` (not a frozen set:
 never pick weights on it); ``table`` prints SI-SDR / PESQ-WB / STOI per system and noise kind from the report;
 ``bands`` runs the systems on one noise kind's clips and splits STOI by its 15 one-third-octave bands: the mean
 correlation of each band's 384 ms envelopes with the clean ones (STOI is the mean over bands), and the output's
 level against the clean speech's in that band (dB; above 0, noise left in; below, speech or noise taken out).
+``--mask-floor HZ:FLOOR`` runs ``enhance`` with its mask's magnitude raised to at least FLOOR in the bins below HZ
+(an inference-time test of keeping more of the low bands; docs/models.md, enhance Training).
 """
 
 from __future__ import annotations
@@ -91,9 +93,28 @@ def band_scores(clean: np.ndarray, estimate: np.ndarray, rate: int) -> tuple[np.
     return (xs * ys).sum(2).mean(0), level
 
 
-def bands(root: Path, kind: str, systems: list[str], weights: dict[str, str]) -> None:
+def floor_low_mask(model, below_hz: float, floor: float) -> None:
+    """Make ``enhance`` keep at least ``floor`` of every bin below ``below_hz``: its decoder's mask output is
+    scaled up where its bounded magnitude tanh(|m|) would fall under the floor (the phase is kept)."""
+    import torch
+    freqs = model.freqs
+    low = (torch.arange(freqs) * model.sample_rate / model.n_fft < below_hz)[None, :, None]
+    least = float(np.arctanh(floor))
+    decoder_step = model.decoder.step
+
+    def step(x, state):
+        m, new_state = decoder_step(x, state)
+        norm = m.view(m.shape[0], 2, freqs, -1).square().sum(1).add(1e-8).sqrt()
+        scale = torch.where(low & (norm < least), least / norm, torch.ones_like(norm))
+        return m * scale.repeat(1, 2, 1), new_state
+    model.decoder.step = step
+
+
+def bands(root: Path, kind: str, systems: list[str], weights: dict[str, str],
+          mask_floor: tuple[float, float] | None = None) -> None:
     import torch
 
+    from wavestream.evaluate.metrics import si_sdr
     from wavestream.evaluate.peers import RegistryModel, load_peer
     from wavestream.models.registry import model_names
     torch.set_num_threads(1)
@@ -102,13 +123,17 @@ def bands(root: Path, kind: str, systems: list[str], weights: dict[str, str]) ->
                if e["background"] == kind]
     runners = {name: RegistryModel(name, weights.get(name)) if name in model_names() else load_peer(name)
                for name in systems}
-    scores = {name: [] for name in systems}
+    if mask_floor:
+        floor_low_mask(runners["enhance"].model, *mask_floor)
+    scores, sdr = {name: [] for name in systems}, {name: [] for name in systems}
     for entry in entries:
         clean, rate = sf.read(folder / entry["clean"], dtype="float32")
         noisy, _ = sf.read(folder / entry["noisy"], dtype="float32")
         for name, runner in runners.items():
             runner.reset()
-            scores[name].append(band_scores(clean, runner.process(noisy, rate), rate))
+            out = runner.process(noisy, rate)
+            scores[name].append(band_scores(clean, out, rate))
+            sdr[name].append(si_sdr(clean, out))
     print(f"{len(entries)} {kind} clips; per band: envelope correlation | output level against the clean speech (dB)")
     print("| band (Hz) | " + " | ".join(systems) + " | " + " | ".join(f"{name} dB" for name in systems) + " |")
     print("|---|" + "---|" * 2 * len(systems))
@@ -119,6 +144,7 @@ def bands(root: Path, kind: str, systems: list[str], weights: dict[str, str]) ->
         print(f"| {centre:.0f} | " + " | ".join(corr + level) + " |")
     print("| STOI | " + " | ".join(f"{np.mean([s[0] for s in scores[name]]):.3f}" for name in systems)
           + " |" + " |" * len(systems))
+    print("| SI-SDR dB | " + " | ".join(f"{np.mean(sdr[name]):.2f}" for name in systems) + " |" + " |" * len(systems))
 
 
 def main() -> None:
@@ -131,13 +157,15 @@ def main() -> None:
     parser.add_argument("--kind", choices=SYNTHETIC_KINDS, default="hiss", help="bands: the noise kind's clips")
     parser.add_argument("--systems", default="noisy,enhance,dtln,rnnoise", help="bands: our models and peers")
     parser.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH", help="bands: other weights")
+    parser.add_argument("--mask-floor", metavar="HZ:FLOOR", help="bands: enhance keeps >= FLOOR of the bins below HZ")
     args = parser.parse_args()
     if args.action == "build":
         build(args.root, args.source)
     elif args.action == "table":
         table(args.root, args.report or args.root / "report")
     else:
-        bands(args.root, args.kind, args.systems.split(","), dict(w.split("=", 1) for w in args.weights))
+        floor = tuple(map(float, args.mask_floor.split(":"))) if args.mask_floor else None
+        bands(args.root, args.kind, args.systems.split(","), dict(w.split("=", 1) for w in args.weights), floor)
 
 
 if __name__ == "__main__":
