@@ -208,3 +208,17 @@ def test_config_without_a_section_is_rejected(tmp_path):
     path.write_text(json.dumps({"model": {}}))
     with pytest.raises(ValueError, match="lacks section"):
         main(["train", "kws", "--config", str(path), "--out", str(tmp_path / "x"), "--quiet"])
+
+
+def test_the_card_recipe_names_the_config_file_and_the_seed_the_run_was_given():
+    """A run started with --seed N has the file's content but other seeds: the card's command says --seed N."""
+    from wavestream.train.waveform import CONFIGS, recipe_line
+    config = json.loads((CONFIGS / "kws-foils.json").read_text())
+    line = "wavestream train kws --config wavestream/train/configs/kws-foils.json"
+    assert recipe_line("kws", config) == line
+    config["data"]["seed"] = config["train"]["seed"] = 2
+    assert recipe_line("kws", config) == line + " --seed 2"
+    config["train"]["steps"] = 100
+    assert recipe_line("kws", config) == line + " --seed 2 --steps 100 (at the start, or later with --resume)"
+    config["model"]["dim"] = 7  # no config file holds this: the card's own config is the recipe
+    assert "<the config in this card>" in recipe_line("kws", config)

@@ -129,17 +129,22 @@ CONFIGS = Path(__file__).parent / "configs"
 
 
 def recipe_line(name: str, config: dict, init: str | None = None) -> str:
-    """The command that trains this run: the shipped config file with the same content (data root and
-    step count aside; a run of another length says ``--steps N``, given at its start or to ``--resume``)."""
+    """The command that trains this run: the shipped config file with the same content (data root, seeds and
+    step count aside; a run with other seeds says ``--seed N``, one of another length ``--steps N``, given at
+    its start or to ``--resume``)."""
     def plain(c: dict) -> dict:
-        return {**c, "data": {k: v for k, v in c["data"].items() if k != "root"},
-                "train": {k: v for k, v in c["train"].items() if k != "steps"}}
+        return {**c, "data": {k: v for k, v in c["data"].items() if k not in ("root", "seed")},
+                "train": {k: v for k, v in c["train"].items() if k not in ("steps", "seed")}}
     path = next((f for f in sorted(CONFIGS.glob(f"{name}*.json")) if plain(json.loads(f.read_text())) == plain(config)),
                 None)
     source = f"wavestream/train/configs/{path.name}" if path else "<the config in this card>"
     line = f"wavestream train {name} --config {source}" + (f" --init {init}" if init else "")
-    planned = json.loads(path.read_text())["train"]["steps"] if path else config["train"]["steps"]
-    if planned != config["train"]["steps"]:
+    shipped = json.loads(path.read_text()) if path else config
+    seeds = (config["data"].get("seed"), config["train"].get("seed"))
+    if path and seeds != (shipped["data"].get("seed"), shipped["train"].get("seed")):
+        # --seed sets both; a config whose two seeds differ from each other has no such flag
+        line += f" --seed {seeds[1]}" if seeds[0] == seeds[1] else f" (data seed {seeds[0]}, training seed {seeds[1]})"
+    if shipped["train"]["steps"] != config["train"]["steps"]:
         line += f" --steps {config['train']['steps']} (at the start, or later with --resume)"
     return line
 
