@@ -135,13 +135,12 @@ def recipe_line(name: str, config: dict, init: str | None = None) -> str:
     def plain(c: dict) -> dict:
         return {**c, "data": {k: v for k, v in c["data"].items() if k not in ("root", "seed")},
                 "train": {k: v for k, v in c["train"].items() if k not in ("steps", "seed")}}
-    path = next((f for f in sorted(CONFIGS.glob(f"{name}*.json")) if plain(json.loads(f.read_text())) == plain(config)),
-                None)
+    files = ((f, json.loads(f.read_text())) for f in sorted(CONFIGS.glob(f"{name}*.json")))
+    path, shipped = next(((f, c) for f, c in files if plain(c) == plain(config)), (None, config))
     source = f"wavestream/train/configs/{path.name}" if path else "<the config in this card>"
     line = f"wavestream train {name} --config {source}" + (f" --init {init}" if init else "")
-    shipped = json.loads(path.read_text()) if path else config
     seeds = (config["data"].get("seed"), config["train"].get("seed"))
-    if path and seeds != (shipped["data"].get("seed"), shipped["train"].get("seed")):
+    if seeds != (shipped["data"].get("seed"), shipped["train"].get("seed")):
         # --seed sets both; a config whose two seeds differ from each other has no such flag
         line += f" --seed {seeds[1]}" if seeds[0] == seeds[1] else f" (data seed {seeds[0]}, training seed {seeds[1]})"
     if shipped["train"]["steps"] != config["train"]["steps"]:
