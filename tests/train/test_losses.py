@@ -187,3 +187,25 @@ def test_intelligibility_loss_has_finite_gradients_and_checks_its_input():
         loss(clean[:, :-1], clean)
     too_short = loss.score(clean[:, :4000], clean[:, :4000])  # 19 frames, fewer than one 30-frame window
     assert torch.equal(too_short, torch.zeros(2))
+
+
+def test_intelligibility_band_weights_weigh_each_band_s_correlation():
+    clean = _speech()
+    noisy = _noisy(clean, 0)
+    # noise only below ~250 Hz: the lowest bands lose, the others keep the clean envelopes
+    spectrum = torch.fft.rfft(noisy - clean)
+    spectrum[..., int(250 * clean.shape[-1] / 16000):] = 0
+    low_noise = clean + torch.fft.irfft(spectrum, n=clean.shape[-1])
+    equal = IntelligibilityLoss()
+    per_band = [IntelligibilityLoss(band_weights=[float(b == k) for b in range(15)]) for k in range(15)]
+    # one-hot weights give the bands' own scores, whose mean is the unweighted score
+    assert np.mean([loss.score(noisy, clean).item() for loss in per_band]) == pytest.approx(
+        equal.score(noisy, clean).item(), abs=1e-5)
+    assert IntelligibilityLoss(band_weights=[2.0] * 15).score(noisy, clean).item() == pytest.approx(
+        equal.score(noisy, clean).item(), abs=1e-6)  # only the weights' ratios count
+    assert per_band[0].score(low_noise, clean) < per_band[-1].score(low_noise, clean) - 0.1
+    lows_first = IntelligibilityLoss(band_weights=[4.0] * 3 + [1.0] * 12)
+    assert lows_first.score(low_noise, clean) < equal.score(low_noise, clean)
+    for bad in ([1.0] * 14, [-1.0] + [1.0] * 14, [0.0] * 15):
+        with pytest.raises(ValueError, match="band_weights"):
+            IntelligibilityLoss(band_weights=bad)

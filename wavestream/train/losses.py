@@ -227,12 +227,20 @@ class IntelligibilityLoss(nn.Module):
     frame; the mean hardly moves and the cost falls tenfold).
 
     Differentiable, so a model can be trained on what STOI measures (the codec's STOI against Codec2's is
-    its thinnest margin, issue 9). It works at the model's 16 kHz, not STOI's 10 kHz: the same bands."""
+    its thinnest margin, issue 9). It works at the model's 16 kHz, not STOI's 10 kHz: the same bands.
+
+    ``band_weights`` (one per band, lowest first; default all equal, as STOI) weighs the bands in the mean:
+    a model that loses its intelligibility in a few bands can be taught those harder."""
 
     def __init__(self, sample_rate: int = 16000, frame: int = 400, hop: int = 200, n_fft: int = 512,
                  bands: int = 15, low_hz: float = 150.0, segment: int = 30, segment_hop: int = 10,
-                 clip_db: float = 15.0, range_db: float = 40.0, eps: float = 1e-8):
+                 clip_db: float = 15.0, range_db: float = 40.0, band_weights: list[float] | None = None,
+                 eps: float = 1e-8):
         super().__init__()
+        weights = torch.ones(bands) if band_weights is None else torch.tensor(band_weights, dtype=torch.float32)
+        if weights.shape != (bands,) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"band_weights must be {bands} non-negative weights, not all 0; got {band_weights}")
+        self.register_buffer("band_weights", weights / weights.sum(), persistent=False)
         self.frame, self.hop, self.n_fft, self.segment, self.segment_hop = frame, hop, n_fft, segment, segment_hop
         self.clip, self.range_db, self.eps = 1 + 10 ** (clip_db / 20), range_db, eps
         freqs = torch.arange(n_fft // 2 + 1) * sample_rate / n_fft
@@ -252,8 +260,8 @@ class IntelligibilityLoss(nn.Module):
         return (power @ self.bands + self.eps).sqrt()
 
     def score(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """The mean window-and-band correlation per example ``[N]`` (1 for a perfect estimate; 0 for an
-        example with fewer active frames than one window)."""
+        """The mean window-and-band correlation per example ``[N]``, bands weighed by ``band_weights`` (1 for a
+        perfect estimate; 0 for an example with fewer active frames than one window)."""
         if estimate.shape != reference.shape:
             raise ValueError(f"intelligibility loss needs equal shapes, got {tuple(estimate.shape)} and "
                              f"{tuple(reference.shape)}")
@@ -272,7 +280,8 @@ class IntelligibilityLoss(nn.Module):
             e = torch.minimum(e * scale, r * self.clip)
             e = e - e.mean(-1, keepdim=True)
             r = r - r.mean(-1, keepdim=True)
-            scores.append(((e * r).sum(-1) / (e.norm(dim=-1) * r.norm(dim=-1) + self.eps)).mean())
+            correlation = (e * r).sum(-1) / (e.norm(dim=-1) * r.norm(dim=-1) + self.eps)  # [windows, bands]
+            scores.append((correlation @ self.band_weights).mean())
         return torch.stack(scores)
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
