@@ -14,6 +14,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -25,9 +27,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.service.conftest import free_port
-from tests.waiting import wait_until
+from tests.waiting import answers_ready, wait_until
 from wavestream.client import AsyncStreamClient
 from wavestream.engine import Output, StreamPipeline, load_stream_model
+from wavestream.service.app import make_server
+from wavestream.service.settings import ServiceSettings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc socket tables")
 
@@ -232,6 +236,30 @@ def test_a_server_that_cannot_start_stops_the_group(tmp_path):
         capture_output=True, text=True, timeout=240)
     assert process.returncode != 0
     assert "before it was ready" in process.stdout + process.stderr
+
+
+def test_a_server_says_it_serves_before_it_answers_anything(tmp_path):
+    """The supervisor takes a server that dies without having said it serves for one that could not
+    start, and stops the whole group: so the word comes before any request or stream is answered,
+    however slowly it is said (a report from a polling thread once lost a group its streams)."""
+    settings = ServiceSettings(host="127.0.0.1", port=free_port(), data_dir=tmp_path, preload=[])
+    server = make_server(settings, log_level="warning")
+    order = []
+
+    def say_slowly():
+        time.sleep(0.5)  # nothing may be answered meanwhile
+        order.append("said")
+
+    server.on_started = say_slowly
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: answers_ready(f"http://127.0.0.1:{settings.port}"), "the server did not answer")
+        order.append("answered")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert order == ["said", "answered"]
 
 
 def test_a_port_in_use_is_refused(tmp_path):

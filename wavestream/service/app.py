@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -428,6 +429,13 @@ class WavestreamServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, service: Service):
         super().__init__(config)
         self.service = service
+        #: called once it listens, before the loop runs any connection's handler (processes.py)
+        self.on_started: Callable[[], None] | None = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     async def shutdown(self, sockets=None) -> None:
         deadline = time.monotonic() + self.service.settings.shutdown_timeout

@@ -28,7 +28,6 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
@@ -64,20 +63,15 @@ def serve(settings: ServiceSettings, log_level: str, sock: socket.socket | None 
     """Run one server until it is stopped: the single-process mode, and each server of a group.
 
     ``sock``: a bound socket to serve on instead of binding ``settings.host``/``port``;
-    ``on_started``: called (from another thread) once it accepts connections; ``metrics_dir``: the
+    ``on_started``: called once it accepts connections; ``metrics_dir``: the
     group's metrics directory (metrics.py). ValueError for settings the engine refuses."""
     from .app import make_server  # FastAPI and torch load only when serving
 
     server = make_server(settings, metrics_dir=None if metrics_dir is None else Path(metrics_dir), log_level=log_level)
     tune_gc()
-    if on_started is not None:
-        def report() -> None:
-            while not server.started and not server.should_exit:
-                time.sleep(0.05)
-            if server.started:
-                on_started()
-
-        threading.Thread(target=report, daemon=True, name="report-started").start()
+    # said from the event loop as soon as it listens: no stream is served before it is said, so a
+    # server that dies holding streams is never taken for one that failed to start
+    server.on_started = on_started
     try:
         server.run(sockets=[sock] if sock is not None else None)
     except KeyboardInterrupt:
