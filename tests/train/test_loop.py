@@ -95,6 +95,53 @@ def test_a_fine_tune_scores_its_start_and_keeps_it_when_nothing_beats_it(tmp_pat
     assert all(torch.equal(kept[k], v) for k, v in start.items())
 
 
+def test_a_weight_average_is_what_is_scored_kept_and_resumed(tmp_path):
+    batches, loss_fn, evaluate = _problem()
+    cfg = dict(CFG, ema_decay=0.9)
+    raw = _model()  # the same run without the average: its trajectory, averaged here by hand
+    average = {k: v.clone() for k, v in raw.named_parameters()}
+    it = batches(0)
+    optimizer = torch.optim.Adam(raw.parameters(), lr=cfg["lr"])
+    loop = LoopConfig(**cfg)
+    for step in range(cfg["steps"]):
+        for group in optimizer.param_groups:
+            group["lr"] = loop.lr_at(step)
+        loss, _ = loss_fn(raw, next(it))
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(raw.parameters(), loop.grad_clip)
+        optimizer.step()
+        decay = min(0.9, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in raw.named_parameters():
+                average[k] = decay * average[k] + (1 - decay) * v
+    whole = _model()
+    meta = fit(whole, loss_fn, batches, evaluate, loop, tmp_path / "whole", "neg_mse", progress=False)
+    kept = load_file(str(tmp_path / "whole" / "last.safetensors"))
+    for k, v in raw.named_parameters():
+        assert torch.allclose(whole.state_dict()[k], v, atol=1e-6), f"{k}: the trained weights are not the plain run's"
+        assert torch.allclose(kept[k], average[k], atol=1e-6), f"{k}: last.safetensors is not the average"
+        assert not torch.allclose(kept[k], v, atol=1e-4), f"{k}: the average equals the trained weights"
+    averaged_model = _model()
+    averaged_model.load_state_dict(kept)
+    assert meta["history"][-1]["neg_mse"] == pytest.approx(evaluate(averaged_model)["neg_mse"])
+
+    def interrupted(start):  # cut while fetching the batch of step 6, after the step-4 checkpoint
+        for step, batch in enumerate(batches(start), start):
+            if step == 6:
+                raise KeyboardInterrupt
+            yield batch
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), loss_fn, interrupted, evaluate, loop, tmp_path / "cut", "neg_mse", progress=False)
+    resumed = _model()
+    fit(resumed, loss_fn, batches, evaluate, loop, tmp_path / "cut", "neg_mse", resume=True, progress=False)
+    again = load_file(str(tmp_path / "cut" / "last.safetensors"))
+    for k, v in kept.items():
+        assert torch.equal(v, again[k]), f"{k}: the average differs after resume"
+        assert torch.equal(whole.state_dict()[k], resumed.state_dict()[k]), f"{k}: trained weights differ after resume"
+
+
 def test_optimizer_state_round_trip():
     model = _model()
     opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.95))

@@ -8,10 +8,16 @@ the best weights. Nothing is pickled: model and optimizer tensors go to safetens
 Resuming is exact: batches are a function of the step (the recipe's data is seeded by index), the
 LR is a function of the step, and the optimizer state and torch RNG are restored, so an interrupted
 and resumed run ends with the same weights as an uninterrupted one.
+
+With ``ema_decay`` the loop also keeps an exponential moving average of the weights; that average is
+what is scored on dev, kept as ``best`` and ``last`` and exported, and the weights being trained ride in
+the optimizer file for resuming. One late checkpoint of a short run is a noisy pick (a few dev clips
+move between neighbours); the average of the last few hundred steps is steadier.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -92,6 +98,7 @@ class LoopConfig:
     checkpoint_every: int = 250
     seed: int = 0
     threads: int = 2
+    ema_decay: float = 0.0  # 0: off; else the weight average's decay per step (0.999: about the last 1000 steps)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoopConfig:
@@ -172,15 +179,36 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
 Companions = dict[str, tuple[nn.Module, torch.optim.Optimizer]]
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (buffers are copied, not averaged). The decay
+    ramps up from 0.1 as (1 + updates) / (10 + updates), so the first steps do not drag the random start along."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, updates: int) -> None:
+        decay = min(self.decay, (1 + updates) / (10 + updates))
+        for averaged, trained in zip(self.model.parameters(), model.parameters(), strict=True):
+            averaged.lerp_(trained, 1 - decay)
+        for averaged, trained in zip(self.model.buffers(), model.buffers(), strict=True):
+            averaged.copy_(trained)
+
+
 def save_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    meta: dict, companions: Companions | None = None) -> None:
+                    meta: dict, companions: Companions | None = None, trained: nn.Module | None = None) -> None:
     """``{tag}.safetensors`` (weights), ``{tag}.optim.safetensors`` (optimizer + RNG), ``{tag}.json``; with an
-    optimizer, each companion's weights and optimizer go to ``{tag}.{name}.safetensors``."""
+    optimizer, each companion's weights and optimizer go to ``{tag}.{name}.safetensors``. ``trained``: the
+    weights being trained when ``model`` is their average; they go to the optimizer file."""
     _atomic_save_file(model.state_dict(), out / f"{tag}.safetensors")
     meta = dict(meta)
     if optimizer is not None:
         tensors, opt_meta = optimizer_to_tensors(optimizer)
         tensors["rng.torch"] = torch.get_rng_state()
+        if trained is not None:
+            tensors.update({f"trained.{k}": v for k, v in trained.state_dict().items()})
         _atomic_save_file(tensors, out / f"{tag}.optim.safetensors")
         meta["optimizer"] = opt_meta
         for name, (module, companion_optimizer) in (companions or {}).items():
@@ -193,13 +221,18 @@ def save_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.opti
 
 
 def load_checkpoint(out: Path, tag: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    companions: Companions | None = None) -> dict:
+                    companions: Companions | None = None, trained: nn.Module | None = None) -> dict:
     """Restore what ``save_checkpoint`` wrote. A companion the checkpoint lacks (a run that adds one on
-    resume) keeps its fresh state; the names of those are returned in the meta's ``"fresh_companions"``."""
+    resume) keeps its fresh state; the names of those are returned in the meta's ``"fresh_companions"``.
+    ``trained`` gets the weights being trained (the saved weights themselves for a checkpoint without an average)."""
     meta = json.loads((out / f"{tag}.json").read_text())
-    model.load_state_dict(load_file(str(out / f"{tag}.safetensors")))
+    weights = load_file(str(out / f"{tag}.safetensors"))
+    model.load_state_dict(weights)
     if optimizer is not None:
         tensors = load_file(str(out / f"{tag}.optim.safetensors"))
+        if trained is not None:
+            own = {k[len("trained."):]: v for k, v in tensors.items() if k.startswith("trained.")}
+            trained.load_state_dict(own or weights)
         optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
         saved = meta.get("companions", {})
@@ -271,10 +304,13 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
     seed_everything(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log = _file_logger(out / "train.log")
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    scored = average.model if average else model  # what is evaluated, kept and exported
+    trained = model if average else None
 
     step, best, elapsed, history = 0, -math.inf, 0.0, []
     if resume and (out / f"{LAST}.json").exists():
-        meta = load_checkpoint(out, LAST, model, optimizer, companions)
+        meta = load_checkpoint(out, LAST, scored, optimizer, companions, trained)
         step, best, elapsed, history = meta["step"], meta["best"], meta["elapsed_s"], meta["history"]
         log.info("resumed at step %d (best %s %.3f)", step, metric, best)
         if meta["fresh_companions"]:
@@ -293,16 +329,16 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
 
     def run_eval() -> None:
         nonlocal best
-        model.eval()
+        scored.eval()
         with torch.no_grad():
-            metrics = evaluate(model)
+            metrics = evaluate(scored)
         model.train()
         history.append({"step": step, **metrics})
         line = " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
         log.info("dev step %d %s", step, line)
         if metrics[metric] > best:
             best = metrics[metric]
-            save_checkpoint(out, BEST, model, None, {**meta_now(), "metrics": metrics})
+            save_checkpoint(out, BEST, scored, None, {**meta_now(), "metrics": metrics})
             log.info("new best %s=%.3f at step %d", metric, best, step)
 
     if step == 0 and (run_info or {}).get("init"):
@@ -325,6 +361,8 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        if average:
+            average.update(model, step)
         step += 1
         now = time.perf_counter()
         elapsed += now - t_last
@@ -344,7 +382,7 @@ def fit(model: nn.Module, loss_fn: LossFn, batches: Batches, evaluate: Evaluate,
             run_eval()
             t_last = time.perf_counter()  # evaluation time is not training time
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(out, LAST, model, optimizer, meta_now(), companions)
+            save_checkpoint(out, LAST, scored, optimizer, meta_now(), companions, trained)
     bar.close()
     log.info("done: %d steps, %.0f s of training, best %s=%.3f", step, elapsed, metric, best)
     return meta_now()
