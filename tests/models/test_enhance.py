@@ -24,11 +24,13 @@ HOP = 256
 
 
 @pytest.fixture(scope="module", params=[{}, {"embed": 64, "hidden": 96, "context": 3},
-                                        {"embed": 64, "hidden": 96, "lookahead": 2}],
-                ids=["default", "context3", "lookahead2"])
+                                        {"embed": 64, "hidden": 96, "lookahead": 2},
+                                        {"embed": 64, "hidden": 96, "filter_bins": 40, "filter_taps": 3}],
+                ids=["default", "context3", "lookahead2", "filter3"])
 def model(request):
-    """The default architecture, a small one whose encoder looks back over three frames, and a small one
-    that waits two frames ahead before it masks a frame."""
+    """The default architecture, a small one whose encoder looks back over three frames, a small one
+    that waits two frames ahead before it masks a frame, and a small one whose lowest 40 bins are a deep
+    filter over the current frame and the two before it."""
     torch.manual_seed(0)
     return GRUMaskEnhancer(**request.param).eval()
 
@@ -95,6 +97,10 @@ def test_rejects_bad_input(model):
         GRUMaskEnhancer(compress=0)
     with pytest.raises(ValueError, match="lookahead"):
         GRUMaskEnhancer(lookahead=-1)
+    with pytest.raises(ValueError, match="filter_taps"):
+        GRUMaskEnhancer(filter_bins=300, filter_taps=2)
+    with pytest.raises(ValueError, match="not supported"):
+        GRUMaskEnhancer(filter_bins=40, filter_taps=2, lookahead=1)
 
 
 def test_shipped_weights_are_safetensors_and_card_is_complete(shipped):
@@ -136,3 +142,28 @@ def test_shipped_model_improves_si_sdr_on_real_speech_in_white_noise(shipped):
     before = si_sdr(noisy[0, 0, : len(out)], ref).item()
     after = si_sdr(out, ref).item()
     assert after > before + 5, f"SI-SDR {before:.1f} dB -> {after:.1f} dB"
+
+
+def test_deep_filter_adds_the_past_frames_of_the_lowest_bins():
+    """The filtered spectrum, written out: bin f < filter_bins of frame t is M X[t] + sum_k C_k X[t - k] (X zero
+    before the stream), every other bin M X[t]; the model's output is that spectrum's inverse STFT."""
+    from wavestream.models.enhance import bounded
+
+    torch.manual_seed(1)
+    model = GRUMaskEnhancer(embed=32, hidden=48, filter_bins=20, filter_taps=3).eval()
+    with torch.no_grad():  # a decoder whose taps are far from zero
+        model.decoder.conv.weight.mul_(30)
+    x = torch.randn(1, 1, 10 * HOP, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        spec = model.stft(x)[:, 0]
+        features = spec.abs().square().add(1e-12).pow(model.compress / 2)
+        out = model.decoder(model.gru(torch.relu(model.encoder(features))))
+        f, n = model.freqs, spec.shape[-1]
+        mask = torch.complex(*bounded(*out[:, :2 * f].chunk(2, dim=1)))
+        c_re, c_im = bounded(*out[:, 2 * f:].reshape(1, 2, 2, 20, n).unbind(1))
+        expected = mask * spec
+        for k in (1, 2):
+            past = torch.nn.functional.pad(spec[:, :20], (k, 0))[..., :n]
+            expected[:, :20] += torch.complex(c_re[:, k - 1], c_im[:, k - 1]) * past
+        assert (c_re.abs() + c_im.abs()).mean() > 0.1
+        torch.testing.assert_close(model(x), model.istft(expected[:, None]), rtol=0, atol=1e-5)

@@ -344,6 +344,28 @@ def test_a_lookahead_model_starts_as_the_shipped_model_delayed_by_its_lookahead(
     assert torch.equal(after[..., :256], torch.zeros(1, 1, 256))
 
 
+def test_filter_config_is_the_stoi_fine_tune_with_a_deep_filter_below_2_khz():
+    stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
+    filtered = json.loads((CONFIGS / "enhance-filter.json").read_text())
+    assert filtered["model"] == stoi["model"] | {"filter_bins": 64, "filter_taps": 3}
+    assert filtered["data"] == stoi["data"] | {"seed": 10} and filtered["train"] == stoi["train"] | {"seed": 10}
+    assert (filtered["dev"], filtered["loss"]) == (stoi["dev"], stoi["loss"])
+
+
+def test_a_deep_filter_model_starts_as_the_shipped_model():
+    """``--init`` of a deep-filter model from the shipped weights: the past frames' coefficients start at zero,
+    so its output is the shipped model's until the fine-tune moves them."""
+    from wavestream.train.enhance import adapt_init, build_model
+
+    shipped = load_model("enhance")
+    filtered = build_model({"model": get_spec("enhance").card()["config"] | {"filter_bins": 64, "filter_taps": 3}})
+    filtered.load_state_dict(adapt_init(load_file(str(get_spec("enhance").weights_path)), filtered.state_dict()))
+    x = torch.randn(1, 1, 40 * 256, generator=torch.Generator().manual_seed(9)) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(filtered(x), shipped(x), rtol=0, atol=1e-6)
+    assert filtered.latency == shipped.latency
+
+
 def test_hiss_config_is_the_stoi_fine_tune_with_more_hiss():
     stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
     hiss = json.loads((CONFIGS / "enhance-hiss.json").read_text())

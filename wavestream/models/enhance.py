@@ -11,6 +11,12 @@ The output is delayed by one window minus one hop (256 samples) and the algorith
 512 samples = 32 ms at 16 kHz. ``lookahead`` = L > 0 frames trades latency for context: the mask of frame t is
 computed once frames t+1..t+L have been heard (a decoder over the GRU's outputs t..t+L), and the spectrum waits
 L frames for it, L hops (16 ms each) more latency.
+
+``filter_taps`` = N > 1 turns the mask of the lowest ``filter_bins`` bins into a deep filter (as DeepFilterNet
+does): each of those bins of frame t is a complex combination of the same bin in frames t, t-1, .., t-N+1, each
+coefficient bounded like the mask. A voice's low harmonics are closer than one 31 Hz bin, and the frames before
+the current one let the filter tell a harmonic from a steady tone in the same bin; they are past frames, so the
+latency stays the window's.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ class GRUMaskEnhancer(StreamingModule):
     input_kind = output_kind = AUDIO
 
     def __init__(self, n_fft: int = 512, hop_length: int = 256, compress: float = 0.3, embed: int = 128,
-                 hidden: int = 256, layers: int = 2, context: int = 1, lookahead: int = 0):
+                 hidden: int = 256, layers: int = 2, context: int = 1, lookahead: int = 0,
+                 filter_bins: int = 0, filter_taps: int = 1):
         super().__init__()
         if not 0 < compress <= 1:
             raise ValueError(f"compress must be in (0, 1], got {compress}")
@@ -35,17 +42,25 @@ class GRUMaskEnhancer(StreamingModule):
             raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
         self.n_fft, self.hop_length, self.compress, self.lookahead = n_fft, hop_length, compress, lookahead
         self.freqs = freqs = n_fft // 2 + 1
+        if filter_taps < 1 or not 0 <= filter_bins <= freqs:
+            raise ValueError(f"need filter_taps >= 1 and 0 <= filter_bins <= {freqs}, got {filter_taps}, {filter_bins}")
+        if lookahead and filter_taps > 1:
+            raise ValueError("filter_taps > 1 with a lookahead is not supported: use one or the other")
+        # the deep filter's taps over past frames: none unless both are set
+        self.filter_bins, self.past_taps = (filter_bins, filter_taps - 1) if filter_bins and filter_taps > 1 else (0, 0)
         self.stft = STFT(n_fft, hop_length, "sqrt_hann")
         # causal convs over frames: the encoder sees `context` frames (1: a per-frame linear map), the
         # decoder one plus the look-ahead; the GRU carries the longer temporal context
         self.encoder = CausalConv1d(freqs, embed, context)
         self.gru = GRU(embed, hidden, layers)
-        self.decoder = CausalConv1d(hidden, 2 * freqs, 1 + lookahead)
+        self.decoder = CausalConv1d(hidden, 2 * freqs + 2 * self.past_taps * self.filter_bins, 1 + lookahead)
         self.istft = ISTFT(n_fft, hop_length, "sqrt_hann")
         self.hop = hop_length
         self.latency = n_fft - hop_length + lookahead * hop_length
 
     def own_state(self, batch, device, dtype) -> State:
+        if self.past_taps:  # the filtered bins of the last frames (real and imaginary parts)
+            return {"past": torch.zeros(batch, 2, self.filter_bins, self.past_taps, device=device, dtype=dtype)}
         if not self.lookahead:
             return {}
         # the spectrum frames heard but not yet masked (real and imaginary parts)
@@ -61,18 +76,39 @@ class GRUMaskEnhancer(StreamingModule):
         features = (re.square() + im.square() + 1e-12).pow(self.compress / 2)
         h = self.step_child("encoder", features, state, new_state)
         h = self.step_child("gru", torch.relu(h), state, new_state)
-        mask_re, mask_im = self.step_child("decoder", h, state, new_state).chunk(2, dim=1)
-        # bounded mask: magnitude tanh(|m|) < 1, phase of m (eps keeps the gradient finite at m = 0)
-        norm = (mask_re.square() + mask_im.square() + 1e-8).sqrt()
-        gain = torch.tanh(norm) / norm
-        mask_re, mask_im = mask_re * gain, mask_im * gain
+        out = self.step_child("decoder", h, state, new_state)
+        mask_re, mask_im = bounded(*out[:, :2 * self.freqs].chunk(2, dim=1))
         if self.lookahead:  # the masks are those of the frames `lookahead` back: pair them with those frames
             frames = torch.cat([state["pending"], torch.stack([re, im], 1)], dim=-1)
             new_state["pending"] = frames[..., frames.shape[-1] - self.lookahead:]
             re, im = frames[:, 0, :, :re.shape[-1]], frames[:, 1, :, :re.shape[-1]]
-        enhanced = torch.complex((re * mask_re - im * mask_im)[:, None], (re * mask_im + im * mask_re)[:, None])
-        y = self.step_child("istft", enhanced, state, new_state)
+        out_re, out_im = re * mask_re - im * mask_im, re * mask_im + im * mask_re
+        if self.past_taps:
+            out_re, out_im = self._filter_past(out[:, 2 * self.freqs:], re, im, out_re, out_im, state, new_state)
+        y = self.step_child("istft", torch.complex(out_re[:, None], out_im[:, None]), state, new_state)
         return y, new_state
+
+    def _filter_past(self, coefficients: torch.Tensor, re: torch.Tensor, im: torch.Tensor, out_re: torch.Tensor,
+                     out_im: torch.Tensor, state: State, new_state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the deep filter's taps over the past frames to the lowest ``filter_bins`` bins of the masked
+        spectrum ``out_re, out_im [B, F, n]``: coefficients ``[B, 2 * past_taps * filter_bins, n]``."""
+        bins, taps, n = self.filter_bins, self.past_taps, re.shape[-1]
+        c_re, c_im = bounded(*coefficients.reshape(re.shape[0], 2, taps, bins, n).unbind(1))
+        frames = torch.cat([state["past"], torch.stack([re[:, :bins], im[:, :bins]], 1)], dim=-1)
+        new_state["past"] = frames[..., n:]
+        low_re, low_im = out_re[:, :bins], out_im[:, :bins]
+        for k in range(1, taps + 1):  # tap k multiplies the frame k hops back
+            x_re, x_im = frames[:, 0, :, taps - k:taps - k + n], frames[:, 1, :, taps - k:taps - k + n]
+            low_re = low_re + x_re * c_re[:, k - 1] - x_im * c_im[:, k - 1]
+            low_im = low_im + x_re * c_im[:, k - 1] + x_im * c_re[:, k - 1]
+        return torch.cat([low_re, out_re[:, bins:]], dim=1), torch.cat([low_im, out_im[:, bins:]], dim=1)
+
+
+def bounded(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A complex gain with magnitude tanh(|m|) < 1 and the phase of m (eps keeps the gradient finite at m = 0)."""
+    norm = (re.square() + im.square() + 1e-8).sqrt()
+    gain = torch.tanh(norm) / norm
+    return re * gain, im * gain
 
 
 @register("enhance", task="enhance",
