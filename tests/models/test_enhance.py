@@ -156,7 +156,9 @@ def test_deep_filter_adds_the_past_frames_of_the_lowest_bins():
     x = torch.randn(1, 1, 10 * HOP, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         spec = model.stft(x)[:, 0]
-        features = spec.abs().square().add(1e-12).pow(model.compress / 2)
+        power = spec.real.square() + spec.imag.square() + 1e-12
+        low = spec[:, :20] * power[:, :20].pow((model.compress - 1) / 2)
+        features = torch.cat([power.pow(model.compress / 2), low.real, low.imag], dim=1)
         out = model.decoder(model.gru(torch.relu(model.encoder(features))))
         f, n = model.freqs, spec.shape[-1]
         mask = torch.complex(*bounded(*out[:, :2 * f].chunk(2, dim=1)))

@@ -16,7 +16,8 @@ L frames for it, L hops (16 ms each) more latency.
 does): each of those bins of frame t is a complex combination of the same bin in frames t, t-1, .., t-N+1, each
 coefficient bounded like the mask. A voice's low harmonics are closer than one 31 Hz bin, and the frames before
 the current one let the filter tell a harmonic from a steady tone in the same bin; they are past frames, so the
-latency stays the window's.
+latency stays the window's. The coefficients have to turn each past frame's phase onto the current one's, so
+those bins' compressed complex spectrum (phase included) joins the magnitudes the encoder reads.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class GRUMaskEnhancer(StreamingModule):
         self.stft = STFT(n_fft, hop_length, "sqrt_hann")
         # causal convs over frames: the encoder sees `context` frames (1: a per-frame linear map), the
         # decoder one plus the look-ahead; the GRU carries the longer temporal context
-        self.encoder = CausalConv1d(freqs, embed, context)
+        self.encoder = CausalConv1d(freqs + 2 * self.filter_bins, embed, context)
         self.gru = GRU(embed, hidden, layers)
         self.decoder = CausalConv1d(hidden, 2 * freqs + 2 * self.past_taps * self.filter_bins, 1 + lookahead)
         self.istft = ISTFT(n_fft, hop_length, "sqrt_hann")
@@ -73,7 +74,11 @@ class GRUMaskEnhancer(StreamingModule):
         new_state: State = {}
         spec = self.step_child("stft", x, state, new_state)  # [B, 1, F, frames] complex
         re, im = spec.real[:, 0], spec.imag[:, 0]  # real arithmetic from here on (exports to ONNX)
-        features = (re.square() + im.square() + 1e-12).pow(self.compress / 2)
+        power = re.square() + im.square() + 1e-12
+        features = power.pow(self.compress / 2)
+        if self.past_taps:  # the filtered bins' phase too: X |X|^(compress - 1)
+            scale = power[:, :self.filter_bins].pow((self.compress - 1) / 2)
+            features = torch.cat([features, re[:, :self.filter_bins] * scale, im[:, :self.filter_bins] * scale], 1)
         h = self.step_child("encoder", features, state, new_state)
         h = self.step_child("gru", torch.relu(h), state, new_state)
         out = self.step_child("decoder", h, state, new_state)

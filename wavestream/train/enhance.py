@@ -124,17 +124,21 @@ def build_model(config: dict) -> GRUMaskEnhancer:
 def adapt_init(weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``--init`` of a look-ahead or deep-filter model (state dict ``target``) from weights without one (or with
     less). Look-ahead: the decoder's taps become its oldest and the taps over the frames ahead start at zero.
-    Deep filter: the decoder's outputs for the past frames' coefficients start at zero. Either way the fine-tune
-    starts from exactly the model it was given (delayed by the look-ahead) and learns what the new frames are
-    worth."""
+    Deep filter: the decoder's outputs for the past frames' coefficients, and the encoder's weights on the filtered
+    bins' complex spectrum, start at zero. Either way the fine-tune starts from exactly the model it was given
+    (delayed by the look-ahead) and learns what the new frames are worth."""
+    pad = torch.nn.functional.pad
     key, bias = "decoder.conv.weight", "decoder.conv.bias"
     old, want = weights[key], target[key]
     if old.shape[-1] < want.shape[-1] and old.shape[:-1] == want.shape[:-1]:
-        weights = {**weights, key: torch.nn.functional.pad(old, (0, want.shape[-1] - old.shape[-1]))}
+        weights = {**weights, key: pad(old, (0, want.shape[-1] - old.shape[-1]))}
     elif old.shape[0] < want.shape[0] and old.shape[1:] == want.shape[1:]:
         more = want.shape[0] - old.shape[0]
-        weights = {**weights, key: torch.nn.functional.pad(old, (0, 0, 0, 0, 0, more)),
-                   bias: torch.nn.functional.pad(weights[bias], (0, more))}
+        weights = {**weights, key: pad(old, (0, 0, 0, 0, 0, more)), bias: pad(weights[bias], (0, more))}
+    key = "encoder.conv.weight"
+    old, want = weights[key], target[key]
+    if old.shape[1] < want.shape[1] and (old.shape[0], old.shape[2]) == (want.shape[0], want.shape[2]):
+        weights = {**weights, key: pad(old, (0, 0, 0, want.shape[1] - old.shape[1]))}
     return weights
 
 
