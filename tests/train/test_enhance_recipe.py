@@ -352,6 +352,16 @@ def test_filter_config_is_the_stoi_fine_tune_with_a_deep_filter_below_2_khz():
     assert (filtered["dev"], filtered["loss"]) == (stoi["dev"], stoi["loss"])
 
 
+def test_scratch_configs_are_the_stoi_recipe_from_fresh_weights_with_and_without_a_deep_filter():
+    stoi = json.loads((CONFIGS / "enhance-stoi.json").read_text())
+    scratch = json.loads((CONFIGS / "enhance-scratch.json").read_text())
+    assert scratch["train"] == stoi["train"] | {"seed": 11, "steps": 2500, "lr": 0.001, "warmup_steps": 200}
+    assert scratch["data"] == stoi["data"] | {"seed": 11}
+    assert (scratch["model"], scratch["dev"], scratch["loss"]) == (stoi["model"], stoi["dev"], stoi["loss"])
+    filtered = json.loads((CONFIGS / "enhance-filter-scratch.json").read_text())
+    assert filtered == scratch | {"model": scratch["model"] | {"filter_bins": 64, "filter_taps": 3}}
+
+
 def test_a_deep_filter_model_starts_as_the_shipped_model():
     """``--init`` of a deep-filter model from the shipped weights: the past frames' coefficients start at zero,
     so its output is the shipped model's until the fine-tune moves them."""
