@@ -84,8 +84,7 @@ class GRUMaskEnhancer(StreamingModule):
         out = self.step_child("decoder", h, state, new_state)
         mask_re, mask_im = bounded(*out[:, :2 * self.freqs].chunk(2, dim=1))
         if self.lookahead:  # the masks are those of the frames `lookahead` back: pair them with those frames
-            frames = torch.cat([state["pending"], torch.stack([re, im], 1)], dim=-1)
-            new_state["pending"] = frames[..., frames.shape[-1] - self.lookahead:]
+            frames = with_held_frames("pending", re, im, state, new_state)
             re, im = frames[:, 0, :, :re.shape[-1]], frames[:, 1, :, :re.shape[-1]]
         out_re, out_im = re * mask_re - im * mask_im, re * mask_im + im * mask_re
         if self.past_taps:
@@ -99,14 +98,21 @@ class GRUMaskEnhancer(StreamingModule):
         spectrum ``out_re, out_im [B, F, n]``: coefficients ``[B, 2 * past_taps * filter_bins, n]``."""
         bins, taps, n = self.filter_bins, self.past_taps, re.shape[-1]
         c_re, c_im = bounded(*coefficients.reshape(re.shape[0], 2, taps, bins, n).unbind(1))
-        frames = torch.cat([state["past"], torch.stack([re[:, :bins], im[:, :bins]], 1)], dim=-1)
-        new_state["past"] = frames[..., n:]
+        frames = with_held_frames("past", re[:, :bins], im[:, :bins], state, new_state)
         low_re, low_im = out_re[:, :bins], out_im[:, :bins]
         for k in range(1, taps + 1):  # tap k multiplies the frame k hops back
             x_re, x_im = frames[:, 0, :, taps - k:taps - k + n], frames[:, 1, :, taps - k:taps - k + n]
             low_re = low_re + x_re * c_re[:, k - 1] - x_im * c_im[:, k - 1]
             low_im = low_im + x_re * c_im[:, k - 1] + x_im * c_re[:, k - 1]
         return torch.cat([low_re, out_re[:, bins:]], dim=1), torch.cat([low_im, out_im[:, bins:]], dim=1)
+
+
+def with_held_frames(key: str, re: torch.Tensor, im: torch.Tensor, state: State, new_state: State) -> torch.Tensor:
+    """The spectrum frames held in ``state[key]`` ``[B, 2, F, L]`` followed by this call's ``re, im [B, F, n]``:
+    ``[B, 2, F, L + n]``; the last L of them are held for the next call."""
+    frames = torch.cat([state[key], torch.stack([re, im], 1)], dim=-1)
+    new_state[key] = frames[..., re.shape[-1]:]
+    return frames
 
 
 def bounded(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

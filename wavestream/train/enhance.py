@@ -126,20 +126,16 @@ def adapt_init(weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
     less). Look-ahead: the decoder's taps become its oldest and the taps over the frames ahead start at zero.
     Deep filter: the decoder's outputs for the past frames' coefficients, and the encoder's weights on the filtered
     bins' complex spectrum, start at zero. Either way the fine-tune starts from exactly the model it was given
-    (delayed by the look-ahead) and learns what the new frames are worth."""
-    pad = torch.nn.functional.pad
-    key, bias = "decoder.conv.weight", "decoder.conv.bias"
-    old, want = weights[key], target[key]
-    if old.shape[-1] < want.shape[-1] and old.shape[:-1] == want.shape[:-1]:
-        weights = {**weights, key: pad(old, (0, want.shape[-1] - old.shape[-1]))}
-    elif old.shape[0] < want.shape[0] and old.shape[1:] == want.shape[1:]:
-        more = want.shape[0] - old.shape[0]
-        weights = {**weights, key: pad(old, (0, 0, 0, 0, 0, more)), bias: pad(weights[bias], (0, more))}
-    key = "encoder.conv.weight"
-    old, want = weights[key], target[key]
-    if old.shape[1] < want.shape[1] and (old.shape[0], old.shape[2]) == (want.shape[0], want.shape[2]):
-        weights = {**weights, key: pad(old, (0, 0, 0, want.shape[1] - old.shape[1]))}
-    return weights
+    (delayed by the look-ahead) and learns what the new frames are worth: every tensor that grew keeps the given
+    weights first and zeros in its new entries."""
+    grown = {}
+    for key in ("encoder.conv.weight", "decoder.conv.weight", "decoder.conv.bias"):
+        old, want = weights[key], target[key]
+        if old.shape != want.shape and old.dim() == want.dim() and all(map(int.__le__, old.shape, want.shape)):
+            # zeros after the given weights in every dimension that grew (F.pad lists the last dimension first)
+            grown[key] = torch.nn.functional.pad(old, [p for a, b in zip(old.shape[::-1], want.shape[::-1], strict=True)
+                                                       for p in (0, b - a)])
+    return {**weights, **grown}
 
 
 def train(config: dict, out: str | Path, resume: bool = False, progress: bool = True,
