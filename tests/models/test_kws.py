@@ -19,12 +19,28 @@ from wavestream.streaming.testing import (
 )
 
 HOP = 160
-VARIANTS = ["kws", "kws-spiking"]
+VARIANTS = ["kws", "kws-spiking", "kws-spiking learned decay"]
+
+
+def with_learned_decay(model: LMUFormerKWS, seed: int) -> LMUFormerKWS:
+    """``model``'s weights in a spiking model whose neurons learn their decays, set to spread values (0.2-0.95)
+    as training might leave them."""
+    learned = LMUFormerKWS(spiking=True, **{**model.config, "lif_learn_decay": True})
+    missing, unexpected = learned.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.endswith("decay_logit") for name in missing)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in missing:
+            logit = learned.get_parameter(name)
+            logit.copy_(torch.logit(torch.rand(logit.shape, generator=g) * 0.75 + 0.2))
+    return learned.eval()
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
 def model(request):
     torch.manual_seed(0)
+    if request.param == "kws-spiking learned decay":  # no shipped weights learn it: the shipped ones, decays drawn
+        return with_learned_decay(load_model("kws-spiking"), seed=0)
     return load_model(request.param)
 
 
@@ -52,6 +68,17 @@ def test_batch_independent(model):
 
 def test_step_is_pure(model):
     assert_step_is_pure(model, audio(2, 6, 1), units=3)
+
+
+def test_learned_decays_start_as_the_fixed_model():
+    """A spiking model that learns its decays, made from weights without them (``--init``), starts as exactly
+    the model those weights make: every decay starts at the fixed one (0.5, sigmoid(0) exactly)."""
+    shipped = load_model("kws-spiking")
+    learned = LMUFormerKWS(spiking=True, **{**shipped.config, "lif_learn_decay": True}).eval()
+    learned.load_state_dict(shipped.state_dict(), strict=False)
+    x = audio(2, 50, 9)
+    with torch.no_grad():
+        assert torch.equal(learned(x), shipped(x))
 
 
 def test_one_frame_at_a_time_equals_offline(model):
@@ -104,11 +131,13 @@ def test_classes_attributes_and_size(model):
     assert info["task"] == "kws" and info["latency_ms"] == 25.0  # the 25 ms log-mel window
 
 
-@pytest.mark.parametrize("spiking", [False, True])
-def test_gradients_reach_every_parameter(spiking):
-    """Training backpropagates through the FFT form of the memory and (spiking) the surrogate gradients."""
+@pytest.mark.parametrize("spiking, learn_decay", [(False, False), (True, False), (True, True)])
+def test_gradients_reach_every_parameter(spiking, learn_decay):
+    """Training backpropagates through the FFT form of the memory and (spiking) the surrogate gradients, to
+    the neurons' decays too where they learn them."""
     torch.manual_seed(1)
-    model = LMUFormerKWS(spiking=spiking, dim=32, blocks=1).train()
+    model = LMUFormerKWS(spiking=spiking, dim=32, blocks=1, lif_learn_decay=learn_decay).train()
+    assert any(name.endswith("decay_logit") for name, _ in model.named_parameters()) == learn_decay
     logits = model.frame_logits(audio(2, 30, 4))
     target = torch.randint(len(KWS_CLASSES), (2, 30), generator=torch.Generator().manual_seed(0))
     torch.nn.functional.cross_entropy(logits, target).backward()
@@ -152,8 +181,9 @@ def untrained(name: str, **config):
     return model
 
 
-def test_config_round_trips_through_the_constructor():
-    model = LMUFormerKWS(spiking=True, dim=32, blocks=1, threshold=0.7)
+@pytest.mark.parametrize("learn_decay", [False, True])
+def test_config_round_trips_through_the_constructor(learn_decay):
+    model = LMUFormerKWS(spiking=True, dim=32, blocks=1, threshold=0.7, lif_learn_decay=learn_decay)
     rebuilt = untrained("kws-spiking", **model.config)
     assert rebuilt.config == model.config and rebuilt.spiking
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}

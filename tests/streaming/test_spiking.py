@@ -157,3 +157,76 @@ def test_without_numba_inference_runs_numpys_loop(monkeypatch):
         assert torch.equal(y, spikes.permute(1, 2, 0)) and torch.equal(state["v"], v_end)
     finally:
         spiking.compiled_lif.cache_clear()
+
+
+def learned_lif(channels: int, seed: int, threshold: float = 0.7) -> LIF:
+    """A LIF with a learned decay per channel, spread over 0.3-0.95 as training might leave them."""
+    lif = LIF(channels, decay=0.5, threshold=threshold, slope=5.0, learn_decay=True)
+    with torch.no_grad():
+        lif.decay_logit.copy_(torch.logit(torch.rand(channels, generator=torch.Generator().manual_seed(seed))
+                                          * 0.65 + 0.3))
+    return lif
+
+
+def test_learned_decay_starts_as_the_fixed_one_and_is_a_weight():
+    x = torch.rand(2, 5, 40, generator=torch.Generator().manual_seed(0)) * 1.5
+    fixed, learned = LIF(5, decay=0.5), LIF(5, decay=0.5, learn_decay=True)
+    assert list(dict(learned.named_parameters())) == ["decay_logit"] and not list(fixed.parameters())
+    assert torch.equal(learned.decay, torch.full((5,), 0.5))  # sigmoid(0) is 0.5 exactly
+    with torch.no_grad():
+        assert torch.equal(fixed(x), learned(x))
+    with pytest.raises(ValueError, match="decay"):
+        LIF(2, decay=1.0, learn_decay=True)
+
+
+@settings(max_examples=10, deadline=None)
+@given(channels=st.integers(1, 5), frames=st.integers(2, 40), data=st.data())
+def test_learned_decay_streaming(channels, frames, data):
+    x = torch.rand(3, channels, frames, generator=torch.Generator().manual_seed(frames)) * 1.5
+    parts = data.draw(partitions(frames))
+    t = data.draw(st.integers(0, frames - 1))
+    check_all(lambda: learned_lif(channels, seed=channels), x, parts, t)
+
+
+def test_learned_decay_gets_the_per_frame_definitions_gradient():
+    """Backpropagation through time gives autograd's gradient for each channel's decay weight too (through
+    every membrane it multiplies, the resets' included), beside the current's and the start membrane's."""
+    g = torch.Generator().manual_seed(4)
+    lif = learned_lif(6, seed=1)
+    x = (torch.randn(3, 6, 60, generator=g) * 0.8).requires_grad_()
+    v = (torch.rand(3, 6, generator=g) * 0.5).requires_grad_()
+    w_spikes, w_v = torch.randn(3, 6, 60, generator=g), torch.randn(3, 6, generator=g)
+    grads = []
+    for run in (per_frame_lif, lambda lif, x, v: (lambda y, s: (y, s["v"]))(*lif.step(x, {"v": v}))):
+        spikes, v_end = run(lif, x, v)
+        loss = (spikes * w_spikes).sum() + (v_end * w_v).sum()
+        grads.append((spikes, v_end, *torch.autograd.grad(loss, (x, v, lif.decay_logit))))
+    (ref_spikes, ref_v, *ref_grads), (spikes, v_end, *fused_grads) = grads
+    assert 0 < ref_spikes.mean() < 1 and torch.equal(spikes, ref_spikes)
+    assert torch.allclose(v_end, ref_v, atol=1e-6)
+    for ref, got in zip(ref_grads, fused_grads, strict=True):
+        assert ref.abs().sum() > 0 and torch.allclose(got, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("loop", ["torch", "numpy", "numba"])
+def test_learned_decay_rounds_alike_on_every_path(loop, monkeypatch):
+    """Per-channel decays: whole clips outside torch (numba's or numpy's loop) and one frame at a time give the
+    training loop's spikes and membranes bit for bit."""
+    from wavestream.streaming import spiking
+    if loop == "numba":
+        pytest.importorskip("numba")
+    else:
+        monkeypatch.setattr(spiking, "compiled_lif", lambda: None)
+    lif = learned_lif(64, seed=2)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 64, 200, generator=g) * 0.9 + 0.05
+    v = torch.rand(2, 64, generator=g)
+    with torch.no_grad():
+        spikes, _, v_end = spiking.lif_forward(x, v, lif.decay, lif.threshold)
+        if loop != "torch":
+            y, v_loop = spiking.lif_forward_inference(x, v, lif.decay, lif.threshold)
+            assert torch.equal(y, spikes.permute(1, 2, 0)) and torch.equal(v_loop, v_end)
+        for t in range(x.shape[-1]):
+            s, v = lif.frame(x[..., t].contiguous(), v)
+            assert torch.equal(s, spikes[t])
+    assert 0.1 < spikes.mean() < 0.9 and torch.equal(v, v_end)

@@ -11,6 +11,7 @@ from tests.train.resume import assert_resume_is_exact
 from wavestream.cli import main
 from wavestream.models.kws import LMUFormerKWS
 from wavestream.models.registry import load_model
+from wavestream.streaming import LIF
 from wavestream.train.kws import IGNORE, KeywordLoss, distillation_loss, frame_targets, widen
 
 
@@ -136,6 +137,27 @@ def test_spiking_recipe_starts_from_the_ann_weights(config_path, tmp_path):
            recipe="kws-spiking")
     meta = json.loads((tmp_path / "snn" / "last.json").read_text())
     assert meta["run"]["config"]["name"] == "kws-spiking" and meta["run"]["init"].endswith("best.safetensors")
+
+
+def test_spiking_recipe_learns_the_decays_and_exports_them(config_path, tmp_path):
+    """``lif_learn_decay``: started from ANN weights (which have no decays), the neurons' decays start at the
+    fixed one, train, and come back from the exported weights and card as they were learned."""
+    _train(config_path, tmp_path / "ann")
+    spiking = json.loads(config_path.read_text()) | {"name": "kws-spiking"}
+    spiking["model"] = spiking["model"] | {"lif_learn_decay": True}
+    path = tmp_path / "plif.json"
+    path.write_text(json.dumps(spiking))
+    _train(path, tmp_path / "snn", "--steps", "2", "--init", str(tmp_path / "ann" / "best.safetensors"),
+           recipe="kws-spiking")
+    assert main(["train", "kws-spiking", "--out", str(tmp_path / "snn"), "--export", "--checkpoint", "last",
+                 "--weights-dir", str(tmp_path / "w")]) == 0
+    card = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
+    assert card["config"]["lif_learn_decay"] is True
+    model = load_model("kws-spiking", weights=tmp_path / "w" / "kws-spiking.safetensors")
+    neurons = [lif for lif in model.modules() if isinstance(lif, LIF)]
+    assert neurons and all(lif.decay.shape == (lif.channels,) for lif in neurons)
+    assert all(0 < lif.decay.min() and lif.decay.max() < 1 for lif in neurons)
+    assert any((lif.decay != 0.5).any() for lif in neurons)  # two steps moved them
 
 
 def test_spiking_recipe_distils_from_a_frozen_ann_teacher(config_path, tmp_path):

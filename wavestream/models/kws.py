@@ -17,8 +17,9 @@ made strictly streaming:
 form with the same weights; a single 10 ms step costs a few small matmuls. In the spiking variant
 (``spiking=True``) every linear map reads spikes: LIF neurons (explicit membrane state, surrogate
 gradients) sit after the embedding convs, in front of each mixer, inside the MLP and in front of
-the head; the residual stream between blocks stays real-valued (membrane shortcuts), and the LMU
-memory integrates ReLU(W_u spikes).
+the head (with ``lif_learn_decay`` each neuron learns its own membrane decay: the parametric LIF);
+the residual stream between blocks stays real-valued (membrane shortcuts), and the LMU memory
+integrates ReLU(W_u spikes).
 
 ``step`` returns per-frame class posteriors (softmax) ``[B, K, T/160]``; ``frame_logits(x)`` the
 logits of a whole batch from a zero state (the training path: the same code as ``step``). Frame
@@ -95,9 +96,10 @@ def activation(owner: StreamingModule, name: str, x: torch.Tensor, state: State,
 class _Activation(StreamingModule):
     """GELU for the ANN, a LIF neuron (spikes, membrane state ``v``) for the spiking model."""
 
-    def __init__(self, channels: int, spiking: bool, decay: float, threshold: float, slope: float):
+    def __init__(self, channels: int, spiking: bool, decay: float, threshold: float, slope: float,
+                 learn_decay: bool):
         super().__init__()
-        self.lif = LIF(channels, decay, threshold, slope) if spiking else None
+        self.lif = LIF(channels, decay, threshold, slope, learn_decay) if spiking else None
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.lif is None:
@@ -110,7 +112,7 @@ class LMUBlock(StreamingModule):
     """Pre-norm residual block: LMU token mixer, then MLP channel mixer (``[B, d, T]`` -> same)."""
 
     def __init__(self, dim: int, memory_channels: int, memory_order: int, theta: float, mlp_ratio: int,
-                 dropout: float, spiking: bool, lif: dict[str, float]):
+                 dropout: float, spiking: bool, lif: dict[str, Any]):
         super().__init__()
         self.spiking = spiking
         self.norm_memory = ChannelLayerNorm(dim)
@@ -185,8 +187,8 @@ class LMUFormerKWS(StreamingModule):
     def __init__(self, spiking: bool = False, n_mels: int = 40, dim: int = 128, blocks: int = 2,
                  memory_channels: int = 8, memory_order: int = 32, theta: float = 128.0, mlp_ratio: int = 2,
                  dropout: float = 0.0, lif_decay: float = 0.5, lif_threshold: float = 1.0, lif_slope: float = 5.0,
-                 smooth_frames: int = 20, threshold: float = 0.6, refractory_frames: int = 30,
-                 min_frames: int = 1):
+                 lif_learn_decay: bool = False, smooth_frames: int = 20, threshold: float = 0.6,
+                 refractory_frames: int = 30, min_frames: int = 1):
         super().__init__()
         if dim % 8 or dim < 8:
             raise ValueError(f"dim must be a positive multiple of 8 (the embedding grows d/8 -> d), got {dim}")
@@ -199,9 +201,10 @@ class LMUFormerKWS(StreamingModule):
         self.config = dict(n_mels=n_mels, dim=dim, blocks=blocks, memory_channels=memory_channels,
                            memory_order=memory_order, theta=theta, mlp_ratio=mlp_ratio, dropout=dropout,
                            lif_decay=lif_decay, lif_threshold=lif_threshold, lif_slope=lif_slope,
+                           lif_learn_decay=lif_learn_decay,
                            **self.detector_config)
         KeywordDetector.check_config(**self.detector_config)
-        lif = dict(decay=lif_decay, threshold=lif_threshold, slope=lif_slope)
+        lif = dict(decay=lif_decay, threshold=lif_threshold, slope=lif_slope, learn_decay=lif_learn_decay)
         self.features = LogMelSpectrogram(SAMPLE_RATE, WINDOW, HOP, n_mels)
         widths = [n_mels, dim // 8, dim // 4, dim // 2, dim]
         self.embed = nn.ModuleList(CausalConv1d(a, b, 3) for a, b in zip(widths, widths[1:], strict=False))

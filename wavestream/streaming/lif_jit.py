@@ -24,21 +24,21 @@ def _update(v, current, decay, threshold):  # pragma: no cover - compiled; teste
 
 @numba.njit(cache=True)
 def lif_rows(currents, v, decay, threshold, fired):  # pragma: no cover - compiled; tested through spiking
-    """Currents ``[T, N]`` float32, membranes ``[N]`` float32 (updated in place), ``decay`` and
-    ``threshold`` float32 scalars -> ``fired`` ``[T, N]`` bool."""
+    """Currents ``[T, N]`` float32, membranes ``[N]`` float32 (updated in place), their decays ``[N]``
+    float32 and a float32 ``threshold`` -> ``fired`` ``[T, N]`` bool."""
     for t in range(currents.shape[0]):
         for i in range(currents.shape[1]):
-            fired[t, i], v[i] = _update(v[i], currents[t, i], decay, threshold)
+            fired[t, i], v[i] = _update(v[i], currents[t, i], decay[i], threshold)
 
 
 @numba.njit(cache=True)
 def lif_frame(currents, v, decay, threshold):  # pragma: no cover - compiled; tested through spiking
-    """One time step: currents and membranes ``[B, C]`` float32 (``v`` is left as it is) -> the spikes (0 or 1)
-    and the new membranes, new ``[B, C]`` float32 arrays. On a streaming step's few hundred values the
-    wrapping costs more than the loop, so this is one call with nothing else to convert."""
+    """One time step: currents and membranes ``[B, C]`` float32 (``v`` is left as it is), the decays ``[C]``
+    float32 -> the spikes (0 or 1) and the new membranes, new ``[B, C]`` float32 arrays. On a streaming step's
+    few hundred values the wrapping costs more than the loop, so this is one call with nothing else to convert."""
     spikes, membranes = np.empty_like(currents), np.empty_like(currents)
     for b in range(currents.shape[0]):
         for i in range(currents.shape[1]):
-            spiked, membranes[b, i] = _update(v[b, i], currents[b, i], decay, threshold)
+            spiked, membranes[b, i] = _update(v[b, i], currents[b, i], decay[i], threshold)
             spikes[b, i] = 1.0 if spiked else 0.0
     return spikes, membranes

@@ -1,7 +1,10 @@
 """Leaky integrate-and-fire neuron with explicit membrane state and a surrogate gradient.
 
 Per channel and time step: ``v = decay * v + I``; a spike fires when ``v >= threshold``
-(Heaviside), and firing subtracts ``threshold`` from ``v`` (soft reset). The Heaviside step has no
+(Heaviside), and firing subtracts ``threshold`` from ``v`` (soft reset). The decay is one value for all
+channels, or with ``learn_decay`` a value per channel that training learns (the parametric LIF of Fang et al.,
+"Incorporating Learnable Membrane Time Constant to Enhance Learning of Spiking Neural Networks":
+``decay = sigmoid(w)``, so every channel finds its own time constant and it stays in (0, 1)). The Heaviside step has no
 useful gradient, so training backpropagates through the fast-sigmoid surrogate
 ``d spike / d v ~= 1 / (1 + slope * |v - threshold|)^2`` (Zenke & Ganguli's SuperSpike).
 
@@ -26,9 +29,11 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import math
 
 import numpy as np
 import torch
+from torch import nn
 
 from .module import StreamingModule
 from .state import State
@@ -55,8 +60,11 @@ def spike(x: torch.Tensor, slope: float = 25.0) -> torch.Tensor:
     return SpikeFunction.apply(x, slope)
 
 
+Decay = float | torch.Tensor  # one value for every channel, or a float32 tensor [C] of one per channel
+
+
 def lif_forward(
-    x: torch.Tensor, v: torch.Tensor, decay: float, threshold: float
+    x: torch.Tensor, v: torch.Tensor, decay: Decay, threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Currents ``[B, C, T]`` and membrane ``[B, C]`` -> spikes ``[T, B, C]``, the membranes before
     their resets ``[T, B, C]`` (what the surrogate gradient reads), and the last membrane ``[B, C]``."""
@@ -72,32 +80,40 @@ def lif_forward(
     return spikes, before, v
 
 
-def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: float,
+def decay_array(decay: Decay, channels: int) -> np.ndarray:
+    """The decay as the float32 array ``[C]`` the loops outside torch read (the values torch multiplies by)."""
+    if isinstance(decay, torch.Tensor):
+        return decay.detach().to(torch.float32).numpy().reshape(-1).copy()
+    return np.full(channels, decay, dtype=np.float32)
+
+
+def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: Decay,
                           threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``lif_forward`` for inference on CPU float32, outside torch with the same roundings (numba's loop,
     else numpy's): currents ``[B, C, T]`` and membrane ``[B, C]`` -> spikes ``[B, C, T]`` and the last
     membrane."""
     xs = np.ascontiguousarray(x.detach().permute(2, 0, 1).numpy())  # [T, B, C]: one contiguous row per frame
     rows = compiled.lif_rows if (compiled := compiled_lif()) else lif_rows
-    spikes, v = _run_rows(rows, xs, v, np.float32(decay), np.float32(threshold))
+    spikes, v = _run_rows(rows, xs, v, decay_array(decay, x.shape[1]), np.float32(threshold))
     return torch.from_numpy(spikes).permute(1, 2, 0), torch.from_numpy(v)
 
 
-def _run_rows(rows, currents: np.ndarray, v: torch.Tensor, decay: np.float32,
+def _run_rows(rows, currents: np.ndarray, v: torch.Tensor, decay: np.ndarray,
               threshold: np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Currents ``[T, B, C]`` (C-contiguous) and membrane ``v [B, C]`` through a rows loop (``lif_rows`` or
-    its compiled twin) -> float32 spikes ``[T, B, C]`` and the last membrane ``[B, C]``."""
+    """Currents ``[T, B, C]`` (C-contiguous), membrane ``v [B, C]`` and decays ``[C]`` through a rows loop
+    (``lif_rows`` or its compiled twin) -> float32 spikes ``[T, B, C]`` and the last membrane ``[B, C]``."""
     membrane = v.detach().numpy().copy()
     fired = np.empty(currents.shape, dtype=bool)
     shape = (currents.shape[0], membrane.size)  # [T, B * C] rows and a flat membrane: views of the same memory
-    rows(currents.reshape(shape), membrane.reshape(-1), decay, threshold, fired.reshape(shape))
+    decays = np.tile(decay, membrane.size // decay.size)  # channel fastest, as in the flat rows
+    rows(currents.reshape(shape), membrane.reshape(-1), decays, threshold, fired.reshape(shape))
     return fired.astype(np.float32), membrane
 
 
-def lif_rows(currents: np.ndarray, v: np.ndarray, decay: np.float32, threshold: np.float32,
+def lif_rows(currents: np.ndarray, v: np.ndarray, decay: np.ndarray, threshold: np.float32,
              fired: np.ndarray) -> None:
-    """The loop over frames in numpy ops: currents ``[T, N]``, membranes ``[N]`` (updated in place) ->
-    ``fired`` ``[T, N]``; ``lif_jit.lif_rows`` compiles the same loop."""
+    """The loop over frames in numpy ops: currents ``[T, N]``, membranes and their decays ``[N]`` (membranes
+    updated in place) -> ``fired`` ``[T, N]``; ``lif_jit.lif_rows`` compiles the same loop."""
     for x_t, fired_t in zip(currents, fired, strict=True):
         np.multiply(v, decay, out=v)
         np.add(v, x_t, out=v)  # the membrane before the reset
@@ -124,28 +140,29 @@ def compiled_lif():
         return None
     # compile (or load the cached code) now: ~1 s, once a process, not in a stream's first step
     one = np.zeros((1, 1), dtype=np.float32)
-    lif_jit.lif_rows(one, one[0], np.float32(0.5), np.float32(1.0), np.zeros((1, 1), dtype=bool))
-    lif_jit.lif_frame(one, one, np.float32(0.5), np.float32(1.0))
+    lif_jit.lif_rows(one, one[0], one[0], np.float32(1.0), np.zeros((1, 1), dtype=bool))
+    lif_jit.lif_frame(one, one, one[0], np.float32(1.0))
     return lif_jit
 
 
 class LIFFunction(torch.autograd.Function):
     """``lif_forward`` as one autograd node; backward is BPTT through the recurrence with the surrogate,
-    the gradient autograd would give for the per-frame loop with ``spike`` (the reset included)."""
+    the gradient autograd would give for the per-frame loop with ``spike`` (the reset included), and a
+    per-channel decay's own gradient where it is learned."""
 
     @staticmethod
     def forward(
-        ctx, x: torch.Tensor, v: torch.Tensor, decay: float, threshold: float, slope: float
+        ctx, x: torch.Tensor, v: torch.Tensor, decay: torch.Tensor, threshold: float, slope: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        spikes, before, v = lif_forward(x, v, decay, threshold)
-        ctx.save_for_backward(before)
-        ctx.decay, ctx.threshold, ctx.slope = decay, threshold, slope
-        return spikes.permute(1, 2, 0), v
+        spikes, before, v_end = lif_forward(x, v, decay.detach(), threshold)
+        ctx.save_for_backward(before, v, decay)
+        ctx.threshold, ctx.slope = threshold, slope
+        return spikes.permute(1, 2, 0), v_end
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor, grad_v: torch.Tensor):
-        (before,) = ctx.saved_tensors
-        decay, threshold = ctx.decay, ctx.threshold
+        before, v_start, decay = ctx.saved_tensors
+        decay, threshold = decay.detach(), ctx.threshold
         denominator = (1 + ctx.slope * (before - threshold).abs()).square()
         grad_x = torch.empty_like(before)
         grad_v = grad_v.clone()  # d loss / d membrane after the reset, carried back in time
@@ -154,19 +171,46 @@ class LIFFunction(torch.autograd.Function):
             # v_after = v - threshold * spike(v): the spike gets its own gradient and the reset's
             torch.addcdiv(grad_v, grad_s - threshold * grad_v, denominator_t, out=grad_x_t)
             torch.mul(grad_x_t, decay, out=grad_v)  # v = decay * v_after_prev + x
-        return grad_x.permute(1, 2, 0), grad_v, None, None, None
+        grad_decay = None
+        if ctx.needs_input_grad[2]:  # d before_t / d decay = the membrane after the last frame's reset
+            after = before - threshold * (before >= threshold).to(before.dtype)
+            previous = torch.cat([v_start.detach()[None], after[:-1]])
+            grad_decay = (grad_x * previous).sum((0, 1))
+        return grad_x.permute(1, 2, 0), grad_v, grad_decay, None, None
 
 
 class LIF(StreamingModule):
-    """Input current ``[B, C, T]`` -> spikes (0. or 1.) ``[B, C, T]``; state ``v`` (membrane) ``[B, C]``."""
+    """Input current ``[B, C, T]`` -> spikes (0. or 1.) ``[B, C, T]``; state ``v`` (membrane) ``[B, C]``.
+    ``learn_decay``: a decay per channel, the weight ``decay_logit`` ``[C]`` (``decay = sigmoid``), starting at
+    ``decay`` in every channel; else ``decay`` for all, not a weight."""
 
-    def __init__(self, channels: int, decay: float = 0.9, threshold: float = 1.0, slope: float = 25.0):
+    def __init__(self, channels: int, decay: float = 0.9, threshold: float = 1.0, slope: float = 25.0,
+                 learn_decay: bool = False):
         super().__init__()
-        if not 0 <= decay <= 1 or threshold <= 0 or slope <= 0:
-            raise ValueError(f"need 0 <= decay <= 1, threshold > 0, slope > 0; got {decay}, {threshold}, {slope}")
-        self.channels, self.decay, self.threshold, self.slope = channels, decay, threshold, slope
-        self._decay32, self._threshold32 = np.float32(decay), np.float32(threshold)  # the compiled loop's
+        if not 0 <= decay <= 1 or threshold <= 0 or slope <= 0 or (learn_decay and not 0 < decay < 1):
+            raise ValueError(f"need 0 <= decay <= 1 (0 < decay < 1 when learned), threshold > 0, slope > 0; "
+                             f"got {decay}, {threshold}, {slope}")
+        self.channels, self.threshold, self.slope = channels, threshold, slope
+        self.decay_logit = nn.Parameter(torch.full((channels,), math.log(decay / (1 - decay)))) \
+            if learn_decay else None
+        self._fixed_decay = decay
+        self._threshold32 = np.float32(threshold)  # the compiled loop's
+        self._decay_cache: tuple[int, np.ndarray] | None = None  # (the logit's version, its decays as numpy)
         compiled_lif()  # when a model is built, not in its first stream's first step
+
+    @property
+    def decay(self) -> Decay:
+        """The decay the loops multiply by: a float, or the learned ``[C]`` tensor (with its gradient)."""
+        return self._fixed_decay if self.decay_logit is None else torch.sigmoid(self.decay_logit)
+
+    def _decay_numpy(self) -> np.ndarray:
+        """``decay`` as float32 numpy ``[C]`` for the compiled one-frame loop, recomputed only when the weight
+        changed (a streaming step has ten of these, each a few microseconds)."""
+        version = -1 if self.decay_logit is None else self.decay_logit._version
+        if self._decay_cache is None or self._decay_cache[0] != version:
+            with torch.no_grad():
+                self._decay_cache = (version, decay_array(self.decay, self.channels))
+        return self._decay_cache[1]
 
     def own_state(self, batch, device, dtype) -> State:
         return {"v": torch.zeros(batch, self.channels, device=device, dtype=dtype)}
@@ -174,13 +218,15 @@ class LIF(StreamingModule):
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if x.dim() != 3 or x.shape[1] != self.channels:
             raise ValueError(f"LIF expects [batch, {self.channels}, time], got {tuple(x.shape)}")
-        v = state["v"]
-        if torch.is_grad_enabled() and (x.requires_grad or v.requires_grad):
-            y, v = LIFFunction.apply(x, v, self.decay, self.threshold, self.slope)
+        v, decay = state["v"], self.decay
+        learning = isinstance(decay, torch.Tensor) and decay.requires_grad
+        if torch.is_grad_enabled() and (x.requires_grad or v.requires_grad or learning):
+            decay = decay if isinstance(decay, torch.Tensor) else x.new_full((self.channels,), decay)
+            y, v = LIFFunction.apply(x, v, decay, self.threshold, self.slope)
         elif _outside_torch(x, v):  # inference: numba's or numpy's loop, no node
-            y, v = lif_forward_inference(x, v, self.decay, self.threshold)
+            y, v = lif_forward_inference(x, v, decay, self.threshold)
         else:
-            spikes, _, v = lif_forward(x, v, self.decay, self.threshold)
+            spikes, _, v = lif_forward(x, v, decay, self.threshold)
             y = spikes.permute(1, 2, 0)
         return y, {"v": v}
 
@@ -192,8 +238,9 @@ class LIF(StreamingModule):
         another version of the loop in a stream's step."""
         if (compiled := compiled_lif()) is not None and _outside_torch(x, v) and x.is_contiguous() \
                 and v.is_contiguous() and not (x.requires_grad or v.requires_grad):
-            spikes, membrane = compiled.lif_frame(x.numpy(), v.numpy(), self._decay32, self._threshold32)
+            spikes, membrane = compiled.lif_frame(x.numpy(), v.numpy(), self._decay_numpy(), self._threshold32)
             return torch.from_numpy(spikes), torch.from_numpy(membrane)
-        before = torch.mul(v, self.decay).add_(x)
+        with torch.no_grad():
+            before = torch.mul(v, self.decay).add_(x)
         spikes = torch.ge(before, self.threshold).to(x.dtype)
         return spikes, torch.sub(before, spikes, alpha=self.threshold)
