@@ -93,8 +93,8 @@ def test_keyword_dev_sets(root, monkeypatch):
     write_devset("keywords-real", root)
     _, real = load_devset("keywords-real", root)
     recorded = [e for e in real if e["label"] in KEYWORDS]
-    assert {e["corpus"] for e in recorded} == {"tuxpaint-en", "saytime"}
-    assert len(recorded) == 30 * len(devset.REAL_CONDITIONS)  # 3 talkers x 10 digits in every condition
+    assert {e["corpus"] for e in recorded} == {"tuxpaint-en", "saytime", "spokennumbers"}
+    assert len(recorded) == 40 * len(devset.REAL_CONDITIONS)  # 4 talkers x 10 digits in every condition
     assert {e["condition"] for e in real} == {c[0] for c in devset.REAL_CONDITIONS} | {"unknown", "silence"}
     assert all(e["text"] not in KEYWORDS for e in real if e["condition"] == "unknown")
     write_devset("keywords-negative", root)
@@ -206,3 +206,21 @@ def test_foils_are_keyword_takes_reversed_or_cut_short(root):
     assert np.array_equal(plain.synthesize(np.random.default_rng(3))[0], off.synthesize(np.random.default_rng(3))[0])
     with pytest.raises(ValueError, match="probability"):
         KeywordClips(root, "train", seconds=1.0, foil_prob=2.0)
+
+
+def test_the_real_set_is_not_frozen_without_one_of_its_corpora(tmp_path, capsys):
+    """Without one recorded dev corpus (e.g. spokennumbers, a pip package) ``keywords-real`` would be another set
+    under the same name: the command names what is missing, writes the other sets and exits with status 1."""
+    from wavestream.cli import main
+    from wavestream.data.manifest import manifest_path, read_manifest, write_manifest
+    root = add_tiny_keywords(prepare_tiny(tmp_path))
+    for split in ("train", "dev"):
+        path = manifest_path(root, "keywords", split)
+        write_manifest(path, [e for e in read_manifest(path) if e["corpus"] != "spokennumbers"])
+    with pytest.raises(ValueError, match="no clips of spokennumbers"):
+        write_devset("keywords-real", root)
+    assert main(["data", "devset", "--root", str(root), "--task", "keywords-real,keywords"]) == 1
+    out = capsys.readouterr().out
+    assert "keywords-real not written" in out and "data prepare --only spokennumbers" in out
+    assert not (root / "devsets" / "keywords-real" / "checksum.txt").exists()
+    assert load_devset("keywords", root)[1]  # the other set was written

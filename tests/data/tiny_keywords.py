@@ -2,8 +2,8 @@
 
 Every "word" is a short voiced sound whose pitch contour and length depend on the word and whose
 timbre depends on the voice; manifests are written the way ``prepare`` writes them (kind
-``keywords``, ``text`` = the word), plus a few room impulse responses (kind ``rir``) and "tuxpaint-en" and
-"saytime" corpora standing for the recorded English dev talkers (``keywords.DEV_ONLY_CORPORA``).
+``keywords``, ``text`` = the word), plus a few room impulse responses (kind ``rir``) and "tuxpaint-en",
+"saytime" and "spokennumbers" corpora standing for the recorded English dev talkers (``keywords.DEV_ONLY_CORPORA``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def _voices(count: int, prefix: str) -> list[str]:
 
 
 def add_tiny_keywords(root: Path, voices: int = 6) -> Path:
-    """Write keyword clips (+ rooms, + "tuxpaint-en" and "saytime" stand-ins) into a prepared tiny ``root``."""
+    """Write keyword clips (+ rooms, + "tuxpaint-en", "saytime" and "spokennumbers" stand-ins) into a prepared
+    tiny ``root``."""
     entries: dict[tuple[str, str], list[dict]] = {}
 
     def add(kind: str, corpus: str, speaker: str, rel: str, audio: np.ndarray, text: str | None = None,
@@ -67,6 +68,9 @@ def add_tiny_keywords(root: Path, voices: int = 6) -> Path:
             add("keywords", "tuxpaint-en", talker, f"{talker}/{word}", word_sound(word, v + 3) * 0.8, word)
     for word in (*KEYWORDS[:10], "o'clock"):  # a dev talker in the train split, as prepare lists saytime
         add("keywords", "saytime", "saytime-tiny", f"tiny/{word}", word_sound(word, 5) * 0.8, word, split="train")
+    for word in (*KEYWORDS[:10], "hundred"):  # and the fourth talker of the real dev set
+        add("keywords", "spokennumbers", "spokennumbers-tiny", f"tiny/{word}", word_sound(word, 6) * 0.8, word,
+            split="train")
     rng = np.random.default_rng(1)
     for r in range(8):
         n = int(RATE * 0.2)

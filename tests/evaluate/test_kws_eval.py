@@ -167,12 +167,12 @@ def test_eval_kws_end_to_end(tmp_path, monkeypatch):
     s = results["systems"]["kws-spiking"]
     card = json.loads((tmp_path / "w" / "kws-spiking.json").read_text())
     assert s["parameters"] == card["architecture"]["parameters"]
-    assert s["real"]["keyword_clips"] == 150 and set(s["real"]["by_condition"]) == {
+    assert s["real"]["keyword_clips"] == 200 and set(s["real"]["by_condition"]) == {
         "quiet", "snr20", "snr10", "snr5", "room-snr15"}
-    assert s["real"]["cut_at_word_end"]["keyword_clips"] == 150  # the same clips, each cut where its word ends
+    assert s["real"]["cut_at_word_end"]["keyword_clips"] == 200  # the same clips, each cut where its word ends
     assert {t: v["keyword_clips"] for t, v in s["real"]["by_talker"].items()} == {
-        "real-us": 50, "real-gb": 50, "saytime-tiny": 50}  # 10 digits x 5 conditions each
-    assert s["real"]["trained_talkers"] == ["saytime-tiny"] and s["real"]["held_out"]["keyword_clips"] == 100
+        "real-us": 50, "real-gb": 50, "saytime-tiny": 50, "spokennumbers-tiny": 50}  # 10 digits x 5 conditions
+    assert s["real"]["trained_talkers"] == ["saytime-tiny"] and s["real"]["held_out"]["keyword_clips"] == 150
     assert "(trained on)" in (out / "README.md").read_text()
     assert 0 <= s["ops"]["spike_rate"] <= 1 and s["ops"]["synops_per_s"] >= 0 and s["ops"]["macs_per_s"] > 0
     assert s["false_alarms_per_hour"]["all"] >= 0 and s["negative_hours"] == pytest.approx(12 / 3600, abs=1e-3)

@@ -60,8 +60,14 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command in ("devset", "prepare"):
         from .devset import SPEECH_TASKS, TASKS, load_devset, reference_scores, write_devset
         tasks = [t.strip() for t in args.task.split(",") if t.strip()] if args.task else TASKS
+        status = 0
         for task in tasks:
-            folder = write_devset(task, root, args.rate, args.force, args.min_bak)
+            try:
+                folder = write_devset(task, root, args.rate, args.force, args.min_bak)
+            except ValueError as error:  # a corpus it needs is missing: say which, write the other sets
+                print(f"{task:12s} not written: {error}")
+                status = 1
+                continue
             _, entries = load_devset(task, root, verify=False)
             hours = sum(e.get("duration", 0) for e in entries) / 60
             scores = ""
@@ -69,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
                 scores = "  references DNSMOS " + " ".join(f"{k.upper()} {v:.2f}" for k, v in
                                                             reference_scores(task, root).items())
             print(f"{task:12s} {len(entries):4d} clips, {hours:5.1f} min -> {folder}{scores}")
-        return 0
+        return status
     raise ValueError(f"unknown data command {args.data_command!r}")

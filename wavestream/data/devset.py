@@ -184,9 +184,12 @@ def _real_words(root, rate: int) -> tuple[list[dict], list[dict]]:
     """(keyword recordings, other word recordings) of the real-speech corpora (``DEV_ONLY_CORPORA``), both
     splits."""
     words = recorded_entries(root if root is not None else default_root(), DEV_ONLY_CORPORA)
-    if not words:
-        raise ValueError(f"no clips of {', '.join(DEV_ONLY_CORPORA)} in {root}: run `wavestream data prepare --only "
-                         f"{','.join(DEV_ONLY_CORPORA)}`")
+    # a set frozen without one of them would be another set under the same name, its figures not comparable
+    missing = [c for c in DEV_ONLY_CORPORA if c not in {e["corpus"] for e in words}]
+    if missing:
+        raise ValueError(f"keywords-real is made of every recorded dev corpus ({', '.join(DEV_ONLY_CORPORA)}); "
+                         f"{root} has no clips of {', '.join(missing)}: run `wavestream data prepare --only "
+                         f"{','.join(missing)}` (what it skips, it says how to install)")
     from .corpora import KEYWORDS
     return [e for e in words if e.get("text") in KEYWORDS], [e for e in words if e.get("text") not in KEYWORDS]
 
