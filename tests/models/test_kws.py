@@ -22,17 +22,18 @@ HOP = 160
 VARIANTS = ["kws", "kws-spiking", "kws-spiking learned decay"]
 
 
-def with_learned_decay(model: LMUFormerKWS, seed: int) -> LMUFormerKWS:
-    """``model``'s weights in a spiking model whose neurons learn their decays, set to spread values (0.2-0.95)
-    as training might leave them."""
+def with_learned_decay(model: LMUFormerKWS, seed: int | None = None) -> LMUFormerKWS:
+    """``model``'s weights in a spiking model whose neurons learn their decays: where they start (as ``--init``
+    leaves them), or with ``seed`` set to spread values (0.2-0.95) as training might leave them."""
     learned = LMUFormerKWS(spiking=True, **{**model.config, "lif_learn_decay": True})
     missing, unexpected = learned.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and missing and all(name.endswith("decay_logit") for name in missing)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name in missing:
-            logit = learned.get_parameter(name)
-            logit.copy_(torch.logit(torch.rand(logit.shape, generator=g) * 0.75 + 0.2))
+    if seed is not None:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name in missing:
+                logit = learned.get_parameter(name)
+                logit.copy_(torch.logit(torch.rand(logit.shape, generator=g) * 0.75 + 0.2))
     return learned.eval()
 
 
@@ -74,8 +75,7 @@ def test_learned_decays_start_as_the_fixed_model():
     """A spiking model that learns its decays, made from weights without them (``--init``), starts as exactly
     the model those weights make: every decay starts at the fixed one (0.5, sigmoid(0) exactly)."""
     shipped = load_model("kws-spiking")
-    learned = LMUFormerKWS(spiking=True, **{**shipped.config, "lif_learn_decay": True}).eval()
-    learned.load_state_dict(shipped.state_dict(), strict=False)
+    learned = with_learned_decay(shipped)
     x = audio(2, 50, 9)
     with torch.no_grad():
         assert torch.equal(learned(x), shipped(x))

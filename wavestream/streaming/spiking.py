@@ -80,14 +80,14 @@ def lif_forward(
     return spikes, before, v
 
 
-def decay_array(decay: Decay, channels: int) -> np.ndarray:
+def decay_array(decay: Decay | np.ndarray, channels: int) -> np.ndarray:
     """The decay as the float32 array ``[C]`` the loops outside torch read (the values torch multiplies by)."""
     if isinstance(decay, torch.Tensor):
-        return decay.detach().to(torch.float32).numpy().reshape(-1).copy()
-    return np.full(channels, decay, dtype=np.float32)
+        decay = decay.detach().numpy()
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(decay, dtype=np.float32), (channels,)))
 
 
-def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: Decay,
+def lif_forward_inference(x: torch.Tensor, v: torch.Tensor, decay: Decay | np.ndarray,
                           threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``lif_forward`` for inference on CPU float32, outside torch with the same roundings (numba's loop,
     else numpy's): currents ``[B, C, T]`` and membrane ``[B, C]`` -> spikes ``[B, C, T]`` and the last
@@ -182,7 +182,7 @@ class LIFFunction(torch.autograd.Function):
 class LIF(StreamingModule):
     """Input current ``[B, C, T]`` -> spikes (0. or 1.) ``[B, C, T]``; state ``v`` (membrane) ``[B, C]``.
     ``learn_decay``: a decay per channel, the weight ``decay_logit`` ``[C]`` (``decay = sigmoid``), starting at
-    ``decay`` in every channel; else ``decay`` for all, not a weight."""
+    ``decay`` in every channel; else ``decay`` for all, not a weight (a buffer outside the state dict)."""
 
     def __init__(self, channels: int, decay: float = 0.9, threshold: float = 1.0, slope: float = 25.0,
                  learn_decay: bool = False):
@@ -191,20 +191,22 @@ class LIF(StreamingModule):
             raise ValueError(f"need 0 <= decay <= 1 (0 < decay < 1 when learned), threshold > 0, slope > 0; "
                              f"got {decay}, {threshold}, {slope}")
         self.channels, self.threshold, self.slope = channels, threshold, slope
-        self.decay_logit = nn.Parameter(torch.full((channels,), math.log(decay / (1 - decay)))) \
-            if learn_decay else None
-        self._fixed_decay = decay
+        if learn_decay:
+            self.decay_logit = nn.Parameter(torch.full((channels,), math.log(decay / (1 - decay))))
+        else:
+            self.decay_logit = None
+            self.register_buffer("fixed_decay", torch.full((channels,), float(decay)), persistent=False)
         self._threshold32 = np.float32(threshold)  # the compiled loop's
         self._decay_cache: tuple[int, np.ndarray] | None = None  # (the logit's version, its decays as numpy)
         compiled_lif()  # when a model is built, not in its first stream's first step
 
     @property
-    def decay(self) -> Decay:
-        """The decay the loops multiply by: a float, or the learned ``[C]`` tensor (with its gradient)."""
-        return self._fixed_decay if self.decay_logit is None else torch.sigmoid(self.decay_logit)
+    def decay(self) -> torch.Tensor:
+        """The decays ``[C]`` the loops multiply by (the learned ones with their gradient)."""
+        return self.fixed_decay if self.decay_logit is None else torch.sigmoid(self.decay_logit)
 
     def _decay_numpy(self) -> np.ndarray:
-        """``decay`` as float32 numpy ``[C]`` for the compiled one-frame loop, recomputed only when the weight
+        """``decay`` as float32 numpy ``[C]`` for the loops outside torch, recomputed only when the weight
         changed (a streaming step has ten of these, each a few microseconds)."""
         version = -1 if self.decay_logit is None else self.decay_logit._version
         if self._decay_cache is None or self._decay_cache[0] != version:
@@ -219,12 +221,10 @@ class LIF(StreamingModule):
         if x.dim() != 3 or x.shape[1] != self.channels:
             raise ValueError(f"LIF expects [batch, {self.channels}, time], got {tuple(x.shape)}")
         v, decay = state["v"], self.decay
-        learning = isinstance(decay, torch.Tensor) and decay.requires_grad
-        if torch.is_grad_enabled() and (x.requires_grad or v.requires_grad or learning):
-            decay = decay if isinstance(decay, torch.Tensor) else x.new_full((self.channels,), decay)
+        if torch.is_grad_enabled() and (x.requires_grad or v.requires_grad or decay.requires_grad):
             y, v = LIFFunction.apply(x, v, decay, self.threshold, self.slope)
         elif _outside_torch(x, v):  # inference: numba's or numpy's loop, no node
-            y, v = lif_forward_inference(x, v, decay, self.threshold)
+            y, v = lif_forward_inference(x, v, self._decay_numpy(), self.threshold)
         else:
             spikes, _, v = lif_forward(x, v, decay, self.threshold)
             y = spikes.permute(1, 2, 0)
