@@ -478,3 +478,35 @@ def test_deeper_decoder_starts_as_the_shallower_one(weights, tmp_path):
         assert torch.equal(deeper(x), old(x))
     with pytest.raises(RuntimeError, match="encoder.blocks.2"):
         warm_start(SpectralCodec(encoder_blocks=3), path, vectors_per_batch=1600)
+
+
+def test_wider_decoder_starts_as_the_narrower_one(weights, tmp_path):
+    """``warm_start`` into a wider decoder (``decoder_hidden``): old weights keep their places, added units keep
+    random weights, and what an old unit reads from an added one starts at zero, so the first output is the old
+    codec's (to float32's rounding); those zeros still get a gradient (the added units are not zero), so training
+    can open them. A narrower decoder is refused."""
+    from safetensors.torch import save_file
+
+    from wavestream.train.codec import warm_start
+
+    path = tmp_path / "codec.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    old, wider = SpectralCodec().eval(), SpectralCodec(decoder_hidden=320).eval()
+    old.load_state_dict(weights)
+    warm_start(wider, path, vectors_per_batch=1600)
+    gru = wider.decoder.gru.rnn
+    for gate in range(3):  # each gate's block of the GRU's stacked matrices: old rows first, reading old units only
+        rows = slice(gate * 320, gate * 320 + 256)
+        old_rows = weights["decoder.gru.rnn.weight_hh_l0"][gate * 256:(gate + 1) * 256]
+        assert torch.equal(gru.weight_hh_l0[rows, :256], old_rows)
+        assert not gru.weight_hh_l0[rows, 256:].any() and not gru.weight_ih_l0[rows, 256:].any()
+        assert gru.weight_hh_l0[gate * 320 + 256:(gate + 1) * 320].abs().sum() > 0  # added units: random
+    x = audio(1, 20, seed=5)
+    with torch.no_grad():  # the same sums, but float32 matrix products of another width round differently
+        torch.testing.assert_close(wider(x), old(x), rtol=0, atol=1e-5 * old(x).abs().max().item())
+    wider.train()
+    wider.decoder(wider.quantizer.quantize(wider.encoder(x)).latents).square().mean().backward()
+    assert wider.decoder.output_conv.conv.weight.grad[:, 256:].abs().sum() > 0
+    assert wider.decoder.blocks[0].conv1.conv.weight.grad[:, 256:].abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot widen"):
+        warm_start(SpectralCodec(decoder_hidden=128), path, vectors_per_batch=1600)

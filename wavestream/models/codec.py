@@ -178,9 +178,10 @@ class SpectralCodec(RVQCodec):
                  dimension: int = 64, hidden: int = 256, encoder_blocks: int = 2, decoder_blocks: int = 3,
                  gru_layers: int = 1, compress: float = 0.3, n_q: int = 12, codebook_size: int = 1024,
                  sample_rate: int = 16000, bitrates: Sequence[float] = BITRATES, dead_code_threshold: float = 0.1,
-                 phase: str = "absolute", synthesis: Sequence[int] | None = None):
+                 phase: str = "absolute", synthesis: Sequence[int] | None = None, decoder_hidden: int | None = None):
         encoder = SpectralEncoder(n_fft, hop, dimension, hidden, encoder_blocks, compress)  # first: the seed's draws
-        decoder = SpectralDecoder(n_fft, hop, dimension, hidden, decoder_blocks, gru_layers, phase,
+        # the decoder may be wider than the encoder: streaming encodes in float64, so its width costs more there
+        decoder = SpectralDecoder(n_fft, hop, dimension, decoder_hidden or hidden, decoder_blocks, gru_layers, phase,
                                   tuple(synthesis) if synthesis else None)
         super().__init__(encoder, decoder, mode=mode,
                          bitrate=bitrate, dimension=dimension, n_q=n_q, codebook_size=codebook_size,

@@ -222,6 +222,7 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
     if weights[head[1]].shape != model.state_dict()[head[1]].shape:
         weights[head[0]], weights[head[1]] = _convert_head(weights[head[0]], weights[head[1]], model)
     _grow_blocks(model, weights, "decoder.blocks.")
+    _widen(model, weights, "decoder.")
     model.load_state_dict(weights)  # strict: names and shapes must match the config's model
     quantizer = model.quantizer
     if "quantizer.cluster_size" not in weights:
@@ -240,6 +241,28 @@ def _grow_blocks(model: SpectralCodec, weights: dict[str, torch.Tensor], prefix:
     for name, value in target.items():
         if name.startswith(prefix) and name not in weights:
             weights[name] = torch.zeros_like(value) if ".conv2." in name else value.clone()
+
+
+def _widen(model: SpectralCodec, weights: dict[str, torch.Tensor], prefix: str) -> None:
+    """A wider stack than ``weights`` hold starts where the narrower one stands (Net2Net's idea, with zeros):
+    every old weight keeps its place, the added units keep their random weights, and the weights by which an
+    old unit reads an added one start at zero, so the added units are computed but read by nothing until
+    training moves those zeros (their gradient is not zero: the added units are). The GRU's matrices hold
+    three gates one above the other; each gate's block is widened on its own."""
+    target = model.state_dict()
+    for name, old in list(weights.items()):
+        new = target.get(name)
+        if not name.startswith(prefix) or new is None or new.shape == old.shape:
+            continue
+        if new.dim() != old.dim() or any(n < o for n, o in zip(new.shape, old.shape, strict=True)):
+            raise ValueError(f"cannot widen {name} from {tuple(old.shape)} to {tuple(new.shape)}")
+        gates = 3 if ".gru." in name else 1
+        wide, narrow = new.clone().unflatten(0, (gates, -1)), old.unflatten(0, (gates, -1))
+        rows = narrow.shape[1]
+        if wide.dim() > 2:  # the columns (inputs) an old unit reads from added units
+            wide[:, :rows, narrow.shape[2]:] = 0
+        wide[(slice(None),) + tuple(slice(0, n) for n in narrow.shape[1:])] = narrow
+        weights[name] = wide.flatten(0, 1)
 
 
 def _convert_head(weight: torch.Tensor, bias: torch.Tensor, model: SpectralCodec) -> tuple[torch.Tensor, torch.Tensor]:
