@@ -10,8 +10,9 @@ phase. Would another phase from the same magnitudes do better? Two candidates, b
   integrated from the loudest known bins outwards (a max-heap over the previous frame's bins and the bins already
   set), in time from the previous frame or in frequency from a neighbour. Our sqrt-Hann window is not Gaussian;
   ``lam`` is given as a fraction of the window's length squared and swept;
-- variants of the shipped vocoder: fewer peaks (a floor of 40 or 60 dB under the loudest bin instead of 80),
-  peaks as maxima over +-2 bins instead of +-1.
+- the shipped vocoder with fewer peaks: a floor of 40 or 60 dB under the loudest bin instead of 80. (Peaks as
+  maxima over +-2 bins instead of +-1 were measured with this script as of commit afcc63b, which copied the
+  vocoder's loop for it.)
 
 Rows: the clean reference's magnitude in the decoder's 480/160 synthesis frames with each phase (the ceiling
 each phase allows), and the shipped codec's own decoded magnitudes at 3 kbps with each phase (what it gives
@@ -86,45 +87,14 @@ def heap_phase(magnitude: np.ndarray, n_fft: int, hop: int, lam: float, floor_db
     return phase - math.pi * bins[:, None] * (n_fft - 1) / n_fft  # window centre -> frame start
 
 
-def vocoder_phase(magnitude: np.ndarray, n_fft: int, hop: int, floor_db: float = 80.0, width: int = 1) -> np.ndarray:
-    """``PhaseVocoder``'s phase with other peak rules: a floor of ``floor_db`` under the loudest bin, peaks as
-    maxima over +-``width`` bins (``width`` 1 and ``floor_db`` 80 are the shipped vocoder, bit for bit)."""
-    vocoder = PhaseVocoder(n_fft, hop, floor_db=floor_db)
-    if width == 1:
-        return vocoder(torch.from_numpy(magnitude)[None, None]).angle()[0, 0].numpy()
-    n_freqs, frames = magnitude.shape
-    bins = np.arange(n_freqs, dtype=np.float64)
-    step, spread = 2 * math.pi * hop / n_fft, math.pi * (n_fft - 1) / n_fft
-    floor = floor_db / 20 * math.log(10)
-    phase, prev, prev_omega = np.zeros((n_freqs, frames)), np.zeros(n_freqs), np.zeros(n_freqs)
-    for t in range(frames):
-        m = magnitude[:, t]
-        log_m = np.log(m + 1e-9)
-        padded = np.pad(m, width, mode="edge")
-        peak = np.all([m >= padded[width + d:width + d + n_freqs] for d in range(-width, width + 1)], axis=0)
-        peak[0] = peak[-1] = False
-        peak &= log_m > log_m.max() - floor
-        left, centre, right = log_m[:-2], log_m[1:-1], log_m[2:]
-        curve = left - 2 * centre + right
-        offset = np.zeros(n_freqs)
-        offset[1:-1] = np.clip(np.where(curve < 0, 0.5 * (left - right) / np.minimum(curve, -1e-12), 0.0), -0.5, 0.5)
-        omega = bins + offset * peak
-        index = np.arange(n_freqs)
-        below = np.maximum.accumulate(np.where(peak, index, -1))
-        above = np.minimum.accumulate(np.where(peak, index, n_freqs)[::-1])[::-1]
-        owner = np.where((below < 0) | ((above < n_freqs) & (above - index < index - below)), above, below)
-        if not peak.any():
-            owner = index
-        now = prev[owner] + step * (omega[owner] + prev_omega[owner]) / 2 - spread * (bins - owner)
-        prev, prev_omega = np.remainder(now, 2 * math.pi), omega[owner]
-        phase[:, t] = prev
-    return phase
+def vocoder_phase(magnitude: np.ndarray, n_fft: int, hop: int, floor_db: float = 80.0) -> np.ndarray:
+    """``PhaseVocoder``'s phase, with peaks down to ``floor_db`` under the loudest bin (80: the shipped vocoder)."""
+    return PhaseVocoder(n_fft, hop, floor_db=floor_db)(torch.from_numpy(magnitude)[None, None]).angle()[0, 0].numpy()
 
 
 def phases(lams: list[float]) -> dict:
     out = {"shipped vocoder": lambda m: vocoder_phase(m, N_FFT, HOP)}
     out |= {f"vocoder, floor {f} dB": (lambda m, f=f: vocoder_phase(m, N_FFT, HOP, floor_db=f)) for f in (40, 60)}
-    out["vocoder, peaks over +-2 bins"] = lambda m: vocoder_phase(m, N_FFT, HOP, width=2)
     out |= {f"heap integration, lam {lam} L^2": (lambda m, lam=lam: heap_phase(m, N_FFT, HOP, lam * N_FFT ** 2))
             for lam in lams}
     return out
@@ -141,7 +111,7 @@ def main() -> None:
     model = load_model("codec")
     mel = MultiScaleMelLoss(RATE)
     stft, istft = stft_pair(N_FFT, HOP)
-    table = {}
+    candidates, table = phases([float(v) for v in args.lams.split(",")]), {}
     for name in args.devsets.split(","):
         folder, entries = load_devset(name)
         for entry in _spread(entries, args.limit):
@@ -154,7 +124,7 @@ def main() -> None:
                 model.decoder(model.quantizer.decode(codes))
             for source, magnitude in (("reference", analyse(stft, x).abs()), ("codec 3 kbps", tap.spec.abs())):
                 m = magnitude[0, 0].double().numpy()
-                for label, phase in phases([float(v) for v in args.lams.split(",")]).items():
+                for label, phase in candidates.items():
                     spec = torch.polar(magnitude, torch.from_numpy(phase(m)).to(magnitude.dtype)[None, None])
                     if source == "reference":
                         y = synthesize(istft, spec, n)

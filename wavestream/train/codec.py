@@ -217,12 +217,12 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
     path = Path(path)
     if not path.is_absolute() and not path.exists():
         path = Path(wavestream.__file__).resolve().parents[1] / path
-    weights = load_file(str(path))
+    weights, target = load_file(str(path)), model.state_dict()
     head = ("decoder.output_conv.conv.weight", "decoder.output_conv.conv.bias")
-    if weights[head[1]].shape != model.state_dict()[head[1]].shape:
+    if weights[head[1]].shape != target[head[1]].shape:
         weights[head[0]], weights[head[1]] = _convert_head(weights[head[0]], weights[head[1]], model)
-    _grow_blocks(model, weights, "decoder.blocks.")
-    _widen(model, weights, "decoder.")
+    _grow_blocks(target, weights, "decoder.blocks.")
+    _widen(target, weights, "decoder.")
     model.load_state_dict(weights)  # strict: names and shapes must match the config's model
     quantizer = model.quantizer
     if "quantizer.cluster_size" not in weights:
@@ -233,23 +233,23 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
     return path
 
 
-def _grow_blocks(model: SpectralCodec, weights: dict[str, torch.Tensor], prefix: str) -> None:
+def _grow_blocks(target: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], prefix: str) -> None:
     """A deeper stack than ``weights`` hold starts where the shallower one stands: each added residual
     block (``prefix`` + its index) keeps its random first conv and gets a zero last conv, so it adds
-    nothing until training moves it and the warm start's output is the old model's."""
-    target = model.state_dict()
+    nothing until training moves it and the warm start's output is the old model's (``target``: the new model's
+    state dict)."""
     for name, value in target.items():
         if name.startswith(prefix) and name not in weights:
             weights[name] = torch.zeros_like(value) if ".conv2." in name else value.clone()
 
 
-def _widen(model: SpectralCodec, weights: dict[str, torch.Tensor], prefix: str) -> None:
+def _widen(target: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], prefix: str) -> None:
     """A wider stack than ``weights`` hold starts where the narrower one stands (Net2Net's idea, with zeros):
     every old weight keeps its place, the added units keep their random weights, and the weights by which an
     old unit reads an added one start at zero, so the added units are computed but read by nothing until
     training moves those zeros (their gradient is not zero: the added units are). The GRU's matrices hold
-    three gates one above the other; each gate's block is widened on its own."""
-    target = model.state_dict()
+    three gates one above the other; each gate's block is widened on its own. ``target``: the new model's state
+    dict (its random weights for the added units)."""
     for name, old in list(weights.items()):
         new = target.get(name)
         if not name.startswith(prefix) or new is None or new.shape == old.shape:
