@@ -510,3 +510,38 @@ def test_wider_decoder_starts_as_the_narrower_one(weights, tmp_path):
     assert wider.decoder.blocks[0].conv1.conv.weight.grad[:, 256:].abs().sum() > 0
     with pytest.raises(ValueError, match="cannot widen"):
         warm_start(SpectralCodec(decoder_hidden=128), path, vectors_per_batch=1600)
+
+
+def test_fine_analysis_encoder_streams_and_starts_as_the_coarse_one(weights, tmp_path):
+    """``fine_analysis``: a second STFT's magnitudes (480 / 160, two per frame) join the encoder's input. The
+    encoder still streams (chunked == offline, causal, batch-independent, pure); ``warm_start`` from a codec
+    without it gives the new inputs zero weight, so the first codes are the old codec's, exactly, and those
+    zeros get a gradient. A hop that does not divide the frame is refused."""
+    from safetensors.torch import save_file
+
+    from wavestream.train.codec import warm_start
+
+    with pytest.raises(ValueError, match="divide the frame"):
+        SpectralCodec(fine_analysis=(480, 192))
+    path = tmp_path / "codec.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    old, fine = SpectralCodec(mode="encode").eval(), SpectralCodec(mode="encode", fine_analysis=(480, 160)).eval()
+    old.load_state_dict(weights)
+    warm_start(fine, path, vectors_per_batch=1600)
+    conv = fine.encoder.input_conv.conv.weight
+    assert conv.shape[1] == 2 * 321 + 2 * 241 and not conv[:, 2 * 321:].any()
+    x = audio(2, 20, seed=5)
+    with torch.no_grad():
+        assert torch.equal(fine(x), old(x))  # codes
+    encoder, units = fine.encoder, 6
+    x = audio(3, units, seed=units)
+    assert_step_is_pure(encoder, x)
+    for sizes in ([1, 2, 3], [6], [2, 1, 1, 2]):
+        assert_chunked_equals_offline(encoder, x, sizes)
+    assert_causal(encoder, x, 2 * FRAME + 17)
+    assert_batch_independent(encoder, [x[i:i + 1] for i in range(3)], [0, 1, 2], units // 2)
+    with torch.no_grad():  # served codes (the float64 encoder) do not depend on the chunking
+        assert torch.equal(run_chunked(fine, x, [1, 2, 3]), fine(x))
+    fine.train()
+    fine.encoder(x).square().mean().backward()
+    assert fine.encoder.input_conv.conv.weight.grad[:, 2 * 321:].abs().sum() > 0

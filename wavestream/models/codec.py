@@ -70,15 +70,29 @@ class SpectralEncoder(StreamingModule):
     X's phase, as real and imaginary channels), then causal convs over frames.
 
     The input and output convs have two taps, not one: a 1x1 conv on a one-frame chunk runs as a matrix
-    product (``CausalConv1d``), which rounds differently again from the convolution of a longer chunk."""
+    product (``CausalConv1d``), which rounds differently again from the convolution of a longer chunk.
+
+    ``fine_analysis``: a second causal STFT (window, hop), its hop dividing the frame, whose compressed
+    magnitudes join the input, the frame's subframes side by side. The 640 / 320 frame holds all of the
+    signal, but the decoder synthesizes finer frames (480 / 160), and reading their magnitudes out of a
+    coarser complex spectrum costs the convs capacity; this hands them over directly."""
 
     input_kind, output_kind = AUDIO, FEATURES
 
-    def __init__(self, n_fft: int, hop: int, dimension: int, hidden: int, blocks: int, compress: float):
+    def __init__(self, n_fft: int, hop: int, dimension: int, hidden: int, blocks: int, compress: float,
+                 fine_analysis: tuple[int, int] | None = None):
         super().__init__()
         self.channels, self.compress = 1, compress
         self.stft = STFT(n_fft, hop, "sqrt_hann")
-        self.input_conv = CausalConv1d(2 * self.stft.n_freqs, hidden, 2)
+        channels, self.subframes = 2 * self.stft.n_freqs, 0
+        if fine_analysis:
+            fine_fft, fine_hop = fine_analysis
+            if hop % fine_hop:
+                raise ValueError(f"the fine analysis hop must divide the frame of {hop} samples, got {fine_hop}")
+            self.fine_stft = STFT(fine_fft, fine_hop, "sqrt_hann")
+            self.subframes = hop // fine_hop
+            channels += self.subframes * self.fine_stft.n_freqs
+        self.input_conv = CausalConv1d(channels, hidden, 2)
         self.blocks = nn.ModuleList(ResidualUnit(hidden, dilation=2 ** j, conv_shortcut=False) for j in range(blocks))
         self.output_conv = CausalConv1d(hidden, dimension, 2)
         self.hop, self.out_per_in = hop, Fraction(1, hop)
@@ -88,7 +102,14 @@ class SpectralEncoder(StreamingModule):
         spec = self.step_child("stft", x, state, new_state)[:, 0]  # [B, F, n] complex
         re, im = spec.real, spec.imag
         scale = (re.square() + im.square() + 1e-12).pow((self.compress - 1) / 2)
-        h = self.step_child("input_conv", torch.cat([re * scale, im * scale], dim=1), state, new_state)
+        features = [re * scale, im * scale]
+        if self.subframes:  # [B, F, n * subframes] -> [B, subframes * F, n], a frame's subframes in time order
+            fine = self.step_child("fine_stft", x, state, new_state)[:, 0]
+            magnitude = (fine.real.square() + fine.imag.square() + 1e-12).pow(self.compress / 2)
+            b, f, m = magnitude.shape
+            features.append(magnitude.view(b, f, m // self.subframes, self.subframes).permute(0, 3, 1, 2)
+                            .reshape(b, self.subframes * f, m // self.subframes))
+        h = self.step_child("input_conv", torch.cat(features, dim=1), state, new_state)
         for j in range(len(self.blocks)):
             h = self.step_child(f"blocks.{j}", h, state, new_state)
         return self.step_child("output_conv", F.elu(h), state, new_state), new_state
@@ -178,8 +199,10 @@ class SpectralCodec(RVQCodec):
                  dimension: int = 64, hidden: int = 256, encoder_blocks: int = 2, decoder_blocks: int = 3,
                  gru_layers: int = 1, compress: float = 0.3, n_q: int = 12, codebook_size: int = 1024,
                  sample_rate: int = 16000, bitrates: Sequence[float] = BITRATES, dead_code_threshold: float = 0.1,
-                 phase: str = "absolute", synthesis: Sequence[int] | None = None, decoder_hidden: int | None = None):
-        encoder = SpectralEncoder(n_fft, hop, dimension, hidden, encoder_blocks, compress)  # first: the seed's draws
+                 phase: str = "absolute", synthesis: Sequence[int] | None = None, decoder_hidden: int | None = None,
+                 fine_analysis: Sequence[int] | None = None):
+        encoder = SpectralEncoder(n_fft, hop, dimension, hidden, encoder_blocks, compress,  # first: the seed's draws
+                                  tuple(fine_analysis) if fine_analysis else None)
         # the decoder may be wider than the encoder: streaming encodes in float64, so its width costs more there
         decoder = SpectralDecoder(n_fft, hop, dimension, decoder_hidden or hidden, decoder_blocks, gru_layers, phase,
                                   tuple(synthesis) if synthesis else None)

@@ -223,6 +223,7 @@ def warm_start(model: SpectralCodec, path: str | Path, vectors_per_batch: float)
         weights[head[0]], weights[head[1]] = _convert_head(weights[head[0]], weights[head[1]], model)
     _grow_blocks(target, weights, "decoder.blocks.")
     _widen(target, weights, "decoder.")
+    _widen(target, weights, "encoder.input_conv.")  # a fine analysis's inputs, read by nothing at first
     model.load_state_dict(weights)  # strict: names and shapes must match the config's model
     quantizer = model.quantizer
     if "quantizer.cluster_size" not in weights:
